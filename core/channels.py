@@ -1,0 +1,129 @@
+"""The channel glossary: the one vocabulary of energyhost.
+
+Every profile row, MQTT payload key, InfluxDB field, analytics argument and report
+line names its quantity with a channel from :data:`CHANNELS`.  Units are fixed per
+channel (SI, never in the name); counters are cumulative and never reset on purpose.
+
+Sign rules, one per device kind (OpenEMS "nature" style):
+
+* ``meter`` (grid / feeder meter): ``active_power`` > 0 = power imported from the
+  grid (consumed by the site); < 0 = exported.  ``energy_import`` counts imported Wh,
+  ``energy_export`` exported Wh, both increasing.
+* ``transformer``: temperatures in °C; states are 0/1 (1 = on / active).
+* ``pv_inverter``: ``active_power`` > 0 = AC production; ``energy_export`` = lifetime
+  AC energy produced [Wh].
+* ``ev_charger``: ``active_power`` > 0 = power drawn by the vehicle;
+  ``energy_import`` = lifetime energy delivered to vehicles [Wh].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEVICE_KINDS: tuple[str, ...] = ("meter", "transformer", "pv_inverter", "ev_charger")
+
+SIGN_RULES: dict[str, str] = {
+    "meter": "active/reactive power > 0 = import from the grid (consumption); < 0 = export",
+    "transformer": "temperatures in degC; states 0/1 with 1 = on/active",
+    "pv_inverter": "active power > 0 = AC production",
+    "ev_charger": "active power > 0 = power delivered to the vehicle",
+}
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One quantity: canonical name, unit, description and nature.
+
+    ``nature`` is ``gauge`` (instantaneous), ``counter`` (cumulative, non-decreasing
+    except at meter reset/replacement) or ``state`` (an enumerated or 0/1 code).
+    """
+
+    name: str
+    unit: str
+    description: str
+    nature: str = "gauge"
+
+
+def _phases(stem: str, unit: str, text: str, nature: str = "gauge") -> list[Channel]:
+    return [Channel(f"{stem}_l{p}", unit, f"{text}, phase L{p}", nature) for p in (1, 2, 3)]
+
+
+_LIST: list[Channel] = [
+    # --- voltages and currents
+    *_phases("voltage", "V", "phase-to-neutral voltage (RMS)"),
+    Channel("voltage_l12", "V", "line-to-line voltage L1-L2 (RMS)"),
+    Channel("voltage_l23", "V", "line-to-line voltage L2-L3 (RMS)"),
+    Channel("voltage_l31", "V", "line-to-line voltage L3-L1 (RMS)"),
+    *_phases("current", "A", "phase current (RMS)"),
+    Channel("current_n", "A", "neutral current (RMS)"),
+    Channel("voltage_angle_l2", "deg", "phase angle of U2 relative to U1"),
+    Channel("voltage_angle_l3", "deg", "phase angle of U3 relative to U1"),
+    # --- power
+    *_phases("active_power", "W", "active power"),
+    Channel("active_power", "W", "total active power (sign rule of the device kind)"),
+    *_phases("reactive_power", "var", "reactive power"),
+    Channel("reactive_power", "var", "total reactive power (+ = inductive / lagging)"),
+    *_phases("apparent_power", "VA", "apparent power"),
+    Channel("apparent_power", "VA", "total apparent power"),
+    *_phases("power_factor", "1", "power factor (signed, IEC convention)"),
+    Channel("power_factor", "1", "total power factor (signed, IEC convention)"),
+    Channel("frequency", "Hz", "supply frequency"),
+    # --- energy counters
+    Channel("energy_import", "Wh", "cumulative active energy imported / consumed / delivered", "counter"),
+    Channel("energy_export", "Wh", "cumulative active energy exported / produced", "counter"),
+    Channel("reactive_energy_import", "varh", "cumulative reactive energy, inductive (Q1+Q2)", "counter"),
+    Channel("reactive_energy_export", "varh", "cumulative reactive energy, capacitive (Q3+Q4)", "counter"),
+    # --- harmonics
+    *_phases("thd_voltage", "%", "total harmonic distortion of voltage"),
+    *_phases("thd_current", "%", "total harmonic distortion of current"),
+    # --- demand
+    Channel("demand_active_power", "W", "present demand (sliding-window average, usually 15 min)"),
+    Channel("demand_active_power_max", "W", "maximum demand of the current billing period"),
+    # --- transformer temperature controller
+    *_phases("winding_temperature", "degC", "winding temperature"),
+    Channel("fan_running", "1", "cooling fan running (1) or stopped (0)", "state"),
+    Channel("temperature_alarm", "1", "over-temperature alarm contact active (1)", "state"),
+    Channel("temperature_trip", "1", "over-temperature trip contact active (1)", "state"),
+    # --- PV inverter
+    Channel("dc_voltage", "V", "DC input voltage"),
+    Channel("dc_current", "A", "DC input current"),
+    Channel("dc_power", "W", "DC input power"),
+    Channel("temperature_cabinet", "degC", "inverter cabinet temperature"),
+    Channel("temperature_heatsink", "degC", "inverter heat-sink temperature"),
+    Channel("inverter_state", "1", "SunSpec operating state (1 off ... 4 MPPT ... 7 fault)", "state"),
+    Channel("inverter_events", "1", "SunSpec event bit field (Evt1)", "state"),
+    Channel("irradiance_poa", "W/m2", "plane-of-array irradiance"),
+    Channel("temperature_module", "degC", "PV module back-surface temperature"),
+    # --- EV charger
+    Channel("charger_state", "1", "IEC 61851-1 control pilot state: 1=A 2=B 3=C 4=D 5=E 6=F", "state"),
+    Channel("ocpp_status", "1",
+            "OCPP 1.6 status: 0 Available 1 Preparing 2 Charging 3 SuspendedEVSE 4 SuspendedEV "
+            "5 Finishing 6 Reserved 7 Unavailable 8 Faulted", "state"),
+    Channel("session_energy", "Wh", "energy delivered in the current session", "counter"),
+    Channel("fault_code", "1", "vendor fault code, 0 = no fault", "state"),
+    Channel("max_current_offered", "A", "current limit offered to the vehicle (PWM duty)"),
+    # --- device health
+    Channel("online", "1", "device reachable (1) or not (0), written by the collector", "state"),
+]
+
+# MPPT / string inputs (SunSpec model 160 repeating blocks): mppt1..mppt8
+for _n in range(1, 9):
+    _LIST += [
+        Channel(f"mppt{_n}_dc_current", "A", f"DC current of MPPT input {_n}"),
+        Channel(f"mppt{_n}_dc_voltage", "V", f"DC voltage of MPPT input {_n}"),
+        Channel(f"mppt{_n}_dc_power", "W", f"DC power of MPPT input {_n}"),
+    ]
+
+CHANNELS: dict[str, Channel] = {c.name: c for c in _LIST}
+
+OCPP_STATUS = ("Available", "Preparing", "Charging", "SuspendedEVSE", "SuspendedEV",
+               "Finishing", "Reserved", "Unavailable", "Faulted")
+IEC61851_STATES = ("A", "B", "C", "D", "E", "F")
+
+
+def channel(name: str) -> Channel:
+    """Return the :class:`Channel` called ``name``; ``KeyError`` names the glossary if unknown."""
+    try:
+        return CHANNELS[name]
+    except KeyError:
+        raise KeyError(f"unknown channel {name!r}: channels are listed in core/channels.py") from None

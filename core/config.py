@@ -1,0 +1,377 @@
+"""Fleet configuration and runtime settings.
+
+Error policy (the tree of what can go wrong at start-up)::
+
+    ConfigError            bad fleet file: names the file, the device (or site) and the key
+    core.profiles.ProfileError   bad profile file (raised by core.profiles)
+
+A fleet file is validated once, completely, at start-up; on any error nothing starts.
+Endpoints and secrets never live in the fleet file: they come from the environment
+(:class:`Settings`), so the repository holds no secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+KINDS = ("meter", "transformer", "pv_inverter", "ev_charger")
+TOPIC_PREFIX = "eh/v1"
+
+
+class ConfigError(ValueError):
+    """The fleet file or the settings are invalid; the message says where and what."""
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """A serial-to-Ethernet gateway: several Modbus unit ids behind one TCP connection."""
+
+    id: str
+    site_id: str
+    host: str
+    port: int
+    framer: str = "rtu"          # "rtu" = RTU framing over TCP; "socket" = Modbus TCP (MBAP)
+    pause_s: float = 0.02        # pause between two requests on the bus
+    timeout_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    kind: str
+    customer_id: str
+    site_id: str
+    transport: str               # "modbus" | "mqtt"
+    profile: str | None = None   # profile id (file stem in profiles/); required for modbus
+    host: str | None = None      # modbus TCP direct
+    port: int | None = None
+    unit_id: int = 1
+    gateway: str | None = None   # gateway id for RTU-over-TCP
+    poll_interval_s: float = 5.0
+    timeout_s: float = 1.0
+    retries: int = 1
+    rated_power_kw: float | None = None   # PV inverter AC rating / charger rating
+    name: str = ""
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"customer": self.customer_id, "site": self.site_id, "device": self.id}
+
+    @property
+    def topic(self) -> str:
+        """MQTT telemetry topic of this device (see docs/mqtt.md)."""
+        return f"{TOPIC_PREFIX}/{self.site_id}/{self.id}/telemetry"
+
+
+@dataclass(frozen=True)
+class Transformer:
+    id: str
+    rated_kva: float
+    p0_kw: float                  # no-load loss
+    pk_kw: float                  # load loss at rated current
+    meter: str | None = None      # device id of the meter on its LV side
+    temperature_controller: str | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    id: str
+    name: str
+    customer_id: str
+    timezone: str = "Asia/Shanghai"
+    tariff: str = ""
+    voltage_level_kv: float = 10.0
+    nominal_voltage_v: float = 230.0
+    pv_capacity_kwp: float = 0.0
+    latitude: float = 31.3
+    longitude: float = 120.6
+    contract_demand_kw: float | None = None
+    pf_standard: float = 0.90
+    transformers: tuple[Transformer, ...] = ()
+    devices: tuple[Device, ...] = ()
+    gateways: tuple[Gateway, ...] = ()
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    name: str
+    manager: str = ""
+    email: str = ""
+    sites: tuple[Site, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fleet:
+    customers: tuple[Customer, ...]
+    path: Path | None = None
+    sites: dict[str, Site] = field(default_factory=dict)
+    devices: dict[str, Device] = field(default_factory=dict)
+    gateways: dict[str, Gateway] = field(default_factory=dict)
+
+    def site(self, site_id: str) -> Site:
+        return self.sites[site_id]
+
+    def device(self, device_id: str) -> Device:
+        return self.devices[device_id]
+
+    def customer_of_site(self, site_id: str) -> Customer:
+        return next(c for c in self.customers if any(s.id == site_id for s in c.sites))
+
+
+class _Reader:
+    """Typed access to one TOML table, with errors that name file, owner and key."""
+
+    def __init__(self, path: str, owner: str, table: dict):
+        self.path, self.owner, self.table = path, owner, table
+        self.used: set[str] = set()
+
+    def fail(self, key: str, why: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {self.owner}: key {key!r}: {why}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default=..., *, check=None, why: str = ""):
+        self.used.add(key)
+        if key not in self.table:
+            if default is ...:
+                return self._missing(key)
+            return default
+        value = self.table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.fail(key, f"expected {names}, got {type(value).__name__} {value!r}")
+        if check is not None and not check(value):
+            raise self.fail(key, f"{why} (got {value!r})")
+        return value
+
+    def _missing(self, key):
+        raise self.fail(key, "is required")
+
+    def ident(self, key: str) -> str:
+        return self.get(key, str, check=ID_RE.match, why="must match [a-z0-9][a-z0-9_.-]{0,63}")
+
+    def finish(self, allowed_children: tuple[str, ...] = ()) -> None:
+        unknown = set(self.table) - self.used - set(allowed_children)
+        if unknown:
+            raise self.fail(sorted(unknown)[0], "unknown key (typo?)")
+
+
+def _positive(v) -> bool:
+    return v > 0
+
+
+def load_fleet(path: str | os.PathLike, *, known_profiles: set[str] | None = None) -> Fleet:
+    """Read and validate a fleet TOML file.
+
+    ``known_profiles``, when given, is the set of profile ids that exist; a device naming
+    another one is an error.  Raises :class:`ConfigError` naming file, device and key.
+    """
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: fleet file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    return parse_fleet(raw, str(p), known_profiles=known_profiles, path=p)
+
+
+def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] | None = None,
+                path: Path | None = None) -> Fleet:
+    top = _Reader(where, "top level", raw)
+    customers_raw = top.get("customer", list, default=[])
+    top.finish()
+    if not customers_raw:
+        raise ConfigError(f"{where}: no [[customer]] defined")
+    seen: dict[str, str] = {}
+
+    def unique(kind: str, ident: str, r: _Reader) -> None:
+        if ident in seen:
+            raise r.fail("id", f"duplicate id {ident!r} (already used by a {seen[ident]})")
+        seen[ident] = kind
+
+    customers: list[Customer] = []
+    all_sites: dict[str, Site] = {}
+    all_devices: dict[str, Device] = {}
+    all_gateways: dict[str, Gateway] = {}
+    endpoints: dict[tuple[str, int, int], str] = {}
+    for i, craw in enumerate(customers_raw):
+        cr = _Reader(where, f"customer #{i + 1}", craw)
+        cid = cr.ident("id")
+        cr.owner = f"customer {cid!r}"
+        unique("customer", cid, cr)
+        sites: list[Site] = []
+        for j, sraw in enumerate(cr.get("site", list, default=[])):
+            sr = _Reader(where, f"customer {cid!r} site #{j + 1}", sraw)
+            sid = sr.ident("id")
+            sr.owner = f"site {sid!r}"
+            unique("site", sid, sr)
+            tz = sr.get("timezone", str, "Asia/Shanghai")
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise sr.fail("timezone", f"unknown time zone {tz!r}") from None
+            gateways: list[Gateway] = []
+            for graw in sr.get("gateway", list, default=[]):
+                gr = _Reader(where, f"site {sid!r} gateway", graw)
+                gid = gr.ident("id")
+                gr.owner = f"gateway {gid!r}"
+                unique("gateway", gid, gr)
+                gw = Gateway(
+                    id=gid, site_id=sid,
+                    host=gr.get("host", str),
+                    port=gr.get("port", int, check=lambda v: 0 <= v < 65536, why="must be a TCP port"),
+                    framer=gr.get("framer", str, "rtu", check=lambda v: v in ("rtu", "socket"),
+                                  why="must be 'rtu' or 'socket'"),
+                    pause_s=gr.get("pause_s", float, 0.02, check=lambda v: 0 <= v <= 5, why="0..5 s"),
+                    timeout_s=gr.get("timeout_s", float, 1.0, check=_positive, why="must be > 0"),
+                )
+                gr.finish()
+                gateways.append(gw)
+                all_gateways[gid] = gw
+            devices: list[Device] = []
+            for draw in sr.get("device", list, default=[]):
+                dr = _Reader(where, f"site {sid!r} device", draw)
+                did = dr.ident("id")
+                dr.owner = f"device {did!r}"
+                unique("device", did, dr)
+                kind = dr.get("kind", str, check=lambda v: v in KINDS, why=f"must be one of {KINDS}")
+                transport = dr.get("transport", str, check=lambda v: v in ("modbus", "mqtt"),
+                                   why="must be 'modbus' or 'mqtt'")
+                profile = dr.get("profile", str, None)
+                if transport == "modbus" and profile is None:
+                    raise dr.fail("profile", "is required for a modbus device")
+                if profile is not None and known_profiles is not None and profile not in known_profiles:
+                    raise dr.fail("profile", f"unknown profile {profile!r}; known: {sorted(known_profiles)}")
+                gateway = dr.get("gateway", str, None)
+                host = dr.get("host", str, None)
+                port = dr.get("port", int, None, check=lambda v: 0 <= v < 65536, why="must be a TCP port")
+                unit_id = dr.get("unit_id", int, 1, check=lambda v: 0 <= v <= 247, why="must be 0..247")
+                if transport == "modbus":
+                    if gateway is not None:
+                        if gateway not in {g.id for g in gateways}:
+                            raise dr.fail("gateway", f"no gateway {gateway!r} on site {sid!r}")
+                        if host is not None or port is not None:
+                            raise dr.fail("host", "give either gateway or host/port, not both")
+                        key = (gateway, 0, unit_id)
+                    else:
+                        if host is None or port is None:
+                            raise dr.fail("host" if host is None else "port",
+                                          "is required for a modbus device without gateway")
+                        key = (host, port, unit_id)
+                    if key in endpoints and key[1] != 0:
+                        raise dr.fail("unit_id", f"same host/port/unit id as device {endpoints[key]!r}")
+                    if key in endpoints:
+                        raise dr.fail("unit_id", f"unit id {unit_id} already used on gateway {gateway!r} "
+                                                 f"by device {endpoints[key]!r}")
+                    endpoints[key] = did
+                dev = Device(
+                    id=did, kind=kind, customer_id=cid, site_id=sid, transport=transport, profile=profile,
+                    host=host, port=port, unit_id=unit_id, gateway=gateway,
+                    poll_interval_s=dr.get("poll_interval_s", float, 5.0,
+                                           check=lambda v: 0.1 <= v <= 3600, why="must be 0.1..3600 s"),
+                    timeout_s=dr.get("timeout_s", float, 1.0, check=lambda v: 0.05 <= v <= 60,
+                                     why="must be 0.05..60 s"),
+                    retries=dr.get("retries", int, 1, check=lambda v: 0 <= v <= 5, why="must be 0..5"),
+                    rated_power_kw=dr.get("rated_power_kw", float, None, check=_positive, why="must be > 0"),
+                    name=dr.get("name", str, ""),
+                )
+                dr.finish()
+                devices.append(dev)
+                all_devices[did] = dev
+            transformers: list[Transformer] = []
+            for traw in sr.get("transformer", list, default=[]):
+                tr = _Reader(where, f"site {sid!r} transformer", traw)
+                tid = tr.ident("id")
+                tr.owner = f"transformer {tid!r}"
+                unique("transformer", tid, tr)
+                t = Transformer(
+                    id=tid,
+                    rated_kva=tr.get("rated_kva", float, check=_positive, why="must be > 0"),
+                    p0_kw=tr.get("p0_kw", float, check=_positive, why="must be > 0"),
+                    pk_kw=tr.get("pk_kw", float, check=_positive, why="must be > 0"),
+                    meter=tr.get("meter", str, None),
+                    temperature_controller=tr.get("temperature_controller", str, None),
+                )
+                for key in ("meter", "temperature_controller"):
+                    ref = getattr(t, key)
+                    if ref is not None and ref not in {d.id for d in devices}:
+                        raise tr.fail(key, f"no device {ref!r} on site {sid!r}")
+                tr.finish()
+                transformers.append(t)
+            site = Site(
+                id=sid, name=sr.get("name", str, sid), customer_id=cid, timezone=tz,
+                tariff=sr.get("tariff", str, ""),
+                voltage_level_kv=sr.get("voltage_level_kv", float, 10.0, check=_positive, why="must be > 0"),
+                nominal_voltage_v=sr.get("nominal_voltage_v", float, 230.0, check=_positive, why="must be > 0"),
+                pv_capacity_kwp=sr.get("pv_capacity_kwp", float, 0.0, check=lambda v: v >= 0, why="must be >= 0"),
+                latitude=sr.get("latitude", float, 31.3, check=lambda v: -90 <= v <= 90, why="must be -90..90"),
+                longitude=sr.get("longitude", float, 120.6, check=lambda v: -180 <= v <= 180,
+                                 why="must be -180..180"),
+                contract_demand_kw=sr.get("contract_demand_kw", float, None, check=_positive, why="must be > 0"),
+                pf_standard=sr.get("pf_standard", float, 0.90, check=lambda v: v in (0.80, 0.85, 0.90),
+                                   why="must be 0.80, 0.85 or 0.90"),
+                transformers=tuple(transformers), devices=tuple(devices), gateways=tuple(gateways),
+            )
+            sr.finish(("gateway", "device", "transformer"))
+            sites.append(site)
+            all_sites[sid] = site
+        customer = Customer(id=cid, name=cr.get("name", str, cid), manager=cr.get("manager", str, ""),
+                            email=cr.get("email", str, ""), sites=tuple(sites))
+        cr.finish(("site",))
+        customers.append(customer)
+    return Fleet(customers=tuple(customers), path=path, sites=all_sites, devices=all_devices,
+                 gateways=all_gateways)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Endpoints and secrets, from the environment (never from the repository).
+
+    ``EH_INFLUX_URL`` (default http://127.0.0.1:8086), ``EH_INFLUX_DB`` (energyhost),
+    ``EH_INFLUX_USER`` / ``EH_INFLUX_PASSWORD`` (or ``*_FILE`` variants holding the secret),
+    ``EH_INFLUX_TOKEN`` (InfluxDB 2.x/3.x v1-compat token auth),
+    ``EH_MQTT_HOST`` / ``EH_MQTT_PORT`` / ``EH_MQTT_USER`` / ``EH_MQTT_PASSWORD``, ``EH_SPOOL_DIR``.
+    """
+
+    influx_url: str = "http://127.0.0.1:8086"
+    influx_db: str = "energyhost"
+    influx_user: str | None = None
+    influx_password: str | None = None
+    influx_token: str | None = None
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_user: str | None = None
+    mqtt_password: str | None = None
+    spool_dir: str = "var/spool"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        e = os.environ if env is None else env
+
+        def secret(name: str) -> str | None:
+            if e.get(name + "_FILE"):
+                try:
+                    return Path(e[name + "_FILE"]).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigError(f"{name}_FILE: cannot read {e[name + '_FILE']!r}: {exc}") from None
+            return e.get(name) or None
+
+        port = e.get("EH_MQTT_PORT", "1883")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"EH_MQTT_PORT: not a TCP port: {port!r}")
+        return cls(
+            influx_url=e.get("EH_INFLUX_URL", cls.influx_url), influx_db=e.get("EH_INFLUX_DB", cls.influx_db),
+            influx_user=e.get("EH_INFLUX_USER") or None, influx_password=secret("EH_INFLUX_PASSWORD"),
+            influx_token=secret("EH_INFLUX_TOKEN"),
+            mqtt_host=e.get("EH_MQTT_HOST", cls.mqtt_host), mqtt_port=int(port),
+            mqtt_user=e.get("EH_MQTT_USER") or None, mqtt_password=secret("EH_MQTT_PASSWORD"),
+            spool_dir=e.get("EH_SPOOL_DIR", cls.spool_dir),
+        )
