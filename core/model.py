@@ -21,3 +21,51 @@ class Point(NamedTuple):
     tags: dict[str, str]
     fields: dict[str, FieldValue]
     time_ns: int
+
+
+SEVERITIES: tuple[str, ...] = ("critical", "major", "minor", "warning")
+
+
+class Finding(NamedTuple):
+    """One analytics result: a fault, a power-quality verdict or a priced saving.
+
+    ``evidence`` holds the numbers the finding rests on; for savings, ``kwh_month`` and
+    ``yuan_month`` are the estimates and ``inputs`` the inputs of the formula used.
+    Times are ns since the epoch (UTC).
+    """
+
+    type: str
+    site_id: str
+    device_id: str | None
+    start_ns: int
+    end_ns: int
+    severity: str
+    evidence: dict
+    explanation_zh: str
+    explanation_en: str
+    recommendation_zh: str = ""
+    recommendation_en: str = ""
+    kwh_month: float | None = None
+    yuan_month: float | None = None
+    inputs: dict | None = None
+
+
+class AlarmEvent(NamedTuple):
+    """An alarm raise or clear, as produced by ``analytics.alarms`` and stored by the workflow store.
+
+    ``key`` is the dedup key (``site/device/type``): at most one active alarm per key.
+    ``cleared_ns`` is None while the condition is active.  ``suppressed_by`` names the key
+    of the alarm that suppresses this one by design (e.g. the device's comms-loss alarm).
+    """
+
+    key: str
+    type: str
+    site_id: str
+    device_id: str | None
+    severity: str
+    raised_ns: int
+    cleared_ns: int | None
+    message_zh: str
+    message_en: str
+    evidence: dict
+    suppressed_by: str | None = None
