@@ -1,0 +1,5 @@
+import sys
+
+from energyhost.cli import main
+
+sys.exit(main())

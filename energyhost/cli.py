@@ -1,0 +1,251 @@
+"""The ``energyhost`` command: a thin dispatcher over the wings.
+
+Each subcommand imports its wing only when it runs, so ``--help`` is instant and one
+wing's trouble never breaks another's command.  Errors print one line
+(``energyhost: error: ...``) and exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_FLEET = os.environ.get("EH_FLEET", str(ROOT / "sites.example.toml"))
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit status 2."""
+
+
+def _load(fleet_path: str):
+    from core.config import load_fleet
+    from core.profiles import load_profiles
+
+    profiles = load_profiles()
+    return load_fleet(fleet_path, known_profiles=set(profiles)), profiles
+
+
+def _stop_event_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+# --------------------------------------------------------------------------- subcommands
+def cmd_check(args: argparse.Namespace) -> int:
+    fleet, profiles = _load(args.fleet)
+    kinds: dict[str, int] = {}
+    for d in fleet.devices.values():
+        kinds[d.kind] = kinds.get(d.kind, 0) + 1
+    print(f"{args.fleet}: OK — {len(fleet.customers)} customers, {len(fleet.sites)} sites, "
+          f"{len(fleet.devices)} devices {kinds}, {len(profiles)} profiles")
+    return 0
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from core.profiles import load_profiles
+
+    for pid, p in sorted(load_profiles().items()):
+        print(f"{pid:40s} {p.kind:12s} {p.vendor} {p.model}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from collector.service import run_collectors
+    from core.config import Settings
+
+    fleet, profiles = _load(args.fleet)
+    settings = Settings.from_env()
+    return asyncio.run(run_collectors(fleet, profiles, settings, group=args.group, shard=args.shard,
+                                      metrics_port=args.metrics_port, modbus=not args.no_modbus,
+                                      mqtt=not args.no_mqtt))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulators.service import run_simulators
+
+    fleet, profiles = _load(args.fleet)
+    from core.config import Settings
+
+    return asyncio.run(run_simulators(fleet, profiles, Settings.from_env(), control_port=args.control_port,
+                                      seed=args.seed, mqtt=not args.no_mqtt))
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    from core.config import Settings
+    from core.influx import InfluxClient
+    from simulators.backfill import backfill, example_fault_schedule
+    from simulators.signals import FleetSignals
+
+    fleet, _ = _load(args.fleet)
+    client = InfluxClient.from_settings(Settings.from_env())
+    client.create_database()
+    signals = FleetSignals(fleet, seed=args.seed)
+    faults = [] if args.no_faults else example_fault_schedule(fleet, days=args.days)
+    counts = backfill(fleet, signals, client, days=args.days, step_s=args.step, faults=faults)
+    print(json.dumps(counts, default=str))
+    return 0
+
+
+def cmd_fault(args: argparse.Namespace) -> int:
+    from simulators.control import clear_remote, inject_remote, list_remote
+
+    if args.action == "list":
+        print(json.dumps(list_remote(args.url), indent=2))
+    elif args.action == "inject":
+        params = json.loads(args.params) if args.params else {}
+        print(json.dumps(inject_remote(args.url, args.device, args.type, params)))
+    else:
+        print(json.dumps(clear_remote(args.url, args.device, args.type)))
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from analytics.jobs import main as analytics_main
+
+    return analytics_main(args)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.main import app_from_environment
+
+    app = app_from_environment(fleet_path=args.fleet, db_path=args.db)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from energyhost.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from energyhost.status import print_status
+
+    return print_status(args)
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="energyhost",
+        description="Energy hosting service: collect, analyse and service distribution rooms, PV and EV chargers.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def fleet_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--fleet", default=DEFAULT_FLEET, help="fleet TOML file (default: %(default)s)")
+
+    sp = sub.add_parser("demo", help="run the whole stack on the simulated fleet (Ctrl-C stops everything)")
+    fleet_arg(sp)
+    sp.add_argument("--var", default=str(ROOT / "var" / "demo"), help="state directory (default: %(default)s)")
+    sp.add_argument("--backfill-days", type=int, default=31,
+                    help="days of simulated history written on first start (0 = none; default: %(default)s)")
+    sp.add_argument("--duration", type=float, default=None,
+                    help="stop by itself after this many seconds (default: run until Ctrl-C)")
+    sp.add_argument("--api-port", type=int, default=0, help="API port (default: a free one)")
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser("collect", help="run the Modbus and MQTT collectors, writing to InfluxDB")
+    fleet_arg(sp)
+    sp.add_argument("--group", default=None, help="MQTT shared-subscription group (N collectors split one stream)")
+    sp.add_argument("--shard", default=None, metavar="K/N",
+                    help="poll only Modbus devices of shard K of N (by stable hash of the device id)")
+    sp.add_argument("--metrics-port", type=int, default=0, help="Prometheus metrics port (0 = off)")
+    sp.add_argument("--no-modbus", action="store_true", help="do not poll Modbus devices")
+    sp.add_argument("--no-mqtt", action="store_true", help="do not subscribe to MQTT")
+    sp.set_defaults(func=cmd_collect)
+
+    sp = sub.add_parser("simulate", help="serve the fleet's simulated devices (Modbus servers, MQTT gateway)")
+    fleet_arg(sp)
+    sp.add_argument("--control-port", type=int, default=0, help="fault-injection HTTP port on 127.0.0.1")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--no-mqtt", action="store_true", help="do not run the MQTT gateway simulator")
+    sp.set_defaults(func=cmd_simulate)
+
+    sp = sub.add_parser("backfill", help="write N days of simulated history straight into InfluxDB")
+    fleet_arg(sp)
+    sp.add_argument("--days", type=int, default=31)
+    sp.add_argument("--step", type=int, default=60, help="seconds between samples (default: %(default)s)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--no-faults", action="store_true", help="a fault-free history")
+    sp.set_defaults(func=cmd_backfill)
+
+    sp = sub.add_parser("fault", help="inject or clear a fault in a running simulator")
+    sp.add_argument("action", choices=("inject", "clear", "list"))
+    sp.add_argument("device", nargs="?")
+    sp.add_argument("type", nargs="?", help="fault type, e.g. inverter_trip (see `energyhost fault list`)")
+    sp.add_argument("--params", default=None, help="JSON object of fault parameters")
+    sp.add_argument("--url", default=os.environ.get("EH_SIM_CONTROL_URL", "http://127.0.0.1:8765"),
+                    help="simulator control URL (default: $EH_SIM_CONTROL_URL or %(default)s)")
+    sp.set_defaults(func=cmd_fault)
+
+    sp = sub.add_parser("analyze", help="run analytics: follow live data, or over a past period")
+    fleet_arg(sp)
+    sp.add_argument("--follow", action="store_true", help="evaluate continuously (near-real-time alarms)")
+    sp.add_argument("--site", default=None, help="one site id (default: all)")
+    sp.add_argument("--start", default=None, help="ISO date/time (default: 30 days ago)")
+    sp.add_argument("--end", default=None, help="ISO date/time (default: now)")
+    sp.add_argument("--db", default=os.environ.get("EH_DB", str(ROOT / "var" / "energyhost.sqlite")),
+                    help="workflow database (alarms are stored here)")
+    sp.add_argument("--json", action="store_true", help="print findings as JSON")
+    sp.set_defaults(func=cmd_analyze)
+
+    sp = sub.add_parser("serve", help="run the API and web pages")
+    fleet_arg(sp)
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--db", default=os.environ.get("EH_DB", str(ROOT / "var" / "energyhost.sqlite")),
+                    help="workflow database: a SQLite file path or a postgresql:// URL")
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("status", help="print the health of every component")
+    sp.add_argument("--var", default=str(ROOT / "var" / "demo"), help="demo state directory")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_status)
+
+    sp = sub.add_parser("check-config", help="validate a fleet file and the device profiles")
+    fleet_arg(sp)
+    sp.set_defaults(func=cmd_check)
+
+    sp = sub.add_parser("profiles", help="list the device profiles")
+    sp.set_defaults(func=cmd_profiles)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from core.config import ConfigError
+
+    user_errors: tuple[type[BaseException], ...] = (CliError, ConfigError, FileNotFoundError, PermissionError)
+    try:
+        from core.profiles import ProfileError
+        user_errors += (ProfileError,)
+    except ImportError:
+        pass
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except user_errors as exc:
+        print(f"energyhost: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug or an unreachable service: one line, and where to look
+        print(f"energyhost: error: {type(exc).__name__}: {exc} (set EH_DEBUG=1 for a traceback)", file=sys.stderr)
+        if os.environ.get("EH_DEBUG"):
+            raise
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
