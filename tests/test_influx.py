@@ -1,0 +1,195 @@
+"""core.influx against a real influxd: escaping, /write, /query with bound params, arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from core.influx import (
+    InfluxClient,
+    InfluxQueryError,
+    InfluxWriteError,
+    LineProtocolError,
+    encode_points,
+    escape_key,
+    escape_measurement,
+    escape_string,
+    point_to_line,
+    points_to_lines,
+)
+from core.model import Point
+
+T0 = 1_700_000_000_000_000_000
+
+# (tag value as given, the same value read back from InfluxDB)
+INJECTION_TAGS = [
+    "plain",
+    "with,comma",
+    "with=equals",
+    "with space",
+    'double"quote',
+    "single'quote",
+    "a,b=c d",
+    "x' OR site =~ /.*/ OR site='y",
+    "中文站点",
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("meter", "meter"), ("a b", "a\\ b"), ("a,b", "a\\,b"), ("a=b", "a=b"),
+])
+def test_escape_measurement(text, expected):
+    assert escape_measurement(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("site", "site"), ("a b", "a\\ b"), ("a,b", "a\\,b"), ("a=b", "a\\=b"), ('a"b', 'a"b'),
+])
+def test_escape_key(text, expected):
+    assert escape_key(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("ok", '"ok"'), ('say "hi"', '"say \\"hi\\""'), ("back\\slash", '"back\\\\slash"'),
+    ("two\nlines", '"two\nlines"'),
+])
+def test_escape_string(text, expected):
+    assert escape_string(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["new\nline", "carriage\rreturn", "back\\slash", "trailing\\", ""])
+def test_unrepresentable_tag_values_are_refused(bad):
+    with pytest.raises(LineProtocolError, match="tag 'device' value|is empty"):
+        point_to_line(Point("meter", {"device": bad}, {"v": 1.0}, T0))
+
+
+def test_measurement_comment_refused():
+    with pytest.raises(LineProtocolError, match="comment"):
+        point_to_line(Point("#meter", {}, {"v": 1.0}, T0))
+
+
+def test_line_format_table():
+    p = Point("meter", {"site": "s 1", "device": "d,1", "customer": "c=1"},
+              {"active_power": 1.0, "n": 3, "ok": True, "status": 'ti"me\\out', "big": 1e20,
+               "np": np.float64(0.1), "npi": np.int32(-7)}, T0)
+    assert point_to_line(p) == (
+        'meter,customer=c\\=1,device=d\\,1,site=s\\ 1 active_power=1.0,n=3i,ok=true,'
+        'status="ti\\"me\\\\out",big=1e+20,np=0.1,npi=-7i 1700000000000000000')
+
+
+def test_nonfinite_dropped_and_counted():
+    pts = [Point("m", {"d": "a"}, {"x": math.nan, "y": 2.0, "z": math.inf}, T0),
+           Point("m", {"d": "b"}, {"x": -math.inf}, T0),
+           Point("m", {"d": "c"}, {"x": [1]}, T0),
+           Point("m", {"d": "d"}, {"x": 1.5}, True)]
+    enc = encode_points(pts)
+    assert enc.lines == [b"m,d=a y=2.0 1700000000000000000"]
+    assert enc.nonfinite_dropped == 3
+    reasons = [why for _, why in enc.rejected]
+    assert "NaN/Inf" in reasons[0] and "unsupported field type list" in reasons[1] and "time_ns" in reasons[2]
+    with pytest.raises(LineProtocolError, match="NaN/Inf"):
+        points_to_lines(pts[:2])
+
+
+def test_client_refuses_credentials_in_url():
+    with pytest.raises(ValueError, match="credentials"):
+        InfluxClient("http://u:p@127.0.0.1:1", "db")
+    with pytest.raises(ValueError, match="http"):
+        InfluxClient("127.0.0.1:8086", "db")
+
+
+@pytest.mark.integration
+def test_injection_tags_round_trip(influxd, influx_db):
+    c = InfluxClient(influxd.url, influx_db)
+    assert c.ping().startswith("1.")
+    pts = [Point("meter", {"site": tag, "device": "d1"}, {"active_power": float(i)}, T0 + i)
+           for i, tag in enumerate(INJECTION_TAGS)]
+    c.write_lines(points_to_lines(pts))
+    series = c.query("SHOW TAG VALUES FROM meter WITH KEY = site")
+    assert sorted(v[1] for v in series[0]["values"]) == sorted(INJECTION_TAGS)
+    for i, tag in enumerate(INJECTION_TAGS):       # bound parameters: each value matches only itself
+        got = c.query('SELECT "active_power" FROM meter WHERE site = $s', params={"s": tag})
+        assert got[0]["values"] == [[T0 + i, float(i)]], tag
+    assert c.query("SELECT * FROM meter WHERE site = $s", params={"s": "nope"}) == []
+
+
+@pytest.mark.integration
+def test_write_errors_carry_status(influxd, influx_db):
+    c = InfluxClient(influxd.url, influx_db)
+    with pytest.raises(InfluxWriteError) as e:
+        c.write_lines(b"m v= 1")
+    assert e.value.status == 400 and not e.value.retryable and "unable to parse" in e.value.message
+    with pytest.raises(InfluxWriteError) as e:
+        InfluxClient(influxd.url, "no_such_db").write_lines(b"m v=1 1")
+    assert e.value.status == 404 and "database not found" in e.value.message
+    with pytest.raises(InfluxQueryError, match="error parsing query"):
+        c.query("SELEC 1")
+    with pytest.raises(ValueError, match="precision"):
+        c.write_lines(b"m v=1 1", precision="xs")
+    from core.services import free_port
+    down = InfluxClient(f"http://127.0.0.1:{free_port()}", "x", timeout=1)
+    with pytest.raises(InfluxWriteError) as e:
+        down.write_lines(b"m v=1 1")
+    assert e.value.status == 0 and e.value.retryable
+
+
+@pytest.mark.integration
+def test_query_arrays_fast_path_nulls_and_groups(influxd, influx_db):
+    c = InfluxClient(influxd.url, influx_db)
+    n = 2000
+    rng = np.random.default_rng(1)
+    v = rng.normal(230.0, 3.0, (n, 3))
+    pts = [Point("meter", {"site": "s1", "device": f"d{i % 2}"},
+                 {"voltage_l1": v[i, 0], "voltage_l2": v[i, 1], "voltage_l3": v[i, 2]}, T0 + i * 10**9)
+           for i in range(n)]
+    c.write_lines(points_to_lines(pts))
+    q = 'SELECT "voltage_l1","voltage_l2","voltage_l3" FROM meter WHERE site = $s AND device = $d'
+    a = c.query_arrays(q, {"s": "s1", "d": "d0"})
+    assert a["time"].dtype == np.int64 and np.array_equal(a["time"], T0 + np.arange(0, n, 2) * 10**9)
+    assert np.array_equal(a["voltage_l2"], v[0::2, 1])            # bit-exact float64 round trip
+    # nulls (empty GROUP BY time buckets) take the cell-by-cell path and become NaN
+    g = c.query_arrays('SELECT mean("voltage_l1") FROM meter WHERE site = $s AND time >= $t0 AND '
+                       'time < $t1 GROUP BY time(1s), device',
+                       {"s": "s1", "t0": T0, "t1": T0 + 4 * 10**9})
+    assert list(g["device"]) == ["d0"] * 4 + ["d1"] * 4
+    np.testing.assert_allclose(g["mean"][[0, 2]], v[[0, 2], 0])
+    assert np.isnan(g["mean"][[1, 3, 4, 6]]).all()
+    np.testing.assert_allclose(g["mean"][[5, 7]], v[[1, 3], 0])
+    # the JSON path gives the same numbers
+    js = c.query(q, {"s": "s1", "d": "d0"})
+    assert np.array_equal(np.array([r[2] for r in js[0]["values"]]), a["voltage_l2"])
+    empty = c.query_arrays(q, {"s": "none", "d": "d0"})
+    assert empty["time"].size == 0
+
+
+@pytest.mark.integration
+def test_query_arrays_mixed_types(influxd, influx_db):
+    c = InfluxClient(influxd.url, influx_db)
+    c.write_lines(b'collector_status,device=a status="ok",online=1i,latency_ms=3.5 1000000000000000000\n'
+                  b'collector_status,device=a status="timeout",online=0i,latency_ms=1000.0 1000000001000000000')
+    a = c.query_arrays('SELECT "status","online","latency_ms" FROM collector_status')
+    assert list(a["status"]) == ["ok", "timeout"]
+    assert a["online"].tolist() == [1.0, 0.0] and a["latency_ms"].tolist() == [3.5, 1000.0]
+    with pytest.raises(InfluxQueryError, match="error parsing query"):
+        c.query_arrays("SELEC 1")
+
+
+@pytest.mark.integration
+def test_auth_basic_header_and_token(make_influxd):
+    d = make_influxd(auth=True)
+    d.add_user("w", "wpw", database="authdb", privilege="WRITE")
+    d.add_user("r", "rpw", database="authdb", privilege="READ")
+    InfluxClient(d.url, "authdb", username="w", password="wpw").write_lines(b"m v=1 1")
+    with pytest.raises(InfluxWriteError) as e:
+        InfluxClient(d.url, "authdb", username="r", password="rpw").write_lines(b"m v=1 2")
+    assert e.value.status == 403
+    with pytest.raises(InfluxWriteError) as e:
+        InfluxClient(d.url, "authdb", token="w:wpw-wrong").write_lines(b"m v=1 2")
+    assert e.value.status == 401
+    r = InfluxClient(d.url, "authdb", username="r", password="rpw")
+    assert r.query("SELECT v FROM m")[0]["values"] == [[1, 1.0]]
+    with pytest.raises(InfluxQueryError) as e:
+        r.query("DROP DATABASE authdb")
+    assert e.value.status == 403
