@@ -1,0 +1,84 @@
+"""Login throttling and demo user seeding.
+
+Passwords are hashed by :func:`core.store.hash_password` (scrypt); bearer tokens are
+opaque random strings stored as SHA-256 with an expiry (:meth:`core.store.Store.issue_token`),
+so there is no signing key to leak and no ``alg`` header to forge; API keys
+(``ehk_<id>_<secret>``) serve service accounts such as the analytics job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import threading
+from collections import defaultdict, deque
+from collections.abc import Callable
+
+from core.store import Conflict, Store
+
+NS = 10**9
+
+
+class LoginLimiter:
+    """At most ``max_fails`` failed logins per user name in ``window_s`` (OWASP API2:2023)."""
+
+    def __init__(self, max_fails: int, clock: Callable[[], int], window_s: float = 60.0) -> None:
+        self.max_fails, self.clock, self.window_ns = max_fails, clock, int(window_s * NS)
+        self._fails: dict[str, deque[int]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def blocked(self, username: str) -> bool:
+        now = self.clock()
+        with self._lock:
+            q = self._fails.get(username)
+            if not q:
+                return False
+            while q and q[0] <= now - self.window_ns:
+                q.popleft()
+            return len(q) >= self.max_fails
+
+    def failed(self, username: str) -> None:
+        with self._lock:
+            if len(self._fails) > 100_000:          # bounded memory under a user-name spray
+                self._fails.clear()
+            self._fails[username].append(self.clock())
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._fails.pop(username, None)
+
+
+def _env_name(user_id: str) -> str:
+    return "EH_PASSWORD_" + re.sub(r"[^A-Za-z0-9]", "_", user_id).upper()
+
+
+def seed_demo_users(store: Store, fleet, env: dict[str, str] | None = None) -> dict[str, str]:
+    """Create the demo users that do not exist yet; return ``{user id: generated password}``.
+
+    Users: ``admin``, ``engineer1``, every customer's manager (``customer_manager``) and one
+    customer user ``<customer id>-user`` per customer.  A password comes from the
+    environment variable ``EH_PASSWORD_<ID>`` (e.g. ``EH_PASSWORD_ACME_USER``) or is
+    generated and returned so the caller can print it once: never stored in the repository.
+    """
+    e = os.environ if env is None else env
+    wanted: list[tuple[str, str, str | None]] = [("admin", "admin", None), ("engineer1", "engineer", None)]
+    for c in fleet.customers:
+        if c.manager:
+            wanted.append((c.manager, "customer_manager", None))
+        wanted.append((f"{c.id}-user", "customer", c.id))
+    generated: dict[str, str] = {}
+    for uid, role, cid in wanted:
+        password = e.get(_env_name(uid))
+        if not password:
+            password = secrets.token_urlsafe(12)
+            gen = True
+        else:
+            gen = False
+        try:
+            store.create_user(uid, role, password=password, customer_id=cid, name=uid)
+        except Conflict:
+            continue
+        if gen:
+            generated[uid] = password
+    return generated

@@ -1,0 +1,123 @@
+"""FastAPI dependencies: the store, InfluxDB, settings, clock, the principal and its tenancy scope.
+
+Tenancy is enforced in ONE place: :func:`get_scope` resolves the authenticated user to
+the set of customers and sites it may see (:class:`Scope`).  Every route takes a
+:data:`ScopeDep`; every read goes through the store with ``scope.site_ids`` as filter,
+and a record outside the scope answers 404 exactly like a record that does not exist
+(OWASP API1:2023, broken object-level authorization).  Function-level rules (API5) are
+:meth:`Scope.require_staff` / :meth:`Scope.require_role` (403), checked *after* the
+object lookup so another tenant's object still answers 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.settings import ApiSettings
+from core.store import STAFF_ROLES, Store
+
+bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/token")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key of a service account")
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def get_clock(request: Request) -> Callable[[], int]:
+    return request.app.state.clock
+
+
+def get_influx(request: Request) -> Any:
+    influx = request.app.state.influx
+    if influx is None:
+        raise HTTPException(503, "telemetry database is not configured")
+    return influx
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+ClockDep = Annotated[Callable[[], int], Depends(get_clock)]
+InfluxDep = Annotated[Any, Depends(get_influx)]
+
+_UNAUTHORIZED = HTTPException(401, "not authenticated: give a valid bearer token or X-API-Key",
+                              headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_current_user(store: StoreDep,
+                     cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+                     api_key: Annotated[str | None, Security(api_key_header)]) -> dict:
+    """The active user behind the bearer token or API key; 401 otherwise."""
+    user = None
+    if cred is not None and cred.scheme.lower() == "bearer":
+        user = store.user_for_token(cred.credentials)
+    elif api_key:
+        user = store.user_for_api_key(api_key)
+    if user is None:
+        raise _UNAUTHORIZED
+    return user
+
+
+UserDep = Annotated[dict, Depends(get_current_user)]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What the principal may see: ``None`` sets mean everything (admin, engineer)."""
+
+    user: dict
+    customer_ids: frozenset[str] | None
+    site_ids: frozenset[str] | None
+
+    @property
+    def user_id(self) -> str:
+        return self.user["id"]
+
+    @property
+    def role(self) -> str:
+        return self.user["role"]
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in STAFF_ROLES
+
+    def sees_site(self, site_id: str) -> bool:
+        return self.site_ids is None or site_id in self.site_ids
+
+    def sees_customer(self, customer_id: str) -> bool:
+        return self.customer_ids is None or customer_id in self.customer_ids
+
+    def check_site(self, site_id: str) -> None:
+        if not self.sees_site(site_id):
+            raise HTTPException(404, f"site {site_id!r} does not exist")
+
+    def check_customer(self, customer_id: str) -> None:
+        if not self.sees_customer(customer_id):
+            raise HTTPException(404, f"customer {customer_id!r} does not exist")
+
+    def require_staff(self) -> None:
+        """Engineer-side functions (ack, work orders, inspections): 403 for customer users."""
+        if not self.is_staff:
+            raise HTTPException(403, "this function is for service staff only")
+
+    def require_role(self, *roles: str) -> None:
+        if self.role not in roles:
+            raise HTTPException(403, f"this function needs one of the roles {list(roles)}")
+
+
+def get_scope(user: UserDep, store: StoreDep) -> Scope:
+    """THE tenancy dependency: principal → allowed customer and site ids."""
+    customers, sites = store.allowed_sites(user)
+    return Scope(user=user, customer_ids=customers, site_ids=sites)
+
+
+ScopeDep = Annotated[Scope, Depends(get_scope)]

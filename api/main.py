@@ -1,0 +1,159 @@
+"""The FastAPI application factory.
+
+``create_app(settings, store=..., influx=..., clock=...)`` builds the app from injected
+parts, so tests, the benchmark and ``energyhost serve`` share one construction path::
+
+    from api.main import create_app, build_app_from_env
+    app = create_app(ApiSettings(), store=Store("sqlite:///var/eh.db"), influx=InfluxClient(url, "energyhost"))
+
+API routes live under ``/api/v1``; OpenAPI docs at ``/docs`` (``EH_DOCS=0`` hides them).
+The app also runs a background sweep (every ``escalate_every_s``) that escalates overdue
+work orders and flags missed patrols, using the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from api.auth import LoginLimiter
+from api.routes import alarms, auth, inspections, registry, surveys, telemetry, workorders
+from api.settings import ApiSettings
+from core.store import Conflict, Invalid, NotFound, Store, TimeLimits
+
+log = logging.getLogger("energyhost.api")
+API_PREFIX = "/api/v1"
+MAX_BODY_BYTES = 1_000_000            # reliability.md §12: request body <= 1 MB
+
+
+def _optional_router(module: str) -> APIRouter | None:
+    """eng-reports' routers (api/routes/reports.py, api/routes/web.py) until they land."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"api.routes.{module}").router
+    except ModuleNotFoundError as exc:
+        if exc.name != f"api.routes.{module}":
+            raise
+        return None
+
+
+def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any = None,
+               clock: Callable[[], int] = time.time_ns, background: bool = True) -> FastAPI:
+    """Build the API application.
+
+    Parameters
+    ----------
+    settings
+        :class:`api.settings.ApiSettings` (default: built-in defaults).
+    store
+        The workflow store (:class:`core.store.Store`); its clock should be ``clock``.
+    influx
+        A :class:`core.influx.InfluxClient` (READ-only credentials recommended) or None (telemetry 503).
+    clock
+        Callable returning now [ns] (tests inject a controllable one).
+    background
+        Run the periodic escalation / missed-patrol sweep.
+    """
+    settings = settings or ApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        task = None
+        if background and settings.escalate_every_s > 0:
+            task = asyncio.create_task(_sweep(store, settings.escalate_every_s))
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="energyhost API", version="0.1.0", lifespan=lifespan,
+                  description="Energy hosting service: registry, telemetry, alarms (ISA-18.2), work orders "
+                              "with time limits, inspections, surveys.",
+                  docs_url="/docs" if settings.docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if settings.docs else None)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.influx = influx
+    app.state.clock = clock
+    app.state.login_limiter = LoginLimiter(settings.login_max_fails, clock)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Invalid)
+    async def invalid(_: Request, exc: Invalid) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
+        return await call_next(request)
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys):
+        api.include_router(module.router)
+    reports = _optional_router("reports")
+    if reports is not None:
+        api.include_router(reports)
+    app.include_router(api)
+    web = _optional_router("web")
+    if web is not None:
+        app.include_router(web)
+
+    @app.get("/healthz", tags=["meta"])
+    async def healthz() -> dict:
+        """Liveness: the process answers and the store is reachable."""
+        return {"ok": True, "schema_version": store.schema_version()}
+
+    return app
+
+
+async def _sweep(store: Store, every_s: float) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(store.escalate_overdue)
+            await asyncio.to_thread(store.refresh_inspections)
+        except Exception:  # keep sweeping; the error is logged
+            log.exception("escalation / inspection sweep failed")
+        await asyncio.sleep(every_s)
+
+
+def build_app_from_env(fleet_path: str | None = None, *, seed_users: bool = True) -> tuple[FastAPI, dict[str, str]]:
+    """Build the app from the environment (``energyhost serve``).
+
+    Opens the store (``EH_STORE_URL``), seeds the registry from ``fleet_path`` and, when
+    ``seed_users``, the demo users; returns ``(app, generated passwords)`` so the caller
+    can print the generated passwords once.
+    """
+    from api.auth import seed_demo_users
+    from core.config import load_fleet
+    from core.influx import InfluxClient
+
+    settings = ApiSettings.from_env()
+    limits = TimeLimits.from_toml(settings.time_limits_file) if settings.time_limits_file else None
+    store = Store(settings.store_url, limits=limits)
+    generated: dict[str, str] = {}
+    if fleet_path:
+        fleet = load_fleet(fleet_path)
+        store.seed_fleet(fleet)
+        if seed_users:
+            generated = seed_demo_users(store, fleet)
+    influx = InfluxClient.from_settings(settings.influx)
+    return create_app(settings, store=store, influx=influx), generated

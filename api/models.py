@@ -1,0 +1,483 @@
+"""Request and response models of the API (pydantic).
+
+Times are ISO 8601 with offset (UTC) in the API and ns integers in the store; the
+``*_out`` helpers convert store rows.  Fields that only staff may read (device network
+addresses and Modbus maps, work-order internals) are ``None`` for customer users
+(OWASP API3:2023, property-level authorization).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
+
+IdStr = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", max_length=64)
+Severity = Literal["critical", "major", "minor", "warning"]
+Role = Literal["admin", "engineer", "customer_manager", "customer"]
+AlarmState = Literal["active-unacked", "active-acked", "rtn-unacked", "cleared", "shelved", "suppressed-by-design"]
+WoState = Literal["new", "dispatched", "on_site", "resolved", "closed"]
+
+
+def ts(ns: int | None) -> datetime | None:
+    """ns since the epoch → aware UTC datetime."""
+    return None if ns is None else datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
+
+def to_ns(t: datetime) -> int:
+    """Aware datetime → ns since the epoch (naive values are taken as UTC)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return int(t.timestamp() * 1e6) * 1000
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------- access
+class TokenRequest(In):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: datetime
+    role: Role
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+    role: Role
+    customer_id: str | None
+    engineer_group: str
+    email: str
+    active: bool
+
+
+class UserCreate(In):
+    id: str = IdStr
+    role: Role
+    password: str | None = Field(default=None, min_length=10, max_length=256)
+    name: str = Field(default="", max_length=200)
+    customer_id: str | None = Field(default=None, max_length=64)
+    engineer_group: str = Field(default="default", max_length=64)
+    email: str = Field(default="", max_length=200)
+
+
+class UserPatch(In):
+    name: str | None = Field(default=None, max_length=200)
+    engineer_group: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=200)
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=10, max_length=256)
+
+
+class ApiKeyCreate(In):
+    user_id: str = IdStr
+    name: str = Field(default="", max_length=200)
+    ttl_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+class ApiKeyOut(BaseModel):
+    key: str | None = Field(description="the secret, shown once")
+    key_id: str
+    user_id: str
+    name: str
+    expires_at: datetime | None
+
+
+# ----------------------------------------------------------------------------- registry
+class CustomerOut(BaseModel):
+    id: str
+    name: str
+    manager: str
+    email: str
+
+
+class CustomerCreate(In):
+    id: str = IdStr
+    name: str = Field(min_length=1, max_length=200)
+    manager: str = Field(default="", max_length=64)
+    email: str = Field(default="", max_length=200)
+
+
+class CustomerPatch(In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    manager: str | None = Field(default=None, max_length=64)
+    email: str | None = Field(default=None, max_length=200)
+
+
+class SiteOut(BaseModel):
+    id: str
+    customer_id: str
+    name: str
+    timezone: str
+    tariff: str
+    voltage_level_kv: float | None
+    nominal_voltage_v: float | None
+    pv_capacity_kwp: float | None
+    contract_demand_kw: float | None
+    engineer_group: str
+
+
+class SitePatch(In):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64)
+    tariff: str | None = Field(default=None, max_length=100)
+    voltage_level_kv: float | None = Field(default=None, gt=0, le=1000)
+    nominal_voltage_v: float | None = Field(default=None, gt=0, le=100000)
+    pv_capacity_kwp: float | None = Field(default=None, ge=0, le=1e6)
+    contract_demand_kw: float | None = Field(default=None, gt=0, le=1e7)
+    engineer_group: str | None = Field(default=None, max_length=64)
+
+
+class SiteCreate(SitePatch):
+    id: str = IdStr
+    customer_id: str = IdStr
+    name: str = Field(min_length=1, max_length=200)
+
+
+class DeviceOut(BaseModel):
+    id: str
+    site_id: str
+    customer_id: str
+    kind: str
+    transport: str
+    name: str
+    rated_power_kw: float | None
+    poll_interval_s: float
+    profile: str | None = Field(default=None, description="staff only")
+    host: str | None = Field(default=None, description="staff only")
+    port: int | None = Field(default=None, description="staff only")
+    unit_id: int | None = Field(default=None, description="staff only")
+    gateway: str | None = Field(default=None, description="staff only")
+
+
+class DevicePatch(In):
+    name: str | None = Field(default=None, max_length=200)
+    profile: str | None = Field(default=None, max_length=100)
+    host: str | None = Field(default=None, max_length=255)
+    port: int | None = Field(default=None, ge=0, le=65535)
+    unit_id: int | None = Field(default=None, ge=0, le=247)
+    gateway: str | None = Field(default=None, max_length=64)
+    poll_interval_s: float | None = Field(default=None, ge=0.1, le=3600)
+    rated_power_kw: float | None = Field(default=None, gt=0, le=1e6)
+
+
+class DeviceCreate(DevicePatch):
+    id: str = IdStr
+    site_id: str = IdStr
+    kind: Literal["meter", "transformer", "pv_inverter", "ev_charger"]
+    transport: Literal["modbus", "mqtt"]
+
+
+# ----------------------------------------------------------------------------- alarms
+class AlarmOut(BaseModel):
+    id: int
+    key: str
+    type: str
+    site_id: str
+    customer_id: str
+    device_id: str | None
+    severity: Severity
+    state: AlarmState
+    first_raised_at: datetime
+    raised_at: datetime
+    cleared_at: datetime | None
+    closed_at: datetime | None
+    acked: bool
+    acked_at: datetime | None
+    acked_by: str | None
+    ack_note: str
+    shelved_until: datetime | None
+    shelve_reason: str
+    suppressed_by: str | None
+    activations: int
+    message_zh: str
+    message_en: str
+    evidence: dict[str, Any]
+
+
+def alarm_out(a: dict) -> AlarmOut:
+    return AlarmOut(
+        id=a["id"], key=a["key"], type=a["type"], site_id=a["site_id"], customer_id=a["customer_id"],
+        device_id=a["device_id"], severity=a["severity"], state=a["state"],
+        first_raised_at=ts(a["first_raised_ns"]), raised_at=ts(a["raised_ns"]), cleared_at=ts(a["cleared_ns"]),
+        closed_at=ts(a["closed_ns"]), acked=a["acked"], acked_at=ts(a["acked_ns"]), acked_by=a["acked_by"],
+        ack_note=a["ack_note"], shelved_until=ts(a["shelved_until_ns"]) if a["state"] == "shelved" else None,
+        shelve_reason=a["shelve_reason"] if a["state"] == "shelved" else "", suppressed_by=a["suppressed_by"],
+        activations=a["activations"], message_zh=a["message_zh"], message_en=a["message_en"], evidence=a["evidence"])
+
+
+class AckIn(In):
+    note: str = Field(default="", max_length=2000)
+
+
+class ShelveIn(In):
+    minutes: int = Field(ge=1, le=480, description="shelve duration, at most one 8-h shift (ISA-18.2 16.3)")
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S")
+
+
+class AuditOut(BaseModel):
+    time: datetime
+    user_id: str | None
+    action: str
+    note: str
+    detail: dict[str, Any]
+
+
+class KpiGroup(BaseModel):
+    group: str
+    alarms: int = Field(description="activations in the window")
+    rate_per_10min: float = Field(description="average annunciated alarms per 10 min")
+    peak_per_10min: int
+    acceptable: bool = Field(description="average rate <= 1 per 10 min (ISA-18.2 / EEMUA 191)")
+    manageable: bool = Field(description="average rate <= 2 per 10 min")
+    flood_periods: int = Field(description="floods: > 10 alarms in 10 min until < 5 in 10 min")
+    flood_time_pct: float
+    chattering: list[str] = Field(description="keys with >= 3 activations within 60 s")
+    stale: list[str] = Field(description="keys active >= 24 h at the end of the window")
+    top10_share_pct: float = Field(description="share of the 10 most frequent keys")
+    by_severity: dict[str, int]
+
+
+class KpiOut(BaseModel):
+    start: datetime
+    end: datetime
+    group_by: Literal["site", "engineer_group"]
+    groups: list[KpiGroup]
+
+
+# ----------------------------------------------------------------------------- work orders
+class WorkOrderOut(BaseModel):
+    id: int
+    site_id: str
+    customer_id: str
+    device_id: str | None
+    alarm_id: int | None
+    title: str
+    severity: Severity
+    state: WoState
+    assignee: str | None
+    created_at: datetime
+    response_due: datetime
+    arrival_due: datetime
+    repair_due: datetime
+    due_at: datetime | None = Field(description="due time of the current stage")
+    stage: str | None
+    overdue: bool
+    dispatched_at: datetime | None
+    on_site_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    resolution_note: str
+    response_ok: bool | None
+    arrival_ok: bool | None
+    repair_ok: bool | None
+    in_time: bool | None
+    description: str | None = Field(default=None, description="staff only")
+    owner: str | None = Field(default=None, description="staff only")
+    created_by: str | None = Field(default=None, description="staff only")
+    escalation_level: int | None = Field(default=None, description="staff only")
+
+
+def work_order_out(w: dict, staff: bool) -> WorkOrderOut:
+    out = WorkOrderOut(
+        id=w["id"], site_id=w["site_id"], customer_id=w["customer_id"], device_id=w["device_id"],
+        alarm_id=w["alarm_id"], title=w["title"], severity=w["severity"], state=w["state"], assignee=w["assignee"],
+        created_at=ts(w["created_ns"]), response_due=ts(w["response_due_ns"]), arrival_due=ts(w["arrival_due_ns"]),
+        repair_due=ts(w["repair_due_ns"]), due_at=ts(w["due_ns"]), stage=w["stage"], overdue=w["overdue"],
+        dispatched_at=ts(w["dispatched_ns"]), on_site_at=ts(w["on_site_ns"]), resolved_at=ts(w["resolved_ns"]),
+        closed_at=ts(w["closed_ns"]), resolution_note=w["resolution_note"], response_ok=w["response_ok"],
+        arrival_ok=w["arrival_ok"], repair_ok=w["repair_ok"], in_time=w["in_time"])
+    if staff:
+        out.description, out.owner = w["description"], w["owner"]
+        out.created_by, out.escalation_level = w["created_by"], w["escalation_level"]
+    return out
+
+
+class WorkOrderCreate(In):
+    site_id: str = IdStr
+    title: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    severity: Severity
+    device_id: str | None = Field(default=None, max_length=64)
+    alarm_id: int | None = Field(default=None, ge=1, le=2**62)
+    description: str = Field(default="", max_length=4000)
+    assignee: str | None = Field(default=None, max_length=64)
+
+
+class AssignIn(In):
+    engineer: str = IdStr
+
+
+class TransitionIn(In):
+    to: WoState
+    note: str = Field(default="", max_length=4000)
+
+
+class WoLogOut(BaseModel):
+    time: datetime
+    user_id: str
+    action: str
+    from_state: str | None
+    to_state: str | None
+    note: str
+
+
+class EscalationOut(BaseModel):
+    work_order_id: int
+    time: datetime
+    stage: str
+    level: int
+    notified: str
+
+
+class ReviewCounts(BaseModel):
+    open: int
+    overdue: int
+    closed: int
+    closed_in_time: int
+
+
+class ReviewOut(BaseModel):
+    week_start: datetime
+    week_end: datetime
+    total: ReviewCounts
+    by_engineer: dict[str, ReviewCounts]
+    by_customer: dict[str, ReviewCounts]
+    orders: list[WorkOrderOut]
+
+
+# ----------------------------------------------------------------------------- inspections
+class InspectionPlanCreate(In):
+    site_id: str = IdStr
+    name: str = Field(min_length=1, max_length=200)
+    interval_days: float = Field(ge=1 / 24, le=366)
+    grace_hours: float = Field(default=24, ge=0, le=24 * 366)
+    checklist: list[str] = Field(min_length=1, max_length=100)
+    first_due: datetime
+
+
+class InspectionPlanOut(BaseModel):
+    id: int
+    site_id: str
+    name: str
+    interval_days: float
+    grace_hours: float
+    checklist: list[str]
+    first_due: datetime
+
+
+def plan_out(p: dict) -> InspectionPlanOut:
+    return InspectionPlanOut(id=p["id"], site_id=p["site_id"], name=p["name"], interval_days=p["interval_s"] / 86400,
+                             grace_hours=p["grace_s"] / 3600, checklist=p["checklist"],
+                             first_due=ts(p["first_due_ns"]))
+
+
+class ItemResult(In):
+    ok: bool
+    note: str = Field(default="", max_length=1000)
+
+
+class InspectionResultIn(In):
+    results: dict[str, ItemResult] = Field(max_length=100)
+    note: str = Field(default="", max_length=4000)
+
+
+class InspectionOut(BaseModel):
+    id: int
+    plan_id: int
+    plan_name: str
+    site_id: str
+    due: datetime
+    state: Literal["scheduled", "done", "missed"]
+    done_at: datetime | None
+    engineer: str | None
+    checklist: list[str]
+    results: dict[str, ItemResult]
+    note: str
+
+
+def inspection_out(i: dict) -> InspectionOut:
+    return InspectionOut(id=i["id"], plan_id=i["plan_id"], plan_name=i["plan_name"], site_id=i["site_id"],
+                         due=ts(i["due_ns"]), state=i["state"], done_at=ts(i["done_ns"]), engineer=i["engineer"],
+                         checklist=i["checklist"], results=i["results"], note=i["note"])
+
+
+# ----------------------------------------------------------------------------- surveys
+class SurveyIn(In):
+    kind: Literal["work_order", "monthly_report"]
+    ref: str = Field(min_length=1, max_length=20, pattern=r"^(\d{1,18}|\d{4}-\d{2})$",
+                     description="work order id, or report month YYYY-MM")
+    rating: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=4000)
+
+
+class SurveyOut(BaseModel):
+    id: int
+    customer_id: str
+    kind: str
+    ref: str
+    rating: int
+    comment: str
+    user_id: str
+    created_at: datetime
+
+
+def survey_out(s: dict) -> SurveyOut:
+    return SurveyOut(id=s["id"], customer_id=s["customer_id"], kind=s["kind"], ref=s["ref"], rating=s["rating"],
+                     comment=s["comment"], user_id=s["user_id"], created_at=ts(s["created_ns"]))
+
+
+class SurveySummary(BaseModel):
+    count: int
+    mean_rating: float | None
+    distribution: dict[str, int]
+
+
+class SurveyResultsOut(SurveySummary):
+    by_kind: dict[str, SurveySummary]
+
+
+# ----------------------------------------------------------------------------- telemetry
+class LatestOut(BaseModel):
+    device_id: str
+    kind: str
+    time: datetime | None
+    values: dict[str, float | None]
+
+
+class SeriesOut(BaseModel):
+    device_id: str
+    kind: str
+    start: datetime
+    end: datetime
+    interval_s: int
+    agg: Literal["mean", "min", "max"]
+    times: list[datetime]
+    values: dict[str, list[float | None]]
+
+
+class TouPeriodOut(BaseModel):
+    period: str
+    kwh: float
+    yuan: float | None = None
+
+
+class EnergyTouOut(BaseModel):
+    site_id: str
+    device_id: str
+    start: datetime
+    end: datetime
+    tariff: str
+    total_kwh: float
+    periods: list[TouPeriodOut]
+
+
+DbId = Annotated[int, Path(ge=1, le=2**62, description="record id")]

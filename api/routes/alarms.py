@@ -1,0 +1,143 @@
+"""Alarms: list and filter, acknowledge, shelve, audit trail, KPIs, and event intake."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import Field
+
+from api.deps import ClockDep, ScopeDep, SettingsDep, StoreDep
+from api.kpis import group_kpis
+from api.models import (
+    AckIn,
+    AlarmOut,
+    AlarmState,
+    AuditOut,
+    DbId,
+    In,
+    KpiGroup,
+    KpiOut,
+    Severity,
+    ShelveIn,
+    alarm_out,
+    to_ns,
+    ts,
+)
+from core.model import AlarmEvent
+
+router = APIRouter(prefix="/alarms", tags=["alarms"])
+NS = 10**9
+
+
+@router.get("", response_model=list[AlarmOut])
+def list_alarms(scope: ScopeDep, store: StoreDep,
+                site_id: Annotated[str | None, Query(max_length=64)] = None,
+                device_id: Annotated[str | None, Query(max_length=64)] = None,
+                severity: Severity | None = None,
+                state: AlarmState | None = None,
+                since: Annotated[datetime | None, Query(description="alarms open at or after this time")] = None,
+                until: Annotated[datetime | None, Query(description="alarms raised before this time")] = None,
+                open_only: bool = False,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[AlarmOut]:
+    """Alarms of the caller's sites, newest first, filtered by site, device, severity, state and time."""
+    rows = store.alarms(scope.site_ids, site_id=site_id, device_id=device_id, severity=severity, state=state,
+                        since_ns=to_ns(since) if since else None, until_ns=to_ns(until) if until else None,
+                        open_only=open_only, limit=limit, offset=offset)
+    return [alarm_out(a) for a in rows]
+
+
+@router.get("/kpi", response_model=KpiOut)
+def alarm_kpis(scope: ScopeDep, store: StoreDep, clock: ClockDep, settings: SettingsDep,
+               start: datetime | None = None, end: datetime | None = None,
+               group_by: Literal["site", "engineer_group"] = "site") -> KpiOut:
+    """Alarm KPIs (ISA-18.2 / EEMUA 191) per site or per engineer group; default window: the last 24 h."""
+    end_ns = to_ns(end) if end else clock()
+    start_ns = to_ns(start) if start else end_ns - 86400 * NS
+    if not 0 < end_ns - start_ns <= settings.max_range_days * 86400 * NS:
+        raise HTTPException(422, f"KPI window must be positive and at most {settings.max_range_days} days")
+    acts = store.alarm_activations(scope.site_ids, start_ns, end_ns)
+    col = "site_id" if group_by == "site" else "engineer_group"
+    open_alarms = store.alarms(scope.site_ids, open_only=True, limit=100000)
+    sites = {s["id"]: s for s in store.sites(scope.site_ids)}
+    groups: dict[str, list[dict]] = {}
+    for s in sites.values():
+        groups.setdefault(s["id"] if group_by == "site" else s["engineer_group"], [])
+    for a in acts:
+        groups.setdefault(a[col], []).append(a)
+    out = []
+    for g, rows in sorted(groups.items()):
+        stale = [a["key"] for a in open_alarms if a["active"] and a["raised_ns"] <= end_ns - 86400 * NS
+                 and (a["site_id"] if group_by == "site" else sites[a["site_id"]]["engineer_group"]) == g]
+        k = group_kpis([r["key"] for r in rows], [r["raised_ns"] for r in rows], [r["severity"] for r in rows],
+                       start_ns, end_ns, stale)
+        out.append(KpiGroup(group=g, **k))
+    return KpiOut(start=ts(start_ns), end=ts(end_ns), group_by=group_by, groups=out)
+
+
+class AlarmEventIn(In):
+    key: str = Field(min_length=1, max_length=300)
+    type: str = Field(min_length=1, max_length=100)
+    site_id: str = Field(max_length=64)
+    device_id: str | None = Field(default=None, max_length=64)
+    severity: Severity
+    raised_at: datetime
+    cleared_at: datetime | None = None
+    message_zh: str = Field(default="", max_length=2000)
+    message_en: str = Field(default="", max_length=2000)
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    suppressed_by: str | None = Field(default=None, max_length=300)
+
+
+@router.post("/events", response_model=dict[str, int])
+def post_events(body: Annotated[list[AlarmEventIn], Field(max_length=10000)], scope: ScopeDep,
+                store: StoreDep) -> dict[str, int]:
+    """Alarm raises and clears from analytics (service accounts: admin or engineer); idempotent."""
+    scope.require_role("admin", "engineer")
+    events = [AlarmEvent(key=e.key, type=e.type, site_id=e.site_id, device_id=e.device_id, severity=e.severity,
+                         raised_ns=to_ns(e.raised_at), cleared_ns=to_ns(e.cleared_at) if e.cleared_at else None,
+                         message_zh=e.message_zh, message_en=e.message_en, evidence=e.evidence,
+                         suppressed_by=e.suppressed_by) for e in body]
+    return store.upsert_alarm_events(events)
+
+
+@router.get("/{alarm_id}", response_model=AlarmOut)
+def get_alarm(alarm_id: DbId, scope: ScopeDep, store: StoreDep) -> AlarmOut:
+    """One alarm."""
+    return alarm_out(store.alarm(alarm_id, scope.site_ids))
+
+
+@router.get("/{alarm_id}/audit", response_model=list[AuditOut])
+def alarm_audit(alarm_id: DbId, scope: ScopeDep, store: StoreDep) -> list[AuditOut]:
+    """Audit trail of an alarm: raises, clears, acknowledgements, shelving (staff)."""
+    store.alarm(alarm_id, scope.site_ids)
+    scope.require_staff()
+    return [AuditOut(time=ts(r["time_ns"]), user_id=r["user_id"], action=r["action"], note=r["note"],
+                     detail=r["detail"]) for r in store.alarm_audit(alarm_id)]
+
+
+@router.post("/{alarm_id}/ack", response_model=AlarmOut)
+def ack_alarm(alarm_id: DbId, body: AckIn, scope: ScopeDep, store: StoreDep) -> AlarmOut:
+    """Acknowledge an alarm with a note (staff)."""
+    store.alarm(alarm_id, scope.site_ids)
+    scope.require_staff()
+    return alarm_out(store.ack_alarm(alarm_id, scope.user_id, body.note, scope.site_ids))
+
+
+@router.post("/{alarm_id}/shelve", response_model=AlarmOut)
+def shelve_alarm(alarm_id: DbId, body: ShelveIn, scope: ScopeDep, store: StoreDep, clock: ClockDep) -> AlarmOut:
+    """Shelve an alarm for at most 8 h with a reason (staff); it returns by itself at expiry."""
+    store.alarm(alarm_id, scope.site_ids)
+    scope.require_staff()
+    return alarm_out(store.shelve_alarm(alarm_id, scope.user_id, clock() + body.minutes * 60 * NS, body.reason,
+                                        scope.site_ids))
+
+
+@router.post("/{alarm_id}/unshelve", response_model=AlarmOut)
+def unshelve_alarm(alarm_id: DbId, scope: ScopeDep, store: StoreDep) -> AlarmOut:
+    """End shelving early (staff)."""
+    store.alarm(alarm_id, scope.site_ids)
+    scope.require_staff()
+    return alarm_out(store.unshelve_alarm(alarm_id, scope.user_id, scope.site_ids))

@@ -1,0 +1,179 @@
+"""Telemetry: latest values, downsampled time ranges, and energy per TOU period.
+
+InfluxQL is assembled only from allow-listed identifiers: the measurement is the device
+kind read from the registry (never from the request), field names must be channels of
+:data:`core.channels.CHANNELS`, the aggregate is one of mean/min/max and the interval an
+integer number of seconds.  Every user value (site, device, start, end) travels as a
+bound parameter (``$site``, ``$device``, ``$start``, ``$end``), so no request text is
+ever parsed as InfluxQL (reliability.md §13).  Ranges over ``max_range_days`` and
+responses over ``max_points`` are refused with 422 (OWASP API4:2023).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Query
+
+from api.deps import ClockDep, InfluxDep, ScopeDep, SettingsDep, StoreDep
+from api.models import EnergyTouOut, LatestOut, SeriesOut, TouPeriodOut, to_ns, ts
+from api.routes.registry import visible_device, visible_site
+from core.channels import CHANNELS, DEVICE_KINDS
+from core.influx import InfluxError
+
+router = APIRouter(prefix="/telemetry", tags=["telemetry"])
+NS = 10**9
+AGGREGATES = ("mean", "min", "max")
+ChannelsQuery = Annotated[str | None, Query(max_length=2000, description="comma-separated channel names "
+                                                                         "(core/channels.py); default: all")]
+
+
+def parse_channels(text: str | None) -> list[str] | None:
+    """Split a comma-separated channel list; 422 naming the first unknown channel."""
+    if text is None or not text.strip():
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    for c in names:
+        if c not in CHANNELS:
+            raise HTTPException(422, f"unknown channel {c[:80]!r}: channels are listed in core/channels.py")
+    if len(names) > 50:
+        raise HTTPException(422, "at most 50 channels per request")
+    return list(dict.fromkeys(names))
+
+
+def _ident(name: str) -> str:
+    """Quote an identifier that is already known to be in an allow-list."""
+    if name not in CHANNELS and name not in DEVICE_KINDS:
+        raise ValueError(f"identifier {name!r} is not allow-listed")
+    return '"' + name + '"'
+
+
+def series_query(kind: str, channels: list[str], agg: str, interval_s: int) -> str:
+    """InfluxQL of a downsampled range query; only allow-listed identifiers and bound parameters."""
+    if agg not in AGGREGATES or not isinstance(interval_s, int) or interval_s < 1:
+        raise ValueError(f"bad aggregate {agg!r} or interval {interval_s!r}")
+    fields = ", ".join(f"{agg}({_ident(c)}) AS {_ident(c)}" for c in channels)
+    return (f"SELECT {fields} FROM {_ident(kind)} WHERE site = $site AND device = $device "
+            f"AND time >= $start AND time < $end GROUP BY time({interval_s}s) fill(none)")
+
+
+def _rfc3339(ns: int) -> str:
+    return ts(ns).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _range(start: datetime | None, end: datetime | None, now: int, max_days: int, default_s: int) -> tuple[int, int]:
+    end_ns = to_ns(end) if end else now
+    start_ns = to_ns(start) if start else end_ns - default_s * NS
+    if end_ns <= start_ns:
+        raise HTTPException(422, "end must be after start")
+    if end_ns - start_ns > max_days * 86400 * NS:
+        raise HTTPException(422, f"time range longer than {max_days} days")
+    return start_ns, end_ns
+
+
+def _query(influx, q: str, params: dict) -> dict[str, np.ndarray]:
+    try:
+        return influx.query_arrays(q, params)
+    except InfluxError as exc:
+        raise HTTPException(502, f"telemetry database error: {exc}") from None
+
+
+@router.get("/{device_id}/latest", response_model=LatestOut)
+def latest(device_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep, settings: SettingsDep,
+           channels: ChannelsQuery = None) -> LatestOut:
+    """The latest snapshot of a device (within the range limit)."""
+    dev = visible_device(store, scope, device_id)
+    wanted = parse_channels(channels)
+    q = (f"SELECT * FROM {_ident(dev['kind'])} WHERE site = $site AND device = $device "
+         f"AND time > now() - {int(settings.max_range_days)}d ORDER BY time DESC LIMIT 1")
+    cols = _query(influx, q, {"site": dev["site_id"], "device": dev["id"]})
+    names = wanted or sorted(c for c in cols if c in CHANNELS)
+    if len(cols.get("time", ())) == 0:
+        return LatestOut(device_id=dev["id"], kind=dev["kind"], time=None, values=dict.fromkeys(names))
+    values = {}
+    for c in names:
+        v = cols.get(c)
+        x = None if v is None else v[0]
+        values[c] = None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+    return LatestOut(device_id=dev["id"], kind=dev["kind"], time=ts(int(cols["time"][0])), values=values)
+
+
+@router.get("/{device_id}/series", response_model=SeriesOut)
+def series(device_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep, settings: SettingsDep,
+           clock: ClockDep, channels: ChannelsQuery = None,
+           start: datetime | None = None, end: datetime | None = None,
+           interval_s: Annotated[int | None, Query(ge=1, le=31 * 86400)] = None,
+           agg: Literal["mean", "min", "max"] = "mean") -> SeriesOut:
+    """Downsampled time range (mean/min/max per interval) of some channels of a device; default: last 24 h."""
+    dev = visible_device(store, scope, device_id)
+    start_ns, end_ns = _range(start, end, clock(), settings.max_range_days, 86400)
+    names = parse_channels(channels) or ["active_power"]
+    span_s = (end_ns - start_ns) / NS
+    if interval_s is None:
+        interval_s = max(int(math.ceil(dev["poll_interval_s"])), int(math.ceil(span_s / 1000)))
+    points = math.ceil(span_s / interval_s) * len(names)
+    if points > settings.max_points:
+        raise HTTPException(422, f"{points} points requested; at most {settings.max_points}: "
+                                 f"use a longer interval_s, fewer channels or a shorter range")
+    cols = _query(influx, series_query(dev["kind"], names, agg, interval_s),
+                  {"site": dev["site_id"], "device": dev["id"], "start": _rfc3339(start_ns),
+                   "end": _rfc3339(end_ns)})
+    t = cols.get("time", np.empty(0, dtype=np.int64))
+    values = {}
+    for c in names:
+        v = cols.get(c)
+        if v is None:
+            values[c] = [None] * len(t)
+        else:
+            arr = np.asarray(v, dtype=np.float64)
+            values[c] = [None if math.isnan(x) else x for x in arr.tolist()]
+    return SeriesOut(device_id=dev["id"], kind=dev["kind"], start=ts(start_ns), end=ts(end_ns),
+                     interval_s=interval_s, agg=agg, times=[ts(int(x)) for x in t], values=values)
+
+
+@router.get("/sites/{site_id}/energy", response_model=EnergyTouOut)
+def energy_by_tou(site_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep, settings: SettingsDep,
+                  clock: ClockDep, device_id: Annotated[str | None, Query(max_length=64)] = None,
+                  start: datetime | None = None, end: datetime | None = None) -> EnergyTouOut:
+    """Imported energy per TOU period of the site's tariff, from a meter's energy counter (15-min steps)."""
+    from analytics.tariffs import TariffError, energy_cost, load_tariff
+
+    site = visible_site(store, scope, site_id)
+    meters = list(store.devices(site_id=site_id, kind="meter"))
+    if device_id is None:
+        if not meters:
+            raise HTTPException(404, f"site {site_id!r} has no meter")
+        dev = meters[0]
+    else:
+        dev = next((d for d in meters if d["id"] == device_id), None)
+        if dev is None:
+            raise HTTPException(404, f"meter {device_id!r} does not exist on site {site_id!r}")
+    start_ns, end_ns = _range(start, end, clock(), settings.max_range_days, 86400)
+    try:
+        tariff = load_tariff(site["tariff"]) if site["tariff"] else None
+    except (TariffError, ValueError) as exc:
+        raise HTTPException(422, f"site {site_id!r} tariff: {exc}") from None
+    if tariff is None:
+        raise HTTPException(422, f"site {site_id!r} has no tariff configured")
+    q = (f"SELECT last({_ident('energy_import')}) AS e FROM {_ident('meter')} WHERE site = $site AND "
+         f"device = $device AND time >= $start AND time < $end GROUP BY time(900s) fill(none)")
+    cols = _query(influx, q, {"site": site_id, "device": dev["id"], "start": _rfc3339(start_ns - 900 * NS),
+                              "end": _rfc3339(end_ns)})
+    t = cols.get("time", np.empty(0, dtype=np.int64))
+    e = np.asarray(cols.get("e", np.empty(0)), dtype=np.float64)
+    if len(t) < 2:
+        periods = [TouPeriodOut(period=p, kwh=0.0, yuan=0.0) for p in tariff.periods]
+        return EnergyTouOut(site_id=site_id, device_id=dev["id"], start=ts(start_ns), end=ts(end_ns),
+                            tariff=tariff.id, total_kwh=0.0, periods=periods)
+    kwh = np.diff(e) / 1000.0                       # Wh counter -> kWh per 15-min step
+    kwh = np.where((kwh >= 0) & np.isfinite(kwh), kwh, 0.0)   # a counter reset contributes nothing
+    t_step = t[1:]
+    keep = (t_step >= start_ns) & (t_step < end_ns)
+    cost = energy_cost(t_step[keep], kwh[keep], tariff)
+    periods = [TouPeriodOut(period=p, kwh=round(cost["kwh"][p], 6), yuan=round(cost["yuan"][p], 4))
+               for p in tariff.periods]
+    return EnergyTouOut(site_id=site_id, device_id=dev["id"], start=ts(start_ns), end=ts(end_ns), tariff=tariff.id,
+                        total_kwh=round(cost["total_kwh"], 6), periods=periods)

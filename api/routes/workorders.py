@@ -1,0 +1,127 @@
+"""Work orders: create (by hand or from an alarm), assign, transitions, escalation, weekly review."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import ClockDep, ScopeDep, StoreDep
+from api.models import (
+    AssignIn,
+    DbId,
+    EscalationOut,
+    ReviewCounts,
+    ReviewOut,
+    TransitionIn,
+    WoLogOut,
+    WorkOrderCreate,
+    WorkOrderOut,
+    WoState,
+    to_ns,
+    ts,
+    work_order_out,
+)
+
+router = APIRouter(prefix="/workorders", tags=["work orders"])
+
+
+@router.get("", response_model=list[WorkOrderOut])
+def list_work_orders(scope: ScopeDep, store: StoreDep,
+                     site_id: Annotated[str | None, Query(max_length=64)] = None,
+                     state: WoState | None = None,
+                     assignee: Annotated[str | None, Query(max_length=64)] = None,
+                     overdue: bool | None = None,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[WorkOrderOut]:
+    """Work orders of the caller's sites, newest first (customers read their own)."""
+    rows = store.work_orders(scope.site_ids, site_id=site_id, state=state, assignee=assignee, overdue=overdue,
+                             limit=limit, offset=offset)
+    return [work_order_out(w, scope.is_staff) for w in rows]
+
+
+@router.post("", response_model=WorkOrderOut, status_code=201)
+def create_work_order(body: WorkOrderCreate, scope: ScopeDep, store: StoreDep) -> WorkOrderOut:
+    """Open a work order by hand or from an alarm (staff); due times follow the severity's time limits."""
+    scope.check_site(body.site_id)
+    if body.alarm_id is not None:
+        store.alarm(body.alarm_id, scope.site_ids)
+    scope.require_staff()
+    w = store.create_work_order(site_id=body.site_id, title=body.title, severity=body.severity,
+                                created_by=scope.user_id, device_id=body.device_id, alarm_id=body.alarm_id,
+                                description=body.description, assignee=body.assignee)
+    return work_order_out(w, True)
+
+
+@router.get("/review", response_model=ReviewOut)
+def weekly_review(scope: ScopeDep, store: StoreDep, clock: ClockDep,
+                  week_start: Annotated[date | None, Query(description="Monday of the week (UTC); default: "
+                                                                        "the current week")] = None) -> ReviewOut:
+    """Weekly review: open, overdue and closed-in-time orders, by engineer and by customer (staff)."""
+    scope.require_staff()
+    if week_start is None:
+        today = ts(clock()).date()
+        week_start = today - timedelta(days=today.weekday())
+    start_ns = to_ns(datetime(week_start.year, week_start.month, week_start.day))
+    r = store.weekly_review(start_ns, scope.site_ids)
+    return ReviewOut(week_start=ts(r["start_ns"]), week_end=ts(r["end_ns"]), total=ReviewCounts(**r["total"]),
+                     by_engineer={k: ReviewCounts(**v) for k, v in r["by_engineer"].items()},
+                     by_customer={k: ReviewCounts(**v) for k, v in r["by_customer"].items()},
+                     orders=[work_order_out(w, True) for w in r["orders"]])
+
+
+@router.post("/escalate", response_model=list[EscalationOut])
+def escalate(scope: ScopeDep, store: StoreDep) -> list[EscalationOut]:
+    """Run the escalation sweep now (it also runs in the background); returns new escalations (staff)."""
+    scope.require_staff()
+    return [_esc_out(e) for e in store.escalate_overdue()]
+
+
+@router.get("/escalations", response_model=list[EscalationOut])
+def my_escalations(scope: ScopeDep, store: StoreDep, notified: Annotated[str | None, Query(max_length=64)] = None
+                   ) -> list[EscalationOut]:
+    """Escalations addressed to the caller (admins may ask for anyone's or everyone's)."""
+    scope.require_staff()
+    who = notified if scope.role == "admin" else scope.user_id
+    return [_esc_out(e) for e in store.escalations(notified=who)]
+
+
+def _esc_out(e: dict) -> EscalationOut:
+    return EscalationOut(work_order_id=e["work_order_id"], time=ts(e["time_ns"]), stage=e["stage"],
+                         level=e["level"], notified=e["notified"])
+
+
+@router.get("/{wo_id}", response_model=WorkOrderOut)
+def get_work_order(wo_id: DbId, scope: ScopeDep, store: StoreDep) -> WorkOrderOut:
+    """One work order with due time, overdue flag and time-limit compliance."""
+    return work_order_out(store.work_order(wo_id, scope.site_ids), scope.is_staff)
+
+
+@router.get("/{wo_id}/log", response_model=list[WoLogOut])
+def work_order_log(wo_id: DbId, scope: ScopeDep, store: StoreDep) -> list[WoLogOut]:
+    """Every transition of a work order with time and who did it (staff)."""
+    store.work_order(wo_id, scope.site_ids)
+    scope.require_staff()
+    return [WoLogOut(time=ts(r["time_ns"]), user_id=r["user_id"], action=r["action"], from_state=r["from_state"],
+                     to_state=r["to_state"], note=r["note"]) for r in store.work_order_log(wo_id)]
+
+
+@router.post("/{wo_id}/assign", response_model=WorkOrderOut)
+def assign(wo_id: DbId, body: AssignIn, scope: ScopeDep, store: StoreDep) -> WorkOrderOut:
+    """Assign an engineer (staff)."""
+    store.work_order(wo_id, scope.site_ids)
+    scope.require_staff()
+    return work_order_out(store.assign_work_order(wo_id, body.engineer, scope.user_id, scope.site_ids), True)
+
+
+@router.post("/{wo_id}/transition", response_model=WorkOrderOut)
+def transition(wo_id: DbId, body: TransitionIn, scope: ScopeDep, store: StoreDep) -> WorkOrderOut:
+    """Move to the next state: dispatched, on_site, resolved, closed (staff).
+
+    Closing needs a resolution note and the alarm (if any) cleared.
+    """
+    store.work_order(wo_id, scope.site_ids)
+    scope.require_staff()
+    return work_order_out(store.transition_work_order(wo_id, body.to, scope.user_id, body.note, scope.site_ids),
+                          True)

@@ -1,0 +1,59 @@
+"""Settings of the API service, from the environment (never from the repository).
+
+``EH_STORE_URL``        workflow database, ``sqlite:///var/energyhost.db`` (default) or ``postgresql://...``
+``EH_TOKEN_TTL_S``      lifetime of bearer tokens [s] (default 28800 = one 8-h shift)
+``EH_TIME_LIMITS``      TOML file of per-severity time limits (see :meth:`core.store.TimeLimits.from_toml`)
+``EH_DOCS``             ``1`` (default) serves OpenAPI docs at /docs; ``0`` hides them in production
+``EH_LOGIN_MAX_FAILS``  failed logins per user name and minute before 429 (default 5)
+``EH_ESCALATE_EVERY_S`` period of the background escalation / inspection sweep [s] (default 60; 0 = off)
+plus the InfluxDB settings of :class:`core.config.Settings` (``EH_INFLUX_*``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from core.config import ConfigError, Settings
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    store_url: str = "sqlite:///var/energyhost.db"
+    token_ttl_s: float = 8 * 3600
+    time_limits_file: str | None = None
+    docs: bool = True
+    login_max_fails: int = 5
+    escalate_every_s: float = 60.0
+    max_range_days: int = 400              # telemetry range cap (reliability.md §12)
+    max_points: int = 100_000              # telemetry points-per-response cap
+    influx: Settings = field(default_factory=Settings)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> ApiSettings:
+        e = os.environ if env is None else env
+
+        def number(name: str, default: float, lo: float, hi: float) -> float:
+            raw = e.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                v = float(raw)
+            except ValueError:
+                raise ConfigError(f"{name}: not a number: {raw!r}") from None
+            if not lo <= v <= hi:
+                raise ConfigError(f"{name}: must be {lo}..{hi}, got {v}")
+            return v
+
+        docs = e.get("EH_DOCS", "1")
+        if docs not in ("0", "1"):
+            raise ConfigError(f"EH_DOCS: must be 0 or 1, got {docs!r}")
+        return cls(
+            store_url=e.get("EH_STORE_URL", cls.store_url),
+            token_ttl_s=number("EH_TOKEN_TTL_S", cls.token_ttl_s, 60, 7 * 86400),
+            time_limits_file=e.get("EH_TIME_LIMITS") or None,
+            docs=docs == "1",
+            login_max_fails=int(number("EH_LOGIN_MAX_FAILS", cls.login_max_fails, 1, 1000)),
+            escalate_every_s=number("EH_ESCALATE_EVERY_S", cls.escalate_every_s, 0, 86400),
+            influx=Settings.from_env(e),
+        )
