@@ -1,0 +1,403 @@
+"""Modbus collector: polls every Modbus device of a fleet on its own aligned schedule.
+
+Shape (telegraf ``inputs/modbus`` style): validate and plan at start-up, then one asyncio task
+per device that only calls prepared decoders.  Devices reach the network through a
+:class:`Link` — one TCP connection per direct endpoint (Modbus TCP, MBAP framing) or per
+serial-to-Ethernet gateway (RTU framing over TCP).  A link serializes its requests (pymodbus
+forbids parallel calls on one client, pymodbus #475/#2434) and keeps the gateway's pause
+between two requests on the bus.
+
+Reliability rules (docs reliability.md §3, §0 row 10):
+
+* request timeout per device (default 1 s) and bounded retries (default 1, only for
+  timeouts and exceptions 05/06 busy); exceptions 01/02/03 are configuration errors and are
+  not retried; an exception on one block does not stop the other blocks;
+* after a timeout the connection is closed and reopened, so a late answer can never be
+  taken for the answer to the next request (pymodbus #538, #2636; RTU carries no TID);
+* reconnect with exponential backoff 1 s → 60 s, ±20 % jitter, reset after a good connect;
+  we own the reconnect loop (pymodbus auto-reconnect disabled with ``reconnect_delay=0``);
+* a device is offline after 3 consecutive failed polls and online on the first good poll;
+* the poll's scheduled time (a multiple of the interval) is the Point timestamp;
+* read function codes 01–04 only: :class:`ReadOnlyClient` has no write method and refuses
+  any other outgoing PDU in pymodbus's send path (IEC 62443 FR3 least privilege).
+
+Every poll yields a ``collector_status`` Point (``status``, ``online``, ``latency_ms``) besides
+the device Point (measurement = device kind, tags = ``device.tags``, fields = channels).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from pymodbus import FramerType
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusIOException
+from pymodbus.pdu import ModbusPDU
+
+from core.config import Device, Fleet
+from core.model import Point
+from core.profiles import (
+    SUNSPEC_BASES,
+    Block,
+    ChainIncomplete,
+    Profile,
+    ProfileError,
+    parse_model_chain,
+)
+
+log = logging.getLogger(__name__)
+
+READ_FUNCTION_CODES = frozenset({0x01, 0x02, 0x03, 0x04})
+OFFLINE_AFTER = 3
+BACKOFF_MIN_S, BACKOFF_MAX_S, JITTER = 1.0, 60.0, 0.2
+RETRYABLE_EXCEPTIONS = frozenset({0x05, 0x06})
+Sink = Callable[[list[Point]], object]
+
+
+class WriteRefused(PermissionError):
+    """An attempt to send a Modbus function code other than 01–04."""
+
+
+class PollFailure(Exception):
+    """One request failed; ``status`` is the collector_status value (timeout, exception_02, ...)."""
+
+    def __init__(self, status: str, detail: str = ""):
+        super().__init__(f"{status}: {detail}" if detail else status)
+        self.status = status
+
+
+class ReadOnlyClient:
+    """A pymodbus asyncio client that can only read (FC 01–04).
+
+    It exposes no write method, and a guard on pymodbus's outgoing-PDU hook refuses any
+    PDU whose function code is not a read before it is framed, so no code path can emit
+    FC 05/06/15/16/22/23.
+    """
+
+    def __init__(self, host: str, port: int, *, framer: str = "socket", timeout: float = 1.0):
+        self.host, self.port, self.timeout = host, port, timeout
+        self._client = AsyncModbusTcpClient(
+            host, port=port, framer=FramerType.RTU if framer == "rtu" else FramerType.SOCKET,
+            timeout=timeout, retries=0, reconnect_delay=0, trace_pdu=self._guard)
+
+    @staticmethod
+    def _guard(sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if sending and pdu.function_code not in READ_FUNCTION_CODES:
+            raise WriteRefused(f"function code {pdu.function_code:#04x} refused: the collector only reads "
+                               "(FC 01-04)")
+        return pdu
+
+    @property
+    def connected(self) -> bool:
+        return self._client.connected
+
+    async def connect(self) -> bool:
+        return await self._client.connect()
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def execute(self, pdu: ModbusPDU) -> ModbusPDU:
+        """Send one request PDU (anything but a read is refused by the guard)."""
+        return await self._client.execute(False, pdu)
+
+    async def read(self, table: str, address: int, count: int, unit: int) -> list[int]:
+        """Read ``count`` registers; raises :class:`PollFailure` (timeout / exception_NN / connect_failed)."""
+        fn = self._client.read_holding_registers if table == "holding" else self._client.read_input_registers
+        try:
+            rr = await fn(address, count=count, device_id=unit)
+        except ModbusIOException as exc:
+            raise PollFailure("timeout", str(exc)) from None
+        except (ConnectionException, OSError) as exc:
+            raise PollFailure("connect_failed", str(exc)) from None
+        if rr.isError():
+            raise PollFailure(f"exception_{getattr(rr, 'exception_code', 0):02d}")
+        if len(rr.registers) != count:
+            raise PollFailure("decode_error", f"{len(rr.registers)} registers for {count} asked")
+        return rr.registers
+
+
+class Link:
+    """One TCP connection (direct device or gateway), serialized, with pause and backoff."""
+
+    def __init__(self, name: str, host: str, port: int, *, framer: str = "socket", pause_s: float = 0.0,
+                 timeout: float = 1.0, rng: random.Random | None = None):
+        self.name, self.host, self.port, self.framer = name, host, port, framer
+        self.pause_s, self.timeout = pause_s, timeout
+        self.lock = asyncio.Lock()
+        self.client: ReadOnlyClient | None = None
+        self.generation = 0              # bumped at every new connection (SunSpec re-scan)
+        self.backoff = 0.0
+        self.next_attempt = 0.0
+        self.last_end = 0.0
+        self.rng = rng or random.Random()
+        self.stats: Counter = Counter()
+
+    def _close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    async def _ensure(self) -> ReadOnlyClient:
+        if self.client is not None and self.client.connected:
+            return self.client
+        self._close()
+        now = time.monotonic()
+        if now < self.next_attempt:
+            raise PollFailure("connect_failed", f"{self.name}: backing off {self.next_attempt - now:.1f} s")
+        client = ReadOnlyClient(self.host, self.port, framer=self.framer, timeout=self.timeout)
+        ok = False
+        try:
+            ok = await asyncio.wait_for(client.connect(), timeout=max(3 * self.timeout, 1.0))
+        except (TimeoutError, OSError):
+            ok = False
+        if not ok:
+            client.close()
+            self.backoff = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, 2 * self.backoff))
+            self.next_attempt = time.monotonic() + self.backoff * self.rng.uniform(1 - JITTER, 1 + JITTER)
+            self.stats["connect_failed"] += 1
+            raise PollFailure("connect_failed", f"{self.name}: cannot connect to {self.host}:{self.port}")
+        self.backoff = 0.0
+        self.generation += 1
+        self.stats["connects"] += 1
+        self.client = client
+        return client
+
+    async def read(self, table: str, address: int, count: int, unit: int) -> list[int]:
+        async with self.lock:
+            client = await self._ensure()
+            if self.pause_s:
+                wait = self.last_end + self.pause_s - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            try:
+                return await client.read(table, address, count, unit)
+            except PollFailure as exc:
+                if exc.status in ("timeout", "connect_failed", "decode_error"):
+                    self._close()        # never reuse a socket a late answer may still arrive on
+                raise
+            finally:
+                self.last_end = time.monotonic()
+
+    def close(self) -> None:
+        self._close()
+
+
+@dataclass
+class DeviceState:
+    online: bool | None = None
+    failures: int = 0
+    polls: int = 0
+    last_status: str = ""
+
+
+class DevicePoller:
+    """Polls one device: its blocks in order, retries, status and online/offline state."""
+
+    def __init__(self, device: Device, profile: Profile, link: Link):
+        self.device, self.profile, self.link = device, profile, link
+        self.blocks: tuple[Block, ...] | None = None if profile.protocol == "sunspec" else profile.blocks
+        self.chain_generation = -1
+        self.state = DeviceState()
+        self.status_tags = {**device.tags, "source": "modbus"}
+
+    async def _read(self, table: str, address: int, count: int) -> list[int]:
+        tries = 1 + (self.device.retries if self.state.online is not False else 0)
+        for attempt in range(tries):
+            try:
+                return await self.link.read(table, address, count, self.device.unit_id)
+            except PollFailure as exc:
+                code = int(exc.status[10:], 10) if exc.status.startswith("exception_") else None
+                retry = exc.status == "timeout" or code in RETRYABLE_EXCEPTIONS
+                if not retry or attempt == tries - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def discover(self) -> tuple[Block, ...]:
+        """Find the SunSpec marker and walk the model chain, hop by hop (header reads of 2 registers)."""
+        for base in SUNSPEC_BASES:
+            seen: dict[int, int] = {}
+            try:
+                while True:
+                    try:
+                        chain = parse_model_chain(base, seen)
+                        break
+                    except ChainIncomplete as need:
+                        words = await self._read("holding", need.address, 2)
+                        seen[need.address], seen[need.address + 1] = words
+            except ProfileError:
+                continue                       # no marker at this base
+            except PollFailure as exc:
+                if exc.status in ("exception_02", "exception_03"):
+                    continue                   # base not mapped on this device
+                raise
+            try:
+                blocks = self.profile.plan(chain)
+            except ProfileError as exc:
+                raise PollFailure("decode_error", str(exc)) from None
+            self.chain_generation = self.link.generation
+            log.info("%s: SunSpec at %d, models %s", self.device.id, base, [m.id for m in chain])
+            return blocks
+        raise PollFailure("decode_error", "no SunSpec marker at 40000, 0 or 50000")
+
+    async def poll(self, time_ns: int) -> list[Point]:
+        started = time.perf_counter()
+        fields: dict[str, float] = {}
+        status = "ok"
+        answered = False
+        try:
+            if self.profile.protocol == "sunspec" and (
+                    self.blocks is None or self.chain_generation != self.link.generation):
+                self.blocks = await self.discover()
+                answered = True
+            for block in self.blocks or ():
+                try:
+                    words = await self._read(block.table, block.start, block.count)
+                except PollFailure as exc:
+                    if exc.status.startswith("exception_"):
+                        answered = True
+                        status = status if status != "ok" else exc.status
+                        continue               # the other blocks are still read
+                    raise
+                answered = True
+                try:
+                    fields.update(block.decode(words))
+                except ValueError as exc:
+                    status = "decode_error"
+                    log.warning("%s: %s", self.device.id, exc)
+        except PollFailure as exc:
+            status = exc.status
+            if self.profile.protocol == "sunspec" and status != "ok" and not answered:
+                self.blocks = None if self.chain_generation != self.link.generation else self.blocks
+        except WriteRefused:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one device never kills the collector
+            status = "decode_error"
+            log.exception("%s: poll failed: %s", self.device.id, exc)
+        st = self.state
+        st.polls += 1
+        st.last_status = status
+        if answered and (fields or status == "ok"):
+            st.failures = 0
+            st.online = True
+        else:
+            st.failures += 1
+            if st.failures >= OFFLINE_AFTER:
+                st.online = False
+            elif st.online is None:
+                st.online = None
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        points = []
+        if fields:
+            points.append(Point(self.device.kind, dict(self.device.tags), fields, time_ns))
+        points.append(Point("collector_status", dict(self.status_tags),
+                            {"status": status, "online": 0 if st.online is False else 1,
+                             "latency_ms": round(latency_ms, 3)}, time_ns))
+        return points
+
+
+class ModbusCollector:
+    """Poll every Modbus device of ``fleet`` and hand its Points to ``sink``.
+
+    ``sink(points)`` is a plain callable (e.g. ``core.influx.Writer.submit`` or ``list.extend``);
+    ``clock`` gives wall-clock seconds (the schedule and timestamps); ``devices`` limits the
+    collector to some device ids.  Raises ``ValueError`` naming the device whose profile is unknown.
+    """
+
+    def __init__(self, fleet: Fleet, profiles: Mapping[str, Profile], sink: Sink, *,
+                 clock: Callable[[], float] = time.time, devices: list[str] | None = None,
+                 seed: int | None = None):
+        self.fleet, self.sink, self.clock = fleet, sink, clock
+        rng = random.Random(seed)
+        plog = logging.getLogger("pymodbus")
+        if plog.level == logging.NOTSET:
+            plog.setLevel(logging.CRITICAL)     # we report every failure ourselves, per device
+        self.links: dict[str, Link] = {}
+        self.pollers: list[DevicePoller] = []
+        self.counters: Counter = Counter()
+        for dev in fleet.devices.values():
+            if dev.transport != "modbus" or (devices is not None and dev.id not in devices):
+                continue
+            if dev.profile not in profiles:
+                raise ValueError(f"device {dev.id!r}: unknown profile {dev.profile!r}")
+            if dev.gateway is not None:
+                gw = fleet.gateways[dev.gateway]
+                key = f"gateway:{gw.id}"
+                if key not in self.links:
+                    self.links[key] = Link(key, gw.host, gw.port, framer=gw.framer, pause_s=gw.pause_s,
+                                           timeout=gw.timeout_s, rng=rng)
+            else:
+                key = f"tcp:{dev.host}:{dev.port}"
+                if key not in self.links:
+                    self.links[key] = Link(key, dev.host, dev.port, timeout=dev.timeout_s, rng=rng)
+            self.pollers.append(DevicePoller(dev, profiles[dev.profile], self.links[key]))
+
+    async def _device_loop(self, poller: DevicePoller, stop: asyncio.Event) -> None:
+        interval_ns = round(poller.device.poll_interval_s * 1e9)
+        slot = int(self.clock() * 1e9) // interval_ns + 1      # integer slot: exact ns timestamps
+        while not stop.is_set():
+            delay = slot * interval_ns / 1e9 - self.clock()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    return
+                except TimeoutError:
+                    pass
+            points = await poller.poll(slot * interval_ns)
+            self.counters["polls"] += 1
+            self.counters[f"status_{points[-1].fields['status']}"] += 1
+            try:
+                self.sink(points)
+            except Exception as exc:  # noqa: BLE001
+                self.counters["sink_errors"] += 1
+                log.error("sink failed for %s: %s", poller.device.id, exc)
+            nxt = slot + 1
+            now_slot = int(self.clock() * 1e9) // interval_ns + 1
+            if now_slot > nxt:
+                self.counters["skipped_slots"] += now_slot - nxt
+                nxt = now_slot
+            slot = nxt
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set; then close every connection."""
+        tasks = [asyncio.create_task(self._device_loop(p, stop), name=f"poll-{p.device.id}")
+                 for p in self.pollers]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for link in self.links.values():
+                link.close()
+
+    def stats(self) -> dict:
+        """Counters: polls, ok, failures by status, offline device ids, skipped slots, connects."""
+        failures = {k[7:]: v for k, v in self.counters.items() if k.startswith("status_") and k != "status_ok"}
+        links: Counter = Counter()
+        for link in self.links.values():
+            links.update(link.stats)
+        return {
+            "devices": len(self.pollers),
+            "polls": self.counters["polls"],
+            "ok": self.counters["status_ok"],
+            "failures": failures,
+            "offline": sorted(p.device.id for p in self.pollers if p.state.online is False),
+            "skipped_slots": self.counters["skipped_slots"],
+            "sink_errors": self.counters["sink_errors"],
+            "connects": links["connects"],
+            "connect_failed": links["connect_failed"],
+        }
+
+
+def poll_time_ns(t: float, interval_s: float) -> int:
+    """The scheduled slot time at or before ``t`` for ``interval_s`` (a multiple of the interval) [ns]."""
+    interval_ns = round(interval_s * 1e9)
+    return int(math.floor(t * 1e9 / interval_ns) * interval_ns)

@@ -1,0 +1,406 @@
+"""Simulator → collector on loopback: every profile, gateways, blackholes, exceptions, late answers, writes.
+
+Real pymodbus servers (simulators/modbus_server.py) and the real collector, on free
+127.0.0.1 ports; short intervals and timeouts keep every test to a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import sys
+import time
+from dataclasses import replace
+
+import pymodbus.pdu.bit_message
+import pymodbus.pdu.diag_message
+import pymodbus.pdu.file_message
+import pymodbus.pdu.mei_message
+import pymodbus.pdu.other_message
+import pymodbus.pdu.register_message  # noqa: F401 - imported so every request class is listed
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pymodbus.pdu import ModbusPDU
+
+from collector.modbus import READ_FUNCTION_CODES, Link, ModbusCollector, ReadOnlyClient, WriteRefused
+from core.config import parse_fleet
+from core.profiles import TYPES, load_profiles, plan_blocks, precision, sunspec_layout
+from core.services import free_port
+from simulators.modbus_server import serve_fleet
+
+PROFILES = load_profiles()
+KIND = {pid: p.kind for pid, p in PROFILES.items()}
+
+
+def _fleet(devices: list[dict], gateways: list[dict] = ()) -> object:
+    return parse_fleet({"customer": [{"id": "cust", "site": [
+        {"id": "site1", "gateway": list(gateways), "device": devices}]}]})
+
+
+def _dev(did: str, profile: str, *, port: int | None = None, gateway: str | None = None, unit: int = 1,
+         interval: float = 0.5, timeout: float = 0.25, retries: int = 1) -> dict:
+    d = {"id": did, "kind": KIND[profile], "transport": "modbus", "profile": profile, "unit_id": unit,
+         "poll_interval_s": interval, "timeout_s": timeout, "retries": retries}
+    if gateway:
+        d["gateway"] = gateway
+    else:
+        d.update(host="127.0.0.1", port=port)
+    return d
+
+
+def _registers(profile, chain=None):
+    if profile.protocol == "sunspec":
+        chain = chain or sunspec_layout(profile)[0]
+    return profile.resolve(chain)
+
+
+def expected_values(profile, salt: int = 0, chain=None) -> dict[str, float]:
+    """Per channel a value that the row can carry exactly (a whole number of steps)."""
+    regs = _registers(profile, chain)
+    sfs = {r.key: int(r.default or 0) for r in regs if r.type == "sunssf"}
+    out = {}
+    for i, r in enumerate(regs):
+        if not r.is_channel:
+            continue
+        raw = 100 + 7 * i + salt
+        step = r.scale * (10.0 ** sfs[r.scale_factor] if r.scale_factor else 1.0)
+        out[r.key] = raw * step + r.offset if TYPES[r.type].integer else 1.5 * raw * r.scale
+    return out
+
+
+def _check_fields(profile, fields, values, chain=None):
+    regs = _registers(profile, chain)
+    sfs = {r.key: int(r.default or 0) for r in regs if r.type == "sunssf"}
+    for r in regs:
+        if r.is_channel:
+            assert r.key in fields, f"{profile.id}: {r.key} missing"
+            tol = precision(r, sfs.get(r.scale_factor, 0)) + 1e-6 * abs(values[r.key])
+            assert math.isclose(fields[r.key], values[r.key], abs_tol=tol), (profile.id, r.key)
+
+
+async def _run(collector: ModbusCollector, seconds: float) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(collector.run(stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+
+
+def _by_device(points, measurement=None):
+    out: dict[str, list] = {}
+    for p in points:
+        if measurement is None or p.measurement == measurement:
+            out.setdefault(p.tags["device"], []).append(p)
+    return out
+
+
+# ------------------------------------------------------------------------------- every profile
+
+
+def test_every_profile_end_to_end_tcp_and_rtu_gateway():
+    gw_port = free_port()
+    devices = []
+    for pid in sorted(PROFILES):        # each profile once directly and once behind the RTU gateway
+        devices.append(_dev(f"{pid}-tcp", pid, port=free_port()))
+        devices.append(_dev(f"{pid}-rtu", pid, gateway="gw1", unit=len(devices) + 1))
+    fleet = _fleet(devices, [{"id": "gw1", "host": "127.0.0.1", "port": gw_port, "framer": "rtu",
+                              "pause_s": 0.005, "timeout_s": 0.3}])
+    values = {d.id: expected_values(PROFILES[d.profile], salt=i) for i, d in enumerate(fleet.devices.values())}
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: values[dev.id], update_interval_s=10)
+        try:
+            col = ModbusCollector(fleet, PROFILES, points.extend)
+            await _run(col, 1.3)
+            return col.stats(), dict(sim.stats)
+        finally:
+            await sim.stop()
+
+    stats, sim_stats = asyncio.run(main())
+    data = _by_device(points)
+    for d in fleet.devices.values():
+        pts = data.get(d.id, [])
+        device_points = [p for p in pts if p.measurement == d.kind]
+        assert device_points, f"{d.id}: no data ({[p.fields for p in pts]})"
+        for p in device_points:
+            _check_fields(PROFILES[d.profile], p.fields, values[d.id])
+            assert p.time_ns % 500_000_000 == 0 and p.tags == d.tags
+        status = [p for p in pts if p.measurement == "collector_status"]
+        assert all(s.fields["status"] == "ok" and s.fields["online"] == 1 for s in status)
+        assert {s.tags["source"] for s in status} == {"modbus"}
+    assert stats["failures"] == {} and stats["offline"] == []
+    assert {k for k in sim_stats if k.startswith("rx_fc")} <= {"rx_fc03", "rx_fc04"}
+
+
+# ------------------------------------------------------------------------------- gateway, blackhole
+
+
+def test_gateway_shares_one_connection_and_a_dead_unit_does_not_stall_the_others():
+    gw_port = free_port()
+    fleet = _fleet([_dev("ev", "ev_charger_generic_ac", gateway="gw", unit=3, interval=1.0),
+                    _dev("tr", "transformer_generic_bwdk", gateway="gw", unit=4, interval=1.0),
+                    _dev("dead", "meter_acrel_dtsd1352", gateway="gw", unit=5, interval=1.0)],
+                   [{"id": "gw", "host": "127.0.0.1", "port": gw_port, "framer": "rtu", "pause_s": 0.01,
+                     "timeout_s": 0.15}])
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: expected_values(PROFILES[dev.profile]),
+                                lambda did: "silent" if did == "dead" else "normal")
+        try:
+            col = ModbusCollector(fleet, PROFILES, points.extend)
+            assert len(col.links) == 1
+            await _run(col, 4.6)
+            return col
+        finally:
+            await sim.stop()
+
+    col = asyncio.run(main())
+    status = _by_device(points, "collector_status")
+    for did in ("ev", "tr"):
+        times = [p.time_ns for p in status[did]]
+        assert [p.fields["status"] for p in status[did]] == ["ok"] * len(times)
+        assert len(times) >= 4 and all(b - a == 1_000_000_000 for a, b in zip(times, times[1:], strict=False))
+    dead = [(p.fields["status"], p.fields["online"]) for p in status["dead"]]
+    assert dead[:3] == [("timeout", 1), ("timeout", 1), ("timeout", 0)] and dead[3][1] == 0
+    assert col.stats()["offline"] == ["dead"]
+
+
+def test_blackhole_device_goes_offline_while_others_keep_their_schedule():
+    fleet = _fleet([_dev("hole", "meter_acrel_dtsd1352", port=free_port(), interval=0.5, timeout=0.2),
+                    _dev("m2", "meter_acrel_dtsd1352", port=free_port(), interval=0.5),
+                    _dev("ev", "ev_charger_generic_ac", port=free_port(), interval=0.25)])
+    arrivals: list[tuple[float, list]] = []
+
+    def sink(points):
+        arrivals.append((time.time(), points))
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: expected_values(PROFILES[dev.profile]),
+                                lambda did: "silent" if did == "hole" else "normal")
+        try:
+            col = ModbusCollector(fleet, PROFILES, sink)
+            await _run(col, 2.9)
+            return col.stats()
+        finally:
+            await sim.stop()
+
+    stats = asyncio.run(main())
+    by: dict[str, list] = {}
+    for arrived, pts in arrivals:
+        st_ = pts[-1]
+        by.setdefault(st_.tags["device"], []).append((arrived, st_))
+    for did, interval_ns in (("m2", 500_000_000), ("ev", 250_000_000)):
+        times = [s.time_ns for _, s in by[did]]
+        assert all(b - a == interval_ns for a, b in zip(times, times[1:], strict=False)), (did, [(t - times[0]) / 1e6 for t in times], [(a - s.time_ns / 1e9, s.fields) for a, s in by[did]])
+        lag = max(arrived - s.time_ns / 1e9 for arrived, s in by[did])
+        assert lag < 0.1, f"{did}: poll finished {lag * 1000:.0f} ms after its slot"
+        assert all(s.fields["status"] == "ok" for _, s in by[did])
+    hole = [(s.fields["status"], s.fields["online"]) for _, s in by["hole"]]
+    assert [o for _, o in hole[:4]] == [1, 1, 0, 0] and {s for s, _ in hole} == {"timeout"}
+    assert stats["offline"] == ["hole"]
+
+
+# ------------------------------------------------------------------------------- exceptions
+
+
+def test_exception_02_on_one_block_other_blocks_still_read():
+    full = PROFILES["meter_acrel_dtsd1352"]
+    no_thd = [r for r in full.registers if not r.key.startswith("thd_")]
+    served = replace(full, registers=tuple(no_thd), blocks=tuple(plan_blocks(no_thd, max_gap=full.max_gap)))
+    fleet = _fleet([_dev("m", "meter_acrel_dtsd1352", port=free_port()),
+                    _dev("busy", "ev_charger_generic_ac", port=free_port())])
+    values = expected_values(full)
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, {**PROFILES, "meter_acrel_dtsd1352": served},
+                                lambda dev, t: values if dev.id == "m" else {},
+                                lambda did: 4 if did == "busy" else "normal")
+        try:
+            col = ModbusCollector(fleet, PROFILES, points.extend)
+            await _run(col, 1.9)
+            return col.stats(), dict(sim.stats)
+        finally:
+            await sim.stop()
+
+    stats, sim_stats = asyncio.run(main())
+    meter = _by_device(points, "meter")["m"]
+    for p in meter:
+        assert not any(k.startswith("thd_") for k in p.fields)
+        assert p.fields["voltage_l1"] == pytest.approx(values["voltage_l1"])
+        assert p.fields["demand_active_power_max"] == pytest.approx(values["demand_active_power_max"])
+    st_m = [p.fields for p in _by_device(points, "collector_status")["m"]]
+    assert all(s["status"] == "exception_02" and s["online"] == 1 for s in st_m)
+    st_b = [(p.fields["status"], p.fields["online"]) for p in _by_device(points, "collector_status")["busy"]]
+    assert st_b[:3] == [("exception_04", 1), ("exception_04", 1), ("exception_04", 0)]
+    assert "busy" not in _by_device(points, "ev_charger")
+    assert stats["offline"] == ["busy"] and stats["failures"]["exception_02"] == len(st_m)
+    # 02 is a configuration error: one request per poll for the missing block, no hot retry
+    assert sim_stats["exception_02"] == len(st_m)
+
+
+# ------------------------------------------------------------------------------- late answers
+
+
+def test_late_answer_is_never_taken_for_the_next_request():
+    port = free_port()
+    fleet = _fleet([_dev("m", "meter_acrel_dtsd1352", port=port, timeout=0.2)])
+    mode = {"m": "late"}
+    prof = PROFILES["meter_acrel_dtsd1352"]
+    energy, inst = prof.blocks[0], prof.blocks[1]
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: expected_values(prof), mode.__getitem__)
+        try:
+            link = Link("t", "127.0.0.1", port, timeout=0.2)
+            img = sim.images["m"]
+            with pytest.raises(Exception) as exc:
+                await link.read(inst.table, inst.start, inst.count, 1)
+            assert getattr(exc.value, "status", "") == "timeout"
+            mode["m"] = "normal"
+            got = await link.read(energy.table, energy.start, energy.count, 1)
+            assert got == img.read(energy.table, energy.start, energy.count)
+            await asyncio.sleep(0.35)                    # the late answer has now been sent
+            got = await link.read(energy.table, energy.start, energy.count, 1)
+            assert got == img.read(energy.table, energy.start, energy.count)
+            assert link.stats["connects"] == 2           # closed and reopened after the timeout
+            link.close()
+            return dict(sim.stats)
+        finally:
+            await sim.stop()
+
+    sim_stats = asyncio.run(main())
+    assert sim_stats["late"] == 1
+
+
+def test_late_device_only_yields_timeouts():
+    fleet = _fleet([_dev("m", "transformer_generic_bwdk", port=free_port(), timeout=0.1, interval=0.5)])
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: {"winding_temperature_l1": 80.0},
+                                lambda did: "late")
+        try:
+            await _run(ModbusCollector(fleet, PROFILES, points.extend), 1.8)
+        finally:
+            await sim.stop()
+
+    asyncio.run(main())
+    assert [p.measurement for p in points] == ["collector_status"] * len(points) and len(points) >= 3
+    assert {p.fields["status"] for p in points} == {"timeout"}
+
+
+# ------------------------------------------------------------------------------- SunSpec discovery
+
+
+def test_sunspec_found_at_50000_and_rescanned_after_reconnect():
+    port = free_port()
+    fleet = _fleet([_dev("pv", "pv_inverter_sunspec", port=port, interval=0.25, timeout=0.2)])
+    prof = PROFILES["pv_inverter_sunspec"]
+    layouts = [(50000, {160: 3}), (0, {160: 1})]
+    points: list = []
+
+    async def main():
+        chain0 = sunspec_layout(prof, *layouts[0])[0]
+        v0 = expected_values(prof, chain=chain0)
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: v0, sunspec={"pv": layouts[0]})
+        col = ModbusCollector(fleet, PROFILES, points.extend, seed=1)
+        stop = asyncio.Event()
+        task = asyncio.create_task(col.run(stop))
+        await asyncio.sleep(0.8)
+        await sim.stop()
+        n_before = len(points)
+        chain1 = sunspec_layout(prof, *layouts[1])[0]
+        v1 = expected_values(prof, salt=5, chain=chain1)
+        await asyncio.sleep(0.3)
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: v1, sunspec={"pv": layouts[1]})
+        await asyncio.sleep(2.0)
+        stop.set()
+        await task
+        await sim.stop()
+        return chain0, v0, chain1, v1, n_before
+
+    chain0, v0, chain1, v1, n_before = asyncio.run(main())
+    pv = [p for p in points if p.measurement == "pv_inverter"]
+    first, last = pv[0], pv[-1]
+    assert "mppt3_dc_power" in first.fields
+    _check_fields(prof, first.fields, v0, chain0)
+    assert "mppt2_dc_power" not in last.fields
+    _check_fields(prof, last.fields, v1, chain1)
+    statuses = [p.fields["status"] for p in points[n_before:] if p.measurement == "collector_status"]
+    assert "connect_failed" in statuses or "timeout" in statuses
+
+
+# ------------------------------------------------------------------------------- write guard
+
+REQUESTS = sorted(
+    {c for m in list(sys.modules.values()) if getattr(m, "__name__", "").startswith("pymodbus.pdu")
+     for _, c in inspect.getmembers(m, inspect.isclass)
+     if issubclass(c, ModbusPDU) and c.__name__.endswith("Request")}, key=lambda c: c.__name__)
+NON_READ = [c for c in REQUESTS if c.function_code not in READ_FUNCTION_CODES]
+
+
+def test_client_has_no_write_method():
+    async def make():
+        return ReadOnlyClient("127.0.0.1", 1)
+
+    c = asyncio.run(make())
+    for name in ("write_register", "write_registers", "write_coil", "write_coils", "mask_write_register",
+                 "readwrite_registers", "write_file_record"):
+        assert not hasattr(c, name)
+    assert {5, 6, 15, 16, 22, 23} <= {c.function_code for c in NON_READ}
+
+
+@pytest.fixture(scope="module")
+def guard_server():
+    """One simulated meter in a background loop thread, shared by the property test."""
+    import threading
+
+    port = free_port()
+    fleet = _fleet([_dev("m", "meter_acrel_dtsd1352", port=port)])
+    loop = asyncio.new_event_loop()
+    box = {}
+    ready = threading.Event()
+
+    def run():
+        asyncio.set_event_loop(loop)
+        box["sim"] = loop.run_until_complete(serve_fleet(fleet, PROFILES, lambda d, t: {}))
+        ready.set()
+        loop.run_forever()
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    assert ready.wait(10)
+    yield port, box["sim"], loop
+    asyncio.run_coroutine_threadsafe(box["sim"].stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    th.join(10)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(NON_READ), st.integers(0, 0xFFFF), st.integers(1, 247))
+def test_no_write_or_other_function_code_can_be_emitted(guard_server, cls, address, unit):
+    port, sim, loop = guard_server
+
+    async def attempt():
+        c = ReadOnlyClient("127.0.0.1", port, timeout=0.5)
+        assert await c.connect()
+        try:
+            pdu = cls()
+            pdu.dev_id = unit
+            if hasattr(pdu, "address"):
+                pdu.address = address
+            with pytest.raises(WriteRefused, match=f"{cls.function_code:#04x} refused"):
+                await c.execute(pdu)
+            rr = await c.read("holding", 0x61, 2, 1)           # the connection still works
+            assert len(rr) == 2
+        finally:
+            c.close()
+
+    asyncio.run_coroutine_threadsafe(attempt(), loop).result(10)
+    received = {k for k, v in sim.stats.items() if k.startswith("rx_fc") and v}
+    assert received <= {"rx_fc03"} and sim.stats["writes_refused"] == 0
