@@ -133,7 +133,9 @@ class Link:
         self.pause_s, self.timeout = pause_s, timeout
         self.lock = asyncio.Lock()
         self.client: ReadOnlyClient | None = None
-        self.generation = 0              # bumped at every new connection (SunSpec re-scan)
+        self.generation = 0              # bumped at every new connection
+        self.outages = 0                 # bumped when a connect succeeds after failed ones (SunSpec re-scan)
+        self._down = True
         self.backoff = 0.0
         self.next_attempt = 0.0
         self.last_end = 0.0
@@ -163,9 +165,13 @@ class Link:
             self.backoff = min(BACKOFF_MAX_S, max(BACKOFF_MIN_S, 2 * self.backoff))
             self.next_attempt = time.monotonic() + self.backoff * self.rng.uniform(1 - JITTER, 1 + JITTER)
             self.stats["connect_failed"] += 1
+            self._down = True
             raise PollFailure("connect_failed", f"{self.name}: cannot connect to {self.host}:{self.port}")
         self.backoff = 0.0
         self.generation += 1
+        if self._down:
+            self.outages += 1
+            self._down = False
         self.stats["connects"] += 1
         self.client = client
         return client
@@ -221,7 +227,11 @@ class DevicePoller:
         raise AssertionError("unreachable")
 
     async def discover(self) -> tuple[Block, ...]:
-        """Find the SunSpec marker and walk the model chain, hop by hop (header reads of 2 registers)."""
+        """Find the SunSpec marker and walk the model chain, hop by hop (header reads of 2 registers).
+
+        Run at the first poll, after the link came back from an outage, and after a failed
+        poll of this device (a replaced or re-flashed inverter may have moved its models).
+        """
         for base in SUNSPEC_BASES:
             seen: dict[int, int] = {}
             try:
@@ -242,7 +252,7 @@ class DevicePoller:
                 blocks = self.profile.plan(chain)
             except ProfileError as exc:
                 raise PollFailure("decode_error", str(exc)) from None
-            self.chain_generation = self.link.generation
+            self.chain_generation = self.link.outages
             log.info("%s: SunSpec at %d, models %s", self.device.id, base, [m.id for m in chain])
             return blocks
         raise PollFailure("decode_error", "no SunSpec marker at 40000, 0 or 50000")
@@ -254,7 +264,8 @@ class DevicePoller:
         answered = False
         try:
             if self.profile.protocol == "sunspec" and (
-                    self.blocks is None or self.chain_generation != self.link.generation):
+                    self.blocks is None or self.chain_generation != self.link.outages or self.state.failures):
+                self.blocks = None
                 self.blocks = await self.discover()
                 answered = True
             for block in self.blocks or ():
@@ -274,8 +285,6 @@ class DevicePoller:
                     log.warning("%s: %s", self.device.id, exc)
         except PollFailure as exc:
             status = exc.status
-            if self.profile.protocol == "sunspec" and status != "ok" and not answered:
-                self.blocks = None if self.chain_generation != self.link.generation else self.blocks
         except WriteRefused:
             raise
         except Exception as exc:  # noqa: BLE001 - one device never kills the collector
