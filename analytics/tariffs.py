@@ -77,10 +77,19 @@ class Tariff:
         return self.prices[self.period_index(time_ns)]
 
 
-def _local_month_minute(t: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
-    """Local (month 1..12, minute of day 0..1439) of UTC ns timestamps, DST-aware through zoneinfo."""
+def local_fields(time_ns, tz: str) -> dict[str, np.ndarray]:
+    """Local calendar fields of UTC ns timestamps in zone ``tz`` (DST-aware through zoneinfo).
+
+    Returns
+    -------
+    dict of ndarray
+        ``month`` (1..12), ``minute`` (minute of day, 0..1439), ``weekday`` (0 = Monday),
+        ``day`` (local days since 1970-01-01).
+    """
+    t = _checks.time_ns(time_ns)
     if t.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        z = np.zeros(0, np.int64)
+        return {"month": z, "minute": z, "weekday": z, "day": z}
     zone = ZoneInfo(tz)
     # UTC offset per distinct UTC hour (offsets change on the hour in every zone we serve)
     hours = t // (3600 * 10**9)
@@ -91,7 +100,12 @@ def _local_month_minute(t: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]
     days = local // (86400 * 10**9)
     minute = (local - days * 86400 * 10**9) // (60 * 10**9)
     month = (days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64) % 12) + 1
-    return month, minute
+    return {"month": month, "minute": minute, "weekday": (days + 3) % 7, "day": days}
+
+
+def _local_month_minute(t: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    f = local_fields(t, tz)
+    return f["month"], f["minute"]
 
 
 def _hhmm(text, path: str, key: str) -> int:
