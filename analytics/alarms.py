@@ -1,0 +1,240 @@
+"""Findings → alarms: dedup keys, raise/clear times, suppression by design, chattering, flood KPIs.
+
+Pure functions: no clock, no storage.  The workflow store (``core.store.Store.upsert_alarm_events``)
+persists what :func:`findings_to_events` returns; re-sending the same events is idempotent
+there because an activation is identified by ``(key, raised_ns)``.
+
+Alarm philosophy (ISA-18.2 / IEC 62682, EEMUA 191; reliability.md §5, standards.md §10.2):
+
+* one alarm per dedup key ``site/device/type`` at a time; overlapping or nearly
+  adjacent findings of one key merge into one activation (an off-delay, so a
+  condition that flickers does not chatter);
+* a device's ``comms_loss`` suppresses its process alarms *by design* (they are still
+  evaluated and logged, with ``suppressed_by`` = the comms alarm's key), and when every
+  device behind one gateway is silent together, one gateway alarm suppresses the
+  device comms alarms — one alarm, not fifty;
+* chattering = ≥ 3 activations of a key within 60 s; flood = > 10 alarms in 10 min,
+  ending when fewer than 5 arrive in 10 min.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from core.model import SEVERITIES, AlarmEvent, Finding
+
+NS = 10**9
+COMMS_TYPE = "comms_loss"
+TEN_MIN_NS = 600 * NS
+
+
+def alarm_key(site_id: str, device_id: str | None, type_: str) -> str:
+    """Dedup key ``site/device/type`` (``-`` for a site-level alarm)."""
+    if not site_id or "/" in site_id or (device_id and "/" in device_id) or not type_ or "/" in type_:
+        raise ValueError(f"site_id, device_id and type must be non-empty and free of '/': "
+                         f"{site_id!r}, {device_id!r}, {type_!r}")
+    return f"{site_id}/{device_id or '-'}/{type_}"
+
+
+def _merge(intervals: list[tuple[int, int, Finding]], gap_ns: int) -> list[tuple[int, int, list[Finding]]]:
+    intervals.sort(key=lambda x: (x[0], x[1]))
+    out: list[tuple[int, int, list[Finding]]] = []
+    for s, e, f in intervals:
+        if out and s <= out[-1][1] + gap_ns:
+            ps, pe, fs = out[-1]
+            out[-1] = (ps, max(pe, e), [*fs, f])
+        else:
+            out.append((s, e, [f]))
+    return out
+
+
+def _overlap(a0: int, a1: int | None, b0: int, b1: int | None) -> bool:
+    inf = np.iinfo(np.int64).max
+    return a0 <= (b1 if b1 is not None else inf) and b0 <= (a1 if a1 is not None else inf)
+
+
+def findings_to_events(findings: Iterable[Finding], now_ns: int | None = None, merge_gap_s: float = 120.0,
+                       groups: Mapping[str, Iterable[str]] | None = None,
+                       exclude_types: Iterable[str] = ()) -> list[AlarmEvent]:
+    """Turn fault findings into alarm activations (raise, and clear when the condition ended).
+
+    Parameters
+    ----------
+    findings : iterable of Finding
+        Fault findings (``saving_*`` findings are advice, never alarms, and are skipped).
+    now_ns : int, optional
+        Evaluation time [ns]: an activation whose last finding ends at or after
+        ``now_ns - merge_gap_s`` is still active (``cleared_ns`` None).  None = all cleared
+        at their end.
+    merge_gap_s : float
+        Findings of one key closer than this merge into one activation (off-delay) [s].
+    groups : mapping, optional
+        ``{gateway_id: device ids behind it}`` — when all of them lose comms together a
+        single ``site/gateway/comms_loss`` alarm suppresses theirs.
+    exclude_types : iterable of str
+        Finding types that are not alarms (e.g. power-quality statistics).
+
+    Returns
+    -------
+    list of AlarmEvent
+        Sorted by raise time; at most one activation per key at any time.
+    """
+    gap = round(merge_gap_s * NS)
+    skip = set(exclude_types)
+    by_key: dict[str, list[tuple[int, int, Finding]]] = defaultdict(list)
+    for f in findings:
+        if f.type.startswith("saving_") or f.type in skip:
+            continue
+        if f.severity not in SEVERITIES:
+            raise ValueError(f"finding {f.type!r} of {f.site_id}/{f.device_id}: severity must be one of "
+                             f"{SEVERITIES}, got {f.severity!r}")
+        if f.end_ns < f.start_ns:
+            raise ValueError(f"finding {f.type!r} of {f.site_id}/{f.device_id}: end_ns before start_ns")
+        by_key[alarm_key(f.site_id, f.device_id, f.type)].append((f.start_ns, f.end_ns, f))
+    events: list[AlarmEvent] = []
+    for key, items in by_key.items():
+        for s, e, fs in _merge(items, gap):
+            worst = min(fs, key=lambda f: SEVERITIES.index(f.severity))
+            active = now_ns is not None and e >= now_ns - gap
+            ev = dict(worst.evidence)
+            if len(fs) > 1:
+                ev["merged_findings"] = len(fs)
+            events.append(AlarmEvent(key=key, type=worst.type, site_id=worst.site_id, device_id=worst.device_id,
+                                     severity=worst.severity, raised_ns=int(s), cleared_ns=None if active else int(e),
+                                     message_zh=worst.explanation_zh, message_en=worst.explanation_en,
+                                     evidence=ev))
+    events = _gateway_comms(events, groups or {})
+    events = _suppress_by_comms(events)
+    events.sort(key=lambda a: (a.raised_ns, a.key))
+    return events
+
+
+def _gateway_comms(events: list[AlarmEvent], groups: Mapping[str, Iterable[str]]) -> list[AlarmEvent]:
+    """Add one gateway comms alarm where every device behind a gateway is silent at once."""
+    comms = [e for e in events if e.type == COMMS_TYPE and e.device_id]
+    extra: list[AlarmEvent] = []
+    for gw, members in groups.items():
+        members = set(members)
+        if len(members) < 2:
+            continue
+        mine = [e for e in comms if e.device_id in members]
+        for e in [e for e in mine if e.device_id == min(members)]:
+            # the common window of all members overlapping this activation
+            start, end = e.raised_ns, e.cleared_ns
+            ok = True
+            for d in members:
+                hit = [o for o in mine if o.device_id == d and _overlap(o.raised_ns, o.cleared_ns, start, end)]
+                if not hit:
+                    ok = False
+                    break
+                start = max(start, min(o.raised_ns for o in hit))
+                ends = [o.cleared_ns for o in hit]
+                end_d = None if any(x is None for x in ends) else max(ends)
+                end = end_d if end is None else (end if end_d is None else min(end, end_d))
+            if ok and (end is None or end >= start):
+                extra.append(AlarmEvent(
+                    key=alarm_key(e.site_id, gw, COMMS_TYPE), type=COMMS_TYPE, site_id=e.site_id, device_id=gw,
+                    severity="major", raised_ns=start, cleared_ns=end,
+                    message_zh=f"网关 {gw} 下全部 {len(members)} 台设备通信中断。",
+                    message_en=f"All {len(members)} devices behind gateway {gw} lost communication.",
+                    evidence={"devices": sorted(members)}))
+    if not extra:
+        return events
+    out = []
+    for e in events:
+        if e.type == COMMS_TYPE and e.device_id and e.suppressed_by is None:
+            sup = next((g.key for g in extra if e.device_id in set(groups.get(g.device_id, ()))
+                        and _overlap(g.raised_ns, g.cleared_ns, e.raised_ns, e.cleared_ns)), None)
+            e = e._replace(suppressed_by=sup)
+        out.append(e)
+    return out + extra
+
+
+def _suppress_by_comms(events: list[AlarmEvent]) -> list[AlarmEvent]:
+    """Process alarms of a device raised while its comms alarm is active are suppressed by design."""
+    comms: dict[tuple[str, str | None], list[AlarmEvent]] = defaultdict(list)
+    for e in events:
+        if e.type == COMMS_TYPE:
+            comms[(e.site_id, e.device_id)].append(e)
+    out = []
+    for e in events:
+        if e.type != COMMS_TYPE and e.suppressed_by is None:
+            c = next((c for c in comms.get((e.site_id, e.device_id), ())
+                      if c.raised_ns <= e.raised_ns and (c.cleared_ns is None or e.raised_ns <= c.cleared_ns)),
+                     None)
+            if c is not None:
+                e = e._replace(suppressed_by=c.suppressed_by or c.key)
+        out.append(e)
+    return out
+
+
+def chattering(events: Iterable[AlarmEvent], window_s: float = 60.0, count: int = 3) -> dict[str, int]:
+    """Keys with at least ``count`` activations within any ``window_s`` (PAS: ≥ 3 in 60 s).
+
+    Returns
+    -------
+    dict
+        key → the largest number of activations seen in one window.
+    """
+    w = round(window_s * NS)
+    raises: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        raises[e.key].append(e.raised_ns)
+    out = {}
+    for key, ts in raises.items():
+        t = np.sort(np.asarray(ts, np.int64))
+        n = np.searchsorted(t, t + w, side="right") - np.arange(t.size)
+        if n.size and n.max() >= count:
+            out[key] = int(n.max())
+    return out
+
+
+def alarm_kpis(events: Iterable[AlarmEvent], start_ns: int, end_ns: int, operators: int = 1) -> dict:
+    """Alarm-system performance figures per ISA-18.2 §16 / EEMUA 191 (standards.md §10.2).
+
+    Counts annunciated activations (suppressed-by-design ones are reported separately)
+    raised within ``[start_ns, end_ns)``.
+
+    Returns
+    -------
+    dict
+        ``annunciated``, ``suppressed``, ``per_hour``, ``per_day`` (per operator),
+        ``max_per_10min``, ``flood_periods_pct`` (10-min periods with > 10),
+        ``time_in_flood_pct`` (flood starts > 10 / 10 min, ends < 5 / 10 min),
+        ``priority_pct``, ``top10_share_pct``, ``chattering_keys``, ``stale`` (active ≥ 24 h
+        at ``end_ns``), ``verdict`` (acceptable / manageable / overloaded).
+    """
+    if end_ns <= start_ns:
+        raise ValueError(f"end_ns must be > start_ns, got {start_ns}..{end_ns}")
+    if operators < 1:
+        raise ValueError(f"operators must be ≥ 1, got {operators}")
+    evs = [e for e in events if start_ns <= e.raised_ns < end_ns]
+    ann = [e for e in evs if e.suppressed_by is None]
+    hours = (end_ns - start_ns) / 3600e9
+    nb = int(np.ceil((end_ns - start_ns) / TEN_MIN_NS))
+    buckets = np.bincount([(e.raised_ns - start_ns) // TEN_MIN_NS for e in ann], minlength=nb)[:nb] / operators
+    flood = np.zeros(nb, bool)
+    state = False
+    for i, c in enumerate(buckets):
+        state = c > 10 if not state else not c < 5
+        flood[i] = state
+    by_key = Counter(e.key for e in ann)
+    top10 = sum(c for _, c in by_key.most_common(10))
+    prio = Counter(e.severity for e in ann)
+    per_hour = len(ann) / hours / operators
+    per_10 = buckets.max() if nb else 0
+    verdict = ("acceptable" if per_hour <= 6 and per_10 <= 10 else
+               "manageable" if per_hour <= 12 else "overloaded")
+    stale = [e.key for e in evs if e.cleared_ns is None and end_ns - e.raised_ns >= 24 * 3600 * NS]
+    return {
+        "annunciated": len(ann), "suppressed": len(evs) - len(ann), "per_hour": round(per_hour, 3),
+        "per_day": round(per_hour * 24, 2), "max_per_10min": int(per_10),
+        "flood_periods_pct": round(float(np.mean(buckets > 10)) * 100, 3) if nb else 0.0,
+        "time_in_flood_pct": round(float(flood.mean()) * 100, 3) if nb else 0.0,
+        "priority_pct": {s: round(prio.get(s, 0) / len(ann) * 100, 1) if ann else 0.0 for s in SEVERITIES},
+        "top10_share_pct": round(top10 / len(ann) * 100, 1) if ann else 0.0,
+        "chattering_keys": chattering(ann), "stale": stale, "verdict": verdict,
+    }
