@@ -19,7 +19,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.settings import ApiSettings
-from core.store import STAFF_ROLES, Store
+from core.store import STAFF_ROLES, NotFound, Store
 
 bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/token")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key of a service account")
@@ -121,3 +121,17 @@ def get_scope(user: UserDep, store: StoreDep) -> Scope:
 
 
 ScopeDep = Annotated[Scope, Depends(get_scope)]
+
+
+def check_filters(scope: Scope, store: Store, site_id: str | None = None, device_id: str | None = None) -> None:
+    """A list filter naming an unknown site or device, or one outside the scope, answers 404 like a path."""
+    if site_id is not None:
+        scope.check_site(site_id)
+        store.site(site_id)
+    if device_id is not None:
+        try:
+            dev = store.device(device_id)
+        except NotFound:
+            dev = None
+        if dev is None or not scope.sees_site(dev["site_id"]):
+            raise HTTPException(404, f"device {device_id!r} does not exist")

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import Field
 
-from api.deps import ClockDep, ScopeDep, SettingsDep, StoreDep
+from api.deps import ClockDep, ScopeDep, SettingsDep, StoreDep, check_filters
 from api.kpis import group_kpis
 from api.models import (
     AckIn,
@@ -43,6 +43,7 @@ def list_alarms(scope: ScopeDep, store: StoreDep,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[AlarmOut]:
     """Alarms of the caller's sites, newest first, filtered by site, device, severity, state and time."""
+    check_filters(scope, store, site_id, device_id)
     rows = store.alarms(scope.site_ids, site_id=site_id, device_id=device_id, severity=severity, state=state,
                         since_ns=to_ns(since) if since else None, until_ns=to_ns(until) if until else None,
                         open_only=open_only, limit=limit, offset=offset)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import ScopeDep, StoreDep
+from api.deps import ScopeDep, StoreDep, check_filters
 from api.models import (
     DbId,
     InspectionOut,
@@ -25,6 +25,7 @@ router = APIRouter(prefix="/inspections", tags=["inspections"])
 def list_plans(scope: ScopeDep, store: StoreDep,
                site_id: Annotated[str | None, Query(max_length=64)] = None) -> list[InspectionPlanOut]:
     """Patrol plans of the caller's sites."""
+    check_filters(scope, store, site_id)
     return [plan_out(p) for p in store.inspection_plans(scope.site_ids, site_id=site_id)]
 
 
@@ -45,6 +46,7 @@ def list_inspections(scope: ScopeDep, store: StoreDep,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                      offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[InspectionOut]:
     """Patrols (scheduled, done, missed) of the caller's sites, latest due first."""
+    check_filters(scope, store, site_id)
     return [inspection_out(i) for i in store.inspections(scope.site_ids, site_id=site_id, state=state,
                                                          limit=limit, offset=offset)]
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import ScopeDep, StoreDep
+from api.deps import ScopeDep, StoreDep, check_filters
 from api.models import (
     CustomerCreate,
     CustomerOut,
@@ -88,6 +88,9 @@ def update_customer(customer_id: str, body: CustomerPatch, scope: ScopeDep, stor
 def list_sites(scope: ScopeDep, store: StoreDep,
                customer_id: Annotated[str | None, Query(max_length=64)] = None) -> list[SiteOut]:
     """Sites visible to the caller, optionally of one customer."""
+    if customer_id is not None:
+        scope.check_customer(customer_id)
+        store.customer(customer_id)
     return [_site_out(s) for s in store.sites(scope.site_ids, customer_id=customer_id)]
 
 
@@ -118,6 +121,7 @@ def list_devices(scope: ScopeDep, store: StoreDep,
                  site_id: Annotated[str | None, Query(max_length=64)] = None,
                  kind: Annotated[str | None, Query(max_length=32)] = None) -> list[DeviceOut]:
     """Devices visible to the caller, optionally of one site or kind."""
+    check_filters(scope, store, site_id)
     return [_device_out(d, scope.is_staff) for d in store.devices(scope.site_ids, site_id=site_id, kind=kind)]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import ClockDep, ScopeDep, StoreDep
+from api.deps import ClockDep, ScopeDep, StoreDep, check_filters
 from api.models import (
     AssignIn,
     DbId,
@@ -36,6 +36,7 @@ def list_work_orders(scope: ScopeDep, store: StoreDep,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                      offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[WorkOrderOut]:
     """Work orders of the caller's sites, newest first (customers read their own)."""
+    check_filters(scope, store, site_id)
     rows = store.work_orders(scope.site_ids, site_id=site_id, state=state, assignee=assignee, overdue=overdue,
                              limit=limit, offset=offset)
     return [work_order_out(w, scope.is_staff) for w in rows]
