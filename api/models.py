@@ -233,18 +233,21 @@ class AuditOut(BaseModel):
 
 
 class KpiGroup(BaseModel):
+    """Figures of :func:`analytics.alarms.alarm_kpis` for one site or engineer group."""
+
     group: str
-    alarms: int = Field(description="activations in the window")
-    rate_per_10min: float = Field(description="average annunciated alarms per 10 min")
-    peak_per_10min: int
-    acceptable: bool = Field(description="average rate <= 1 per 10 min (ISA-18.2 / EEMUA 191)")
-    manageable: bool = Field(description="average rate <= 2 per 10 min")
-    flood_periods: int = Field(description="floods: > 10 alarms in 10 min until < 5 in 10 min")
-    flood_time_pct: float
-    chattering: list[str] = Field(description="keys with >= 3 activations within 60 s")
+    annunciated: int = Field(description="activations raised in the window, not suppressed by design")
+    suppressed: int
+    per_hour: float = Field(description="annunciated alarms per hour (ISA-18.2: ~6 acceptable, ~12 manageable)")
+    per_day: float
+    max_per_10min: int
+    flood_periods_pct: float = Field(description="% of 10-min periods with > 10 alarms")
+    time_in_flood_pct: float = Field(description="flood starts > 10 / 10 min, ends < 5 / 10 min")
+    priority_pct: dict[str, float]
+    top10_share_pct: float
+    chattering_keys: dict[str, int] = Field(description="keys with >= 3 activations in 60 s -> max per window")
     stale: list[str] = Field(description="keys active >= 24 h at the end of the window")
-    top10_share_pct: float = Field(description="share of the 10 most frequent keys")
-    by_severity: dict[str, int]
+    verdict: Literal["acceptable", "manageable", "overloaded"]
 
 
 class KpiOut(BaseModel):

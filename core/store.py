@@ -979,7 +979,8 @@ class Store:
         """Activations (raise times) in [start, end) with key, site, severity and engineer group."""
         frag, params = _in("a.site_id", site_ids)
         return self.db.rows(
-            f"SELECT v.key, v.raised_ns, v.cleared_ns, a.site_id, a.severity, a.type, s.engineer_group "
+            f"SELECT v.key, v.raised_ns, v.cleared_ns, a.site_id, a.severity, a.type, a.suppressed_by, "
+            f"s.engineer_group "
             f"FROM alarm_activations v JOIN alarms a ON a.id = v.alarm_id JOIN sites s ON s.id = a.site_id "
             f"WHERE {frag} AND v.raised_ns >= ? AND v.raised_ns < ? ORDER BY v.raised_ns",
             (*params, start_ns, end_ns))

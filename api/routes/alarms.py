@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import Field
 
+from analytics.alarms import alarm_kpis as kpis_of
 from api.deps import ClockDep, ScopeDep, SettingsDep, StoreDep, check_filters
-from api.kpis import group_kpis
 from api.models import (
     AckIn,
     AlarmOut,
@@ -59,23 +59,27 @@ def alarm_kpis(scope: ScopeDep, store: StoreDep, clock: ClockDep, settings: Sett
     start_ns = to_ns(start) if start else end_ns - 86400 * NS
     if not 0 < end_ns - start_ns <= settings.max_range_days * 86400 * NS:
         raise HTTPException(422, f"KPI window must be positive and at most {settings.max_range_days} days")
-    acts = store.alarm_activations(scope.site_ids, start_ns, end_ns)
-    col = "site_id" if group_by == "site" else "engineer_group"
-    open_alarms = store.alarms(scope.site_ids, open_only=True, limit=100000)
     sites = {s["id"]: s for s in store.sites(scope.site_ids)}
-    groups: dict[str, list[dict]] = {}
-    for s in sites.values():
-        groups.setdefault(s["id"] if group_by == "site" else s["engineer_group"], [])
-    for a in acts:
-        groups.setdefault(a[col], []).append(a)
-    out = []
-    for g, rows in sorted(groups.items()):
-        stale = [a["key"] for a in open_alarms if a["active"] and a["raised_ns"] <= end_ns - 86400 * NS
-                 and (a["site_id"] if group_by == "site" else sites[a["site_id"]]["engineer_group"]) == g]
-        k = group_kpis([r["key"] for r in rows], [r["raised_ns"] for r in rows], [r["severity"] for r in rows],
-                       start_ns, end_ns, stale)
-        out.append(KpiGroup(group=g, **k))
-    return KpiOut(start=ts(start_ns), end=ts(end_ns), group_by=group_by, groups=out)
+
+    def group_of(site_id: str) -> str:
+        return site_id if group_by == "site" else sites[site_id]["engineer_group"]
+
+    events: dict[str, list[AlarmEvent]] = {group_of(s): [] for s in sites}
+    for a in store.alarm_activations(scope.site_ids, start_ns, end_ns):
+        events[group_of(a["site_id"])].append(AlarmEvent(
+            key=a["key"], type=a["type"], site_id=a["site_id"], device_id=None, severity=a["severity"],
+            raised_ns=a["raised_ns"], cleared_ns=a["cleared_ns"], message_zh="", message_en="", evidence={},
+            suppressed_by=a["suppressed_by"]))
+    standing: dict[str, set[str]] = {g: set() for g in events}
+    for a in store.alarms(scope.site_ids, open_only=True, until_ns=end_ns, limit=100_000):
+        if a["active"] and a["raised_ns"] <= end_ns - 86400 * NS:
+            standing[group_of(a["site_id"])].add(a["key"])
+    groups = []
+    for g in sorted(events):
+        k = kpis_of(events[g], start_ns, end_ns)
+        k["stale"] = sorted(set(k["stale"]) | standing[g])
+        groups.append(KpiGroup(group=g, **k))
+    return KpiOut(start=ts(start_ns), end=ts(end_ns), group_by=group_by, groups=groups)
 
 
 class AlarmEventIn(In):
