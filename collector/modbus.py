@@ -354,11 +354,7 @@ class ModbusCollector:
         while not stop.is_set():
             delay = slot * interval_ns / 1e9 - self.clock()
             if delay > 0:
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                    return
-                except TimeoutError:
-                    pass
+                await asyncio.sleep(delay)          # run() cancels this task when stop is set
             points = await poller.poll(slot * interval_ns)
             self.counters["polls"] += 1
             self.counters[f"status_{points[-1].fields['status']}"] += 1
@@ -378,14 +374,21 @@ class ModbusCollector:
         """Poll until ``stop`` is set; then close every connection."""
         tasks = [asyncio.create_task(self._device_loop(p, stop), name=f"poll-{p.device.id}")
                  for p in self.pollers]
+        for t in tasks:
+            t.add_done_callback(self._task_done)
         try:
-            await asyncio.gather(*tasks)
+            await stop.wait()
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             for link in self.links.values():
                 link.close()
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.counters["task_errors"] += 1
+            log.error("%s stopped: %r", task.get_name(), task.exception())
 
     def stats(self) -> dict:
         """Counters: polls, ok, failures by status, offline device ids, skipped slots, connects."""

@@ -199,6 +199,17 @@ class Block:
         self._typed = struct.Struct("".join(typed)).unpack
         self._unsigned = struct.Struct("".join(unsigned)).unpack
         self._sf_sentinel = {i: self.registers[i].sentinel for i in {f[5] for f in fields if f[5] >= 0}}
+        # fast paths, precomputed: integer channel rows without scale factor, with or without sentinel
+        plain, guarded, general = [], [], []
+        for i, (f, r) in enumerate(zip(fields, self.registers, strict=True)):
+            key, is_channel, scale, offset, sent, sfi = f
+            if is_channel and sfi < 0 and TYPES[r.type].integer:
+                (plain if sent < 0 else guarded).append((i, key, scale, offset, sent))
+            else:
+                general.append((i, f))
+        self._plain = tuple(x[:4] for x in plain)
+        self._guarded = tuple(guarded)
+        self._general = tuple(general)
 
     def __repr__(self) -> str:
         return f"Block({self.table}@{self.start}+{self.count}, {len(self.registers)} registers)"
@@ -217,10 +228,15 @@ class Block:
         except struct.error as exc:
             raise ValueError(f"block {self.table}@{self.start}: word out of range 0..65535 ({exc})") from None
         t = self._typed(raw)
+        out: dict[str, float] = {k: t[i] * s + o for i, k, s, o in self._plain}
+        if not (self._guarded or self._general):
+            return out
         u = self._unsigned(raw)
+        for i, k, s, o, sent in self._guarded:
+            if u[i] != sent:
+                out[k] = t[i] * s + o
         sf_bad = {i for i, s in self._sf_sentinel.items() if s is not None and u[i] == s}
-        out: dict[str, float] = {}
-        for i, (key, is_channel, scale, offset, sent, sfi) in enumerate(self._fields):
+        for i, (key, is_channel, scale, offset, sent, sfi) in self._general:
             if not (is_channel or helpers) or u[i] == sent:
                 continue
             v = t[i]
