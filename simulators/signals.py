@@ -64,9 +64,11 @@ fault (params, default)     device kinds     effect
                                              circuit; DC power drops by its share (≈ 1/n_mppt); AC power
                                              = min(normal AC, unclipped AC × DC ratio); counters follow.
                                              No event bit (real inverters often do not flag it).
-``transformer_overtemp``    transformer      all winding temperatures + ``rise_k`` × min(1, (t−start)/1800 s)
-(``rise_k=60``)                              (30-min ramp); fan = 1 above 110 °C, ``temperature_alarm``
-                                             = 1 above 130 °C, ``temperature_trip`` = 1 above 150 °C.
+``transformer_overtemp``    transformer      the hottest winding ramps linearly to ``target_c`` over 30 min
+(``target_c=140``)                           (all three phases get the same offset, max(0, target − hottest)
+                                             × min(1, (t − start)/1800 s)); fan = 1 above 110 °C,
+                                             ``temperature_alarm`` = 1 above 130 °C, ``temperature_trip``
+                                             = 1 above 150 °C (so the default raises the alarm, not the trip).
 ``low_power_factor``        meter            PF magnitude = ``pf`` on every phase: Q = |P|·tan(acos(pf)),
 (``pf=0.78``)                                S and currents rise accordingly, ``reactive_energy_import``
                                              grows faster.  P unchanged.
@@ -107,6 +109,7 @@ import math
 import random
 import threading
 import time as _time
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -142,7 +145,7 @@ _ALL_KINDS = ("meter", "transformer", "pv_inverter", "ev_charger")
 FAULT_TYPES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "inverter_trip": (("pv_inverter",), {"event": "GROUND_FAULT"}),
     "string_loss": (("pv_inverter",), {"mppt": 1}),
-    "transformer_overtemp": (("transformer",), {"rise_k": 60.0}),
+    "transformer_overtemp": (("transformer",), {"target_c": 140.0}),
     "low_power_factor": (("meter",), {"pf": 0.78}),
     "harmonic_distortion": (("meter",), {"thd_voltage": 6.5, "thd_current": 35.0}),
     "phase_unbalance": (("meter",), {"ratio": 0.35}),
@@ -224,7 +227,7 @@ def _integral_at(s: np.ndarray, y: np.ndarray, cum: np.ndarray, t: np.ndarray) -
     h = s[k + 1] - s[k]
     frac = np.where(h > 0, (t - s[k]) / np.where(h > 0, h, 1.0), 0.0)
     yt = y[k] + (y[k + 1] - y[k]) * frac
-    return cum[k] + (t - s[k]) * 0.5 * (y[k] + yt)
+    return np.minimum(cum[k] + (t - s[k]) * 0.5 * (y[k] + yt), cum[k + 1])
 
 
 # ----------------------------------------------------------------------------------------- faults
@@ -266,7 +269,7 @@ def _check_params(fault: str, kind_defaults: dict[str, Any], params: Mapping[str
     if fault == "inverter_trip" and p["event"] not in SUNSPEC_EVENTS:
         raise ValueError(f"fault 'inverter_trip': parameter 'event' must be one of {SUNSPEC_EVENTS}, "
                          f"got {p['event']!r}")
-    checks = {"mppt": (1, n_mppt, True), "rise_k": (0.0, 200.0, False), "pf": (0.05, 1.0, False),
+    checks = {"mppt": (1, n_mppt, True), "target_c": (20.0, 250.0, False), "pf": (0.05, 1.0, False),
               "thd_voltage": (0.0, 100.0, False), "thd_current": (0.0, 300.0, False),
               "ratio": (0.0, 0.95, False), "depth": (0.0, 1.0, False), "code": (1, 65535, True)}
     for name, (lo, hi, integer) in checks.items():
@@ -466,7 +469,7 @@ class _SiteModel:
         day = np.floor(loc_s / 86400.0)
         hour = (loc_s - day * 86400.0) / 3600.0
         weekday = (day.astype(np.int64) + 3) % 7
-        doy = idx.dayofyear.to_numpy().astype(np.float64)
+        doy = idx.day_of_year.to_numpy().astype(np.float64)
         return day.astype(np.int64), hour, weekday, doy
 
     def day_of(self, t: np.ndarray) -> np.ndarray:
@@ -507,7 +510,10 @@ class _SiteModel:
     def _solar(self, t, day, doy, amb) -> dict[str, np.ndarray]:
         s = self.site
         idx = pd.DatetimeIndex(pd.to_datetime(np.asarray(t) * 1e9, unit="ns", utc=True))
-        sp = pvlib.solarposition.ephemeris(idx, s.latitude, s.longitude)
+        with warnings.catch_warnings():      # pvlib 0.16 still calls the deprecated DatetimeIndex.dayofyear
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            sp = pvlib.solarposition.ephemeris(idx, s.latitude, s.longitude)
         zen = sp["apparent_zenith"].to_numpy()
         azi = sp["azimuth"].to_numpy()
         am = pvlib.atmosphere.get_relative_airmass(zen)
@@ -690,15 +696,12 @@ class _SiteModel:
         comps[f"fan:{dev}"] = known[idx]
 
     def totals(self, day: int) -> dict[tuple[str, str], float]:
-        """Base daily integrals [Wh] of every counter, computed in bulk chunks (no pre-window)."""
+        """Base daily integrals [Wh] of every counter, computed in bulk 32-day chunks (no pre-window)."""
         if day in self._totals:
             return self._totals[day]
-        d0 = day
-        d1 = day + 64
-        for d in range(day, day + 64):
-            if d in self._totals:
-                d1 = d
-                break
+        # chunks aligned on fixed 32-day periods: a day's total never depends on the query history
+        d0 = ORIGIN_DAY + (day - ORIGIN_DAY) // 32 * 32
+        d1 = d0 + 32
         starts = [self.day_start(d) for d in range(d0, d1 + 1)]
         grid = np.arange(starts[0], starts[-1] + GRID_S / 2, GRID_S)
         comps = self.grid_components(grid)
@@ -985,8 +988,10 @@ class _SiteModel:
         n = len(t)
         out: dict[str, np.ndarray] = {}
         extra = np.zeros(n)
+        base_max = np.max([c[f"tw{ph}:{dev}"] for ph in (1, 2, 3)], axis=0)
         for m, p in self._fmask(f, dev, "transformer_overtemp", n):
-            extra = np.where(m, p["rise_k"] * np.clip((t - p["_start"]) / 1800.0, 0, 1), extra)
+            ramp = np.clip((t - p["_start"]) / 1800.0, 0, 1)
+            extra = np.where(m, ramp * np.maximum(p["target_c"] - base_max, 0.0), extra)
         temps = [c[f"tw{ph}:{dev}"] + extra for ph in (1, 2, 3)]
         for ph in (1, 2, 3):
             out[f"winding_temperature_l{ph}"] = temps[ph - 1]
@@ -1197,47 +1202,56 @@ class FleetSignals:
                 y = b.comps[f"_cpgrid:{dev}:{c}"]
                 yt = y[k] + (y[k + 1] - y[k]) * frac
                 part = (tt - g[k]) * 0.5 * (y[k] + yt) / 3600.0
-                out[c][sel] = start[(dev, c)] + np.minimum(b.cum[(dev, c)][k] + part, b.cum[(dev, c)][-1])
-        return out
-
-    def _corrections(self, sm: _SiteModel, dev: str, times: np.ndarray, ws: list[FaultWindow]
-                     ) -> dict[str, np.ndarray]:
-        """Integral [Wh] up to each time of (faulted − base) counter integrands over the fault windows."""
-        counters = sm.counters(dev)
-        out = {c: np.zeros(len(times)) for c in counters}
-        pw = [w for w in ws if w.fault in _POWER_FAULTS]
-        if not pw or not len(times):
-            return out
-        tmax = float(times.max())
-        intervals = sorted((w.start, min(w.end, tmax)) for w in pw if w.start <= tmax)
-        merged: list[list[float]] = []
-        for a, e in intervals:
-            if merged and a <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], e)
-            else:
-                merged.append([a, e])
-        bps = sorted({x for w in pw for x in (w.start, w.end) if x <= tmax})
-        for a, e in merged:
-            grid = np.arange(math.ceil(a / GRID_S) * GRID_S, e, GRID_S)
-            inner = [x for x in bps if a < x <= e]
-            s = np.unique(np.concatenate([grid, [a - _EPS_S, a, e], inner, [x - _EPS_S for x in inner]]))
-            f = self._eval(sm, dev, s, pw)
-            base = self._eval(sm, dev, s, None)
-            after = times >= s[0]
-            for c in counters:
-                d = (f["_cp:" + c] - base["_cp:" + c]) / 3600.0
-                cum = _cum_trapz_var(s, d)
-                out[c] += np.where(after, _integral_at(s, d, cum, times), 0.0)
+                cum = b.cum[(dev, c)]
+                out[c][sel] = start[(dev, c)] + np.minimum(cum[k] + part, cum[k + 1])
         return out
 
     def _counters(self, sm: _SiteModel, dev: str, times: np.ndarray, ws: list[FaultWindow],
                   days: np.ndarray | None = None, *, resets: bool = True) -> dict[str, np.ndarray]:
-        """Counters [Wh, varh] at ``times``: base + fault corrections, restarted at meter resets."""
+        """Counters [Wh, varh] at ``times`` with faults, restarted at meter resets.
+
+        Outside fault windows a counter is the base counter plus a constant; inside a (merged) window
+        of power-changing faults it is its value at the window start plus the exact integral of the
+        faulted integrand.  Each piece is monotonic in floating point, so the counter never goes back.
+        """
         days = sm.day_of(times) if days is None else days
         out = self._base_counters(sm, dev, times, days)
-        corr = self._corrections(sm, dev, times, ws)
-        for c in out:
-            out[c] = out[c] + corr[c]
+        pw = [w for w in ws if w.fault in _POWER_FAULTS]
+        if pw and len(times):
+            tmax = float(times.max())
+            spans = sorted((w.start, w.end) for w in pw if w.start <= tmax)
+            merged: list[list[float]] = []
+            for a, e in spans:
+                if merged and a <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], e)
+                else:
+                    merged.append([a, e])
+            if merged:
+                bps = sorted({x for w in pw for x in (w.start, w.end) if x <= tmax})
+                edges = np.array([x for a, e in merged for x in (a, e if e <= tmax else a)])
+                base_at = self._base_counters(sm, dev, edges, sm.day_of(edges))
+                base = dict(out)
+                k_prev: dict[str, float] = {}
+                for j, (a, e) in enumerate(merged):
+                    end = min(e, tmax)
+                    grid = np.arange(math.ceil(a / GRID_S) * GRID_S, end, GRID_S)
+                    inner = [x for x in bps if a < x <= end]
+                    pts = np.concatenate([grid, [a, end], inner, [x - _EPS_S for x in inner]])
+                    s_ = np.unique(pts[pts >= a])
+                    if len(s_) < 2:
+                        s_ = np.array([a, a + _EPS_S])
+                    f = self._eval(sm, dev, s_, pw)
+                    inside = (times >= a) & (times < e)
+                    after = times >= e
+                    for c in out:
+                        ba = base_at[c][2 * j]
+                        c_a = ba if j == 0 else k_prev[c] + (ba - base_at[c][2 * j - 1])
+                        y = f["_cp:" + c] / 3600.0
+                        cum = _cum_trapz_var(s_, y)
+                        out[c] = np.where(inside, c_a + _integral_at(s_, y, cum, times), out[c])
+                        if e <= tmax:
+                            k_prev[c] = c_a + float(cum[-1])
+                            out[c] = np.where(after, k_prev[c] + (base[c] - base_at[c][2 * j + 1]), out[c])
         if resets:
             rs = sorted(w.start for w in ws if w.fault == "meter_reset" and w.device_id == dev)
             if rs:

@@ -1,0 +1,408 @@
+"""Signal model: physics invariants, exact counters, determinism and every fault's effect (on arrays)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pvlib
+import pytest
+
+from core.channels import CHANNELS
+from core.config import parse_fleet
+from simulators.signals import FAULT_TYPES, FleetSignals
+
+FLEET_RAW = {
+    "customer": [{
+        "id": "c1",
+        "site": [{
+            "id": "s1", "timezone": "Asia/Shanghai", "pv_capacity_kwp": 300, "latitude": 31.3, "longitude": 120.6,
+            "contract_demand_kw": 800,
+            "transformer": [{"id": "s1-t1", "rated_kva": 1000, "p0_kw": 1.415, "pk_kw": 8.13,
+                             "meter": "s1-main", "temperature_controller": "s1-temp"}],
+            "device": [
+                {"id": "s1-main", "kind": "meter", "transport": "mqtt"},
+                {"id": "s1-feeder", "kind": "meter", "transport": "mqtt"},
+                {"id": "s1-temp", "kind": "transformer", "transport": "mqtt"},
+                {"id": "s1-pv1", "kind": "pv_inverter", "transport": "mqtt", "rated_power_kw": 110},
+                {"id": "s1-pv2", "kind": "pv_inverter", "transport": "mqtt", "rated_power_kw": 150},
+                {"id": "s1-ev1", "kind": "ev_charger", "transport": "mqtt", "rated_power_kw": 7},
+                {"id": "s1-ev2", "kind": "ev_charger", "transport": "mqtt", "rated_power_kw": 22},
+            ],
+        }],
+    }],
+}
+TZ = "Asia/Shanghai"
+MON = pd.Timestamp("2026-01-12", tz=TZ).timestamp()        # Monday 2026-01-12 00:00 local
+DAY = 86400.0
+H = 3600.0
+
+
+def local(day: int, hour: float) -> float:
+    return MON + day * DAY + hour * H
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return parse_fleet(FLEET_RAW)
+
+
+@pytest.fixture(scope="module")
+def sig(fleet):
+    return FleetSignals(fleet, seed=7)
+
+
+@pytest.fixture(scope="module")
+def week(sig):
+    """One week of 1-min values of every device."""
+    t = np.arange(MON, MON + 7 * DAY, 60.0)
+    return t, {d: sig.values_array(d, t) for d in sig.fleet.devices}
+
+
+def test_every_channel_is_in_the_glossary(week):
+    _t, vals = week
+    for dev, v in vals.items():
+        unknown = set(v) - set(CHANNELS)
+        assert not unknown, f"{dev}: {unknown}"
+        for k, arr in v.items():
+            assert np.all(np.isfinite(arr)), f"{dev}.{k} has non-finite values"
+
+
+def test_values_equals_values_array_at_the_same_time(sig):
+    rng = np.random.default_rng(1)
+    ts = MON + rng.uniform(0, 3 * DAY, 6)
+    for dev in sig.fleet.devices:
+        arr = sig.values_array(dev, ts)
+        for i, t in enumerate(ts):
+            one = sig.values(dev, float(t))
+            assert one.keys() == arr.keys()
+            assert all(one[k] == arr[k][i] for k in one), dev
+
+
+def test_deterministic_per_seed(fleet, sig):
+    t = np.array([local(1, 10.25), local(3, 15.5)])
+    other = FleetSignals(fleet, seed=7)
+    a, b = sig.values_array("s1-main", t), other.values_array("s1-main", t)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    c = FleetSignals(fleet, seed=8).values_array("s1-main", t)
+    assert not np.array_equal(a["active_power"], c["active_power"])
+
+
+@pytest.mark.parametrize("dev, counter, power", [
+    ("s1-main", "energy_import", lambda v: np.maximum(v["active_power"], 0)),
+    ("s1-main", "reactive_energy_import", lambda v: np.maximum(v["reactive_power"], 0)),
+    ("s1-feeder", "energy_import", lambda v: v["active_power"]),
+    ("s1-pv1", "energy_export", lambda v: v["active_power"]),
+    ("s1-ev2", "energy_import", lambda v: v["active_power"]),
+])
+def test_counters_are_monotonic_and_integrate_power(sig, dev, counter, power):
+    t = np.arange(local(0, 0), local(2, 0) + 1, 20.0)        # 20 s steps: not the 60 s model grid
+    v = sig.values_array(dev, t)
+    e = v[counter]
+    assert np.all(np.diff(e) >= 0), f"{dev}.{counter} went backwards"
+    integral = np.trapezoid(power(v), t) / 3600.0
+    assert integral > 1000.0
+    assert e[-1] - e[0] == pytest.approx(integral, rel=0.005)
+
+
+def test_counters_continue_across_days_and_calls(sig):
+    # the value at midnight asked alone equals the end of the previous day asked as an array
+    t = np.arange(local(2, 23), local(3, 0) + 1, 60.0)
+    arr = sig.values_array("s1-main", t)["energy_import"]
+    assert sig.values("s1-main", local(3, 0))["energy_import"] == arr[-1]
+    assert np.all(np.diff(arr) >= 0)
+
+
+def test_pv_zero_at_night_peak_near_noon_and_below_rating(sig, week, fleet):
+    t, vals = week
+    site = fleet.sites["s1"]
+    sp = pvlib.solarposition.ephemeris(pd.DatetimeIndex(pd.to_datetime(t, unit="s", utc=True)),
+                                       site.latitude, site.longitude)
+    night = sp["elevation"].to_numpy() < -1.0
+    for dev, rated in (("s1-pv1", 110e3), ("s1-pv2", 150e3)):
+        p = vals[dev]["active_power"]
+        assert np.all(p[night] == 0.0)
+        assert p.max() <= rated
+        assert p.max() > 0.3 * rated
+        assert np.all(vals[dev]["inverter_state"][night] == 2.0)        # SunSpec SLEEPING
+        # daily production-weighted centre time within 1 h of solar noon (~11:58 local here)
+        hours = (t - MON) % DAY / H
+        for d in range(7):
+            m = (t >= local(d, 0)) & (t < local(d + 1, 0))
+            centre = np.sum(hours[m] * p[m]) / np.sum(p[m])
+            assert abs(centre - 11.97) < 1.0, (dev, d, centre)
+
+
+def test_load_shape_night_day_weekend(week):
+    t, vals = week
+    p = vals["s1-feeder"]["active_power"]           # a feeder: pure load, no PV or EV
+    hours = (t - MON) % DAY / H
+    wd = ((t - MON) // DAY).astype(int)             # 0 = Monday ... 6 = Sunday
+    night = (hours >= 2) & (hours < 4)
+    day = (hours >= 9.5) & (hours < 11)
+    for d in range(5):
+        assert p[night & (wd == d)].mean() < 0.6 * p[day & (wd == d)].mean()
+    weekday_day = p[day & (wd < 5)].mean()
+    assert p[day & (wd == 5)].mean() < 0.8 * weekday_day
+    assert p[day & (wd == 6)].mean() < 0.6 * weekday_day
+    lunch = (hours >= 12.1) & (hours < 12.9)
+    assert p[lunch & (wd < 5)].mean() < 0.9 * weekday_day
+
+
+def test_meter_phase_consistency(week, fleet):
+    _t, vals = week
+    vn = fleet.sites["s1"].nominal_voltage_v
+    for dev in ("s1-main", "s1-feeder"):
+        v = vals[dev]
+        p, q, s = v["active_power"], v["reactive_power"], v["apparent_power"]
+        assert np.allclose(p, sum(v[f"active_power_l{i}"] for i in (1, 2, 3)), rtol=1e-9)
+        assert np.allclose(q, sum(v[f"reactive_power_l{i}"] for i in (1, 2, 3)), rtol=1e-9)
+        assert np.allclose(s ** 2, p ** 2 + q ** 2, rtol=1e-9)
+        assert np.allclose(v["power_factor"], p / s)
+        for i in (1, 2, 3):
+            assert np.allclose(v[f"current_l{i}"], v[f"apparent_power_l{i}"] / v[f"voltage_l{i}"])
+            assert np.all(np.abs(v[f"voltage_l{i}"] / vn - 1) < 0.07)          # GB/T 12325 ±7 %
+            assert np.all((v[f"thd_voltage_l{i}"] > 0.5) & (v[f"thd_voltage_l{i}"] < 5.0))
+        importing = p > 0.05 * p.max()
+        assert np.all((np.abs(v["power_factor"][importing]) >= 0.92) & (v["power_factor"][importing] <= 0.97))
+        assert np.all(np.abs(v["frequency"] - 50.0) < 0.2)                     # GB/T 15945
+        assert np.all(v["voltage_l12"] / v["voltage_l1"] > 1.68)
+        assert np.all(v["demand_active_power_max"] >= v["demand_active_power"] - 1e-3)  # rounding only
+        assert np.all(np.diff(v["demand_active_power_max"]) >= 0)
+
+
+def test_main_meter_is_load_minus_pv_plus_ev(week, sig):
+    _t, vals = week
+    sm = sig._sites["s1"]
+    share = sm.meter_role["s1-main"][1]
+    feeder_share = sm.meter_role["s1-feeder"][1]
+    load = vals["s1-feeder"]["active_power"] / feeder_share
+    expect = share * (load - vals["s1-pv1"]["active_power"] - vals["s1-pv2"]["active_power"]
+                      + vals["s1-ev1"]["active_power"] + vals["s1-ev2"]["active_power"])
+    assert np.allclose(vals["s1-main"]["active_power"], expect, rtol=1e-9, atol=1e-6)
+
+
+def test_demand_is_15_min_mean_of_power(sig):
+    t = local(1, 10.5)
+    fine = np.linspace(t - 900, t, 901)
+    p = sig.values_array("s1-main", fine)["active_power"]
+    assert sig.values("s1-main", t)["demand_active_power"] == pytest.approx(np.trapezoid(p, fine) / 900, rel=1e-3)
+
+
+def test_ev_states_and_power_consistent(week):
+    _t, vals = week
+    for dev, rated in (("s1-ev1", 7000.0), ("s1-ev2", 22000.0)):
+        v = vals[dev]
+        st, oc, p = v["charger_state"], v["ocpp_status"], v["active_power"]
+        assert np.all(p <= rated)
+        assert np.all(p[st == 1] == 0) and np.all(oc[st == 1] == 0)        # A: Available, no power
+        assert np.all(p[st == 2] == 0)                                      # B: connected, not charging
+        assert np.all(np.isin(oc[st == 3], [2]))                            # C: Charging
+        assert (st == 3).sum() > 60                                         # sessions exist this week
+        assert np.all(v["session_energy"][st == 1] == 0)
+        assert v["session_energy"].max() > 5000
+        assert np.all(v["max_current_offered"][st > 1] > 0)
+    # single-phase charger draws on L1 only
+    assert np.all(vals["s1-ev1"]["current_l2"] == 0) and vals["s1-ev1"]["current_l1"].max() > 20
+
+
+def test_transformer_temperature_follows_load_with_lag(week):
+    t, vals = week
+    temp = vals["s1-temp"]["winding_temperature_l1"]
+    s = vals["s1-main"]["apparent_power"]
+    assert np.all(temp < 130) and np.all(temp > -10)
+    assert np.all(vals["s1-temp"]["temperature_alarm"] == 0)
+    d = (t >= local(1, 0)) & (t < local(2, 0))
+    lag_h = (t[d][np.argmax(temp[d])] - t[d][np.argmax(s[d])]) / H
+    assert 0 <= lag_h < 6
+    assert np.corrcoef(temp, s)[0, 1] > 0.5
+
+
+# ----------------------------------------------------------------------------------------- faults
+# Faulted instance: each fault on its own window of Tuesday 2026-01-13 (day 1) or Wednesday (day 2).
+SCHEDULE = [
+    ("s1-pv1", "inverter_trip", local(1, 10), local(1, 11), {}),
+    ("s1-pv2", "string_loss", local(1, 11), local(1, 12), {"mppt": 2}),
+    ("s1-temp", "transformer_overtemp", local(1, 13), local(1, 16), {}),
+    ("s1-main", "low_power_factor", local(1, 14), local(1, 15), {"pf": 0.75}),
+    ("s1-feeder", "harmonic_distortion", local(1, 15), local(1, 16), {}),
+    ("s1-feeder", "phase_unbalance", local(1, 16), local(1, 17), {"ratio": 0.4}),
+    ("s1-feeder", "voltage_sag", local(1, 9), local(1, 9.1), {"depth": 0.3}),
+    ("s1-feeder", "device_silent", local(2, 9), local(2, 10), {}),
+    ("s1-pv1", "device_exceptions", local(2, 11), local(2, 12), {"code": 2}),
+    ("s1-feeder", "meter_reset", local(2, 14), local(2, 14.01), {}),
+]
+
+
+@pytest.fixture(scope="module")
+def faulted(fleet, sig):
+    f = FleetSignals(fleet, seed=7)
+    f.schedule(SCHEDULE)
+    # EV faults inside real charging periods of each charger on Wednesday
+    t = np.arange(local(2, 0), local(3, 0), 60.0)
+    for dev, fault in (("s1-ev1", "ev_fault"), ("s1-ev2", "ev_stuck")):
+        charging = t[sig.values_array(dev, t)["charger_state"] == 3]
+        assert len(charging) > 40, f"{dev} has no charging on Wednesday"
+        a = float(charging[5])
+        params = {"code": 17} if fault == "ev_fault" else {}
+        f.schedule([(dev, fault, a, a + 1800.0, params)])
+    return f
+
+
+def _cmp(sig, faulted, dev, a, b, step=60.0):
+    t = np.arange(a, b, step)
+    return t, sig.values_array(dev, t), faulted.values_array(dev, t)
+
+
+def test_inverter_trip(sig, faulted):
+    t, base, f = _cmp(sig, faulted, "s1-pv1", local(1, 9.5), local(1, 11.5))
+    inside = (t >= local(1, 10)) & (t < local(1, 11))
+    assert np.all(f["active_power"][inside] == 0) and base["active_power"][inside].min() > 0
+    assert np.all(f["inverter_state"][inside] == 7) and np.all(f["inverter_events"][inside] == 1)
+    assert np.all(f["dc_current"][inside] == 0) and np.all(f["dc_voltage"][inside] > base["dc_voltage"][inside])
+    assert np.array_equal(f["active_power"][~inside], base["active_power"][~inside])
+    e = f["energy_export"]
+    assert np.ptp(e[inside]) == 0 and np.all(np.diff(e) >= 0)
+    lost = np.trapezoid(base["active_power"][inside], t[inside]) / 3600
+    assert base["energy_export"][-1] - e[-1] == pytest.approx(lost, rel=0.02)
+    # the main meter imports what the inverter no longer produces
+    _t, mb, mf = _cmp(sig, faulted, "s1-main", local(1, 9.5), local(1, 11.5))
+    share = sig._sites["s1"].meter_role["s1-main"][1]
+    assert np.allclose(mf["active_power"][inside] - mb["active_power"][inside],
+                       share * base["active_power"][inside])
+    assert mf["energy_import"][-1] > mb["energy_import"][-1]
+
+
+def test_string_loss(sig, faulted):
+    t, base, f = _cmp(sig, faulted, "s1-pv2", local(1, 11), local(1, 12))
+    assert np.all(f["mppt2_dc_current"] == 0) and np.all(f["mppt2_dc_power"] == 0)
+    assert np.all(f["mppt2_dc_voltage"] > f["mppt1_dc_voltage"])          # open circuit
+    assert np.allclose(f["mppt1_dc_current"], base["mppt1_dc_current"])
+    assert np.allclose(f["dc_power"] / base["dc_power"], 0.75, atol=0.02)
+    assert np.all(f["active_power"] < base["active_power"]) and np.all(f["inverter_events"] == 0)
+
+
+def test_transformer_overtemp(sig, faulted):
+    t, base, f = _cmp(sig, faulted, "s1-temp", local(1, 13), local(1, 16))
+    hottest = np.max([f[f"winding_temperature_l{i}"] for i in (1, 2, 3)], axis=0)
+    rise = f["winding_temperature_l2"] - base["winding_temperature_l2"]
+    assert rise[0] == 0 and np.all(np.diff(rise[t <= local(1, 13.5)]) > 0)
+    assert np.allclose(hottest[t >= local(1, 13.5)], 140.0)                 # default target_c
+    assert np.array_equal(f["temperature_alarm"] == 1, hottest > 130)
+    assert f["temperature_alarm"][-1] == 1 and np.all(f["temperature_trip"] == 0)
+    assert np.all(f["fan_running"][t >= local(1, 13.5)] == 1)
+    assert np.all(base["temperature_alarm"] == 0)
+
+
+def test_low_power_factor(sig, faulted):
+    t, base, f = _cmp(sig, faulted, "s1-main", local(1, 14), local(1, 15))
+    assert np.allclose(f["power_factor"], 0.75) and np.allclose(f["power_factor_l3"], 0.75)
+    assert np.allclose(f["active_power"], base["active_power"])
+    assert np.all(f["reactive_power"] > 2 * base["reactive_power"])
+    kvarh_f = f["reactive_energy_import"][-1] - f["reactive_energy_import"][0]
+    kvarh_b = base["reactive_energy_import"][-1] - base["reactive_energy_import"][0]
+    assert kvarh_f / kvarh_b == pytest.approx(np.tan(np.arccos(0.75)) / np.mean(np.tan(np.arccos(
+        base["power_factor"]))), rel=0.05)
+
+
+def test_harmonic_distortion_and_unbalance_and_sag(sig, faulted):
+    _t, base, f = _cmp(sig, faulted, "s1-feeder", local(1, 15), local(1, 16))
+    assert np.all(f["thd_voltage_l1"] > 6.0) and np.all(f["thd_current_l2"] > 30)
+    assert np.allclose(f["active_power"], base["active_power"])
+    _t, base, f = _cmp(sig, faulted, "s1-feeder", local(1, 16), local(1, 17))
+    cur = np.array([f[f"current_l{i}"] for i in (1, 2, 3)])
+    ratio = (cur.max(0) - cur.min(0)) / cur.max(0)
+    assert np.allclose(ratio, 0.4, atol=0.02)
+    assert np.allclose(f["active_power"], base["active_power"])
+    assert np.ptp([f[f"voltage_l{i}"][0] for i in (1, 2, 3)]) > np.ptp([base[f"voltage_l{i}"][0] for i in (1, 2, 3)])
+    _t, base, f = _cmp(sig, faulted, "s1-feeder", local(1, 9), local(1, 9.1))
+    assert np.allclose(f["voltage_l1"], 0.7 * base["voltage_l1"])
+    assert np.allclose(f["current_l3"], base["current_l3"] / 0.7)
+    assert np.allclose(f["voltage_l12"], 0.7 * base["voltage_l12"])
+
+
+def test_behaviour_faults(faulted):
+    assert faulted.behaviour("s1-feeder", local(2, 9.5)) == "silent"
+    assert faulted.behaviour("s1-feeder", local(2, 10)) == "normal"
+    assert faulted.behaviour("s1-pv1", local(2, 11.5)) == 2
+    assert faulted.fault_mask("s1-pv1", "device_exceptions", np.array([local(2, 10.9), local(2, 11)])).tolist() \
+        == [False, True]
+
+
+def test_ev_fault_and_stuck(sig, faulted):
+    for dev, fault in (("s1-ev1", "ev_fault"), ("s1-ev2", "ev_stuck")):
+        w = next(w for w in faulted.windows(dev) if w.fault == fault)
+        t, base, f = _cmp(sig, faulted, dev, w.start - 600, w.end + 600)
+        inside = (t >= w.start) & (t < w.end)
+        assert np.all(f["active_power"][inside] == 0) and base["active_power"][inside].max() > 0
+        assert np.ptp(f["energy_import"][inside]) == 0 and np.all(np.diff(f["energy_import"]) >= 0)
+        if fault == "ev_fault":
+            assert np.all(f["charger_state"][inside] == 6) and np.all(f["ocpp_status"][inside] == 8)
+            assert np.all(f["fault_code"][inside] == 17) and np.all(f["max_current_offered"][inside] == 0)
+        else:
+            assert np.all(f["charger_state"][inside] == 3) and np.all(f["ocpp_status"][inside] == 2)
+            assert np.ptp(f["session_energy"][inside]) == 0
+        assert np.all(f["fault_code"][~inside] == 0)
+
+
+def test_meter_reset_restarts_counters_once(faulted):
+    t = np.arange(local(2, 13), local(2, 15), 60.0)
+    e = faulted.values_array("s1-feeder", t)["energy_import"]
+    d = np.diff(e)
+    assert (d < 0).sum() == 1
+    assert e[t >= local(2, 14)][0] == pytest.approx(0.0, abs=1e-6)
+    assert e[-1] > 1000
+
+
+def test_live_inject_clear_and_active_faults(fleet):
+    s = FleetSignals(fleet, seed=7)
+    t0 = local(3, 11)
+    before = s.values("s1-pv1", t0)["energy_export"]
+    w = s.inject("s1-pv1", "inverter_trip", start=t0, event="GRID_DISCONNECT")
+    assert s.values("s1-pv1", t0)["inverter_events"] == 16
+    assert [f["fault"] for f in s.active_faults(t0 + 5)] == ["inverter_trip"]
+    assert s.active_faults(t0 + 5)[0]["params"] == {"event": "GRID_DISCONNECT"}
+    assert s.clear("s1-pv1", at=t0 + 600) == 1 and w.end == t0 + 600
+    assert s.active_faults(t0 + 700) == []
+    v = s.values_array("s1-pv1", np.array([t0 + 599, t0 + 601]))
+    assert v["active_power"][0] == 0 and v["active_power"][1] > 0
+    assert s.values("s1-pv1", t0)["energy_export"] == before               # the past is not rewritten
+    assert s.values("s1-pv1", t0 + 600)["energy_export"] - before < 0.05   # nothing produced while tripped
+    assert s.behaviour("s1-pv1", t0) == "normal"
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda s: s.inject("nope", "inverter_trip"), "unknown device 'nope'"),
+    (lambda s: s.inject("s1-pv1", "meltdown"), "unknown fault 'meltdown'"),
+    (lambda s: s.inject("s1-main", "inverter_trip"), "does not apply to meter"),
+    (lambda s: s.inject("s1-pv1", "string_loss", mppt=9), "'mppt' must be in 1..4"),
+    (lambda s: s.inject("s1-main", "low_power_factor", pf="low"), "'pf' must be a number"),
+    (lambda s: s.inject("s1-main", "low_power_factor", power=3), "unknown parameter 'power'"),
+    (lambda s: s.inject("s1-pv1", "device_exceptions", code=300), "Modbus exception code"),
+    (lambda s: s.inject("s1-pv1", "inverter_trip", start=10.0, end=5.0), "must be after start"),
+    (lambda s: s.schedule([("s1-pv1", "inverter_trip")]), "schedule entry #0"),
+    (lambda s: s.values("s1-main", 1.0e9), "before 2025-01-01"),
+])
+def test_bad_input_is_named(fleet, call, match):
+    s = FleetSignals(fleet, seed=7)
+    with pytest.raises((ValueError, KeyError), match=match):
+        call(s)
+
+
+def test_fault_table_kinds_are_known():
+    for name, (kinds, _defaults) in FAULT_TYPES.items():
+        assert kinds and set(kinds) <= {"meter", "transformer", "pv_inverter", "ev_charger"}, name
+    assert {"inverter_trip", "string_loss", "transformer_overtemp", "low_power_factor", "harmonic_distortion",
+            "phase_unbalance", "voltage_sag", "device_silent", "device_exceptions", "ev_fault", "ev_stuck",
+            "meter_reset"} <= set(FAULT_TYPES)
+
+
+def test_counters_stay_monotonic_through_power_faults(faulted):
+    t = np.arange(local(1, 0), local(3, 0), 60.0)
+    for dev in ("s1-main", "s1-pv1", "s1-pv2", "s1-ev1", "s1-ev2"):
+        v = faulted.values_array(dev, t)
+        for c in ("energy_import", "energy_export", "reactive_energy_import"):
+            if c in v:
+                assert np.all(np.diff(v[c]) >= 0), (dev, c)
+    assert math.isfinite(faulted.values("s1-main", local(2, 12))["demand_active_power_max"])
