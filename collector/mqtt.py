@@ -1,0 +1,439 @@
+"""MQTT collector: field-gateway JSON payloads → validated points → :class:`core.influx.Writer`.
+
+Topic scheme and payload schema: ``docs/mqtt.md``.  paho-mqtt 2.x, MQTT v5, QoS 1, a stable
+client id, ``clean_start=False`` with a session expiry of at least 3,600 s, and **manual
+acknowledgement**: a PUBACK is sent only after the Writer reports the message's points durable
+(written to InfluxDB or fsync'ed to the spool), so a crash between delivery and storage makes
+the broker redeliver (MQTT-4.4.0-1; reliability.md §7).  Timestamps come from the payload, so a
+redelivered message rewrites the same InfluxDB keys (idempotent).
+
+The parser :func:`parse_payload` is a pure function.  Rejected input (bad JSON, wrong types,
+NaN/Inf, missing fields, unknown device or channel, timestamp out of the window, over-size) is
+counted per reason, appended to a JSONL dead-letter file, and acknowledged; the valid readings
+of the same batch are still stored.
+
+Error policy::
+
+    MqttCollectorError   cannot connect / subscribe at start (message names host, port, reason)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from core.channels import CHANNELS
+from core.config import ID_RE, TOPIC_PREFIX, Fleet
+from core.model import Point
+
+log = logging.getLogger("energyhost.mqtt")
+
+MAX_PAYLOAD_BYTES = 64 * 1024
+MAX_FUTURE_NS = 5 * 60 * 10**9          # 5 min
+MAX_PAST_NS = 30 * 86400 * 10**9        # 30 days
+SESSION_EXPIRY_S = 24 * 3600
+
+REASONS = ("oversize", "bad_json", "bad_schema", "bad_topic", "unknown_device", "not_mqtt_device",
+           "wrong_site", "missing_field", "bad_timestamp", "timestamp_future", "timestamp_past",
+           "unknown_channel", "wrong_type", "non_finite", "empty_values")
+
+
+class MqttCollectorError(RuntimeError):
+    """The collector could not connect or subscribe."""
+
+
+class Reject(NamedTuple):
+    reason: str          # one of REASONS
+    detail: str          # what exactly, naming device / channel / value
+
+
+class _NonFinite(float):
+    """Marks NaN / Infinity tokens read by json (Python's json accepts them by default)."""
+
+
+def _parse_constant(token: str) -> float:
+    return _NonFinite({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}[token])
+
+
+def telemetry_topic(site: str, device: str) -> str:
+    return f"{TOPIC_PREFIX}/{site}/{device}/telemetry"
+
+
+def batch_topic(site: str, gateway: str) -> str:
+    return f"{TOPIC_PREFIX}/{site}/gateway/{gateway}/batch"
+
+
+def status_topic(site: str, device: str) -> str:
+    return f"{TOPIC_PREFIX}/{site}/{device}/status"
+
+
+def gateway_status_topic(site: str, gateway: str) -> str:
+    return f"{TOPIC_PREFIX}/{site}/gateway/{gateway}/status"
+
+
+def _ts_ns(reading: dict, now_ns: int, who: str) -> tuple[int | None, Reject | None]:
+    if "ts" not in reading:
+        return None, Reject("missing_field", f"{who}: no 'ts'")
+    ts = reading["ts"]
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or isinstance(ts, _NonFinite) or \
+            not math.isfinite(ts):
+        return None, Reject("bad_timestamp", f"{who}: 'ts' must be epoch milliseconds (a number), got {ts!r}")
+    t = int(ts) * 1_000_000 if isinstance(ts, int) else int(round(ts * 1000)) * 1000   # float: to the µs
+    if t > now_ns + MAX_FUTURE_NS:
+        return None, Reject("timestamp_future", f"{who}: ts {ts} is more than 5 min in the future")
+    if t < now_ns - MAX_PAST_NS:
+        return None, Reject("timestamp_past", f"{who}: ts {ts} is more than 30 days in the past")
+    return t, None
+
+
+def _reading(fleet: Fleet, site: str, device_id: Any, reading: Any, now_ns: int,
+             rejects: list[Reject]) -> Point | None:
+    if not isinstance(reading, dict):
+        rejects.append(Reject("bad_schema", f"a reading must be an object, got {type(reading).__name__}"))
+        return None
+    if not isinstance(device_id, str):
+        rejects.append(Reject("missing_field", f"reading without a string 'device': {device_id!r}"))
+        return None
+    dev = fleet.devices.get(device_id)
+    who = f"device {device_id!r}"
+    if dev is None:
+        rejects.append(Reject("unknown_device", f"{who} is not in the fleet"))
+        return None
+    if dev.site_id != site:
+        rejects.append(Reject("wrong_site", f"{who} belongs to site {dev.site_id!r}, topic says {site!r}"))
+        return None
+    if dev.transport != "mqtt":
+        rejects.append(Reject("not_mqtt_device", f"{who} is configured for {dev.transport}"))
+        return None
+    t, rej = _ts_ns(reading, now_ns, who)
+    if rej is not None:
+        rejects.append(rej)
+        return None
+    values = reading.get("values")
+    if not isinstance(values, dict):
+        rejects.append(Reject("missing_field" if values is None else "bad_schema",
+                              f"{who}: 'values' must be an object of channel: number"))
+        return None
+    fields: dict[str, float] = {}
+    for ch, v in values.items():
+        if ch not in CHANNELS:
+            rejects.append(Reject("unknown_channel", f"{who}: unknown channel {ch!r} (see core/channels.py)"))
+        elif isinstance(v, bool) or not isinstance(v, int | float):
+            rejects.append(Reject("wrong_type", f"{who}: channel {ch!r} must be a number, got {v!r}"))
+        else:
+            try:
+                f = float(v)
+            except OverflowError:       # an integer beyond float range
+                f = math.inf
+            if isinstance(v, _NonFinite) or not math.isfinite(f):
+                rejects.append(Reject("non_finite", f"{who}: channel {ch!r} is {str(v)[:40]}"))
+            else:
+                fields[ch] = f
+    if not fields:
+        if not values:
+            rejects.append(Reject("empty_values", f"{who}: 'values' is empty"))
+        return None
+    return Point(dev.kind, dev.tags, fields, t)
+
+
+def _status_points(fleet: Fleet, site: str, device_ids: list[str], doc: Any, now_ns: int,
+                   rejects: list[Reject]) -> list[Point]:
+    if isinstance(doc, dict) and isinstance(doc.get("online"), bool):
+        online = doc["online"]
+    elif doc in ("online", "offline"):
+        online = doc == "online"
+    else:
+        rejects.append(Reject("bad_schema", 'status must be "online", "offline" or {"online": true|false}'))
+        return []
+    t = now_ns
+    if isinstance(doc, dict) and "ts" in doc:
+        t, rej = _ts_ns(doc, now_ns, "status")
+        if rej is not None:
+            rejects.append(rej)
+            return []
+    out = []
+    for did in device_ids:
+        dev = fleet.devices.get(did) if isinstance(did, str) else None
+        if dev is None or dev.site_id != site:
+            rejects.append(Reject("unknown_device", f"status for {did!r}: not a device of site {site!r}"))
+            continue
+        out.append(Point("collector_status", {**dev.tags, "source": "mqtt"},
+                         {"status": "ok" if online else "offline", "online": int(online)}, t))
+    return out
+
+
+def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int) -> tuple[list[Point], list[Reject]]:
+    """Validate one MQTT message; return (points to store, rejects with reasons).
+
+    Pure: the result depends only on the arguments.  ``now_ns`` bounds the timestamps
+    (now − 30 days … now + 5 min).  See docs/mqtt.md for topics and payloads.
+    """
+    rejects: list[Reject] = []
+    parts = topic.split("/")
+    prefix = TOPIC_PREFIX.split("/")
+    if parts[:len(prefix)] != prefix:
+        return [], [Reject("bad_topic", f"topic {topic!r} does not start with {TOPIC_PREFIX}/")]
+    rest = parts[len(prefix):]
+    kind = None
+    if len(rest) == 3 and rest[2] in ("telemetry", "status"):
+        kind = rest[2]
+    elif len(rest) == 4 and rest[1] == "gateway" and rest[3] in ("batch", "status"):
+        kind = "gw_" + rest[3]
+    if kind is None or not all(ID_RE.match(x) for x in rest[:2]) or \
+            (kind.startswith("gw_") and not ID_RE.match(rest[2])):
+        return [], [Reject("bad_topic", f"topic {topic!r} matches no documented pattern")]
+    site = rest[0]
+    if site not in fleet.sites:
+        return [], [Reject("unknown_device", f"site {site!r} is not in the fleet")]
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        return [], [Reject("oversize", f"payload of {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")]
+    try:
+        doc = json.loads(payload, parse_constant=_parse_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return [], [Reject("bad_json", f"not JSON: {exc}")]
+    except RecursionError:
+        return [], [Reject("bad_json", "JSON nested too deeply")]
+    if kind == "telemetry":
+        p = _reading(fleet, site, rest[1], doc, now_ns, rejects)
+        return ([p] if p is not None else []), rejects
+    if kind == "status":
+        return _status_points(fleet, site, [rest[1]], doc, now_ns, rejects), rejects
+    if kind == "gw_status":
+        devices = doc.get("devices") if isinstance(doc, dict) else None
+        if devices is None:
+            devices = [d.id for d in fleet.sites[site].devices if d.transport == "mqtt"]
+        elif not isinstance(devices, list):
+            return [], [Reject("bad_schema", "'devices' of a gateway status must be a list of device ids")]
+        return _status_points(fleet, site, devices, doc, now_ns, rejects), rejects
+    # gateway batch
+    readings = doc.get("readings") if isinstance(doc, dict) else None
+    if not isinstance(readings, list):
+        return [], [Reject("missing_field" if isinstance(doc, dict) else "bad_schema",
+                           "a batch must be an object with a 'readings' list")]
+    points = []
+    for r in readings:
+        p = _reading(fleet, site, r.get("device") if isinstance(r, dict) else None, r, now_ns, rejects)
+        if p is not None:
+            points.append(p)
+    return points, rejects
+
+
+# ====================================================================== collector
+class MqttCollector:
+    """Subscribe to the fleet's topics and feed valid readings to ``writer``.
+
+    Parameters
+    ----------
+    fleet : the loaded fleet (devices with ``transport = "mqtt"`` are accepted).
+    settings : :class:`core.config.Settings` (``mqtt_host``, ``mqtt_port``, user/password).
+    writer : a :class:`core.influx.Writer` (or anything with ``submit(points, on_durable)``).
+    group : shared-subscription group; N collectors with the same group split one stream
+        (``$share/<group>/...``); each then needs its own ``client_id``.
+    client_id : stable MQTT client id (the persistent session is keyed by it).
+    deadletter_path : JSONL file for rejected input (default ``<settings.spool_dir>/mqtt-deadletter.jsonl``).
+    """
+
+    def __init__(self, fleet: Fleet, settings, writer, *, group: str | None = None,
+                 client_id: str | None = None, deadletter_path: str | os.PathLike | None = None,
+                 session_expiry_s: int = SESSION_EXPIRY_S, keepalive_s: int = 30) -> None:
+        if session_expiry_s < 3600:
+            raise ValueError(f"session_expiry_s must be >= 3600 (persistent session), got {session_expiry_s}")
+        if group is not None and not ID_RE.match(group):
+            raise ValueError(f"shared-subscription group {group!r} must match {ID_RE.pattern}")
+        self.fleet = fleet
+        self.settings = settings
+        self.writer = writer
+        self.group = group
+        self.client_id = client_id or ("eh-collector-" + socket.gethostname() + (f"-{group}" if group else ""))
+        self.session_expiry_s = int(session_expiry_s)
+        self.keepalive_s = keepalive_s
+        self.deadletter_path = Path(deadletter_path or Path(settings.spool_dir) / "mqtt-deadletter.jsonl")
+        self.deadletter_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._reasons: Counter[str] = Counter()
+        self._gen = 0
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._connect_error: str | None = None
+        self._client = self._make_client()
+
+    @property
+    def topics(self) -> list[str]:
+        base = [f"{TOPIC_PREFIX}/+/+/telemetry", f"{TOPIC_PREFIX}/+/gateway/+/batch",
+                f"{TOPIC_PREFIX}/+/+/status", f"{TOPIC_PREFIX}/+/gateway/+/status"]
+        return [f"$share/{self.group}/{t}" for t in base] if self.group else base
+
+    def _make_client(self) -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                        protocol=mqtt.MQTTv5, manual_ack=True)
+        c.manual_ack_set(True)
+        if self.settings.mqtt_user:
+            c.username_pw_set(self.settings.mqtt_user, self.settings.mqtt_password)
+        c.reconnect_delay_set(0.2, 5)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        return c
+
+    def start(self, timeout: float = 10.0) -> MqttCollector:
+        """Connect (persistent session), subscribe, and run the network loop in a thread."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = 65535
+        self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, self.keepalive_s,
+                                   clean_start=False, properties=props)
+        self._client.loop_start()
+        if not self._subscribed.wait(timeout):
+            self._client.loop_stop()
+            why = self._connect_error or "no answer"
+            raise MqttCollectorError(f"MQTT broker {self.settings.mqtt_host}:{self.settings.mqtt_port}: "
+                                     f"not connected and subscribed within {timeout} s ({why})")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Let pending acks go out, then disconnect (the session stays for the next start)."""
+        flush = getattr(self.writer, "flush", None)
+        if flush is not None:
+            flush(timeout)
+        time.sleep(0.05)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def stats(self) -> dict:
+        with self._lock:
+            out = dict(self._counts)
+            out["rejects_by_reason"] = dict(self._reasons)
+        out["connected"] = self._connected.is_set()
+        return out
+
+    # ------------------------------------------------------------------ callbacks (network thread)
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._connect_error = f"CONNACK {reason_code}"
+            log.error("MQTT connect refused: %s", reason_code)
+            return
+        with self._lock:
+            self._gen += 1
+            self._counts["connects"] += 1
+        self._connected.set()
+        client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        bad = [rc for rc in reason_codes if rc.is_failure]
+        if bad:
+            self._connect_error = f"SUBACK {bad}"
+            log.error("MQTT subscribe refused: %s", bad)
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connected.clear()
+        with self._lock:
+            self._counts["disconnects"] += 1
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            points, rejects = parse_payload(msg.topic, msg.payload, self.fleet, time.time_ns())
+        except Exception as exc:  # noqa: BLE001 - the parser is total; this is a last guard
+            log.exception("parser error on %s", msg.topic)
+            points, rejects = [], [Reject("bad_schema", f"parser error: {exc!r}")]
+        with self._lock:
+            self._counts["messages"] += 1
+            self._counts["points"] += len(points)
+            self._counts["rejects"] += len(rejects)
+            if rejects:
+                self._counts["messages_with_rejects"] += 1
+            for r in rejects:
+                self._reasons[r.reason] += 1
+            gen = self._gen
+        if rejects:
+            self._dead_letter(msg.topic, msg.payload, rejects)
+        mid, qos = msg.mid, msg.qos
+
+        def ack() -> None:
+            with self._lock:
+                current = gen == self._gen
+                self._counts["acked" if current else "ack_skipped_reconnected"] += 1
+            if current:     # an ack of a previous connection's packet id would hit another message
+                client.ack(mid, qos)
+
+        if points:
+            self.writer.submit(points, on_durable=ack)
+        else:
+            ack()
+
+    def _dead_letter(self, topic: str, payload: bytes, rejects: list[Reject]) -> None:
+        text = payload[:4096].decode("utf-8", errors="replace")
+        rec = {"time_ns": time.time_ns(), "topic": topic, "bytes": len(payload),
+               "rejects": [r._asdict() for r in rejects], "payload": text}
+        with open(self.deadletter_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+# ====================================================================== stand-alone process
+def main(argv: list[str] | None = None) -> int:
+    """Run one MQTT collector process: ``python -m collector.mqtt --fleet sites.toml``.
+
+    Endpoints come from the environment (:meth:`core.config.Settings.from_env`).  Prints one
+    JSON stats line per ``--stats-interval`` seconds on stdout; SIGTERM/SIGINT stop cleanly.
+    """
+    from core.config import ConfigError, Settings, load_fleet
+    from core.influx import InfluxClient, Writer
+
+    ap = argparse.ArgumentParser(prog="python -m collector.mqtt", description=main.__doc__)
+    ap.add_argument("--fleet", required=True, help="fleet TOML file")
+    ap.add_argument("--client-id", default=None, help="stable MQTT client id")
+    ap.add_argument("--group", default=None, help="shared-subscription group")
+    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument("--flush-interval", type=float, default=0.2, help="[s]")
+    ap.add_argument("--stats-interval", type=float, default=1.0, help="[s]")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = Settings.from_env()
+        fleet = load_fleet(args.fleet)
+    except ConfigError as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
+    client = InfluxClient.from_settings(settings)
+    writer = Writer(client, settings.spool_dir, batch_size=args.batch_size, flush_interval_s=args.flush_interval)
+    col = MqttCollector(fleet, settings, writer, group=args.group, client_id=args.client_id)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        col.start()
+    except MqttCollectorError as exc:
+        print(f"error: {exc}", flush=True)
+        writer.close()
+        return 1
+    print(json.dumps({"started": True, "client_id": col.client_id}), flush=True)
+    while not stop.wait(args.stats_interval):
+        print(json.dumps({"collector": col.stats(), "writer": writer.stats()}), flush=True)
+    col.stop()
+    writer.close()
+    print(json.dumps({"collector": col.stats(), "writer": writer.stats(), "stopped": True}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
