@@ -1,0 +1,150 @@
+"""Read one site's month from InfluxDB as numpy arrays on a 1-min grid (core.influx only).
+
+Queries use allow-listed identifiers (glossary channels and device kinds) and bound
+parameters for every value (site, device, time range), so no request value is ever
+spliced into InfluxQL.
+
+The month is resampled to **1-min means** (``GROUP BY time(1m)``): the tariff and savings
+functions of :mod:`analytics` take 1-min power (``analytics.tariffs.monthly_bill``), the
+15-min demand is a 15-sample window of it, and power-quality 10-min values are built
+from it (``analytics.power_quality.compliance_summary`` with ``period_s = 60``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from core.channels import CHANNELS, DEVICE_KINDS
+from core.config import Site
+
+NS = 10**9
+MINUTE_NS = 60 * NS
+
+#: Meter channels fetched for power-quality checks (1-min means).
+PQ_CHANNELS: tuple[str, ...] = (
+    "voltage_l1", "voltage_l2", "voltage_l3", "voltage_l12", "voltage_l23", "voltage_l31",
+    "voltage_angle_l2", "voltage_angle_l3", "frequency", "thd_voltage_l1", "thd_voltage_l2", "thd_voltage_l3",
+)
+
+#: The channel whose sample count measures a device kind's data completeness.
+HEARTBEAT: dict[str, str] = {"meter": "active_power", "pv_inverter": "active_power",
+                             "ev_charger": "active_power", "transformer": "winding_temperature_l1"}
+
+
+def _ident(name: str) -> str:
+    if name not in CHANNELS and name not in DEVICE_KINDS:
+        raise ValueError(f"identifier {name!r} is not a glossary channel or device kind")
+    return '"' + name + '"'
+
+
+def _rfc3339(ns: int) -> str:
+    return datetime.fromtimestamp(ns // NS, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class SiteArrays:
+    """A site's month on the 1-min grid ``time_ns`` (NaN = no data in that minute)."""
+
+    site: Site
+    start_ns: int
+    end_ns: int
+    time_ns: np.ndarray
+    main_meters: list[str]
+    grid_power_w: np.ndarray                 # sum of main meters' active power [W] (+ import)
+    grid_reactive_var: np.ndarray            # sum of main meters' reactive power [var]
+    pv_power_w: np.ndarray                   # sum of PV inverters' AC power [W]
+    ev_power_w: dict[str, np.ndarray] = field(default_factory=dict)   # per charger [W]
+    pq: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=dict)
+    sample_counts: dict[str, int] = field(default_factory=dict)       # device -> heartbeat samples
+
+
+def month_grid(start_ns: int, end_ns: int) -> np.ndarray:
+    """1-min grid [start, end) [ns]; ``start_ns`` must be on a whole minute."""
+    if start_ns % MINUTE_NS or end_ns <= start_ns:
+        raise ValueError(f"month range must start on a whole minute and be non-empty, got {start_ns}..{end_ns}")
+    return np.arange(start_ns, end_ns, MINUTE_NS, dtype=np.int64)
+
+
+def main_meter_ids(site: Site) -> list[str]:
+    """Billing meters of a site: the LV meters of its transformers, else every meter of the site."""
+    ids = [t.meter for t in site.transformers if t.meter]
+    if ids:
+        return ids
+    return [d.id for d in site.devices if d.kind == "meter"]
+
+
+def _minute_means(influx: Any, kind: str, device_id: str, site_id: str, channels: list[str],
+                  start_ns: int, end_ns: int) -> dict[str, np.ndarray]:
+    fields = ", ".join(f"mean({_ident(c)}) AS {_ident(c)}" for c in channels)
+    q = (f"SELECT {fields} FROM {_ident(kind)} WHERE site = $site AND device = $device "
+         f"AND time >= $start AND time < $end GROUP BY time(1m) fill(none)")
+    return influx.query_arrays(q, {"site": site_id, "device": device_id, "start": _rfc3339(start_ns),
+                                   "end": _rfc3339(end_ns)})
+
+
+def _on_grid(grid: np.ndarray, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    out = np.full(grid.size, np.nan)
+    if t.size:
+        idx = (t - grid[0]) // MINUTE_NS
+        ok = (idx >= 0) & (idx < grid.size)
+        out[idx[ok]] = v[ok]
+    return out
+
+
+def _nansum(arrays: list[np.ndarray], n: int) -> np.ndarray:
+    """Element-wise sum ignoring NaN; NaN where every input is NaN (no data at all)."""
+    if not arrays:
+        return np.full(n, np.nan)
+    stack = np.vstack(arrays)
+    s = np.nansum(stack, axis=0)
+    return np.where(np.isfinite(stack).any(axis=0), s, np.nan)
+
+
+def sample_counts(influx: Any, site: Site, start_ns: int, end_ns: int) -> dict[str, int]:
+    """Number of heartbeat samples per device of ``site`` in [start, end) (InfluxQL ``count``)."""
+    out = {d.id: 0 for d in site.devices}
+    for kind in sorted({d.kind for d in site.devices}):
+        col = _ident(HEARTBEAT[kind])
+        q = (f"SELECT count({col}) AS n FROM {_ident(kind)} WHERE site = $site AND time >= $start "
+             f"AND time < $end GROUP BY device")
+        cols = influx.query_arrays(q, {"site": site.id, "start": _rfc3339(start_ns), "end": _rfc3339(end_ns)})
+        for dev, n in zip(cols.get("device", []), cols.get("n", []), strict=False):
+            if dev in out and np.isfinite(n):
+                out[dev] = int(n)
+    return out
+
+
+def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> SiteArrays:
+    """Query everything the report needs of one site for [start, end)."""
+    grid = month_grid(start_ns, end_ns)
+    meters = main_meter_ids(site)
+    p_parts, q_parts = [], []
+    pq: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    for mid in meters:
+        cols = _minute_means(influx, "meter", mid, site.id, ["active_power", "reactive_power", *PQ_CHANNELS],
+                             start_ns, end_ns)
+        t = cols["time"]
+        p_parts.append(_on_grid(grid, t, cols.get("active_power", np.full(t.size, np.nan))))
+        q_parts.append(_on_grid(grid, t, cols.get("reactive_power", np.full(t.size, np.nan))))
+        chans = {c: cols[c] for c in PQ_CHANNELS if c in cols and np.isfinite(cols[c]).any()}
+        if t.size and chans:
+            pq[mid] = (t, chans)
+    pv_parts = []
+    ev: dict[str, np.ndarray] = {}
+    for d in site.devices:
+        if d.kind not in ("pv_inverter", "ev_charger"):
+            continue
+        cols = _minute_means(influx, d.kind, d.id, site.id, ["active_power"], start_ns, end_ns)
+        series = _on_grid(grid, cols["time"], cols.get("active_power", np.full(cols["time"].size, np.nan)))
+        if d.kind == "pv_inverter":
+            pv_parts.append(series)
+        else:
+            ev[d.id] = series
+    return SiteArrays(site=site, start_ns=start_ns, end_ns=end_ns, time_ns=grid, main_meters=meters,
+                      grid_power_w=_nansum(p_parts, grid.size), grid_reactive_var=_nansum(q_parts, grid.size),
+                      pv_power_w=_nansum(pv_parts, grid.size) if pv_parts else np.zeros(grid.size),
+                      ev_power_w=ev, pq=pq, sample_counts=sample_counts(influx, site, start_ns, end_ns))

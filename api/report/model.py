@@ -1,0 +1,170 @@
+"""The figures of one monthly saving report, in one place.
+
+Every number printed in the HTML/PDF report, shown in the charts or sent by e-mail comes
+from a :class:`MonthlyReport`; tests compare its fields with the analytics functions'
+own results.  Units are in the field names' comments and in ``docs/reports.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TouLine:
+    """Energy and cost of one time-of-use period in the month."""
+
+    period: str                 # tariff period name: "critical", "peak", "flat", "valley", ...
+    kwh: float                  # imported active energy [kWh]
+    yuan: float                 # energy charge [yuan]
+    price: float                # price of the period [yuan/kWh] (cost / energy when it varies)
+
+
+@dataclass
+class PowerQualityLine:
+    """One power-quality parameter of one meter over the month (analytics.power_quality.compliance_summary)."""
+
+    check: str                  # "voltage", "frequency", "unbalance", "thd_voltage"
+    device_id: str
+    n_valid: int                # valid 10-min values assessed
+    n_outside: int              # of which outside the limit
+    compliance_pct: float | None   # share of valid 10-min values within the limit [%]
+    statistic: str              # name of ``value``: "p95", "max", "qualification rate", ...
+    value: float | None
+    unit: str
+    limit: str                  # limit as the standard states it
+    standard: str               # standard and clause
+    compliant: bool
+
+
+@dataclass
+class SiteMonth:
+    """The month of one site: energy, demand, power factor, PV, EV, PQ, data completeness."""
+
+    site_id: str
+    site_name: str
+    tariff: str
+    tou: list[TouLine] = field(default_factory=list)
+    energy_kwh: float = 0.0                 # grid import [kWh]
+    export_kwh: float = 0.0                 # grid export [kWh]
+    reactive_kvarh: float = 0.0             # |inductive| + |capacitive| reactive energy [kvarh]
+    energy_yuan: float = 0.0                # energy charge [yuan]
+    max_demand_kw: float = 0.0              # highest 15-min demand [kW]
+    max_demand_time_ns: int | None = None   # start of that 15-min window [ns]
+    basic_charge_yuan: float = 0.0          # basic (capacity/demand) charge [yuan]
+    basic_charge_method: str = ""           # "demand" / "capacity" / "" (not billed)
+    power_factor: float | None = None       # monthly average PF, rounded half-up to 2 dp
+    pf_standard: float = 0.90
+    pf_adjustment_pct: float = 0.0          # + = surcharge, - = rebate [%]
+    pf_adjustment_yuan: float = 0.0         # [yuan]
+    bill_yuan: float = 0.0                  # energy + basic + PF adjustment [yuan]
+    pv_generation_kwh: float = 0.0
+    pv_self_consumed_kwh: float = 0.0
+    pv_self_consumption_pct: float | None = None
+    pv_yield_kwh_per_kwp: float | None = None
+    ev_energy_kwh: float = 0.0
+    ev_sessions: int = 0
+    ev_cost_yuan: float = 0.0               # energy cost of charging at the TOU price [yuan]
+    ev_valley_share_pct: float | None = None
+    pq: list[PowerQualityLine] = field(default_factory=list)
+    completeness_pct: float = 0.0           # % of expected samples present, all devices of the site
+    device_completeness_pct: dict[str, float] = field(default_factory=dict)
+    daily_kwh: dict[str, list[float]] = field(default_factory=dict)   # period -> kWh per day of month
+    daily_pv_kwh: list[float] = field(default_factory=list)
+    daily_pv_self_kwh: list[float] = field(default_factory=list)
+    demand_kw: list[float] = field(default_factory=list)             # 15-min demand series [kW]
+    demand_start_ns: int = 0
+
+
+@dataclass
+class Recommendation:
+    """A priced saving opportunity (from :mod:`analytics.savings`)."""
+
+    type: str
+    site_id: str
+    device_id: str | None
+    text_zh: str
+    text_en: str
+    kwh_month: float | None
+    yuan_month: float | None
+
+
+@dataclass
+class WorkflowSummary:
+    """Alarms and work orders of the month, with time-limit compliance."""
+
+    alarms_raised: int = 0
+    alarms_cleared: int = 0
+    alarms_by_severity: dict[str, int] = field(default_factory=dict)
+    orders_opened: int = 0
+    orders_closed: int = 0
+    orders_in_time: int = 0                  # closed within every time limit
+    orders_overdue: int = 0                  # open or closed, at least one limit missed
+    time_limit_compliance_pct: float | None = None
+    available: bool = True                   # False when no workflow store was given
+
+
+@dataclass
+class Savings:
+    """Savings achieved against the customer's baseline (see docs/reports.md, "Baseline").
+
+    ``saved_yuan = (baseline_yuan_per_kwh - actual_yuan_per_kwh) * actual_kwh``: the unit
+    cost is compared so a month with more production is not counted as a loss.
+    """
+
+    method: str                               # "configured" / "previous_months" / "none"
+    baseline_yuan_per_kwh: float | None = None
+    baseline_kwh: float | None = None
+    baseline_months: list[str] = field(default_factory=list)
+    actual_yuan_per_kwh: float | None = None
+    actual_kwh: float = 0.0
+    saved_yuan: float | None = None
+    saved_pct: float | None = None
+
+
+@dataclass
+class MonthlyReport:
+    """All figures of the monthly saving report of one customer."""
+
+    customer_id: str
+    customer_name: str
+    month: str                                # "YYYY-MM" (local calendar month of the sites)
+    start_ns: int
+    end_ns: int
+    generated_ns: int
+    sites: list[SiteMonth] = field(default_factory=list)
+    workflow: WorkflowSummary = field(default_factory=WorkflowSummary)
+    recommendations: list[Recommendation] = field(default_factory=list)
+    savings: Savings = field(default_factory=lambda: Savings(method="none"))
+    survey_url: str = ""
+
+    @property
+    def energy_kwh(self) -> float:
+        return sum(s.energy_kwh for s in self.sites)
+
+    @property
+    def bill_yuan(self) -> float:
+        return sum(s.bill_yuan for s in self.sites)
+
+    @property
+    def pv_generation_kwh(self) -> float:
+        return sum(s.pv_generation_kwh for s in self.sites)
+
+    @property
+    def recommended_yuan_month(self) -> float:
+        return sum(r.yuan_month or 0.0 for r in self.recommendations)
+
+    @property
+    def completeness_pct(self) -> float:
+        if not self.sites:
+            return 0.0
+        return sum(s.completeness_pct for s in self.sites) / len(self.sites)
+
+    def to_dict(self) -> dict:
+        """Plain-JSON form (what ``report.json`` holds and the API returns)."""
+        d = asdict(self)
+        d.update(energy_kwh=self.energy_kwh, bill_yuan=self.bill_yuan,
+                 pv_generation_kwh=self.pv_generation_kwh,
+                 recommended_yuan_month=self.recommended_yuan_month,
+                 completeness_pct=self.completeness_pct)
+        return d

@@ -1,0 +1,322 @@
+"""Monthly saving report: figures equal the analytics' own, PDF opens, e-mail arrives, zh and en.
+
+A synthetic February 2026 (tests/test_report_month.py) is written to the session's real
+influxd; a real SQLite workflow store holds the month's alarms and work orders; a real
+aiosmtpd SMTP server on a free loopback port receives the e-mail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from email import message_from_bytes
+from email.policy import default as default_policy
+
+import numpy as np
+import pytest
+from aiosmtpd.controller import Controller
+from test_report_month import (
+    CUSTOMER,
+    EV,
+    METER,
+    MONTH,
+    OTHER_CUSTOMER,
+    SITE,
+    fleet,
+    grid_arrays,
+    synthetic_month,
+    write_month,
+)
+
+from analytics import faults, savings
+from analytics import power_quality as pq
+from analytics import tariffs as tf
+from api.report import archive as archive_mod
+from api.report.archive import ReportArchive
+from api.report.assemble import build_monthly_report, load_baselines, savings_vs_baseline
+from api.report.mail import MailError, SmtpSettings
+from api.report.render import render_html, render_pdf
+from api.report.schedule import due_reports, generate, mail_report, previous_month, run_due_reports
+from core.influx import InfluxClient
+from core.model import AlarmEvent
+from core.services import free_port
+from core.store import Store
+
+NS = 10**9
+FEB10 = 1_770_652_800 * NS           # 2026-02-09T16:00:00Z = 2026-02-10 00:00 Asia/Shanghai
+MAR2 = 1_772_409_600 * NS            # 2026-03-02 08:00 Asia/Shanghai (report due)
+
+
+class Clock:
+    def __init__(self, t: int) -> None:
+        self.t = t
+
+    def __call__(self) -> int:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += int(seconds * NS)
+
+
+@pytest.fixture(scope="module")
+def month(influxd):
+    """(client, data): the synthetic month written once for this module."""
+    name = f"report_{os.getpid()}"
+    influxd.create_database(name)
+    client = InfluxClient(influxd.url, name)
+    data = synthetic_month()
+    write_month(client, data)
+    yield client, data
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """Workflow store with one alarm raised and cleared, one order closed in time and one overdue."""
+    clock = Clock(FEB10)
+    s = Store(f"sqlite:///{tmp_path_factory.mktemp('wf') / 'wf.db'}", clock=clock,
+              password_cost={"n": 2**10, "r": 8, "p": 1})
+    s.seed_fleet(fleet())
+    s.create_user("eng1", "engineer")
+    key = f"{SITE}/{METER}/overvoltage"
+    ev = AlarmEvent(key=key, type="overvoltage", site_id=SITE, device_id=METER, severity="major",
+                    raised_ns=FEB10 + 11 * 3600 * NS, cleared_ns=None, message_zh="电压越限", message_en="overvoltage",
+                    evidence={"voltage_v": 250.0})
+    clock.t = FEB10 + 11 * 3600 * NS
+    s.upsert_alarm_events([ev])
+    alarm = s.alarms()[0]
+    wo = s.create_work_order(site_id=SITE, title="overvoltage", severity="major", created_by="eng1",
+                             alarm_id=alarm["id"], assignee="eng1")
+    clock.advance(600)
+    s.transition_work_order(wo["id"], "dispatched", "eng1")
+    clock.advance(3600)
+    s.transition_work_order(wo["id"], "on_site", "eng1")
+    clock.advance(3600)
+    s.transition_work_order(wo["id"], "resolved", "eng1", "tap changer reset")
+    s.upsert_alarm_events([ev._replace(cleared_ns=clock())])
+    s.transition_work_order(wo["id"], "closed", "eng1")
+    clock.t = FEB10 + 2 * 86400 * NS
+    s.create_work_order(site_id=SITE, title="meter display dark", severity="major", created_by="eng1")
+    clock.t = MAR2                     # the second order was never dispatched: its response is late
+    yield s
+    s.close()
+
+
+@pytest.fixture(scope="module")
+def report(month, store):
+    client, _ = month
+    return build_monthly_report(client, fleet(), CUSTOMER, MONTH, store=store, baseline_yuan_per_kwh=1.0,
+                                survey_url="http://127.0.0.1:8000/web/customer?survey=2026-02", now_ns=MAR2)
+
+
+def test_bill_figures_equal_analytics(report, month):
+    """TOU energy/cost, max demand, basic charge, PF and its adjustment = tariffs.monthly_bill on the same data."""
+    _, data = month
+    g = grid_arrays(data)
+    site = fleet().sites[SITE]
+    tariff = tf.load_tariff(site.tariff)
+    p, q = np.nan_to_num(g["p_w"]), np.nan_to_num(g["q_var"])
+    kvarh = float(np.sum(tf.interval_energy_kwh(g["time_ns"], np.abs(q), max_gap_s=600)))
+    bill = tf.monthly_bill(g["time_ns"], p, tariff, 1000.0, "demand", 600.0, kvarh)
+    s = report.sites[0]
+    assert s.energy_kwh == pytest.approx(bill["energy"]["total_kwh"], rel=1e-9)
+    assert s.energy_yuan == pytest.approx(bill["energy"]["total_yuan"], rel=1e-9)
+    assert {t.period: t.kwh for t in s.tou} == pytest.approx(bill["energy"]["kwh"], rel=1e-9)
+    assert {t.period: t.yuan for t in s.tou} == pytest.approx(bill["energy"]["yuan"], rel=1e-9)
+    assert s.max_demand_kw == pytest.approx(bill["max_demand_kw"], rel=1e-9)
+    assert s.basic_charge_yuan == pytest.approx(bill["basic_yuan"]) and s.basic_charge_method == "demand"
+    assert s.power_factor == bill["pf"] and s.pf_adjustment_pct == bill["pf_adjust_pct"]
+    assert s.pf_adjustment_yuan == pytest.approx(bill["pf_adjust_yuan"], rel=1e-9)
+    assert s.bill_yuan == pytest.approx(bill["total_yuan"], rel=1e-9)
+    # the data's own physics: the spike on day 17 sets the demand, PF ~ 0.77 is surcharged
+    assert 500 < s.max_demand_kw < 560
+    assert s.max_demand_time_ns is not None
+    assert (s.max_demand_time_ns - data["start_ns"]) // (86400 * NS) == 16
+    assert s.power_factor == pytest.approx(0.77) and s.pf_adjustment_pct > 0
+    # contract 600 kW, demand below 105 %: billed the contract value
+    assert s.basic_charge_yuan == pytest.approx(600 * tariff.demand_price)
+    assert report.bill_yuan == pytest.approx(s.bill_yuan)
+
+
+def test_pv_ev_pq_completeness_equal_analytics(report, month):
+    _, data = month
+    g = grid_arrays(data)
+    t = g["time_ns"]
+    site = fleet().sites[SITE]
+    tariff = tf.load_tariff(site.tariff)
+    s = report.sites[0]
+    f = savings.pv_self_consumption(SITE, t, g["pv_w"] / 1000, np.nan_to_num(g["p_w"]) / 1000, tariff)
+    assert s.pv_generation_kwh == f.evidence["pv_kwh"]
+    assert s.pv_self_consumed_kwh == pytest.approx(f.evidence["pv_kwh"] - f.evidence["export_kwh"])
+    assert s.pv_generation_kwh == pytest.approx(np.sum(g["pv_w"]) / 60 / 1000, abs=0.1)
+    ev_e = tf.interval_energy_kwh(t, g["ev_w"], max_gap_s=600)
+    cost = tf.energy_cost(t, ev_e, tariff)
+    assert s.ev_energy_kwh == pytest.approx(cost["total_kwh"]) and s.ev_cost_yuan == pytest.approx(cost["total_yuan"])
+    assert s.ev_energy_kwh == pytest.approx(np.sum(data[EV][0]["active_power"]) / 60 / 1000)
+    assert s.ev_sessions == len(faults.intervals(g["ev_w"] > 1000, t)) == 28 + 20   # 28 nights + 20 weekday evenings
+    # power quality: compliance_summary on the meter's samples
+    meter, present = data[METER]
+    chans = {c: v[present] for c, v in meter.items() if c not in ("active_power", "reactive_power")}
+    summary = pq.compliance_summary(t[present], chans, 230.0, voltage_level_kv=0.4, period_s=60.0)
+    lines = {q.check: q for q in s.pq}
+    assert set(lines) == set(summary)
+    for check, want in summary.items():
+        assert (lines[check].n_valid, lines[check].n_outside, lines[check].compliant) == (
+            want["n_valid"], want["n_outside"], want["compliant"])
+    assert lines["voltage"].compliant is False and lines["voltage"].n_outside > 0      # the day-10 over-voltage
+    assert lines["thd_voltage"].compliant is True
+    # completeness: faults.completeness of each device's samples
+    for dev, period_s in ((METER, 60.0), (EV, 60.0)):
+        fields, present = data[dev]
+        want = faults.completeness(t[present], fields["active_power"][present], period_s, data["start_ns"],
+                                   data["end_ns"])
+        assert s.device_completeness_pct[dev] == pytest.approx(100 * want)
+    assert s.device_completeness_pct[METER] == pytest.approx(100 * (1 - 360 / (28 * 1440)))
+
+
+def test_recommendations_workflow_and_baseline(report, store):
+    assert report.recommendations, "the site wastes energy at night and pays a PF surcharge"
+    yuan = [r.yuan_month for r in report.recommendations]
+    assert yuan == sorted(yuan, reverse=True) and all(y > 0 for y in yuan)
+    types = {r.type for r in report.recommendations}
+    assert "saving_pf_correction" in types and "saving_ev_valley_charging" in types
+    assert all(r.text_zh and r.text_en for r in report.recommendations)
+    w = report.workflow
+    assert (w.alarms_raised, w.alarms_cleared, w.alarms_by_severity) == (1, 1, {"major": 1})
+    assert (w.orders_opened, w.orders_closed, w.orders_in_time, w.orders_overdue) == (2, 1, 1, 1)
+    assert w.time_limit_compliance_pct == pytest.approx(100.0)
+    sv = report.savings
+    assert sv.method == "configured" and sv.baseline_yuan_per_kwh == 1.0
+    unit = report.bill_yuan / report.energy_kwh
+    assert sv.actual_yuan_per_kwh == pytest.approx(unit)
+    assert sv.saved_yuan == pytest.approx((1.0 - unit) * report.energy_kwh)
+
+
+def test_baseline_from_previous_months_and_config(tmp_path, report):
+    arch = ReportArchive(tmp_path)
+    none = savings_vs_baseline(report, None, arch)
+    assert none.method == "none" and none.saved_yuan is None
+    for m, unit in (("2026-01", 1.10), ("2025-12", 1.00), ("2025-10", 9.99)):   # 2025-10 is 4 months back
+        arch.save({"customer_id": CUSTOMER, "month": m, "energy_kwh": 1000.0, "bill_yuan": 1000.0 * unit,
+                   "generated_ns": 1}, {}, {})
+    s = savings_vs_baseline(report, None, arch)
+    assert s.method == "previous_months" and s.baseline_months == ["2026-01", "2025-12"]
+    assert s.baseline_yuan_per_kwh == pytest.approx(1.05)
+    cfg = tmp_path / "baselines.toml"
+    cfg.write_text("[customer.acme]\nyuan_per_kwh = 0.98\n", encoding="utf-8")
+    assert load_baselines(cfg) == {"acme": 0.98}
+    cfg.write_text("[customer.acme]\nyuan_per_kwh = -1\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="customer.acme.yuan_per_kwh"):
+        load_baselines(cfg)
+
+
+def test_bad_input_is_named(month):
+    client, _ = month
+    with pytest.raises(KeyError, match="unknown customer 'nobody'"):
+        build_monthly_report(client, fleet(), "nobody", MONTH)
+    with pytest.raises(ValueError, match="month must be YYYY-MM"):
+        build_monthly_report(client, fleet(), CUSTOMER, "2026-13")
+    arch = ReportArchive("/tmp/unused-archive")
+    with pytest.raises(ValueError, match="customer id"):
+        arch.path("../etc", MONTH, "pdf")
+    with pytest.raises(ValueError, match="format"):
+        arch.path(CUSTOMER, MONTH, "exe")
+    with pytest.raises(MailError, match="EH_SMTP_HOST"):
+        SmtpSettings.from_env({})
+    with pytest.raises(MailError, match="EH_SMTP_PORT"):
+        SmtpSettings.from_env({"EH_SMTP_HOST": "127.0.0.1", "EH_SMTP_PORT": "smtp"})
+
+
+@pytest.mark.skipif(shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
+                    reason="poppler-utils (pdftoppm, pdftotext) not installed")
+@pytest.mark.parametrize("lang,title", [("zh", "月度节能报告"), ("en", "Monthly energy saving report")])
+def test_html_and_pdf_render_in_both_languages(report, tmp_path, lang, title):
+    html = render_html(report, lang)
+    assert title in html and "data:image/png;base64," in html
+    bill = f"{report.bill_yuan:,.2f}"
+    assert bill in html
+    pdf = render_pdf(html)
+    path = tmp_path / f"r_{lang}.pdf"
+    path.write_bytes(pdf)
+    text = subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+    assert title in text and bill in text          # the CJK font is embedded and extractable
+    subprocess.run(["pdftoppm", "-png", "-r", "50", "-f", "1", "-l", "1", str(path), str(tmp_path / "p")],
+                   check=True, timeout=60)
+    png = next(tmp_path.glob("p*.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):   # noqa: N802 - aiosmtpd hook name
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server():
+    sink = _Sink()
+    ctl = Controller(sink, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    yield sink, ctl.port
+    ctl.stop()
+
+
+def test_schedule_generate_archive_and_mail(month, store, tmp_path, smtp_server):
+    client, _ = month
+    sink, port = smtp_server
+    arch = ReportArchive(tmp_path / "reports")
+    fl = fleet()
+    before = 1_772_323_200 * NS                           # 2026-03-01 08:00 local, due from 06:00
+    assert previous_month(before) == "2026-02"
+    assert due_reports(before - 3 * 3600 * NS, fl, arch) == []          # 05:00: not yet
+    assert due_reports(before, fl, arch) == [(CUSTOMER, MONTH), (OTHER_CUSTOMER, MONTH)]
+    smtp = SmtpSettings.from_env({"EH_SMTP_HOST": "127.0.0.1", "EH_SMTP_PORT": str(port),
+                                  "EH_SMTP_FROM": "reports@energyhost.test"})
+    t0 = time.monotonic()
+    generate(client, fl, CUSTOMER, MONTH, arch, store=store, base_url="http://127.0.0.1:8000", now_ns=before)
+    assert time.monotonic() - t0 < 20
+    assert due_reports(before, fl, arch) == [(OTHER_CUSTOMER, MONTH)]
+    entry = arch.entry(CUSTOMER, MONTH)
+    assert entry is not None and entry.langs == ("zh", "en") and not entry.sent
+    for lang in ("zh", "en"):
+        assert arch.path(CUSTOMER, MONTH, "pdf", lang).read_bytes()[:5] == b"%PDF-"
+    figures = arch.figures(CUSTOMER, MONTH)
+    assert figures["survey_url"] == "http://127.0.0.1:8000/web/customer?survey=2026-02"
+    sent_to = mail_report(arch, fl.customers[0], MONTH, smtp, now_ns=before)
+    assert sent_to == ["energy@acme.example"] and arch.entry(CUSTOMER, MONTH).sent
+    mail_from, rcpt, raw = sink.messages[-1]
+    assert mail_from == "reports@energyhost.test" and rcpt == ["energy@acme.example"]
+    msg = message_from_bytes(raw, policy=default_policy)
+    assert "月度节能报告" in msg["Subject"]
+    body = msg.get_body(("plain",)).get_content()
+    assert f"{figures['bill_yuan']:,.2f}" in body and "survey=2026-02" in body
+    att = [p for p in msg.iter_attachments() if p.get_content_type() == "application/pdf"]
+    assert len(att) == 1 and att[0].get_filename() == "energyhost-acme-2026-02-zh.pdf"
+    assert att[0].get_content() == arch.path(CUSTOMER, MONTH, "pdf", "zh").read_bytes()
+    # the runner: generates the other customer's report, mails only what is unsent, then has nothing left
+    n_mail = len(sink.messages)
+    res = run_due_reports(before, fl, client, arch, store=store, smtp=smtp)
+    assert res.generated == [(OTHER_CUSTOMER, MONTH)] and res.errors == []
+    assert res.mailed == [(OTHER_CUSTOMER, MONTH)] and len(sink.messages) == n_mail + 1
+    assert sink.messages[-1][1] == ["ops@beta.example"]
+    again = run_due_reports(before, fl, client, arch, store=store, smtp=smtp)
+    assert (again.generated, again.mailed, again.errors) == ([], [], [])
+
+
+def test_mail_failure_is_reported_not_raised(tmp_path):
+    arch = ReportArchive(tmp_path)
+    for cid in (CUSTOMER, OTHER_CUSTOMER):
+        arch.save({"customer_id": cid, "month": MONTH, "energy_kwh": 10.0, "bill_yuan": 9.0, "generated_ns": 1},
+                  {"zh": "<p>x</p>"}, {"zh": b"%PDF-1.7 stand-in bytes"})
+    dead = SmtpSettings(host="127.0.0.1", port=free_port(), timeout_s=2.0)
+    res = run_due_reports(1_772_323_200 * NS, fleet(), None, arch, smtp=dead)
+    assert res.generated == [] and len(res.errors) == 2
+    assert all(" mail: " in e and "127.0.0.1" in e for e in res.errors)
+    assert not any(e.sent for e in arch.list())
+    assert archive_mod.MONTH_RE.match(MONTH)
