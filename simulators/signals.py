@@ -1315,8 +1315,8 @@ class FleetSignals:
                 e = min(w.end + DEMAND_S, float(tt.max()) + 1)
                 if e > a:
                     gpts.append(np.arange(math.ceil(a / GRID_S) * GRID_S, e, GRID_S))
-            if gpts:
-                g = np.unique(np.concatenate(gpts))
+            g = np.unique(np.concatenate(gpts)) if gpts else np.zeros(0)
+            if len(g):
                 dg = (net(g) - net(g - DEMAND_S)) * 3600.0 / DEMAND_S
                 run = np.maximum.accumulate(dg)
                 j = np.searchsorted(g, tt, side="right") - 1
