@@ -80,13 +80,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_backfill(args: argparse.Namespace) -> int:
     from core.config import Settings
-    from core.influx import InfluxClient
+    from core.influx import InfluxClient, InfluxError
     from simulators.backfill import backfill, example_fault_schedule
     from simulators.signals import FleetSignals
 
     fleet, _ = _load(args.fleet)
     client = InfluxClient.from_settings(Settings.from_env())
-    client.create_database()
+    try:
+        client.create_database()
+    except InfluxError as exc:   # a write-only user may not create databases: the admin made it already
+        print(f"energyhost backfill: not creating the database ({exc}); assuming it exists", file=sys.stderr)
     signals = FleetSignals(fleet, seed=args.seed)
     faults = [] if args.no_faults else example_fault_schedule(fleet, days=args.days)
     counts = backfill(fleet, signals, client, days=args.days, step_s=args.step, faults=faults)
@@ -116,9 +119,22 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.main import app_from_environment
+    from api.main import build_app_from_env
 
-    app = app_from_environment(fleet_path=args.fleet, db_path=args.db)
+    if args.db:
+        os.environ["EH_STORE_URL"] = args.db if "://" in args.db else f"sqlite:///{Path(args.db).resolve()}"
+    app, generated = build_app_from_env(args.fleet)
+    if generated:
+        secrets_dir = os.environ.get("EH_SECRETS_DIR")
+        if secrets_dir:   # the demo keeps generated passwords beside its other secrets (mode 0600)
+            f = Path(secrets_dir) / "api_users.json"
+            old = json.loads(f.read_text()) if f.exists() else {}
+            f.write_text(json.dumps(old | generated, indent=2))
+            f.chmod(0o600)
+            print(f"energyhost serve: generated passwords for {sorted(generated)} written to {f}", flush=True)
+        else:
+            for user, pw in sorted(generated.items()):
+                print(f"energyhost serve: user {user!r} password {pw!r} (shown once)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
@@ -195,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--site", default=None, help="one site id (default: all)")
     sp.add_argument("--start", default=None, help="ISO date/time (default: 30 days ago)")
     sp.add_argument("--end", default=None, help="ISO date/time (default: now)")
-    sp.add_argument("--db", default=os.environ.get("EH_DB", str(ROOT / "var" / "energyhost.sqlite")),
-                    help="workflow database (alarms are stored here)")
+    sp.add_argument("--db", default=None,
+                    help="workflow database where alarms are stored (default: $EH_STORE_URL)")
     sp.add_argument("--json", action="store_true", help="print findings as JSON")
     sp.set_defaults(func=cmd_analyze)
 
@@ -204,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     fleet_arg(sp)
     sp.add_argument("--host", default="127.0.0.1")
     sp.add_argument("--port", type=int, default=8000)
-    sp.add_argument("--db", default=os.environ.get("EH_DB", str(ROOT / "var" / "energyhost.sqlite")),
-                    help="workflow database: a SQLite file path or a postgresql:// URL")
+    sp.add_argument("--db", default=None,
+                    help="workflow database: a SQLite file path or a postgresql:// URL (default: $EH_STORE_URL)")
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser("status", help="print the health of every component")

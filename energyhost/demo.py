@@ -151,7 +151,8 @@ def run_demo(args) -> int:
         base_env = {**os.environ, "EH_INFLUX_URL": influx.url, "EH_INFLUX_DB": DB,
                     "EH_MQTT_HOST": mosq.host, "EH_MQTT_PORT": str(mosq.port),
                     "EH_SPOOL_DIR": str(var / "spool"), "EH_FLEET": str(fleet_file),
-                    "EH_DB": str(var / "energyhost.sqlite"), "EH_REPORT_DIR": str(var / "reports"),
+                    "EH_STORE_URL": f"sqlite:///{var / 'energyhost.sqlite'}", "EH_SECRETS_DIR": str(sec),
+                    "EH_REPORT_DIR": str(var / "reports"),
                     "EH_SIM_CONTROL_URL": f"http://127.0.0.1:{control_port}", "PYTHONUNBUFFERED": "1"}
         writer_env = {**base_env, "EH_INFLUX_USER": "collector",
                       "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_collector")}
@@ -169,12 +170,16 @@ def run_demo(args) -> int:
 
         stack.spawn("simulate", ["simulate", "--fleet", str(fleet_file), "--control-port", str(control_port)],
                     base_env)
-        stack.spawn("collect", ["collect", "--fleet", str(fleet_file)], writer_env)
+        _wait_http(base_env["EH_SIM_CONTROL_URL"] + "/faults", 120, stack, "simulate")
+        metrics_port = free_port()
+        stack.spawn("collect", ["collect", "--fleet", str(fleet_file), "--metrics-port", str(metrics_port)],
+                    writer_env)
         stack.spawn("analyze", ["analyze", "--follow", "--fleet", str(fleet_file)], reader_env)
         stack.spawn("serve", ["serve", "--fleet", str(fleet_file), "--port", str(api_port)], reader_env)
 
         state = {"influx_url": influx.url, "influx_db": DB, "mqtt": mosq.url,
-                 "api_url": f"http://127.0.0.1:{api_port}", "control_url": base_env["EH_SIM_CONTROL_URL"],
+                 "api_url": f"http://127.0.0.1:{api_port}",
+                 "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "control_url": base_env["EH_SIM_CONTROL_URL"],
                  "fleet": str(fleet_file), "pids": {n: p.pid for n, p in stack.children.items()}
                  | {"influxd": influx.pid, "mosquitto": mosq.pid}, "var": str(var)}
         (var / "state.json").write_text(json.dumps(state, indent=2))
@@ -196,6 +201,25 @@ def run_demo(args) -> int:
         print("energyhost demo: stopped.", flush=True)
 
 
+def _wait_http(url: str, timeout: float, stack: Stack, name: str) -> None:
+    """Wait until ``url`` answers (the component is ready), or fail naming the component."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if name in stack.dead_children():
+            raise RuntimeError(f"{name} exited during start-up: {stack.tail(name)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise RuntimeError(f"{name} not ready after {timeout:.0f} s (see its log)")
+
+
 def _banner(state: dict, var: Path) -> None:
     u = state["influx_url"]
     print(f"""
@@ -207,6 +231,7 @@ energyhost demo is running (Ctrl-C stops everything)
   API        {state['api_url']}/docs   web console {state['api_url']}/
   Faults     energyhost fault list --url {state['control_url']}
              energyhost fault inject acme-plant1-pv1 inverter_trip --url {state['control_url']}
+  Metrics    {state['metrics_url']}   (Prometheus format)
   Status     energyhost status --var {var}
   Logs       {var}/logs/
 

@@ -67,6 +67,7 @@ def collect_status(var: Path) -> dict:
         "mosquitto": lambda: _mqtt(state["mqtt"]),
         "serve": lambda: _http(state["api_url"] + "/healthz"),
         "simulate": lambda: _http(state["control_url"] + "/faults"),
+        "collect": lambda: _http(state["metrics_url"]) if state.get("metrics_url") else (True, "running"),
     }
     for name, pid in pids.items():
         alive = _alive(pid)

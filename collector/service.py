@@ -1,0 +1,165 @@
+"""One collector process: Modbus pollers and the MQTT subscriber sharing one spooling Writer.
+
+``run_collectors`` is what ``energyhost collect`` runs.  Modbus devices can be sharded across
+several collector processes (``shard="K/N"``: a device belongs to shard ``crc32(id) % N``, so
+the split is stable and needs no coordination); MQTT load is split with a shared subscription
+(``group``).  Prometheus metrics (readings received / written / pending / rejected, spool bytes,
+polls by status, devices offline, poll latency) are served on ``metrics_port`` when given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+import zlib
+from collections.abc import Callable, Mapping
+
+from core.config import Fleet, Settings
+from core.influx import InfluxClient, Writer
+from core.profiles import Profile
+
+log = logging.getLogger("energyhost.collector")
+
+
+def parse_shard(shard: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` → ``(K, N)`` with ``0 <= K < N``; ``ValueError`` naming the bad value."""
+    if shard is None:
+        return None
+    try:
+        k, n = (int(x) for x in shard.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 0/2), got {shard!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"--shard {shard!r}: need N >= 1 and 0 <= K < N")
+    return k, n
+
+
+def shard_devices(fleet: Fleet, shard: tuple[int, int] | None) -> list[str]:
+    """Ids of the Modbus devices this shard polls (all of them when ``shard`` is None).
+
+    Devices behind one gateway stay together (they share one connection), so the hash is
+    taken over the gateway id for those.
+    """
+    out = []
+    for d in fleet.devices.values():
+        if d.transport != "modbus":
+            continue
+        key = d.gateway or d.id
+        if shard is None or zlib.crc32(key.encode()) % shard[1] == shard[0]:
+            out.append(d.id)
+    return out
+
+
+class Metrics:
+    """Prometheus exposition of the collector's counters (prometheus_client custom collector)."""
+
+    def __init__(self, sources: Mapping[str, Callable[[], dict]]):
+        self.sources = sources
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        w = self.sources["writer"]()
+        rc = CounterMetricFamily("energyhost_readings", "Readings (points) by outcome", labels=["outcome"])
+        for outcome in ("received", "written", "rejected", "dropped"):
+            rc.add_metric([outcome], w.get(outcome, 0))
+        yield rc
+        yield GaugeMetricFamily("energyhost_readings_pending", "Points buffered, in flight or spooled",
+                                value=w.get("pending", 0))
+        yield GaugeMetricFamily("energyhost_spool_bytes", "Bytes waiting in the on-disk spool",
+                                value=w.get("spooled_bytes", 0))
+        if "modbus" in self.sources:
+            m = self.sources["modbus"]()
+            polls = CounterMetricFamily("energyhost_modbus_polls", "Modbus polls by status", labels=["status"])
+            polls.add_metric(["ok"], m.get("ok", 0))
+            for status, n in m.get("failures", {}).items():
+                polls.add_metric([status], n)
+            yield polls
+            yield GaugeMetricFamily("energyhost_devices_offline", "Modbus devices marked offline",
+                                    value=len(m.get("offline", [])))
+            yield GaugeMetricFamily("energyhost_modbus_devices", "Modbus devices polled by this process",
+                                    value=m.get("devices", 0))
+            if "latency_ms_p50" in m:
+                yield GaugeMetricFamily("energyhost_poll_latency_ms_p50", "Median poll latency [ms]",
+                                        value=m["latency_ms_p50"])
+        if "mqtt" in self.sources:
+            q = self.sources["mqtt"]()
+            mc = CounterMetricFamily("energyhost_mqtt_messages", "MQTT messages by outcome", labels=["outcome"])
+            for k, v in q.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    mc.add_metric([k], v)
+            yield mc
+            rej = CounterMetricFamily("energyhost_mqtt_rejects", "Rejected MQTT readings by reason",
+                                      labels=["reason"])
+            for reason, n in q.get("rejects_by_reason", {}).items():
+                rej.add_metric([reason], n)
+            yield rej
+
+
+async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings: Settings, *,
+                         group: str | None = None, shard: str | None = None, metrics_port: int = 0,
+                         modbus: bool = True, mqtt: bool = True, stats_interval_s: float = 30.0,
+                         stop: asyncio.Event | None = None) -> int:
+    """Run until SIGINT/SIGTERM (or ``stop``); flush the writer; return an exit code."""
+    from collector.modbus import ModbusCollector
+    from collector.mqtt import MqttCollector
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    shard_t = parse_shard(shard)
+    client = InfluxClient.from_settings(settings)
+    writer = Writer(client, settings.spool_dir, flush_interval_s=0.5)
+    sources: dict[str, Callable[[], dict]] = {"writer": writer.stats}
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    mb = None
+    if modbus:
+        ids = shard_devices(fleet, shard_t)
+        mb = ModbusCollector(fleet, profiles, writer.submit, devices=ids)
+        sources["modbus"] = mb.stats
+    mq = None
+    if mqtt and any(d.transport == "mqtt" for d in fleet.devices.values()):
+        suffix = f"-{shard_t[0]}" if shard_t else ""
+        mq = MqttCollector(fleet, settings, writer, group=group,
+                           client_id=f"eh-collector{('-' + group) if group else ''}{suffix}")
+        await asyncio.to_thread(mq.start)
+        sources["mqtt"] = mq.stats
+    if metrics_port:
+        from prometheus_client import start_http_server
+        from prometheus_client.core import REGISTRY
+
+        REGISTRY.register(Metrics(sources))
+        start_http_server(metrics_port, addr="127.0.0.1")
+    log.info("collector started: %d modbus devices%s, mqtt %s, metrics %s",
+             len(mb.pollers) if mb else 0, f" (shard {shard})" if shard else "",
+             "on" if mq else "off", f"127.0.0.1:{metrics_port}" if metrics_port else "off")
+
+    async def report() -> None:
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), stats_interval_s)
+            except TimeoutError:
+                pass
+            log.info("stats %s", json.dumps({k: f() for k, f in sources.items()}, default=str))
+
+    tasks = [asyncio.create_task(report())]
+    if mb:
+        tasks.append(asyncio.create_task(mb.run(stop)))
+    try:
+        await stop.wait()
+    finally:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if mq:
+            await asyncio.to_thread(mq.stop)
+        t0 = time.monotonic()
+        await asyncio.to_thread(writer.close)
+        log.info("collector stopped (writer closed in %.1f s): %s", time.monotonic() - t0,
+                 json.dumps(writer.stats()))
+    return 0
