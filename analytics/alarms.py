@@ -238,3 +238,65 @@ def alarm_kpis(events: Iterable[AlarmEvent], start_ns: int, end_ns: int, operato
         "top10_share_pct": round(top10 / len(ann) * 100, 1) if ann else 0.0,
         "chattering_keys": chattering(ann), "stale": stale, "verdict": verdict,
     }
+
+
+def reconcile(open_alarms: Mapping[str, AlarmEvent], events: Iterable[AlarmEvent], now_ns: int,
+              last_cleared: Mapping[str, int] | None = None
+              ) -> tuple[list[AlarmEvent], dict[str, AlarmEvent], dict[str, int]]:
+    """Continuous evaluation over a sliding window: what to send to the store, and what stays open.
+
+    A window that starts after a condition began clamps its raise time, so the raw events of
+    successive evaluations disagree on ``raised_ns``.  This keeps the first raise time of an
+    open alarm, sends a raise once, sends a clear once (with the original raise time), and
+    never resends an activation that was already cleared.
+
+    Parameters
+    ----------
+    open_alarms : mapping
+        key → the raise event sent earlier and not yet cleared.
+    events : iterable of AlarmEvent
+        Output of :func:`findings_to_events` for the current window (with ``now_ns``).
+    now_ns : int
+        Evaluation time [ns]; an open alarm no longer seen at all clears at ``now_ns``.
+    last_cleared : mapping, optional
+        key → clear time of the last activation sent as cleared.
+
+    Returns
+    -------
+    to_send : list of AlarmEvent
+        Raises and clears to upsert, in time order.
+    open_alarms : dict
+        Updated open alarms.
+    last_cleared : dict
+        Updated clear times.
+    """
+    still = dict(open_alarms)
+    done = dict(last_cleared or {})
+    send: list[AlarmEvent] = []
+    seen: set[str] = set()
+    for e in sorted(events, key=lambda a: (a.raised_ns, a.key)):
+        seen.add(e.key)
+        prev = still.get(e.key)
+        if e.cleared_ns is None:
+            if prev is None:
+                if e.raised_ns <= done.get(e.key, -1):
+                    e = e._replace(raised_ns=done[e.key] + 1)
+                still[e.key] = e
+                send.append(e)
+            elif e.suppressed_by != prev.suppressed_by or e.severity != prev.severity:
+                still[e.key] = prev._replace(suppressed_by=e.suppressed_by, severity=e.severity,
+                                             evidence=e.evidence)
+                send.append(still[e.key])
+            continue
+        if prev is not None and e.cleared_ns >= prev.raised_ns:
+            send.append(prev._replace(cleared_ns=e.cleared_ns))
+            done[e.key] = e.cleared_ns
+            del still[e.key]
+        elif prev is None and e.cleared_ns > done.get(e.key, -1) and e.raised_ns > done.get(e.key, -1):
+            send.append(e)
+            done[e.key] = e.cleared_ns
+    for key in [k for k in still if k not in seen]:
+        send.append(still.pop(key)._replace(cleared_ns=now_ns))
+        done[key] = now_ns
+    send.sort(key=lambda a: (a.cleared_ns if a.cleared_ns is not None else a.raised_ns, a.key))
+    return send, still, done

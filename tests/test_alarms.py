@@ -104,3 +104,32 @@ def test_events_round_trip_through_workflow_store(tmp_path):
     # the overload clears later: the same activation with a clear time
     cleared = [e._replace(cleared_ns=T0 + 65 * MIN) for e in ev if e.cleared_ns is None]
     assert st.upsert_alarm_events(cleared)["cleared"] == 1
+
+
+def test_reconcile_sliding_windows_send_each_raise_and_clear_once():
+    def window(now_min, active_from, active_to=None):
+        # what findings_to_events sees in a 30-min window ending at now: start clamped to the window
+        w0 = now_min - 30
+        s = max(active_from, w0)
+        e = now_min if active_to is None else active_to
+        if e < w0:
+            return []
+        return al.findings_to_events([finding("overload", "t1", s, e)], now_ns=T0 + now_min * MIN)
+
+    open_, done, sent = {}, {}, []
+    for now in range(40, 101, 5):           # condition from minute 0 until minute 80, evaluated every 5 min
+        evs = window(now, 0, 80 if now >= 80 else None)
+        out, open_, done = al.reconcile(open_, evs, T0 + now * MIN, done)
+        sent += out
+    assert [(e.raised_ns, e.cleared_ns) for e in sent] == [(T0 + 10 * MIN, None), (T0 + 10 * MIN, T0 + 80 * MIN)]
+    assert open_ == {} and done == {"s1/t1/overload": T0 + 80 * MIN}
+    # a raise+clear inside one window is sent once, not again on the next evaluations
+    sent = []
+    for now in (40, 45, 50):
+        out, open_, done = al.reconcile(open_, al.findings_to_events([finding("stale", "m1", 32, 35)],
+                                                                     now_ns=T0 + now * MIN), T0 + now * MIN, done)
+        sent += out
+    assert len(sent) == 1 and sent[0].cleared_ns == T0 + 35 * MIN
+    # an open alarm whose condition disappears from the window clears at now
+    out, open_, done = al.reconcile({"s1/m1/x": sent[0]._replace(key="s1/m1/x", cleared_ns=None)}, [], T0, {})
+    assert out[0].cleared_ns == T0 and open_ == {}
