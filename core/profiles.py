@@ -340,12 +340,15 @@ def plan_blocks(registers: Iterable[Register], *, max_gap: int = 4, max_count: i
 
 # --------------------------------------------------------------------------------------- encoding
 
-def encode(registers: Iterable[Register], values: Mapping[str, float]) -> dict[tuple[str, int], int]:
+def encode(registers: Iterable[Register], values: Mapping[str, float], *,
+           clamp: bool = False, clamped: list[str] | None = None) -> dict[tuple[str, int], int]:
     """Encode channel (and helper) values into register words: ``{(table, address): word}``.
 
     Helper rows take ``values[name]`` or their ``default``; a channel missing from
-    ``values`` (or NaN) is served as its sentinel, or skipped if it has none.  Raises
-    ``ValueError`` naming the row when a value does not fit its type.
+    ``values`` (or NaN) is served as its sentinel, or skipped if it has none.  A value that
+    does not fit its type (or would read as the sentinel) raises ``ValueError`` naming the
+    row — or, with ``clamp=True`` (the simulator), saturates as a real device does and its
+    key is appended to ``clamped``.  ±Inf in a float32 row is encoded as is.
     """
     regs = list(registers)
     exps: dict[str, int] = {}
@@ -368,14 +371,28 @@ def encode(registers: Iterable[Register], values: Mapping[str, float]) -> dict[t
             mult = r.scale * (10.0 ** exps.get(r.scale_factor, 0) if r.scale_factor else 1.0)
             x = (float(v) - r.offset) / mult
             if not t.integer:
-                raw = struct.unpack(">I", struct.pack(">f", x))[0]
+                try:
+                    raw = struct.unpack(">I", struct.pack(">f", x))[0]
+                except OverflowError:
+                    if not clamp:
+                        raise ValueError(f"register {r.key!r}: value {v!r} does not fit float32") from None
+                    raw = struct.unpack(">I", struct.pack(">f", math.copysign(3.4e38, x)))[0]
+                    if clamped is not None:
+                        clamped.append(r.key)
             else:
-                n = round(x)
                 lo, hi = t.range()
-                if not lo <= n <= hi or (sent is not None and (n & ((1 << 16 * t.words) - 1)) == sent):
-                    raise ValueError(f"register {r.key!r}: value {v!r} gives raw {n}, outside {r.type} "
-                                     f"{lo}..{hi} or equal to the sentinel")
-                raw = n & ((1 << 16 * t.words) - 1)
+                n = round(x) if math.isfinite(x) else (hi + 1 if x > 0 else lo - 1)
+                mask = (1 << 16 * t.words) - 1
+                if not lo <= n <= hi or (sent is not None and n & mask == sent):
+                    if not clamp:
+                        raise ValueError(f"register {r.key!r}: value {v!r} gives raw {n}, outside {r.type} "
+                                         f"{lo}..{hi} or equal to the sentinel")
+                    n = min(max(n, lo), hi)
+                    if sent is not None and n & mask == sent:
+                        n = n - 1 if n > lo else n + 1
+                    if clamped is not None:
+                        clamped.append(r.key)
+                raw = n & mask
         words = [(raw >> (16 * (t.words - 1 - k))) & 0xFFFF for k in range(t.words)]
         if r.word_order == "little":
             words.reverse()

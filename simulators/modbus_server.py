@@ -61,10 +61,14 @@ class DeviceImage:
         for (table, a), w in fixed.items():
             self.words[table][a] = w
         self.updated = 0.0
+        self.clamped: Counter = Counter()
 
     def update(self, values: Mapping[str, float]) -> None:
-        for (table, a), w in encode(self.registers, values).items():
+        """Encode ``values``; a value out of its register's range saturates (counted in ``clamped``)."""
+        clamped: list[str] = []
+        for (table, a), w in encode(self.registers, values, clamp=True, clamped=clamped).items():
             self.words[table][a] = w
+        self.clamped.update(clamped)
 
     def read(self, table: str, address: int, count: int) -> list[int] | None:
         words = self.words[table]

@@ -404,3 +404,47 @@ def test_no_write_or_other_function_code_can_be_emitted(guard_server, cls, addre
     asyncio.run_coroutine_threadsafe(attempt(), loop).result(10)
     received = {k for k, v in sim.stats.items() if k.startswith("rx_fc") and v}
     assert received <= {"rx_fc03"} and sim.stats["writes_refused"] == 0
+
+
+# ------------------------------------------------------------------------------- the example fleet
+
+
+def test_example_fleet_with_fleet_signals_polls_clean():
+    """sites.example.toml (ports remapped, intervals shortened) served with FleetSignals values."""
+    import tomllib
+    from pathlib import Path
+
+    from simulators.signals import FleetSignals
+
+    raw = tomllib.loads((Path(__file__).resolve().parent.parent / "sites.example.toml").read_text("utf-8"))
+    for c in raw["customer"]:
+        for s in c.get("site", []):
+            for g in s.get("gateway", []):
+                g.update(port=free_port(), timeout_s=0.3)
+            for d in s.get("device", []):
+                if "port" in d:
+                    d["port"] = free_port()
+                if d.get("transport") == "modbus":
+                    d["poll_interval_s"] = 1.0
+    fleet = parse_fleet(raw, known_profiles=set(PROFILES))
+    signals = FleetSignals(fleet, seed=3)
+    modbus = [d for d in fleet.devices.values() if d.transport == "modbus"]
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, signals.values, signals.behaviour, update_interval_s=0.5)
+        try:
+            col = ModbusCollector(fleet, PROFILES, points.extend)
+            await _run(col, 2.6)
+            return col.stats(), sim
+        finally:
+            await sim.stop()
+
+    stats, sim = asyncio.run(main())
+    assert stats["failures"] == {} and stats["ok"] >= 2 * len(modbus)
+    assert sum(sum(img.clamped.values()) for img in sim.images.values()) == 0
+    data = _by_device(points)
+    for d in modbus:
+        pts = [p for p in data[d.id] if p.measurement == d.kind]
+        regs = _registers(PROFILES[d.profile])
+        assert pts and set(pts[-1].fields) == {r.key for r in regs if r.is_channel}, d.id

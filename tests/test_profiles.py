@@ -299,3 +299,15 @@ def test_overlap_and_header_errors_are_named(tmp_path):
         load_profile(f)
     with pytest.raises(ProfileError, match="not found"):
         load_profile(tmp_path / "nope.toml")
+
+
+def test_encode_clamp_saturates_like_a_device_and_reports_it():
+    r = _reg("uint16", 0, scale=0.1, nan=0xFFFF)
+    clamped: list[str] = []
+    assert encode([r], {"active_power": 1e9}, clamp=True, clamped=clamped) == {("holding", 0): 0xFFFE}
+    assert encode([r], {"active_power": -3.0}, clamp=True, clamped=clamped) == {("holding", 0): 0}
+    assert encode([_reg("int16", 0)], {"active_power": float("inf")}, clamp=True, clamped=clamped) == {
+        ("holding", 0): 0x7FFF}
+    assert clamped == ["active_power"] * 3
+    with pytest.raises(ValueError, match="does not fit float32"):
+        encode([_reg("float32", 0)], {"active_power": 1e300})
