@@ -1,0 +1,72 @@
+"""Web pages served by the API app: login, the engineers' alarm console, the customer page.
+
+Plain HTML (Jinja2 templates under ``api/templates/web``) plus small scripts under
+``api/static`` that call the JSON API with the bearer token kept in ``sessionStorage``.
+No build step.  Pages carry a strict Content-Security-Policy (scripts and styles from
+this origin only), so data shown in them can never run as script.
+
+A token may be handed to a page in the URL *fragment* (``/web/console#token=...``):
+the fragment never reaches the server or its logs, and the page removes it at once.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+from api.report.render import environment
+
+router = APIRouter(prefix="/web", tags=["web"], include_in_schema=False)
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+_STATIC_NAME = re.compile(r"^[a-z0-9_-]{1,40}\.(js|css)$")
+_MEDIA = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+           "Cache-Control": "no-store"}
+PAGES = {"login": "web/login.html", "console": "web/console.html", "customer": "web/customer.html"}
+
+
+def _page(name: str, lang: str) -> HTMLResponse:
+    html = environment().get_template(PAGES[name]).render(lang=lang, page=name)
+    return HTMLResponse(html, headers=HEADERS)
+
+
+LangQuery = Query(default="zh", pattern="^(zh|en)$", description="page language")
+
+
+@router.get("")
+def web_root() -> RedirectResponse:
+    return RedirectResponse("/web/login", status_code=307)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(lang: str = LangQuery) -> HTMLResponse:
+    """Sign-in form; customers go on to /web/customer, staff to /web/console."""
+    return _page("login", lang)
+
+
+@router.get("/console", response_class=HTMLResponse)
+def console_page(lang: str = LangQuery) -> HTMLResponse:
+    """Engineers' alarm console: active alarms (ack, open a work order) and overdue work orders."""
+    return _page("console", lang)
+
+
+@router.get("/customer", response_class=HTMLResponse)
+def customer_page(lang: str = LangQuery) -> HTMLResponse:
+    """Customer page: sites, latest values, monthly reports, satisfaction survey."""
+    return _page("customer", lang)
+
+
+@router.get("/static/{name}")
+def static_file(name: str) -> FileResponse:
+    """Scripts and styles of the pages (allow-listed names only)."""
+    path = STATIC / name
+    if not _STATIC_NAME.match(name) or not path.is_file():
+        raise HTTPException(404, f"no static file {name[:60]!r}")
+    return FileResponse(path, media_type=_MEDIA[name.rsplit(".", 1)[1]],
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})

@@ -1,0 +1,18 @@
+"use strict";
+
+EH.init().then(() => {
+  document.getElementById("login").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    EH.clearError();
+    const f = new FormData(ev.target);
+    try {
+      const tok = await EH.api("/auth/token", {
+        method: "POST", body: { username: f.get("username"), password: f.get("password") },
+      });
+      sessionStorage.setItem("eh_token", tok.access_token);
+      location.href = (tok.role === "customer" ? "/web/customer" : "/web/console") + "?lang=" + EH.lang;
+    } catch (err) {
+      EH.showError(err);
+    }
+  });
+});

@@ -1,0 +1,245 @@
+"""Report API (list / generate / download / send, tenancy) and the web pages in headless Chromium.
+
+The app (api.main.create_app) runs under uvicorn on a free loopback port, over a real
+SQLite workflow store and the session's real influxd holding the synthetic month of
+tests/test_report_month.py; e-mail goes to a real aiosmtpd server on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from email import message_from_bytes
+from email.policy import default as default_policy
+
+import httpx
+import pytest
+import uvicorn
+from aiosmtpd.controller import Controller
+from test_report_month import (
+    CUSTOMER,
+    METER,
+    MONTH,
+    OTHER_CUSTOMER,
+    OTHER_SITE,
+    SITE,
+    fleet,
+    synthetic_month,
+    write_month,
+)
+
+from api.main import create_app
+from api.report.archive import ReportArchive
+from api.settings import ApiSettings
+from core.influx import InfluxClient
+from core.model import AlarmEvent
+from core.services import free_port
+from core.store import Store
+
+NS = 10**9
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):   # noqa: N802 - aiosmtpd hook name
+        self.messages.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture(scope="module")
+def live(influxd, tmp_path_factory):
+    """A running app with users, tokens, one active alarm, one overdue order and the synthetic month."""
+    tmp = tmp_path_factory.mktemp("web")
+    db = f"web_{os.getpid()}"
+    influxd.create_database(db)
+    influx = InfluxClient(influxd.url, db)
+    write_month(influx, synthetic_month())
+    store = Store(f"sqlite:///{tmp / 'wf.db'}", password_cost={"n": 2**10, "r": 8, "p": 1})
+    fl = fleet()
+    store.seed_fleet(fl)
+    store.create_user("boss", "admin", name="Boss")
+    store.create_user("eng1", "engineer", name="Wang Gong")
+    store.create_user("acme.user", "customer", customer_id=CUSTOMER, name="Acme Buyer")
+    store.create_user("beta.user", "customer", customer_id=OTHER_CUSTOMER)
+    tokens = {u: store.issue_token(u, 3600)[0] for u in ("boss", "eng1", "acme.user", "beta.user")}
+    now = time.time_ns()
+    store.upsert_alarm_events([AlarmEvent(
+        key=f"{SITE}/{METER}/overvoltage", type="overvoltage", site_id=SITE, device_id=METER, severity="major",
+        raised_ns=now - 600 * NS, cleared_ns=None, message_zh="母线电压越上限 250 V", message_en="Bus over-voltage 250 V",
+        evidence={"voltage_v": 250.0})])
+    old = store.create_work_order(site_id=OTHER_SITE, title="Transformer fan noisy", severity="minor",
+                                  created_by="eng1")
+    store.db.run("UPDATE work_orders SET created_ns = ?, response_due_ns = ?, arrival_due_ns = ?, repair_due_ns = ? "
+                 "WHERE id = ?", (now - 10 * 86400 * NS, now - 9 * 86400 * NS, now - 8 * 86400 * NS,
+                                  now - 7 * 86400 * NS, old["id"]))
+    app = create_app(ApiSettings(escalate_every_s=0), store=store, influx=influx, background=False)
+    app.state.fleet = fl
+    app.state.report_archive = ReportArchive(tmp / "reports")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    client = httpx.Client(base_url=base, timeout=60)
+    r = client.post("/api/v1/reports/generate", json={"customer_id": CUSTOMER, "month": MONTH},
+                    headers={"Authorization": f"Bearer {tokens['eng1']}"})
+    assert r.status_code == 201, r.text
+    yield {"base": base, "client": client, "tokens": tokens, "store": store, "alarm_key": f"{SITE}/{METER}/overvoltage",
+           "old_order": old["id"], "generated": r.json()}
+    client.close()
+    server.should_exit = True
+    thread.join(timeout=10)
+    store.close()
+    influx.close()
+
+
+def auth(live, user: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {live['tokens'][user]}"}
+
+
+# ---------------------------------------------------------------- report API
+
+
+def test_generate_list_and_download(live):
+    c = live["client"]
+    g = live["generated"]
+    assert (g["customer_id"], g["month"], g["langs"]) == (CUSTOMER, MONTH, ["zh", "en"])
+    r = c.get("/api/v1/reports", headers=auth(live, "acme.user"))
+    assert r.status_code == 200 and [(x["customer_id"], x["month"]) for x in r.json()] == [(CUSTOMER, MONTH)]
+    pdf = c.get(r.json()[0]["pdf"]["zh"], headers=auth(live, "acme.user"))
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content[:5] == b"%PDF-" and "energyhost-acme-2026-02-zh.pdf" in pdf.headers["content-disposition"]
+    html = c.get(f"/api/v1/reports/{CUSTOMER}/{MONTH}/html", params={"lang": "en"}, headers=auth(live, "acme.user"))
+    assert html.status_code == 200 and "Monthly energy saving report" in html.text
+    assert "default-src 'none'" in html.headers["content-security-policy"]
+    fig = c.get(f"/api/v1/reports/{CUSTOMER}/{MONTH}", headers=auth(live, "acme.user")).json()
+    assert fig["customer_id"] == CUSTOMER and fig["energy_kwh"] > 100_000 and fig["sites"][0]["site_id"] == SITE
+    assert fig["workflow"]["available"] is True
+    assert f"{fig['bill_yuan']:,.2f}" in html.text
+
+
+def test_tenancy_other_customer_gets_404(live):
+    c = live["client"]
+    beta = auth(live, "beta.user")
+    assert c.get("/api/v1/reports", headers=beta).json() == []
+    for path in (f"/api/v1/reports/{CUSTOMER}/{MONTH}", f"/api/v1/reports/{CUSTOMER}/{MONTH}/pdf",
+                 f"/api/v1/reports/{CUSTOMER}/{MONTH}/html?lang=zh", f"/api/v1/reports?customer_id={CUSTOMER}"):
+        r = c.get(path, headers=beta)
+        assert r.status_code == 404, (path, r.status_code)
+    r = c.post("/api/v1/reports/generate", json={"customer_id": CUSTOMER, "month": MONTH}, headers=beta)
+    assert r.status_code == 404
+    r = c.post(f"/api/v1/reports/{CUSTOMER}/{MONTH}/send", json={}, headers=beta)
+    assert r.status_code == 404
+    # own customer, staff-only function: 403
+    r = c.post("/api/v1/reports/generate", json={"customer_id": OTHER_CUSTOMER, "month": MONTH}, headers=beta)
+    assert r.status_code == 403
+    assert c.get("/api/v1/reports").status_code == 401
+
+
+def test_bad_parameters_are_rejected(live):
+    c = live["client"]
+    boss = auth(live, "boss")
+    assert c.get(f"/api/v1/reports/{CUSTOMER}/2026-13", headers=boss).status_code == 422
+    assert c.get(f"/api/v1/reports/{CUSTOMER}/{MONTH}/pdf?lang=fr", headers=boss).status_code == 422
+    assert c.get("/api/v1/reports/ACME%22;drop/2026-02", headers=boss).status_code == 422
+    assert c.get(f"/api/v1/reports/{CUSTOMER}/2025-01", headers=boss).status_code == 404
+    r = c.post("/api/v1/reports/generate", json={"customer_id": "nobody", "month": MONTH}, headers=boss)
+    assert r.status_code == 404 and "nobody" in r.json()["detail"]
+    r = c.post("/api/v1/reports/generate", json={"customer_id": CUSTOMER, "month": "2999-01"}, headers=boss)
+    assert r.status_code == 422 and "future" in r.json()["detail"]
+    r = c.post("/api/v1/reports/generate", json={"customer_id": CUSTOMER, "month": MONTH, "x": 1}, headers=boss)
+    assert r.status_code == 422
+
+
+def test_send_by_email_through_real_smtp(live, monkeypatch):
+    sink = _Sink()
+    ctl = Controller(sink, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    try:
+        monkeypatch.setenv("EH_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("EH_SMTP_PORT", str(ctl.port))
+        r = live["client"].post(f"/api/v1/reports/{CUSTOMER}/{MONTH}/send", json={"lang": "en"},
+                                headers=auth(live, "eng1"))
+        assert r.status_code == 200, r.text
+        assert r.json()["to"] == ["energy@acme.example"]
+    finally:
+        ctl.stop()
+    rcpt, raw = sink.messages[-1]
+    msg = message_from_bytes(raw, policy=default_policy)
+    assert rcpt == ["energy@acme.example"] and "monthly energy saving report" in msg["Subject"]
+    (att,) = [p for p in msg.iter_attachments() if p.get_content_type() == "application/pdf"]
+    assert att.get_content()[:5] == b"%PDF-"
+    listed = live["client"].get("/api/v1/reports", headers=auth(live, "boss")).json()
+    assert next(x for x in listed if x["customer_id"] == CUSTOMER)["sent"] is True
+
+
+# ---------------------------------------------------------------- web pages
+
+
+def test_pages_are_served_with_csp(live):
+    c = live["client"]
+    for page in ("login", "console", "customer"):
+        r = c.get(f"/web/{page}")
+        assert r.status_code == 200 and "script-src 'self'" in r.headers["content-security-policy"]
+        assert "/web/static/app.js" in r.text
+    assert "告警监控台" in c.get("/web/console").text and "Alarm console" in c.get("/web/console?lang=en").text
+    assert c.get("/web/static/console.js").headers["content-type"].startswith("text/javascript")
+    assert c.get("/web/static/..%2Fmain.py").status_code == 404
+    assert c.get("/web/static/nothere.js").status_code == 404
+
+
+def _chromium(args: list[str], tmp_path, timeout: float = 90) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"chromium-{time.monotonic_ns()}"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=20000", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed")
+def test_alarm_console_renders_alarms_and_overdue_orders(live, tmp_path):
+    url = f"{live['base']}/web/console?lang=en#token={live['tokens']['eng1']}"
+    shot = tmp_path / "console.png"
+    dom = _chromium(["--dump-dom", url], tmp_path).stdout
+    assert 'data-loaded="1"' in dom, dom[-2000:]
+    alarm = live["store"].alarms(open_only=True)[0]
+    assert f'data-alarm-id="{alarm["id"]}"' in dom and "Bus over-voltage 250 V" in dom
+    assert re.search(r'id="alarm-count"[^>]*>1<', dom)
+    assert f'data-wo-id="{live["old_order"]}"' in dom and "Transformer fan noisy" in dom
+    assert re.search(r'id="overdue-count"[^>]*>1<', dom)
+    assert ">Ack<" in dom and ">Open work order<" in dom and "Wang Gong (engineer)" in dom
+    _chromium([f"--screenshot={shot}", "--window-size=1280,800", url], tmp_path)
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000     # a page with tables, not a blank one
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed")
+def test_customer_page_shows_own_sites_values_reports_and_survey(live, tmp_path):
+    url = f"{live['base']}/web/customer?survey={MONTH}#token={live['tokens']['acme.user']}"
+    dom = _chromium(["--dump-dom", url], tmp_path).stdout
+    assert 'data-loaded="1"' in dom, dom[-2000:]
+    assert f'data-site-id="{SITE}"' in dom and "ACME 一厂" in dom
+    assert OTHER_SITE not in dom and "Beta" not in dom
+    assert f'data-device-id="{METER}"' in dom and "active_power" in dom and "voltage_l1" in dom
+    assert f'data-month="{MONTH}"' in dom and "中文 PDF" in dom
+    assert re.search(rf'<option value="{MONTH}"', dom)
+    shot = tmp_path / "customer.png"
+    _chromium([f"--screenshot={shot}", "--window-size=1280,1000", url], tmp_path)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed")
+def test_login_page_without_token_stays_on_login(live, tmp_path):
+    dom = _chromium(["--dump-dom", f"{live['base']}/web/console"], tmp_path).stdout
+    assert 'data-page="login"' in dom and 'name="password"' in dom
