@@ -448,3 +448,127 @@ def test_example_fleet_with_fleet_signals_polls_clean():
         pts = [p for p in data[d.id] if p.measurement == d.kind]
         regs = _registers(PROFILES[d.profile])
         assert pts and set(pts[-1].fields) == {r.key for r in regs if r.is_channel}, d.id
+
+
+# ------------------------------------------------------------------------------- recovery, backoff, busy
+
+
+def test_offline_after_three_failures_and_online_on_first_good_poll():
+    fleet = _fleet([_dev("m", "transformer_generic_bwdk", port=free_port(), interval=0.25, timeout=0.1,
+                         retries=0)])
+    mode = {"m": "silent"}
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: {"winding_temperature_l1": 75.5}, mode.__getitem__)
+        try:
+            col = ModbusCollector(fleet, PROFILES, points.extend)
+            stop = asyncio.Event()
+            task = asyncio.create_task(col.run(stop))
+            await asyncio.sleep(1.4)
+            mode["m"] = "normal"
+            await asyncio.sleep(0.8)
+            stop.set()
+            await task
+        finally:
+            await sim.stop()
+
+    asyncio.run(main())
+    seq = [(p.fields["status"], p.fields["online"]) for p in points if p.measurement == "collector_status"]
+    first_ok = next(i for i, s in enumerate(seq) if s[0] == "ok")
+    assert first_ok >= 4
+    assert seq[:3] == [("timeout", 1), ("timeout", 1), ("timeout", 0)]
+    assert all(s == ("timeout", 0) for s in seq[3:first_ok])
+    assert all(s == ("ok", 1) for s in seq[first_ok:])
+    temps = [p.fields["winding_temperature_l1"] for p in points if p.measurement == "transformer"]
+    assert temps and all(t == pytest.approx(75.5) for t in temps)
+
+
+def test_connect_failures_back_off_instead_of_hammering():
+    port = free_port()                      # nothing listens here
+    fleet = _fleet([_dev("gone", "meter_acrel_dtsd1352", port=port, interval=0.1, timeout=0.1)])
+    points: list = []
+
+    async def main():
+        col = ModbusCollector(fleet, PROFILES, points.extend, seed=7)
+        await _run(col, 2.5)
+        return col.stats()
+
+    stats = asyncio.run(main())
+    status = [p.fields for p in points if p.measurement == "collector_status"]
+    assert len(status) >= 15 and {s["status"] for s in status} == {"connect_failed"}
+    # backoff 1 s, 2 s (±20 %): at most 3 real attempts in 2.5 s, not one per poll
+    assert 1 <= stats["connect_failed"] <= 3 and stats["offline"] == ["gone"]
+    assert stats["connects"] == 0
+
+
+def test_busy_exception_06_is_retried_then_marks_offline():
+    fleet = _fleet([_dev("b", "transformer_generic_bwdk", port=free_port(), interval=0.3, retries=1)])
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: {}, lambda did: 6)
+        try:
+            await _run(ModbusCollector(fleet, PROFILES, points.extend), 1.6)
+            return dict(sim.stats)
+        finally:
+            await sim.stop()
+
+    sim_stats = asyncio.run(main())
+    seq = [(p.fields["status"], p.fields["online"]) for p in points if p.measurement == "collector_status"]
+    assert seq[:3] == [("exception_06", 1), ("exception_06", 1), ("exception_06", 0)]
+    # one block: 2 requests per poll (1 retry) while online, 1 once offline
+    assert sim_stats["exception_06"] == 2 * 3 + (len(seq) - 3)
+
+
+def test_gateway_pause_separates_requests():
+    port = free_port()
+    fleet = _fleet([_dev("t", "transformer_generic_bwdk", gateway="gw", unit=2)],
+                   [{"id": "gw", "host": "127.0.0.1", "port": port, "framer": "rtu", "pause_s": 0.05}])
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: {"winding_temperature_l1": 60.0})
+        try:
+            link = Link("gw", "127.0.0.1", port, framer="rtu", pause_s=0.05, timeout=0.5)
+            await link.read("input", 0, 7, 2)
+            t0 = time.monotonic()
+            for _ in range(4):
+                words = await link.read("input", 0, 7, 2)
+            elapsed = time.monotonic() - t0
+            link.close()
+            return words, elapsed
+        finally:
+            await sim.stop()
+
+    words, elapsed = asyncio.run(main())
+    assert words[0] == 600 and elapsed >= 4 * 0.05
+
+
+def test_two_hundred_devices_concurrently_on_their_own_schedules():
+    gws = [{"id": f"gw{g}", "host": "127.0.0.1", "port": free_port(), "framer": "rtu", "pause_s": 0.0,
+            "timeout_s": 0.5} for g in range(4)]
+    devices = [_dev(f"tcp{i}", "transformer_generic_bwdk" if i % 2 else "ev_charger_generic_ac",
+                    port=free_port(), interval=1.0 if i % 3 else 0.5, timeout=0.5) for i in range(120)]
+    devices += [_dev(f"rtu{i}", "transformer_generic_bwdk", gateway=f"gw{i % 4}", unit=1 + i // 4, interval=1.0)
+                for i in range(80)]
+    fleet = _fleet(devices, gws)
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: {"winding_temperature_l1": 50.0,
+                                                                  "charger_state": 2.0})
+        try:
+            col = ModbusCollector(fleet, PROFILES, points.extend)
+            assert len(col.links) == 124
+            await _run(col, 3.2)
+            return col.stats()
+        finally:
+            await sim.stop()
+
+    stats = asyncio.run(main())
+    status = _by_device(points, "collector_status")
+    assert len(status) == 200 and stats["failures"] == {}
+    for d in fleet.devices.values():
+        times = [p.time_ns for p in status[d.id]]
+        step = round(d.poll_interval_s * 1e9)
+        assert len(times) >= 2 and all(t % step == 0 for t in times), d.id
