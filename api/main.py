@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import LoginLimiter
 from api.routes import alarms, auth, inspections, registry, surveys, telemetry, workorders
+from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
 from core.store import Conflict, Invalid, NotFound, Store, TimeLimits
 
@@ -86,6 +87,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app.state.influx = influx
     app.state.clock = clock
     app.state.login_limiter = LoginLimiter(settings.login_max_fails, clock)
+    app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -5,6 +5,7 @@
 ``EH_TIME_LIMITS``      TOML file of per-severity time limits (see :meth:`core.store.TimeLimits.from_toml`)
 ``EH_DOCS``             ``1`` (default) serves OpenAPI docs at /docs; ``0`` hides them in production
 ``EH_LOGIN_MAX_FAILS``  failed logins per user name and minute before 429 (default 5)
+``EH_TELEMETRY_CACHE_S`` identical telemetry range queries share one result this long [s] (default 5)
 ``EH_ESCALATE_EVERY_S`` period of the background escalation / inspection sweep [s] (default 60; 0 = off)
 plus the InfluxDB settings of :class:`core.config.Settings` (``EH_INFLUX_*``).
 """
@@ -27,6 +28,7 @@ class ApiSettings:
     escalate_every_s: float = 60.0
     max_range_days: int = 400              # telemetry range cap (reliability.md §12)
     max_points: int = 100_000              # telemetry points-per-response cap
+    telemetry_cache_s: float = 5.0         # identical telemetry queries share one result this long
     influx: Settings = field(default_factory=Settings)
 
     @classmethod
@@ -55,5 +57,6 @@ class ApiSettings:
             docs=docs == "1",
             login_max_fails=int(number("EH_LOGIN_MAX_FAILS", cls.login_max_fails, 1, 1000)),
             escalate_every_s=number("EH_ESCALATE_EVERY_S", cls.escalate_every_s, 0, 86400),
+            telemetry_cache_s=number("EH_TELEMETRY_CACHE_S", cls.telemetry_cache_s, 0, 3600),
             influx=Settings.from_env(e),
         )

@@ -627,3 +627,22 @@ def test_real_uvicorn_serves_the_app(env):
         server.should_exit = True
         th.join(timeout=10)
     assert not th.is_alive()
+
+
+def test_auto_interval_and_result_cache():
+    from api.routes.telemetry import TtlCache, auto_interval_s
+
+    assert auto_interval_s(86400, 5) == 120            # 720 buckets for a day of 5-s data
+    assert auto_interval_s(3600, 5) == 5
+    assert auto_interval_s(400 * 86400, 60) == 43200
+    now = [0.0]
+    cache = TtlCache(ttl_s=5, size=2, clock=lambda: now[0])
+    calls = []
+    for _ in range(3):
+        assert cache.get_or_compute(("a",), lambda: calls.append(1) or len(calls)) == 1
+    now[0] = 5.0                                        # expired: computed again
+    assert cache.get_or_compute(("a",), lambda: calls.append(1) or len(calls)) == 2
+    cache.get_or_compute(("b",), lambda: 0)
+    cache.get_or_compute(("c",), lambda: 0)             # size 2: "a" evicted
+    assert cache.get_or_compute(("a",), lambda: "fresh") == "fresh"
+    assert cache.hits == 2

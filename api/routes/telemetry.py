@@ -12,11 +12,15 @@ responses over ``max_points`` are refused with 422 (OWASP API4:2023).
 from __future__ import annotations
 
 import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Request
 
 from api.deps import ClockDep, InfluxDep, ScopeDep, SettingsDep, StoreDep
 from api.models import EnergyTouOut, LatestOut, SeriesOut, TouPeriodOut, to_ns, ts
@@ -29,6 +33,49 @@ NS = 10**9
 AGGREGATES = ("mean", "min", "max")
 ChannelsQuery = Annotated[str | None, Query(max_length=2000, description="comma-separated channel names "
                                                                          "(core/channels.py); default: all")]
+
+
+NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+                    7 * 86400)
+MAX_AUTO_POINTS = 1000
+
+
+class TtlCache:
+    """A small thread-safe LRU of query results, each kept ``ttl_s`` seconds.
+
+    Dashboards ask for the same "last 24 h" view again and again; with the default end
+    aligned to the interval, those requests share one InfluxDB query per ``ttl_s``.
+    Keys hold the device and site, and are looked up only after the tenancy check.
+    """
+
+    def __init__(self, ttl_s: float = 5.0, size: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self.size, self.clock = ttl_s, size, clock
+        self._d: OrderedDict[tuple, tuple[float, object]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get_or_compute(self, key: tuple, compute: Callable[[], object]) -> object:
+        now = self.clock()
+        with self._lock:
+            hit = self._d.get(key)
+            if hit is not None and now - hit[0] < self.ttl_s:
+                self._d.move_to_end(key)
+                self.hits += 1
+                return hit[1]
+        value = compute()
+        with self._lock:
+            self.misses += 1
+            self._d[key] = (now, value)
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+        return value
+
+
+def auto_interval_s(span_s: float, poll_s: float) -> int:
+    """The smallest "nice" interval >= the poll interval giving at most 1000 buckets."""
+    need = max(poll_s, span_s / MAX_AUTO_POINTS)
+    return next((i for i in NICE_INTERVALS_S if i >= need), int(math.ceil(need)))
 
 
 def parse_channels(text: str | None) -> list[str] | None:
@@ -102,36 +149,52 @@ def latest(device_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep, 
 
 
 @router.get("/{device_id}/series", response_model=SeriesOut)
-def series(device_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep, settings: SettingsDep,
-           clock: ClockDep, channels: ChannelsQuery = None,
+def series(device_id: str, request: Request, scope: ScopeDep, store: StoreDep, influx: InfluxDep,
+           settings: SettingsDep, clock: ClockDep, channels: ChannelsQuery = None,
            start: datetime | None = None, end: datetime | None = None,
            interval_s: Annotated[int | None, Query(ge=1, le=31 * 86400)] = None,
            agg: Literal["mean", "min", "max"] = "mean") -> SeriesOut:
-    """Downsampled time range (mean/min/max per interval) of some channels of a device; default: last 24 h."""
+    """Downsampled time range (mean/min/max per interval) of some channels of a device.
+
+    Default range: the 24 h up to now, with its end rounded up to the interval; default
+    interval: the smallest "nice" one (>= the poll interval) giving at most 1000 buckets.
+    """
     dev = visible_device(store, scope, device_id)
-    start_ns, end_ns = _range(start, end, clock(), settings.max_range_days, 86400)
     names = parse_channels(channels) or ["active_power"]
+    if end is None and interval_s is not None:
+        now = clock()
+        end = ts(-(-now // (interval_s * NS)) * interval_s * NS)
+    start_ns, end_ns = _range(start, end, clock(), settings.max_range_days, 86400)
     span_s = (end_ns - start_ns) / NS
     if interval_s is None:
-        interval_s = max(int(math.ceil(dev["poll_interval_s"])), int(math.ceil(span_s / 1000)))
+        interval_s = auto_interval_s(span_s, dev["poll_interval_s"])
+        if end is None:
+            step = interval_s * NS
+            end_ns = -(-end_ns // step) * step
+            start_ns = end_ns - int(span_s * NS)
     points = math.ceil(span_s / interval_s) * len(names)
     if points > settings.max_points:
         raise HTTPException(422, f"{points} points requested; at most {settings.max_points}: "
                                  f"use a longer interval_s, fewer channels or a shorter range")
-    cols = _query(influx, series_query(dev["kind"], names, agg, interval_s),
-                  {"site": dev["site_id"], "device": dev["id"], "start": _rfc3339(start_ns),
-                   "end": _rfc3339(end_ns)})
-    t = cols.get("time", np.empty(0, dtype=np.int64))
-    values = {}
-    for c in names:
-        v = cols.get(c)
-        if v is None:
-            values[c] = [None] * len(t)
-        else:
-            arr = np.asarray(v, dtype=np.float64)
-            values[c] = [None if math.isnan(x) else x for x in arr.tolist()]
-    return SeriesOut(device_id=dev["id"], kind=dev["kind"], start=ts(start_ns), end=ts(end_ns),
-                     interval_s=interval_s, agg=agg, times=[ts(int(x)) for x in t], values=values)
+    q = series_query(dev["kind"], names, agg, interval_s)
+    params = {"site": dev["site_id"], "device": dev["id"], "start": _rfc3339(start_ns), "end": _rfc3339(end_ns)}
+
+    def compute() -> SeriesOut:
+        cols = _query(influx, q, params)
+        t = cols.get("time", np.empty(0, dtype=np.int64))
+        values = {}
+        for c in names:
+            v = cols.get(c)
+            if v is None:
+                values[c] = [None] * len(t)
+            else:
+                arr = np.asarray(v, dtype=np.float64)
+                values[c] = [None if math.isnan(x) else x for x in arr.tolist()]
+        return SeriesOut(device_id=dev["id"], kind=dev["kind"], start=ts(start_ns), end=ts(end_ns),
+                         interval_s=interval_s, agg=agg, times=[ts(int(x)) for x in t], values=values)
+
+    cache: TtlCache = request.app.state.telemetry_cache
+    return cache.get_or_compute((q, tuple(sorted(params.items()))), compute)
 
 
 @router.get("/sites/{site_id}/energy", response_model=EnergyTouOut)

@@ -1,0 +1,208 @@
+"""Benchmark of the API under 50 concurrent clients: alarm list and 1-day telemetry vs a trivial endpoint.
+
+Usage::
+
+    .venv/bin/python bench/bench_api.py [--requests 3000] [--concurrency 50] [--max-seconds 30]
+
+Starts its own ``influxd`` (core.services, free loopback ports, temp dir), writes one day
+of 5-s meter snapshots, seeds a SQLite workflow store with 500 alarms, then runs the app
+in a separate ``uvicorn`` process on 127.0.0.1 and drives it from this process with
+``--concurrency`` asyncio clients over keep-alive connections.  Each scenario is bounded
+by ``--requests`` and ``--max-seconds``.  Prints p50/p99 latency and requests/s for
+
+* ``trivial``   a plain FastAPI endpoint (``async def`` returning a constant) in the same app,
+* ``alarms``    ``GET /api/v1/alarms`` (100 newest alarms of a customer user, tenancy applied),
+* ``telemetry`` ``GET /api/v1/telemetry/{device}/series`` for the last 24 h (auto interval: the
+  same dashboard view for every client, so the 5-s result cache serves most requests),
+* ``tele-nocache`` the same query with a different 24-h window per request (every request
+  reaches InfluxDB: the uncached figure),
+
+and the ratio alarms / trivial (target >= 50 %) and telemetry p99 (target < 200 ms).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+NS = 10**9
+DEVICE = "acme-plant1-t1-meter"
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Child process: build the app over the prepared store and influxd, serve it with uvicorn."""
+    import uvicorn
+
+    from api.main import create_app
+    from api.settings import ApiSettings
+    from core.influx import InfluxClient
+    from core.store import Store
+
+    store = Store(f"sqlite:///{args.store}")
+    app = create_app(ApiSettings(escalate_every_s=0), store=store, influx=InfluxClient(args.influx_url, args.db),
+                     background=False)
+
+    @app.get("/trivial", include_in_schema=False)
+    async def trivial() -> dict:
+        return {"ok": True}
+
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+def prepare(workdir: Path, influx_url: str, db: str) -> tuple[str, str]:
+    """Seed the store and influx; return (store path, password of the customer user)."""
+    from api.auth import seed_demo_users
+    from core.config import load_fleet
+    from core.influx import InfluxClient, points_to_lines
+    from core.model import AlarmEvent, Point
+    from core.store import Store
+
+    store_path = str(workdir / "workflow.db")
+    store = Store(f"sqlite:///{store_path}")
+    fleet = load_fleet(ROOT / "sites.example.toml")
+    store.seed_fleet(fleet)
+    pw = seed_demo_users(store, fleet, env={})
+    now = time.time_ns()
+    events = []
+    for i in range(500):
+        site = ("acme-plant1", "acme-office", "huadong-coldstore")[i % 3]
+        events.append(AlarmEvent(f"{site}/dev{i % 20}/type{i}", f"type{i}", site, None, "minor",
+                                 now - (i + 1) * 60 * NS, None if i % 4 else now - i * 60 * NS,
+                                 "告警", "alarm", {"value": float(i)}))
+    store.upsert_alarm_events(events)
+    store.close()
+    influx = InfluxClient(influx_url, db)
+    influx.create_database()
+    t = np.arange(now - 86400 * NS, now, 5 * NS, dtype=np.int64)
+    p = 5e5 + 2e5 * np.sin(2 * np.pi * (t / NS) / 86400)
+    pts = [Point("meter", {"customer": "acme", "site": "acme-plant1", "device": DEVICE},
+                 {"active_power": float(p[i]), "voltage_l1": 230.0, "energy_import": 1e8 + i * 700.0}, int(t[i]))
+           for i in range(len(t))]
+    for k in range(0, len(pts), 5000):
+        influx.write_lines(points_to_lines(pts[k:k + 5000]))
+    influx.close()
+    return store_path, pw["acme-user"]
+
+
+async def load(url, headers: dict, n: int, concurrency: int, max_s: float) -> dict:
+    """Bounded closed-loop load: ``concurrency`` clients share ``n`` requests, stop after ``max_s``."""
+    lat: list[float] = []
+    errors = 0
+    counter = iter(range(n))
+    deadline = time.perf_counter() + max_s
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        async def worker() -> None:
+            nonlocal errors
+            for i in counter:
+                if time.perf_counter() > deadline:
+                    return
+                t0 = time.perf_counter()
+                r = await client.get(url(i) if callable(url) else url, headers=headers)
+                lat.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    errors += 1
+
+        t_start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t_start
+    a = np.asarray(lat) * 1e3
+    return {"n": len(lat), "errors": errors, "rps": len(lat) / elapsed, "p50_ms": float(np.percentile(a, 50)),
+            "p99_ms": float(np.percentile(a, 99))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--concurrency", type=int, default=50)
+    ap.add_argument("--max-seconds", type=float, default=30.0)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--store", help=argparse.SUPPRESS)
+    ap.add_argument("--influx-url", help=argparse.SUPPRESS)
+    ap.add_argument("--db", default="bench_api", help=argparse.SUPPRESS)
+    ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.serve:
+        serve(args)
+        return 0
+    if not 1 <= args.concurrency <= 200 or not 1 <= args.requests <= 100_000 or not 0 < args.max_seconds <= 300:
+        ap.error("bounds: concurrency 1..200, requests 1..100000, max-seconds 0..300")
+
+    from core.services import Influxd, free_port
+
+    with tempfile.TemporaryDirectory(prefix="eh-bench-api-") as tmp:
+        work = Path(tmp)
+        influxd = Influxd(work / "influxd").start()
+        server = None
+        try:
+            store_path, password = prepare(work, influxd.url, args.db)
+            port = free_port()
+            server = subprocess.Popen([sys.executable, __file__, "--serve", "--store", store_path,
+                                       "--influx-url", influxd.url, "--db", args.db, "--port", str(port)],
+                                      cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("API server did not start")
+                time.sleep(0.1)
+            tok = httpx.post(f"{base}/api/v1/auth/token",
+                             json={"username": "acme-user", "password": password}).json()["access_token"]
+            h = {"Authorization": f"Bearer {tok}"}
+            first = httpx.get(f"{base}/api/v1/alarms", headers=h).json()
+            series = httpx.get(f"{base}/api/v1/telemetry/{DEVICE}/series", headers=h).json()
+            print(f"alarm list returns {len(first)} alarms; telemetry returns {len(series['times'])} points "
+                  f"at interval {series['interval_s']} s from {86400 // 5} raw samples")
+            results = {}
+            t_end = time.time()
+
+            def distinct_window(i: int) -> str:
+                """A different 24-h window per request: every one is a real InfluxDB query."""
+                e = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_end - i))
+                s = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_end - i - 86400))
+                return f"{base}/api/v1/telemetry/{DEVICE}/series?start={s}&end={e}&interval_s=120"
+
+            for name, url in (("trivial", f"{base}/trivial"), ("alarms", f"{base}/api/v1/alarms"),
+                              ("telemetry", f"{base}/api/v1/telemetry/{DEVICE}/series"),
+                              ("tele-nocache", distinct_window)):
+                asyncio.run(load(url, h, min(200, args.requests), args.concurrency, 10))   # warm-up
+                results[name] = r = asyncio.run(load(url, h, args.requests, args.concurrency, args.max_seconds))
+                print(f"{name:10s} n={r['n']:6d} errors={r['errors']:3d} {r['rps']:8.1f} req/s  "
+                      f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms")
+            ratio = results["alarms"]["rps"] / results["trivial"]["rps"]
+            print(f"alarm list / trivial endpoint: {ratio * 100:.1f} % of the trivial req/s (target >= 50 %)")
+            print(f"telemetry 1-day p99: {results['telemetry']['p99_ms']:.1f} ms with the 5-s result cache "
+                  f"(dashboard view), {results['tele-nocache']['p99_ms']:.1f} ms when every request is a new "
+                  f"InfluxDB query (target < 200 ms)")
+        finally:
+            if server is not None:
+                server.send_signal(signal.SIGINT)
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
+            influxd.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
