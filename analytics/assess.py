@@ -455,3 +455,60 @@ def pq_findings(site: Site, meter_id: str, data: Mapping[str, np.ndarray], perio
                            f"({'compliant' if ok else 'NOT compliant'}; indicative, not IEC 61000-4-30 Class A).",
         ))
     return out
+
+
+def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tariff,
+                 adjustment_base_yuan: float | None = None, price_yuan_per_kwh: float | None = None) -> list[Finding]:
+    """Priced saving findings of one site over the window, ranked by yuan/month.
+
+    Site grid power is the sum of the transformer (billing) meters; EV and PV power the sums
+    of the chargers and inverters.  All series must share one time grid (1-min means, as
+    :func:`analytics.jobs.fetch_site` returns in period mode).  ``adjustment_base_yuan``
+    defaults to the month's energy charge + capacity charge computed from the tariff.
+    """
+    from analytics import savings
+    from analytics import tariffs as tf
+
+    meters = [tr.meter for tr in site.transformers if tr.meter in data] or [
+        d.id for d in site.devices if d.kind == "meter" and d.id in data][:1]
+    if not meters:
+        return []
+    t = _checks.time_ns(data[meters[0]]["time_ns"])
+    if t.size < 60:
+        return []
+
+    def total(ids, name):
+        arrs = [np.asarray(data[i][name], float) for i in ids if name in data[i] and len(data[i][name]) == t.size]
+        return np.nansum(np.vstack(arrs), axis=0) / 1000.0 if arrs else None
+
+    p_kw, q_kvar, s_kva = total(meters, "active_power"), total(meters, "reactive_power"), total(meters,
+                                                                                                "apparent_power")
+    if p_kw is None:
+        return []
+    kva = sum(tr.rated_kva for tr in site.transformers) or float(np.nanmax(s_kva) if s_kva is not None else 1.0)
+    e = tf.interval_energy_kwh(t, np.clip(p_kw, 0, None) * 1000.0, max_gap_s=600)
+    energy_yuan = tf.energy_cost(t, e, tariff)["total_yuan"]
+    avg_price = price_yuan_per_kwh or (energy_yuan / max(e.sum(), 1e-9))
+    base = adjustment_base_yuan if adjustment_base_yuan is not None else energy_yuan + kva * tariff.capacity_price
+    out = [savings.basic_charge_choice(site.id, t, p_kw, kva, tariff,
+                                       "demand" if site.contract_demand_kw else "capacity", site.contract_demand_kw),
+           savings.peak_shaving(site.id, t, p_kw, tariff),
+           savings.base_load_waste(site.id, t, p_kw, tariff)]
+    if q_kvar is not None:
+        out.append(savings.pf_correction(site.id, t, p_kw, q_kvar, base, site.pf_standard,
+                                         rated_kva=kva if site.transformers else None,
+                                         pk_kw=sum(tr.pk_kw for tr in site.transformers) or None,
+                                         price_yuan_per_kwh=avg_price))
+    if s_kva is not None and site.transformers:
+        out.append(savings.transformer_operation(site.id, t, s_kva, [tr.rated_kva for tr in site.transformers],
+                                                 [tr.p0_kw for tr in site.transformers],
+                                                 [tr.pk_kw for tr in site.transformers], avg_price))
+    evs = [d.id for d in site.devices if d.kind == "ev_charger" and d.id in data]
+    ev_kw = total(evs, "active_power") if evs else None
+    if ev_kw is not None:
+        out.append(savings.tou_shift(site.id, t, ev_kw, tariff, 0.5, "ev_valley_charging"))
+    pvs = [d.id for d in site.devices if d.kind == "pv_inverter" and d.id in data]
+    pv_kw = total(pvs, "active_power") if pvs else None
+    if pv_kw is not None:
+        out.append(savings.pv_self_consumption(site.id, t, pv_kw, p_kw, tariff))
+    return savings.rank(out)

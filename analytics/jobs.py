@@ -1,0 +1,325 @@
+"""The thin I/O layer of analytics: read a site's data from InfluxDB, run the checks, store alarms.
+
+* :func:`fetch_site` — one InfluxQL query per device kind (``GROUP BY device``) plus one for
+  ``collector_status``, through :class:`core.influx.InfluxClient` (MessagePack, bound
+  parameters ``$site``, ``$start``, ``$end``; identifiers only from the channel glossary
+  :data:`core.channels.CHANNELS` and :data:`core.channels.DEVICE_KINDS`).  Period mode
+  aggregates to 1-min (``mean`` of gauges, ``last`` of counters and states, ``min`` of
+  ``online``); live mode reads raw samples.
+* :func:`evaluate_period` — faults, power-quality table and priced savings over a period
+  (``energyhost analyze --start … --end …``).
+* :class:`Follower` — near-real-time evaluation of a sliding window every few seconds
+  (``energyhost analyze --follow``), with on-delays short enough to raise within two poll
+  intervals + 10 s for state faults, and raises/clears upserted once each to the workflow
+  store (``core.store.Store.upsert_alarm_events``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import numpy as np
+
+from analytics import alarms, assess
+from analytics import tariffs as tf
+from core.channels import CHANNELS, DEVICE_KINDS
+from core.config import Fleet, Site
+from core.model import AlarmEvent, Finding
+
+NS = 10**9
+MINUTE_NS = 60 * NS
+
+# near-real-time delays: state faults at once, level faults after ~2 polls (5 s polling)
+LIVE_RULES = assess.Rules(voltage_on_delay_s=10, pf_on_delay_s=10, harmonic_on_delay_s=10, unbalance_on_delay_s=10,
+                          overload_on_delay_s=10, pv_offline_on_delay_s=10, string_on_delay_s=10,
+                          ev_stuck_on_delay_s=60, ev_preparing_max_s=600, pv_underperf_on_delay_s=900)
+
+
+def _q(ident: str) -> str:
+    """Quote an identifier that comes from the glossary (never from a request)."""
+    if ident not in CHANNELS and ident not in DEVICE_KINDS and ident not in ("collector_status", "online", "device",
+                                                                             "site"):
+        raise ValueError(f"identifier {ident!r} is not in the channel glossary")
+    return '"' + ident + '"'
+
+
+class FieldCache:
+    """Glossary channels present in each measurement (``SHOW FIELD KEYS``), refreshed every ``ttl_s``."""
+
+    def __init__(self, client, ttl_s: float = 300.0):
+        self.client, self.ttl_s = client, ttl_s
+        self._cache: dict[str, tuple[float, list[str]]] = {}
+
+    def get(self, kind: str) -> list[str]:
+        hit = self._cache.get(kind)
+        if hit and time.monotonic() - hit[0] < self.ttl_s:
+            return hit[1]
+        rows = self.client.query(f"SHOW FIELD KEYS FROM {_q(kind)}")
+        keys = sorted({v[0] for s in rows for v in s.get("values") or [] if v and v[0] in CHANNELS})
+        self._cache[kind] = (time.monotonic(), keys)
+        return keys
+
+
+def _split_by_device(cols: dict[str, np.ndarray], fields: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    t = cols.get("time", np.zeros(0, np.int64))
+    if t.size == 0 or "device" not in cols:
+        return {}
+    dev = cols["device"]
+    out = {}
+    for d in np.unique(dev):
+        m = dev == d
+        tt = t[m]
+        order = np.argsort(tt, kind="stable")
+        out[str(d)] = {"time_ns": tt[order]} | {f: np.asarray(cols[f], float)[m][order] for f in fields if f in cols}
+    return out
+
+
+def fetch_site(client, site: Site, start_ns: int, end_ns: int, resolution_s: int | None = 60,
+               fields: FieldCache | None = None) -> tuple[dict, dict]:
+    """Read one site's device data and poll status for ``[start_ns, end_ns)``.
+
+    Parameters
+    ----------
+    client : core.influx.InfluxClient
+    site : core.config.Site
+    start_ns, end_ns : int
+        Window [ns since epoch, UTC].
+    resolution_s : int or None
+        Aggregate to this step (``mean`` gauges, ``last`` counters/states, ``min`` online);
+        None = raw samples.
+    fields : FieldCache, optional
+        Reused field lists (live mode).
+
+    Returns
+    -------
+    data : dict
+        device id → {``time_ns``, channel arrays}.
+    status : dict
+        device id → (time_ns, online).
+    """
+    if end_ns <= start_ns:
+        raise ValueError(f"end_ns must be > start_ns, got {start_ns}..{end_ns}")
+    if resolution_s is not None and (not isinstance(resolution_s, int) or resolution_s < 1):
+        raise ValueError(f"resolution_s must be a positive integer number of seconds or None, got {resolution_s!r}")
+    fc = fields or FieldCache(client)
+    params = {"site": site.id, "start": int(start_ns), "end": int(end_ns)}
+    where = '"site" = $site AND time >= $start AND time < $end'
+    data: dict[str, dict[str, np.ndarray]] = {}
+    for kind in sorted({d.kind for d in site.devices}):
+        names = fc.get(kind)
+        if not names:
+            continue
+        if resolution_s is None:
+            sel = ", ".join(_q(f) for f in names)
+            q = f"SELECT {sel} FROM {_q(kind)} WHERE {where} GROUP BY \"device\""
+        else:
+            sel = ", ".join(f"{'mean' if CHANNELS[f].nature == 'gauge' else 'last'}({_q(f)}) AS {_q(f)}"
+                            for f in names)
+            q = f"SELECT {sel} FROM {_q(kind)} WHERE {where} GROUP BY time({resolution_s}s), \"device\" fill(none)"
+        data.update(_split_by_device(client.query_arrays(q, params), names))
+    if resolution_s is None:
+        q = f'SELECT "online" FROM "collector_status" WHERE {where} GROUP BY "device"'
+    else:
+        q = (f'SELECT min("online") AS "online" FROM "collector_status" WHERE {where} '
+             f'GROUP BY time({resolution_s}s), "device" fill(none)')
+    status = {d: (v["time_ns"], v["online"]) for d, v in
+              _split_by_device(client.query_arrays(q, params), ["online"]).items() if "online" in v}
+    known = {d.id for d in site.devices}
+    return {k: v for k, v in data.items() if k in known}, {k: v for k, v in status.items() if k in known}
+
+
+def evaluate_period(fleet: Fleet, client, start_ns: int, end_ns: int, site_ids: Iterable[str] | None = None,
+                    rules: assess.Rules | None = None, tariff_dir=None) -> dict[str, list[Finding]]:
+    """Faults, power-quality table and priced savings of each site over a period (1-min data).
+
+    Returns
+    -------
+    dict
+        site id → findings (fault findings, ``pq_*`` table rows, ``saving_*`` ranked by yuan/month).
+    """
+    out: dict[str, list[Finding]] = {}
+    for sid in site_ids or fleet.sites:
+        if sid not in fleet.sites:
+            raise ValueError(f"unknown site {sid!r}; sites: {', '.join(fleet.sites)}")
+        site = fleet.sites[sid]
+        data, status = fetch_site(client, site, start_ns, end_ns, 60)
+        f = assess.assess_site(site, data, start_ns, end_ns, status, rules)
+        for tr in site.transformers:
+            if tr.meter in data:
+                f += assess.pq_findings(site, tr.meter, data[tr.meter])
+        if site.tariff:
+            try:
+                tariff = tf.load_tariff(site.tariff, tariff_dir)
+            except tf.TariffError as exc:
+                print(f"energyhost analyze: site {sid}: no savings: {exc}", file=sys.stderr)
+            else:
+                f += assess.site_savings(site, _common_grid(data, start_ns, end_ns), tariff)
+        out[sid] = f
+    return out
+
+
+def _common_grid(data: dict, start_ns: int, end_ns: int) -> dict:
+    """Place every device's 1-min series on one minute grid (NaN where missing) for site sums."""
+    t0 = start_ns - start_ns % MINUTE_NS
+    grid = np.arange(t0, end_ns, MINUTE_NS, dtype=np.int64)
+    out = {}
+    for dev, v in data.items():
+        idx = (v["time_ns"] - t0) // MINUTE_NS
+        ok = (idx >= 0) & (idx < grid.size)
+        g = {"time_ns": grid}
+        for k, a in v.items():
+            if k != "time_ns":
+                col = np.full(grid.size, np.nan)
+                col[idx[ok]] = a[ok]
+                g[k] = col
+        out[dev] = g
+    return out
+
+
+def period_events(findings: Iterable[Finding], end_ns: int, fleet: Fleet | None = None) -> list[AlarmEvent]:
+    """Alarm activations of a period's fault findings (``pq_*`` rows and savings are not alarms)."""
+    fs = list(findings)
+    groups = _gateway_groups(fleet) if fleet is not None else None
+    return alarms.findings_to_events([f for f in fs if not f.type.startswith("pq_")], now_ns=end_ns, groups=groups)
+
+
+def _gateway_groups(fleet: Fleet) -> dict[str, list[str]]:
+    g: dict[str, list[str]] = {}
+    for d in fleet.devices.values():
+        if d.gateway:
+            g.setdefault(d.gateway, []).append(d.id)
+    return g
+
+
+class Follower:
+    """Near-real-time evaluation: every ``interval_s`` read the last ``lookback_s`` of raw data,
+    evaluate, and upsert new raises and clears (each once) to ``store``."""
+
+    def __init__(self, fleet: Fleet, client, store=None, *, site_ids: Iterable[str] | None = None,
+                 lookback_s: float = 2100.0, rules: assess.Rules = LIVE_RULES, clock=time.time_ns):
+        self.fleet, self.client, self.store = fleet, client, store
+        self.site_ids = list(site_ids or fleet.sites)
+        self.lookback_ns = int(lookback_s * NS)
+        self.rules, self.clock = rules, clock
+        self.fields = FieldCache(client, ttl_s=60.0)
+        self.open: dict[str, AlarmEvent] = {}
+        self.done: dict[str, int] = {}
+        self.groups = _gateway_groups(fleet)
+
+    def step(self) -> list[AlarmEvent]:
+        """One evaluation at the clock's now; returns the events sent to the store."""
+        now = self.clock()
+        findings: list[Finding] = []
+        for sid in self.site_ids:
+            site = self.fleet.sites[sid]
+            data, status = fetch_site(self.client, site, now - self.lookback_ns, now, None, self.fields)
+            findings += assess.assess_site(site, data, now - self.lookback_ns, now, status, self.rules)
+        gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
+        events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)
+        send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done)
+        if send and self.store is not None:
+            self.store.upsert_alarm_events(send)
+        return send
+
+    def run(self, stop: threading.Event, interval_s: float = 5.0) -> None:
+        """Evaluate until ``stop`` is set; errors are reported and the loop goes on."""
+        while not stop.is_set():
+            t0 = time.monotonic()
+            try:
+                for e in self.step():
+                    state = "CLEAR" if e.cleared_ns is not None else "RAISE"
+                    sup = f" (suppressed by {e.suppressed_by})" if e.suppressed_by else ""
+                    print(f"analyze: {state} {e.key} {e.severity}{sup}", file=sys.stderr, flush=True)
+            except Exception as exc:  # noqa: BLE001 - a follower must survive a database hiccup
+                print(f"analyze: evaluation failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            stop.wait(max(0.0, interval_s - (time.monotonic() - t0)))
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _parse_time(text: str | None, default_ns: int, name: str) -> int:
+    if text is None:
+        return default_ns
+    try:
+        d = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--{name}: not an ISO date/time: {text!r}") from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=UTC)
+    return int(d.timestamp()) * NS
+
+
+def _store(args):
+    url = getattr(args, "db", None) or os.environ.get("EH_STORE_URL")
+    if not url:
+        return None
+    from core.store import Store
+
+    return Store(url if "://" in url else f"sqlite:///{url}")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``energyhost analyze``: ``--follow`` (live alarms) or a period (``--start``/``--end``, default last 30 days)."""
+    from core.config import Settings, load_fleet
+    from core.influx import InfluxClient
+
+    fleet = load_fleet(args.fleet)
+    sites = [args.site] if getattr(args, "site", None) else None
+    if sites and sites[0] not in fleet.sites:
+        print(f"energyhost analyze: unknown site {sites[0]!r}; sites: {', '.join(fleet.sites)}", file=sys.stderr)
+        return 2
+    client = InfluxClient.from_settings(Settings.from_env())
+    store = _store(args)
+    if store is not None:
+        store.seed_fleet(fleet)
+    if args.follow:
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        interval = min((d.poll_interval_s for d in fleet.devices.values()), default=5.0)
+        Follower(fleet, client, store, site_ids=sites).run(stop, interval)
+        return 0
+    now = time.time_ns()
+    try:
+        end = _parse_time(args.end, now - now % MINUTE_NS, "end")
+        start = _parse_time(args.start, end - 30 * 86400 * NS, "start")
+    except ValueError as exc:
+        print(f"energyhost analyze: {exc}", file=sys.stderr)
+        return 2
+    if end <= start:
+        print("energyhost analyze: --end must be after --start", file=sys.stderr)
+        return 2
+    res = evaluate_period(fleet, client, start, end, sites)
+    events = period_events([f for fs in res.values() for f in fs], end, fleet)
+    stored = store.upsert_alarm_events(events) if store is not None else None
+    if args.json:
+        print(json.dumps({"findings": {s: [f._asdict() for f in fs] for s, fs in res.items()},
+                          "alarm_events": [e._asdict() for e in events], "stored": stored}, default=_jsonable,
+                         ensure_ascii=False))
+    else:
+        for sid, fs in res.items():
+            faults_ = [f for f in fs if not f.type.startswith(("pq_", "saving_"))]
+            sav = [f for f in fs if f.type.startswith("saving_")]
+            print(f"{sid}: {len(faults_)} fault findings, {sum(1 for f in fs if f.type.startswith('pq_'))} PQ rows, "
+                  f"savings {sum(f.yuan_month or 0 for f in sav):,.0f} yuan/month")
+            for f in sav:
+                print(f"  {f.type:32s} {f.yuan_month or 0:>12,.0f} yuan/month  {f.kwh_month or 0:>10,.0f} kWh/month")
+        print(f"alarm events: {len(events)}" + (f"; store: {stored}" if stored else ""))
+    return 0
+
+
+def _jsonable(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)

@@ -1,0 +1,124 @@
+"""analytics.jobs against a real influxd: period evaluation, live following, alarms into the workflow store.
+
+Data: the simulator's signal model (simulators.signals) for one site, written as line protocol
+in the storage schema (measurement = kind, tags customer/site/device, collector_status with
+online 0 where a comms fault leaves a gap) — the same shape the collectors and the backfill write.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analytics import assess, jobs
+from core.config import load_fleet
+from core.influx import InfluxClient, points_to_lines
+from core.model import Point
+from simulators.signals import FleetSignals
+
+pytestmark = pytest.mark.integration
+
+NS = 10**9
+H = 3600
+T0 = 1772409600 - 8 * H              # 2026-03-02T00:00 local (Monday)
+SITE = "acme-office"
+FAULTS = [("acme-office-ev1", "ev_fault", T0 + 9 * H, T0 + 10 * H, {}),
+          ("acme-office-pv1", "device_silent", T0 + 11 * H, T0 + 12 * H, {}),
+          ("acme-office-meter", "low_power_factor", T0 + 13 * H, T0 + 15 * H, {})]
+
+
+def write_site(client, fleet, signals, t_s: np.ndarray) -> dict:
+    """Write every device of SITE at times ``t_s`` [s]; returns what was written (for comparison)."""
+    site = fleet.sites[SITE]
+    written = {}
+    for d in site.devices:
+        v = signals.values_array(d.id, t_s)
+        silent = signals.fault_mask(d.id, "device_silent", t_s)
+        tags = d.tags
+        pts = [Point(d.kind, tags, {k: float(a[i]) for k, a in v.items()}, int(t_s[i] * NS))
+               for i in np.flatnonzero(~silent)]
+        pts += [Point("collector_status", {**tags, "source": "modbus"},
+                      {"status": "timeout" if silent[i] else "ok", "online": int(not silent[i])}, int(t_s[i] * NS))
+                for i in range(t_s.size)]
+        client.write_lines(points_to_lines(pts))
+        written[d.id] = {k: a[~silent] for k, a in v.items()} | {"time_ns": (t_s[~silent] * NS).astype(np.int64)}
+    return written
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    return load_fleet("sites.example.toml")
+
+
+@pytest.fixture
+def loaded(influxd, influx_db, fleet):
+    sig = FleetSignals(fleet, seed=5)
+    sig.schedule(FAULTS)
+    client = InfluxClient(influxd.url, influx_db)
+    t = T0 + np.arange(24 * 60) * 60.0
+    written = write_site(client, fleet, sig, t)
+    yield client, sig, written
+    client.close()
+
+
+def test_fetch_site_round_trip(loaded, fleet):
+    client, _, written = loaded
+    site = fleet.sites[SITE]
+    data, status = jobs.fetch_site(client, site, T0 * NS, (T0 + 86400) * NS, None)
+    assert set(data) == {d.id for d in site.devices}
+    m = "acme-office-meter"
+    assert np.array_equal(data[m]["time_ns"], written[m]["time_ns"])
+    np.testing.assert_array_equal(data[m]["voltage_l2"], written[m]["voltage_l2"])     # bit-exact
+    pv_t, pv_online = status["acme-office-pv1"]
+    assert pv_t.size == 1440 and pv_online.sum() == 1440 - 60
+    # 1-min aggregation of 1-min data is the data (mean of one value, last of one value)
+    agg, _ = jobs.fetch_site(client, site, T0 * NS, (T0 + 86400) * NS, 60)
+    np.testing.assert_allclose(agg[m]["energy_import"], written[m]["energy_import"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="end_ns"):
+        jobs.fetch_site(client, site, 10, 5)
+
+
+def test_period_evaluation_matches_in_memory_and_stores_alarms(loaded, fleet, tmp_path):
+    client, _, written = loaded
+    site = fleet.sites[SITE]
+    start, end = T0 * NS, (T0 + 86400) * NS
+    res = jobs.evaluate_period(fleet, client, start, end, [SITE])[SITE]
+    faults_ = sorted((f.type, f.device_id) for f in res if not f.type.startswith(("pq_", "saving_")))
+    assert faults_ == [("comms_loss", "acme-office-pv1"), ("ev_fault", "acme-office-ev1"),
+                       ("low_power_factor", "acme-office-meter")]
+    mem = assess.assess_site(site, written, start, end)
+    assert sorted((f.type, f.device_id, f.start_ns) for f in mem if f.type != "comms_loss") == sorted(
+        (f.type, f.device_id, f.start_ns) for f in res if not f.type.startswith(("pq_", "saving_", "comms")))
+    sav = [f for f in res if f.type.startswith("saving_")]
+    assert sav and sav == sorted(sav, key=lambda f: -(f.yuan_month or 0))
+    assert all(f.inputs and f.kwh_month is not None for f in sav)
+    assert {f.type for f in res if f.type.startswith("pq_")} >= {"pq_voltage", "pq_unbalance"}
+    from core.store import Store
+
+    st = Store(f"sqlite:///{tmp_path / 'wf.db'}", clock=lambda: end)
+    st.seed_fleet(fleet)
+    ev = jobs.period_events(res, end, fleet)
+    assert st.upsert_alarm_events(ev)["raised"] == 3
+    assert st.upsert_alarm_events(ev)["unchanged"] == 3
+
+
+def test_follower_raises_then_clears_once(loaded, fleet, tmp_path):
+    client, _, _ = loaded
+    from core.store import Store
+
+    now = {"t": (T0 + 9 * H + 30) * NS}                        # 30 s after the EV fault started
+    st = Store(f"sqlite:///{tmp_path / 'wf.db'}", clock=lambda: now["t"])
+    st.seed_fleet(fleet)
+    f = jobs.Follower(fleet, client, st, site_ids=[SITE], clock=lambda: now["t"])
+    sent = f.step()
+    assert [(e.key, e.cleared_ns) for e in sent] == [("acme-office/acme-office-ev1/ev_fault", None)]
+    assert sent[0].raised_ns == (T0 + 9 * H) * NS
+    now["t"] += 60 * NS
+    assert f.step() == []                                      # still active: nothing new to send
+    now["t"] = (T0 + 10 * H + 120) * NS                        # fault removed at 10:00
+    sent = f.step()
+    assert [(e.key, e.raised_ns, e.cleared_ns) for e in sent] == [
+        ("acme-office/acme-office-ev1/ev_fault", (T0 + 9 * H) * NS, (T0 + 10 * H) * NS)]
+    now["t"] = (T0 + 11 * H + 240) * NS                        # pv1 silent since 11:00
+    keys = [(e.key, e.cleared_ns) for e in f.step()]
+    assert keys == [("acme-office/acme-office-pv1/comms_loss", None)]
