@@ -243,3 +243,130 @@ def test_customer_page_shows_own_sites_values_reports_and_survey(live, tmp_path)
 def test_login_page_without_token_stays_on_login(live, tmp_path):
     dom = _chromium(["--dump-dom", f"{live['base']}/web/console"], tmp_path).stdout
     assert 'data-page="login"' in dom and 'name="password"' in dom
+
+
+class _Cdp:
+    """Chrome DevTools Protocol over ``--remote-debugging-pipe`` (fds 3/4, NUL-delimited JSON): no extra library."""
+
+    def __init__(self, tmp_path) -> None:
+        import json
+        import select
+
+        self._json, self._select = json, select
+        to_chrome_r, self._w = os.pipe()
+        self._r, from_chrome_w = os.pipe()
+
+        def child_fds() -> None:            # runs in the child between fork and exec
+            a, b = os.dup(to_chrome_r), os.dup(from_chrome_w)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'cdp-profile'}", "--remote-debugging-pipe",
+             "about:blank"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=False, preexec_fn=child_fds)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._buf = b""
+        self._id = 0
+        self.session: str | None = None
+
+    def call(self, method: str, params: dict | None = None, timeout: float = 20.0) -> dict:
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if self.session and not method.startswith("Target."):
+            msg["sessionId"] = self.session
+        os.write(self._w, self._json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buf:
+                raw, self._buf = self._buf.split(b"\0", 1)
+                reply = self._json.loads(raw)
+                if reply.get("id") == self._id:
+                    if "error" in reply:
+                        raise RuntimeError(f"CDP {method}: {reply['error']}")
+                    return reply["result"]
+            left = deadline - time.monotonic()
+            assert left > 0, f"CDP {method}: no answer in {timeout} s"
+            ready, _, _ = self._select.select([self._r], [], [], left)
+            if ready:
+                chunk = os.read(self._r, 1 << 16)
+                assert chunk, "chromium closed the DevTools pipe"
+                self._buf += chunk
+
+    def open(self, url: str) -> None:
+        target = self.call("Target.createTarget", {"url": url})["targetId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+
+    def js(self, expression: str):
+        r = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        return r["result"].get("value")
+
+    def wait(self, expression: str, timeout: float = 20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            v = self.js(expression)
+            if v:
+                return v
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {expression!r}")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        os.close(self._w)
+        os.close(self._r)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed")
+def test_console_ack_and_open_work_order_by_clicking(live, tmp_path):
+    """Click Ack (with a note) and Open work order in the real page; the store records both."""
+    store = live["store"]
+    alarm = store.alarms(open_only=True)[0]
+    row = f'tr[data-alarm-id="{alarm["id"]}"]'
+    cdp = _Cdp(tmp_path)
+    try:
+        cdp.open(f"{live['base']}/web/console?lang=en#token={live['tokens']['eng1']}")
+        cdp.wait("document.body && document.body.dataset.loaded === '1'")
+        assert cdp.js("location.hash") == ""                         # the token left the address bar
+        cdp.js(f"document.querySelector('{row} input.note').value = 'checked on site'; "
+               f"document.querySelector('{row} button.ack').click(); true")
+        cdp.wait(f"document.querySelector('{row} button.ack') && document.querySelector('{row} button.ack').disabled")
+        a = store.alarm(alarm["id"])
+        assert a["acked"] and a["acked_by"] == "eng1" and a["ack_note"] == "checked on site"
+        cdp.js(f"document.querySelector('{row} button.wo').click(); true")
+        cdp.wait("document.getElementById('open-count').textContent === '2'")
+        orders = [w for w in store.work_orders() if w["alarm_id"] == alarm["id"]]
+        assert len(orders) == 1 and orders[0]["title"] == "Bus over-voltage 250 V"
+        assert orders[0]["severity"] == "major" and orders[0]["site_id"] == SITE
+        assert "Work order #" in cdp.js("document.getElementById('updated').textContent")
+        # a second click is refused by the store (one open order per alarm) and shown, not swallowed
+        cdp.js(f"document.querySelector('{row} button.wo').click(); true")
+        cdp.wait("!document.getElementById('error').hidden")
+        assert "409" in cdp.js("document.getElementById('error').textContent")
+    finally:
+        cdp.close()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed")
+def test_customer_answers_survey_of_the_report(live, tmp_path):
+    cdp = _Cdp(tmp_path)
+    try:
+        cdp.open(f"{live['base']}/web/customer?lang=en&survey={MONTH}#token={live['tokens']['acme.user']}")
+        cdp.wait("document.body && document.body.dataset.loaded === '1'")
+        assert cdp.js("document.getElementById('survey-month').value") == MONTH
+        cdp.js("document.querySelector('input[name=rating][value=\"4\"]').checked = true; "
+               "document.querySelector('#survey textarea').value = '报告清楚 clear report'; "
+               "document.querySelector('#survey button[type=submit]').click(); true")
+        cdp.wait("document.getElementById('survey-result').textContent.length > 0")
+    finally:
+        cdp.close()
+    (answer,) = live["store"].surveys([CUSTOMER], kind="monthly_report")
+    assert (answer["ref"], answer["rating"], answer["comment"], answer["user_id"]) == (
+        MONTH, 4, "报告清楚 clear report", "acme.user")
