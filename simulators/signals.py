@@ -663,7 +663,7 @@ class _SiteModel:
         for dev, tr in self.tr.items():
             self._thermal(dev, tr, comps, b)
         self._blocks[day] = b
-        while len(self._blocks) > 48:
+        while len(self._blocks) > 72:      # a month plus the days before it in the month (max demand)
             self._blocks.popitem(last=False)
         return b
 

@@ -1,0 +1,225 @@
+"""Backfill: write N days of consistent simulated history straight into InfluxDB.
+
+``backfill(fleet, signals, client, days=30)`` asks :meth:`FleetSignals.values_array` for every device
+on a ``step_s`` grid ending at ``end`` (default: now, floored to the step), formats line protocol with
+one preformatted template per device (``%``-formatting of whole rows, no per-field Python calls), and
+POSTs bodies of about ``chunk_bytes`` through :class:`core.influx.InfluxClient` (``write_lines``),
+formatting the next body while the previous one is in flight.
+
+What lands (schema of docs/architecture.md):
+
+* measurement = device kind, tags ``customer, site, device``, fields = every channel of the device
+  (floats; states as whole numbers, still float fields), time = the grid instant;
+* ``collector_status`` per device and instant: tags ``customer, site, device, source`` (the
+  device's transport), fields ``status`` (``"ok"``), ``online`` (``1i``), ``latency_ms``.
+  While a ``device_silent`` fault is active there is no device point and the status is
+  ``"timeout"``/``online=0i``; while ``device_exceptions`` is active, ``"exception_NN"``/``0i``.
+
+The history equals what the live simulators serve for the same instants (same ``FleetSignals``
+seed), so a demo can backfill a month and then run live without a seam in the counters.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.channels import CHANNELS
+from core.config import Device, Fleet
+from core.influx import InfluxClient, escape_field_key, escape_key, escape_measurement
+from simulators.signals import FleetSignals
+
+_FORMATS = {"power_factor": "%.4f", "frequency": "%.3f"}
+
+
+@dataclass
+class BackfillResult:
+    """Counts of one backfill run."""
+
+    start: float                    # first instant [unix s]
+    end: float                      # instant after the last one [unix s]
+    step_s: int
+    devices: int = 0
+    points: int = 0                 # device points written
+    fields: int = 0                 # device field values written
+    status_points: int = 0          # collector_status points written
+    gap_points: int = 0             # device instants left out (silent / exceptions)
+    requests: int = 0               # /write requests
+    bytes: int = 0                  # line-protocol bytes sent
+    seconds: float = 0.0
+    per_device: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_points(self) -> int:
+        return self.points + self.status_points
+
+
+def _fmt(channel: str) -> str:
+    if CHANNELS[channel].nature == "state":
+        return "%d"
+    if channel.startswith("power_factor"):
+        return "%.4f"
+    return _FORMATS.get(channel, "%.3f")
+
+
+def _tags(device: Device) -> str:
+    return ",".join(f"{escape_key(k)}={escape_key(v, f'tag {k!r} value')}"
+                    for k, v in sorted(device.tags.items()))
+
+
+def device_lines(device: Device, values: dict[str, np.ndarray], seconds: np.ndarray,
+                 keep: np.ndarray | None = None) -> list[str]:
+    """Line-protocol lines (without newline) of one device for integral unix ``seconds``.
+
+    ``keep`` (bool array) selects the instants to write.  Raises ``ValueError`` naming a channel
+    with a non-finite value, which line protocol cannot carry.
+    """
+    names = list(values)
+    if not names:
+        return []
+    cols = np.column_stack([values[c] for c in names])
+    if keep is not None:
+        cols, seconds = cols[keep], seconds[keep]
+    if not np.all(np.isfinite(cols)):
+        bad = names[int(np.nonzero(~np.isfinite(cols).all(axis=0))[0][0])]
+        raise ValueError(f"device {device.id!r}: channel {bad!r} has a non-finite value")
+    prefix = f"{escape_measurement(device.kind)},{_tags(device)}".replace("%", "%%")
+    body = ",".join(f"{escape_field_key(c).replace('%', '%%')}={_fmt(c)}" for c in names)
+    tmpl = f"{prefix} {body} %d000000000"
+    rows = np.column_stack([cols, seconds]).tolist()
+    return [tmpl % tuple(r) for r in rows]
+
+
+def status_lines(device: Device, seconds: np.ndarray, status: np.ndarray, latency_ms: np.ndarray) -> list[str]:
+    """``collector_status`` lines for one device: ``status`` (str array), online from status == "ok"."""
+    tags = _tags(device) + f",source={escape_key(device.transport, 'tag source value')}"
+    prefix = f"collector_status,{tags}".replace("%", "%%")
+    ok_t = prefix + ' status="ok",online=1i,latency_ms=%.1f %d000000000'
+    out = []
+    for s, st, lat in zip(seconds.tolist(), status.tolist(), latency_ms.tolist(), strict=True):
+        if st == "ok":
+            out.append(ok_t % (lat, s))
+        else:
+            out.append(f'{prefix} status="{st}",online=0i,latency_ms={lat:.1f} {int(s)}000000000')
+    return out
+
+
+def _status(signals: FleetSignals, device: Device, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    n = len(seconds)
+    status = np.full(n, "ok", dtype=object)
+    u = np.modf(np.sin(seconds * 12.9898 + zlib.crc32(device.id.encode()) % 1000) * 43758.5453)[0]
+    latency = 8.0 + 30.0 * np.abs(u)
+    for w in signals.windows(device):
+        if w.fault == "device_exceptions":
+            m = w.mask(seconds)
+            status[m] = f"exception_{w.params['code']:02d}"
+            latency[m] = 6.0 + 10.0 * np.abs(u[m])
+    silent = signals.fault_mask(device, "device_silent", seconds)
+    status[silent] = "timeout"
+    latency[silent] = device.timeout_s * 1000.0 * (device.retries + 1)
+    return status, latency
+
+
+def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days: float, end: float | None = None,
+             step_s: int = 60, faults: Iterable[Sequence] | None = None, devices: Iterable[str] | None = None,
+             chunk_bytes: int = 4_000_000, status: bool = True) -> BackfillResult:
+    """Write ``days`` of history ending at ``end`` into InfluxDB; return the counts.
+
+    Parameters
+    ----------
+    fleet, signals : the fleet and its :class:`FleetSignals` (same seed as the live simulators).
+    client : :class:`core.influx.InfluxClient` of the target database (must exist).
+    days : length of the history [d], > 0.
+    end : unix time [s] after the last instant; default now; floored to ``step_s``.
+    step_s : grid step [s], whole seconds ≥ 1.
+    faults : schedule ``(device_id, fault, start, end[, params])`` added to ``signals`` first.
+    devices : device ids to write (default all).
+    chunk_bytes : target size of one ``/write`` body [bytes].
+    status : also write ``collector_status`` points.
+
+    Raises ``ValueError`` naming a bad argument; :class:`core.influx.InfluxWriteError` if a write fails.
+    """
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 3660:
+        raise ValueError(f"days must be a number in (0, 3660], got {days!r}")
+    if isinstance(step_s, bool) or not isinstance(step_s, int) or step_s < 1:
+        raise ValueError(f"step_s must be a whole number of seconds >= 1, got {step_s!r}")
+    if not 1000 <= chunk_bytes <= 20_000_000:
+        raise ValueError(f"chunk_bytes must be 1000..20000000 (InfluxDB max-body-size is 25 MB), got {chunk_bytes!r}")
+    now = time.time() if end is None else float(end)
+    if not math.isfinite(now):
+        raise ValueError(f"end must be finite unix seconds, got {end!r}")
+    stop = math.floor(now / step_s) * step_s
+    n = int(round(days * 86400 / step_s))
+    if n < 1:
+        raise ValueError(f"days={days!r} with step_s={step_s} gives no instant")
+    seconds = stop - step_s * np.arange(n, 0, -1, dtype=np.int64)
+    times = seconds.astype(np.float64)
+    ids = list(fleet.devices) if devices is None else list(devices)
+    for d in ids:
+        if d not in fleet.devices:
+            raise ValueError(f"unknown device {d!r}: not in the fleet")
+    if faults:
+        signals.schedule(list(faults))
+    res = BackfillResult(start=float(times[0]), end=float(stop), step_s=step_s)
+    t_begin = time.perf_counter()
+    buf: list[str] = []
+    size = 0
+    pending: list[Future] = []
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-write") as pool:
+        def flush() -> None:
+            nonlocal buf, size
+            if not buf:
+                return
+            body = "\n".join(buf).encode()
+            buf, size = [], 0
+            while len(pending) >= 2:
+                pending.pop(0).result()
+            pending.append(pool.submit(client.write_lines, body))
+            res.requests += 1
+            res.bytes += len(body)
+
+        def add(lines: list[str]) -> None:
+            nonlocal size
+            for i in range(0, len(lines), 2000):
+                part = lines[i:i + 2000]
+                buf.extend(part)
+                size += sum(map(len, part)) + len(part)
+                if size >= chunk_bytes:
+                    flush()
+
+        for did in ids:
+            dev = fleet.devices[did]
+            st, lat = _status(signals, dev, times)
+            keep = st == "ok"
+            # one day at a time keeps memory flat for long backfills
+            per_day = max(1, int(86400 // step_s))
+            written = 0
+            for a in range(0, n, per_day):
+                sl = slice(a, min(n, a + per_day))
+                k = keep[sl]
+                if k.any():
+                    vals = signals.values_array(dev, times[sl])
+                    lines = device_lines(dev, vals, seconds[sl], k)
+                    written += len(lines)
+                    res.fields += len(lines) * len(vals)
+                    add(lines)
+                if status:
+                    sl_lines = status_lines(dev, seconds[sl], st[sl], lat[sl])
+                    res.status_points += len(sl_lines)
+                    add(sl_lines)
+            res.points += written
+            res.gap_points += int((~keep).sum())
+            res.per_device[did] = written
+            res.devices += 1
+        flush()
+        for f in pending:
+            f.result()
+    res.seconds = time.perf_counter() - t_begin
+    return res
