@@ -789,6 +789,8 @@ class Store:
         """
         out = {"raised": 0, "reactivated": 0, "cleared": 0, "unchanged": 0, "work_orders": 0}
         with self.db.tx():
+            if self.db.dialect == "postgresql":       # several API / analytics instances: one writer at a time
+                self.db.run("SELECT pg_advisory_xact_lock(4242002)")
             for ev in events:
                 self._apply_event(ev, out)
         return out
@@ -935,8 +937,11 @@ class Store:
                 raise Conflict(f"alarm {alarm_id} is already acknowledged")
             now = self.clock()
             close = not a["active"]
-            self.db.run("UPDATE alarms SET acked = 1, acked_ns = ?, acked_by = ?, ack_note = ?, closed_ns = ?, "
-                        "updated_ns = ? WHERE id = ?", (now, user_id, note, now if close else None, now, alarm_id))
+            n = self.db.run("UPDATE alarms SET acked = 1, acked_ns = ?, acked_by = ?, ack_note = ?, closed_ns = ?, "
+                            "updated_ns = ? WHERE id = ? AND acked = 0 AND active = ?",
+                            (now, user_id, note, now if close else None, now, alarm_id, int(a["active"])))
+            if n != 1:
+                raise Conflict(f"alarm {alarm_id} changed concurrently; reload and retry")
             self._audit(alarm_id, user_id, "ack", note, {"closed": close})
         return self.alarm(alarm_id)
 
@@ -1080,8 +1085,10 @@ class Store:
                     if a["active"]:
                         raise Conflict(f"work order {wo_id}: alarm {w['alarm_id']} is still active; "
                                        f"it must be cleared before closing")
-            self.db.run(f"UPDATE work_orders SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
-                        (*sets.values(), wo_id))
+            n = self.db.run(f"UPDATE work_orders SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ? AND state = ?",
+                            (*sets.values(), wo_id, w["state"]))
+            if n != 1:                                # another instance moved it meanwhile
+                raise Conflict(f"work order {wo_id} changed state concurrently; reload and retry")
             self._wo_log(wo_id, by, "transition", w["state"], to_state, note)
         return self.work_order(wo_id)
 

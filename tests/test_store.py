@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import os
+import shutil
+import signal
 import sqlite3
+import subprocess
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 from core.config import load_fleet
 from core.model import AlarmEvent
+from core.services import free_port
 from core.store import (
     Conflict,
     Invalid,
@@ -44,9 +52,96 @@ def clock() -> Clock:
     return Clock()
 
 
+PG_BIN = Path("/usr/local/bin")
+_pg_db = itertools.count(1)
+
+
+class Postgres:
+    """A real PostgreSQL server on a free loopback port, run as the ``postgres`` user in its own temp dir.
+
+    Trust authentication on 127.0.0.1 only (a throw-away test cluster); stopped by its PID.
+    """
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="eh-pg-"))
+        os.chmod(self.dir, 0o755)
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def _as_postgres(self, *cmd: str) -> list[str]:
+        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *cmd]
+
+    def start(self) -> Postgres:
+        import psycopg
+
+        data = self.dir / "data"
+        subprocess.run(self._as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "eh",
+                                         "--no-sync", "-E", "UTF8"), check=True, capture_output=True, timeout=120)
+        self.proc = subprocess.Popen(
+            self._as_postgres(str(PG_BIN / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(self.dir),
+                              "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                              "-c", "full_page_writes=off"),
+            stdout=subprocess.DEVNULL, stderr=open(self.dir / "pg.log", "wb"))
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with psycopg.connect(self.url("postgres"), connect_timeout=1, autocommit=True) as c:
+                    pid = c.execute("SELECT pg_backend_pid(), current_setting('data_directory')").fetchone()
+                    assert pid[1] == str(data), f"another server answers on port {self.port}"
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError(f"postgres did not start: {(self.dir / 'pg.log').read_text()[-2000:]}") from None
+                time.sleep(0.1)
+        return self
+
+    def url(self, db: str) -> str:
+        return f"postgresql://eh@127.0.0.1:{self.port}/{db}"
+
+    def create_database(self) -> str:
+        import psycopg
+
+        name = f"t{next(_pg_db)}"
+        with psycopg.connect(self.url("postgres"), autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {name}")
+        return name
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)         # fast shutdown
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _postgres_available() -> bool:
+    return (PG_BIN / "postgres").exists() and shutil.which("setpriv") is not None and os.geteuid() == 0
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    if not _postgres_available():
+        pytest.skip("PostgreSQL binaries or root (to run them as user postgres) not available")
+    pg = Postgres().start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'wf.db'}"
+    pg = request.getfixturevalue("postgres")
+    return pg.url(pg.create_database())
+
+
 @pytest.fixture
-def store(tmp_path, clock) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'wf.db'}", clock=clock, password_cost=CHEAP)
+def store(store_url, clock) -> Store:
+    s = Store(store_url, clock=clock, password_cost=CHEAP)
     s.seed_fleet(load_fleet(ROOT / "sites.example.toml"))
     s.create_user("admin1", "admin", password="admin-pass-1")
     s.create_user("eng1", "engineer", password="eng-pass-1", engineer_group="east")
@@ -63,6 +158,17 @@ def ev(key="acme-plant1/acme-plant1-t1-temp/overtemp", severity="major", raised=
     return AlarmEvent(key=key, type=key.rsplit("/", 1)[-1], site_id=site, device_id=device, severity=severity,
                       raised_ns=raised, cleared_ns=cleared, message_zh="繞組溫度過高", message_en="winding hot",
                       evidence={"temp_c": 131.0}, suppressed_by=suppressed_by)
+
+
+def test_postgres_migrations_recorded_once(postgres, clock):
+    url = postgres.url(postgres.create_database())
+    s = Store(url, clock=clock)
+    assert s.db.dialect == "postgresql" and s.schema_version() == 1
+    s.close()
+    again = Store(url, clock=clock)
+    assert again.schema_version() == 1
+    assert again.db.one("SELECT COUNT(*) AS n FROM schema_version")["n"] == 1
+    again.close()
 
 
 def test_migrations_recorded_wal_and_foreign_keys(tmp_path, clock):
@@ -310,3 +416,53 @@ def test_month_bounds():
     assert start == T0 - 8 * 3600 * NS and end - start == 31 * 86400 * NS
     with pytest.raises(Invalid, match="YYYY-MM"):
         month_bounds_ns("2026-13")
+
+
+def test_two_instances_on_postgres_keep_one_open_alarm_per_key(postgres):
+    """Two stores (two API/analytics instances) racing on the same alarm keys and work order."""
+    import threading
+
+    url = postgres.url(postgres.create_database())
+    clock = Clock()
+    a = Store(url, clock=clock, password_cost=CHEAP)
+    b = Store(url, clock=clock, password_cost=CHEAP)
+    a.seed_fleet(load_fleet(ROOT / "sites.example.toml"))
+    a.create_user("eng1", "engineer", password="eng-pass-1")
+    events = [ev(key=f"acme-plant1/d/k{i}", severity="critical") for i in range(30)]
+    errors: list[BaseException] = []
+
+    def push(s: Store) -> None:
+        try:
+            for _ in range(3):
+                s.upsert_alarm_events(events)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=push, args=(s,)) for s in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert len(a.alarms(open_only=True, limit=1000)) == 30
+    assert len(b.work_orders(limit=1000)) == 30              # one automatic order per critical alarm
+    wo = a.work_orders(limit=1)[0]
+    a.assign_work_order(wo["id"], "eng1", "eng1")
+    results: list[str] = []
+
+    def dispatch(s: Store) -> None:
+        try:
+            s.transition_work_order(wo["id"], "dispatched", "eng1")
+            results.append("ok")
+        except Conflict:
+            results.append("conflict")
+
+    threads = [threading.Thread(target=dispatch, args=(s,)) for s in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(results) == ["conflict", "ok"]
+    assert [x["to_state"] for x in a.work_order_log(wo["id"]) if x["action"] == "transition"] == ["dispatched"]
+    a.close()
+    b.close()
