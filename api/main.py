@@ -6,7 +6,8 @@ parts, so tests, the benchmark and ``energyhost serve`` share one construction p
     from api.main import create_app, build_app_from_env
     app = create_app(ApiSettings(), store=Store("sqlite:///var/eh.db"), influx=InfluxClient(url, "energyhost"))
 
-API routes live under ``/api/v1``; OpenAPI docs at ``/docs`` (``EH_DOCS=0`` hides them).
+API routes live under ``/api/v1`` (eng-reports' ``api/routes/reports.py`` too); the web pages
+(``api/routes/web.py``) under ``/web``; OpenAPI docs at ``/docs`` (``EH_DOCS=0`` hides them).
 The app also runs a background sweep (every ``escalate_every_s``) that escalates overdue
 work orders and flags missed patrols, using the injected clock.
 """
@@ -25,7 +26,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import LoginLimiter
-from api.routes import alarms, auth, inspections, registry, surveys, telemetry, workorders
+from api.routes import alarms, auth, inspections, registry, reports, surveys, telemetry, web, workorders
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
 from core.store import Conflict, Invalid, NotFound, Store, TimeLimits
@@ -35,20 +36,8 @@ API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1_000_000            # reliability.md §12: request body <= 1 MB
 
 
-def _optional_router(module: str) -> APIRouter | None:
-    """eng-reports' routers (api/routes/reports.py, api/routes/web.py) until they land."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"api.routes.{module}").router
-    except ModuleNotFoundError as exc:
-        if exc.name != f"api.routes.{module}":
-            raise
-        return None
-
-
 def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any = None,
-               clock: Callable[[], int] = time.time_ns, background: bool = True) -> FastAPI:
+               clock: Callable[[], int] = time.time_ns, background: bool = True, fleet: Any = None) -> FastAPI:
     """Build the API application.
 
     Parameters
@@ -63,6 +52,8 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
         Callable returning now [ns] (tests inject a controllable one).
     background
         Run the periodic escalation / missed-patrol sweep.
+    fleet
+        The :class:`core.config.Fleet` (used by the report routes; read from ``EH_FLEET`` when None).
     """
     settings = settings or ApiSettings()
 
@@ -86,6 +77,8 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app.state.store = store
     app.state.influx = influx
     app.state.clock = clock
+    if fleet is not None:
+        app.state.fleet = fleet
     app.state.login_limiter = LoginLimiter(settings.login_max_fails, clock)
     app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
 
@@ -109,15 +102,10 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
         return await call_next(request)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys):
+    for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports):
         api.include_router(module.router)
-    reports = _optional_router("reports")
-    if reports is not None:
-        api.include_router(reports)
     app.include_router(api)
-    web = _optional_router("web")
-    if web is not None:
-        app.include_router(web)
+    app.include_router(web.router)
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict:
@@ -152,10 +140,11 @@ def build_app_from_env(fleet_path: str | None = None, *, seed_users: bool = True
     limits = TimeLimits.from_toml(settings.time_limits_file) if settings.time_limits_file else None
     store = Store(settings.store_url, limits=limits)
     generated: dict[str, str] = {}
+    fleet = None
     if fleet_path:
         fleet = load_fleet(fleet_path)
         store.seed_fleet(fleet)
         if seed_users:
             generated = seed_demo_users(store, fleet)
     influx = InfluxClient.from_settings(settings.influx)
-    return create_app(settings, store=store, influx=influx), generated
+    return create_app(settings, store=store, influx=influx, fleet=fleet), generated

@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from analytics.tariffs import energy_cost, load_tariff
 from api.auth import seed_demo_users
 from api.main import create_app
+from api.report.archive import ReportArchive
 from api.settings import ApiSettings
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
@@ -109,7 +110,8 @@ def build_env(tmp_path: Path, influxd, *, background: bool = False) -> Env:
     influx = InfluxClient(influxd.url, db)
     n = write_telemetry(influx, t0)
     app = create_app(ApiSettings(escalate_every_s=0, token_ttl_s=TOKEN_TTL_S), store=store, influx=influx, clock=clock,
-                     background=background)
+                     background=background, fleet=fleet)
+    app.state.report_archive = ReportArchive(tmp_path / "reports")      # never the repository's var/
     client = TestClient(app)
     env = Env(app=app, client=client, store=store, clock=clock, influx=influx, db=db, t0=t0, points_written=n)
     for user, pw in passwords.items():
@@ -128,7 +130,8 @@ def build_env(tmp_path: Path, influxd, *, background: bool = False) -> Env:
                                             t0 + 86400 * NS, "engineer1")
         insp = store.inspections(site_id=c["site"])[0]
         env.ids[cid] = {"site_id": c["site"], "device_id": c["meter"], "alarm_id": alarm["id"], "wo_id": wo["id"],
-                        "inspection_id": insp["id"], "plan_id": plan["id"], "customer_id": cid}
+                        "inspection_id": insp["id"], "plan_id": plan["id"], "customer_id": cid,
+                        "month": time.strftime("%Y-%m", time.gmtime(t0 // NS))}
     return env
 
 
@@ -214,7 +217,7 @@ def test_customer_views_hide_staff_fields(env):
 
 
 # ----------------------------------------------------------------------------- tenancy matrix
-PARAMS = ("site_id", "device_id", "alarm_id", "wo_id", "inspection_id", "customer_id")
+PARAMS = ("site_id", "device_id", "alarm_id", "wo_id", "inspection_id", "customer_id", "month")
 MY_TAGS = {"access", "registry", "telemetry", "alarms", "work orders", "inspections", "surveys"}
 
 
@@ -235,6 +238,8 @@ def sample_body(method: str, path: str, foreign: dict) -> object:
                                                 "checklist": ["a"], "first_due": "2030-01-01T00:00:00Z"},
         ("POST", "/api/v1/inspections/{inspection_id}/result"): {"results": {"doors": {"ok": True},
                                                                              "temperatures": {"ok": True}}},
+        ("POST", "/api/v1/reports/generate"): {"customer_id": foreign["customer_id"], "month": foreign["month"]},
+        ("POST", "/api/v1/reports/{customer_id}/{month}/send"): {"lang": "zh"},
     }
     return bodies.get((method, path))
 
@@ -266,10 +271,10 @@ def tenancy_requests(app, foreign: dict) -> list[tuple[str, str, dict, object]]:
             url = path.format(**{n: foreign[n] for n in names})
             if names:
                 out.append((method, url, {}, body))
-            queries = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"} & set(PARAMS)
+            queries = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"} & set(PARAMS) - {"month"}
             for q in sorted(queries):
                 out.append((method, url, {q: foreign[q]}, body))
-            if not names and not queries and isinstance(body, dict) and "site_id" in body:
+            if not names and not queries and isinstance(body, dict) and {"site_id", "customer_id"} & set(body):
                 out.append((method, url, {}, body))
     return out
 
