@@ -14,10 +14,10 @@ reactive energy                    ``tariffs.interval_energy_kwh`` of \\|Q\\|
 PV generation, export, self-use    ``savings.pv_self_consumption`` evidence
 EV energy, cost, valley share      ``tariffs.interval_energy_kwh`` + ``tariffs.energy_cost``
 EV sessions                        ``faults.intervals`` of charger power > 1 kW
-power-quality compliance           ``power_quality.compliance_summary`` (GB/T 12325, 15945,
-                                   15543, 14549 on 10-min values)
+power-quality compliance           ``power_quality.compliance_summary`` on 10-min means
+                                   (GB/T 12325, 15945, 15543, 14549)
 data completeness                  ``faults.completeness`` definition: n · period / window
-recommendations                    ``savings.*`` (yuan/month), ranked by ``savings.rank``
+recommendations                    ``assess.site_savings`` (``savings.*``, yuan/month, ranked)
 =================================  ==========================================================
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from analytics import faults, savings
+from analytics import assess, faults, savings
 from analytics import power_quality as pq
 from analytics import tariffs as tf
 from api.report.archive import ReportArchive, check_month
@@ -103,14 +103,6 @@ def _pq_lines(device_id: str, summary: dict) -> list[PowerQualityLine]:
     return out
 
 
-def _try(findings: list[Finding], fn, *args, **kwargs) -> None:
-    """Run one savings check; a check that cannot judge this data (ValueError) adds nothing."""
-    try:
-        findings.append(fn(*args, **kwargs))
-    except ValueError:
-        pass
-
-
 def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, list[Finding]]:
     """Figures and savings findings of one site's month (see the module table)."""
     site: Site = arrays.site
@@ -121,7 +113,7 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
     # invented for it; data completeness reports the gap).  NaN is not passed on because
     # tariffs.max_demand_kw's running sum would turn every window after a gap into NaN.
     p_w, q_var = np.nan_to_num(arrays.grid_power_w), np.nan_to_num(arrays.grid_reactive_var)
-    p_kw, q_kvar = p_w / 1000.0, q_var / 1000.0
+    p_kw = p_w / 1000.0
     n_days = int(round((arrays.end_ns - arrays.start_ns) / (86400 * NS)))
     kvarh = float(np.sum(tf.interval_energy_kwh(t, np.abs(q_var), max_gap_s=600)))
     rated_kva = float(sum(tr.rated_kva for tr in site.transformers))
@@ -161,31 +153,24 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
         sm.demand_kw = np.where(finite, sums / np.maximum(counts, 1), np.nan).tolist()
     sm.demand_start_ns = int(t[0])
 
-    findings: list[Finding] = []
+    # priced recommendations: the analytics' own composition for a site (assess.site_savings),
+    # with this month's actual basic + energy charge as the PF adjustment base
     avg_price = sm.energy_yuan / sm.energy_kwh if sm.energy_kwh > 0 else tariff.price(tariff.periods[0])
-    one_tr = site.transformers[0] if len(site.transformers) == 1 else None
-    _try(findings, savings.pf_correction, site.id, t, p_kw, q_kvar,
-         adjustment_base_yuan=sm.basic_charge_yuan + sm.energy_yuan, standard=site.pf_standard,
-         rated_kva=one_tr.rated_kva if one_tr else None, pk_kw=one_tr.pk_kw if one_tr else None,
-         price_yuan_per_kwh=avg_price)
-    if rated_kva > 0:
-        _try(findings, savings.basic_charge_choice, site.id, t, p_kw, rated_kva, tariff, current_method=method,
-             contract_kw=site.contract_demand_kw)
-    if method == "demand":
-        _try(findings, savings.peak_shaving, site.id, t, p_kw, tariff)
-    _try(findings, savings.base_load_waste, site.id, t, p_kw, tariff)
-    if site.transformers:
-        _try(findings, savings.transformer_operation, site.id, t, np.hypot(p_kw, q_kvar),
-             [tr.rated_kva for tr in site.transformers], [tr.p0_kw for tr in site.transformers],
-             [tr.pk_kw for tr in site.transformers], avg_price)
+    findings: list[Finding] = []
+    try:
+        findings = assess.site_savings(site, arrays.series, tariff,
+                                       adjustment_base_yuan=sm.basic_charge_yuan + sm.energy_yuan,
+                                       price_yuan_per_kwh=avg_price)
+    except ValueError:
+        findings = []        # too little data this month to judge any saving
+    by_type = {f.type: f for f in findings}
 
     # PV
     if any(d.kind == "pv_inverter" for d in site.devices):
         pv_kw = arrays.pv_power_w / 1000.0
-        before = len(findings)
-        _try(findings, savings.pv_self_consumption, site.id, t, pv_kw, p_kw, tariff)
-        if len(findings) > before:
-            ev = findings[-1].evidence
+        pv_finding = by_type.get("saving_pv_self_consumption")
+        if pv_finding is not None:
+            ev = pv_finding.evidence
             sm.pv_generation_kwh = float(ev["pv_kwh"])
             sm.export_kwh = float(ev["export_kwh"])
             sm.pv_self_consumed_kwh = max(0.0, sm.pv_generation_kwh - sm.export_kwh)
@@ -214,11 +199,10 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
         if sm.ev_energy_kwh > 0:
             sm.ev_valley_share_pct = 100.0 * (cost["kwh"].get("valley", 0.0)
                                               + cost["kwh"].get("deep_valley", 0.0)) / sm.ev_energy_kwh
-        _try(findings, savings.tou_shift, site.id, t, total / 1000.0, tariff, kind="ev_valley_charging")
 
     # power quality, per billing meter
     for mid, (tm, chans) in arrays.pq.items():
-        summary = pq.compliance_summary(tm, chans, site.nominal_voltage_v, voltage_level_kv=0.4, period_s=60.0)
+        summary = pq.compliance_summary(tm, chans, site.nominal_voltage_v, voltage_level_kv=0.4, period_s=600.0)
         sm.pq.extend(_pq_lines(mid, summary))
 
     # data completeness: faults.completeness = n_valid * period / window, per device
