@@ -35,7 +35,10 @@ from core.config import Device, Fleet
 from core.influx import InfluxClient, escape_field_key, escape_key, escape_measurement
 from simulators.signals import FleetSignals
 
-_FORMATS = {"power_factor": "%.4f", "frequency": "%.3f"}
+# decimals per channel stem: enough for every profile's register resolution, no more (bytes cost time)
+_FORMATS = {"energy": "%.1f", "reactive": "%.1f", "active": "%.1f", "apparent": "%.1f", "demand": "%.1f",
+            "voltage": "%.2f", "current": "%.3f", "thd": "%.3f", "winding": "%.2f", "temperature": "%.2f",
+            "irradiance": "%.2f", "frequency": "%.3f", "power": "%.4f", "session": "%.1f", "dc": "%.3f"}
 
 
 @dataclass
@@ -63,9 +66,10 @@ class BackfillResult:
 def _fmt(channel: str) -> str:
     if CHANNELS[channel].nature == "state":
         return "%d"
-    if channel.startswith("power_factor"):
-        return "%.4f"
-    return _FORMATS.get(channel, "%.3f")
+    stem = channel.split("_", 1)[0]
+    if stem.startswith("mppt"):
+        return "%.3f"
+    return _FORMATS.get(stem, "%.3f")
 
 
 def _tags(device: Device) -> str:
