@@ -335,3 +335,29 @@ def test_mail_failure_is_reported_not_raised(tmp_path):
     assert all(" mail: " in e and "127.0.0.1" in e for e in res.errors)
     assert not any(e.sent for e in arch.list())
     assert archive_mod.MONTH_RE.match(MONTH)
+
+
+def test_completeness_counts_expected_intervals(influxd):
+    """5-s meter written at 1-min steps is complete per minute; a 15-min device needs one sample per 15 min."""
+    from api.report.fetch import coverage
+    from core.config import parse_fleet
+
+    name = f"cov_{os.getpid()}"
+    influxd.create_database(name)
+    client = InfluxClient(influxd.url, name)
+    site_raw = {"customer": [{"id": "c", "site": [{"id": "s", "device": [
+        {"id": "fast", "kind": "meter", "transport": "mqtt", "poll_interval_s": 5},
+        {"id": "slow", "kind": "meter", "transport": "mqtt", "poll_interval_s": 900}]}]}]}
+    site = parse_fleet(site_raw).sites["s"]
+    start = FEB10
+    fast = [start + m * 60 * NS + 7 * NS for m in range(60) if not 20 <= m < 26]     # 6 minutes missing
+    slow = [start + m * 60 * NS for m in (1, 16, 31)]                               # 4th quarter hour missing
+    lines = [f"meter,customer=c,device=fast,site=s active_power=1 {t}" for t in fast]
+    lines += [f"meter,customer=c,device=slow,site=s active_power=2 {t}" for t in slow]
+    client.write_lines("\n".join(lines))
+    cov = coverage(client, site, start, start + 3600 * NS)
+    got = {d: faults.completeness(ts, np.ones(ts.size), period, start, start + 3600 * NS) for d, (ts, period) in
+           cov.items()}
+    assert got == pytest.approx({"fast": 54 / 60, "slow": 3 / 4})
+    assert cov["slow"][1] == 900.0 and cov["fast"][1] == 60.0
+    client.close()

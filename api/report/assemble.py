@@ -16,7 +16,8 @@ EV energy, cost, valley share      ``tariffs.interval_energy_kwh`` + ``tariffs.e
 EV sessions                        ``faults.intervals`` of charger power > 1 kW
 power-quality compliance           ``power_quality.compliance_summary`` on 10-min means
                                    (GB/T 12325, 15945, 15543, 14549)
-data completeness                  ``faults.completeness`` definition: n · period / window
+data completeness                  ``faults.completeness`` of the 1-min (or poll-period)
+                                   intervals holding data
 recommendations                    ``assess.site_savings`` (``savings.*``, yuan/month, ranked)
 =================================  ==========================================================
 """
@@ -205,11 +206,11 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
         summary = pq.compliance_summary(tm, chans, site.nominal_voltage_v, voltage_level_kv=0.4, period_s=600.0)
         sm.pq.extend(_pq_lines(mid, summary))
 
-    # data completeness: faults.completeness = n_valid * period / window, per device
-    window = arrays.end_ns - arrays.start_ns
+    # data completeness: faults.completeness of the intervals holding data (fetch.coverage)
     for d in site.devices:
-        n = arrays.sample_counts.get(d.id, 0)
-        sm.device_completeness_pct[d.id] = min(100.0, 100.0 * n * d.poll_interval_s * NS / window)
+        starts, interval_s = arrays.coverage.get(d.id, (np.empty(0, np.int64), max(60.0, d.poll_interval_s)))
+        frac = faults.completeness(starts, np.ones(starts.size), interval_s, arrays.start_ns, arrays.end_ns)
+        sm.device_completeness_pct[d.id] = 100.0 * frac
     if sm.device_completeness_pct:
         sm.completeness_pct = float(np.mean(list(sm.device_completeness_pct.values())))
     return sm, findings

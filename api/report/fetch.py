@@ -35,7 +35,7 @@ PQ_CHANNELS: tuple[str, ...] = (
     "voltage_angle_l2", "voltage_angle_l3", "frequency", "thd_voltage_l1", "thd_voltage_l2", "thd_voltage_l3",
 )
 
-#: The channel whose sample count measures a device kind's data completeness.
+#: The channel whose presence measures a device kind's data completeness.
 HEARTBEAT: dict[str, str] = {"meter": "active_power", "pv_inverter": "active_power",
                              "ev_charger": "active_power", "transformer": "winding_temperature_l1"}
 
@@ -65,7 +65,7 @@ class SiteArrays:
     ev_power_w: dict[str, np.ndarray] = field(default_factory=dict)   # per charger [W]
     series: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # device -> {time_ns, channel}
     pq: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=dict)  # 10-min means
-    sample_counts: dict[str, int] = field(default_factory=dict)       # device -> heartbeat samples
+    coverage: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # see coverage()
 
 
 def month_grid(start_ns: int, end_ns: int) -> np.ndarray:
@@ -112,17 +112,29 @@ def _nansum(arrays: list[np.ndarray], n: int) -> np.ndarray:
     return np.where(np.isfinite(stack).any(axis=0), s, np.nan)
 
 
-def sample_counts(influx: Any, site: Site, start_ns: int, end_ns: int) -> dict[str, int]:
-    """Number of heartbeat samples per device of ``site`` in [start, end) (InfluxQL ``count``)."""
-    out = {d.id: 0 for d in site.devices}
+def coverage(influx: Any, site: Site, start_ns: int, end_ns: int) -> dict[str, tuple[np.ndarray, float]]:
+    """Intervals that hold data, per device of ``site``: ``device -> (interval starts [ns], interval [s])``.
+
+    The expected interval of a device is its poll period, but at least 1 min: a 5-s meter
+    is complete for a minute that holds any sample (history written at 1-min steps, e.g. a
+    backfill, counts as complete), a 15-min MQTT device needs one sample per 15 min.
+    ``analytics.faults.completeness(starts, 1, interval, start, end)`` of this is the
+    device's data completeness.
+    """
+    out: dict[str, tuple[np.ndarray, float]] = {}
     for kind in sorted({d.kind for d in site.devices}):
         col = _ident(HEARTBEAT[kind])
         q = (f"SELECT count({col}) AS n FROM {_ident(kind)} WHERE site = $site AND time >= $start "
-             f"AND time < $end GROUP BY device")
+             f"AND time < $end GROUP BY time(1m), device fill(none)")
         cols = influx.query_arrays(q, {"site": site.id, "start": _rfc3339(start_ns), "end": _rfc3339(end_ns)})
-        for dev, n in zip(cols.get("device", []), cols.get("n", []), strict=False):
-            if dev in out and np.isfinite(n):
-                out[dev] = int(n)
+        t, devs, n = cols["time"], cols.get("device", np.empty(0, object)), cols.get("n", np.empty(0))
+        for d in site.devices:
+            if d.kind != kind:
+                continue
+            minutes = max(1, int(np.ceil(d.poll_interval_s / 60.0 - 1e-9)))
+            sel = (devs == d.id) & (np.nan_to_num(n) > 0)
+            slots = np.unique((t[sel] - start_ns) // (minutes * MINUTE_NS))
+            out[d.id] = (start_ns + slots * minutes * MINUTE_NS, minutes * 60.0)
     return out
 
 
@@ -139,7 +151,7 @@ def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> Sit
                                     "10m") for mid in meters}
         other_jobs = {d.id: pool.submit(_means, influx, d.kind, d.id, site.id, ["active_power"], start_ns, end_ns)
                       for d in others}
-        counts = pool.submit(sample_counts, influx, site, start_ns, end_ns)
+        covered = pool.submit(coverage, influx, site, start_ns, end_ns)
         p_parts, q_parts = [], []
         pq: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
         series: dict[str, dict[str, np.ndarray]] = {}
@@ -167,8 +179,8 @@ def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> Sit
                 pv_parts.append(p)
             else:
                 ev[d.id] = p
-        n = counts.result()
+        cov = covered.result()
     return SiteArrays(site=site, start_ns=start_ns, end_ns=end_ns, time_ns=grid, main_meters=meters,
                       grid_power_w=_nansum(p_parts, grid.size), grid_reactive_var=_nansum(q_parts, grid.size),
                       pv_power_w=_nansum(pv_parts, grid.size) if pv_parts else np.zeros(grid.size),
-                      ev_power_w=ev, series=series, pq=pq, sample_counts=n)
+                      ev_power_w=ev, series=series, pq=pq, coverage=cov)
