@@ -26,7 +26,10 @@ import time
 import zlib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -130,10 +133,78 @@ def _status(signals: FleetSignals, device: Device, seconds: np.ndarray) -> tuple
     return status, latency
 
 
+def example_fault_schedule(fleet: Fleet, *, days: float, end: float | None = None) -> list[tuple]:
+    """A plausible set of incidents per site over the ``days`` before ``end`` (default now).
+
+    Per site, when the device kinds exist: an inverter trip (3 h, 10:00 local), a string loss on
+    MPPT 2 of the last inverter from 06:00 of one day until ``end`` (persistent), a transformer
+    over-temperature (13:00-15:00), a feeder at PF 0.80 for 48 h, harmonic distortion (09:00-15:00)
+    and a 40 % voltage sag (3 min) on the main meter, a 24 h phase unbalance (ratio 0.3), an EV
+    charger fault (code 3, 08:00-14:00) and a stuck charge (09:00-11:00), a device silent for 2 h
+    (02:00-04:00), a device answering exception 04 for 30 min, and a feeder meter reset.
+    Returns ``(device_id, fault, start, end, params)`` tuples for :func:`backfill` /
+    :meth:`FleetSignals.schedule`; incidents that fall outside the period are left out.
+    """
+    stop = time.time() if end is None else float(end)
+    first = stop - days * 86400.0
+    out: list[tuple] = []
+    for site in fleet.sites.values():
+        by = {k: [d for d in site.devices if d.kind == k] for k in ("meter", "transformer", "pv_inverter",
+                                                                    "ev_charger")}
+        mains = {t.meter for t in site.transformers if t.meter}
+        meters = by["meter"]
+        main = next((m for m in meters if m.id in mains), meters[0] if meters else None)
+        feeder = next((m for m in meters if m.id not in mains and m is not main), main)
+        local_day = pd_day(stop, site.timezone)
+
+        def at(frac: float, hour: float, _day=local_day, _tz=site.timezone) -> float:
+            back = max(1, int(round(frac * days)))
+            return day_start(_day - back, _tz) + hour * 3600.0
+
+        plan: list[tuple] = []
+        if by["pv_inverter"]:
+            plan.append((by["pv_inverter"][0].id, "inverter_trip", at(0.15, 10), at(0.15, 13), {}))
+            plan.append((by["pv_inverter"][-1].id, "string_loss", at(0.12, 6), stop, {"mppt": 2}))
+        if by["transformer"]:
+            plan.append((by["transformer"][0].id, "transformer_overtemp", at(0.3, 13), at(0.3, 15), {}))
+        if feeder is not None:
+            plan.append((feeder.id, "low_power_factor", at(0.6, 0), at(0.6, 48), {"pf": 0.80}))
+            plan.append((feeder.id, "phase_unbalance", at(0.4, 8), at(0.4, 32), {"ratio": 0.3}))
+            plan.append((feeder.id, "meter_reset", at(0.7, 3), at(0.7, 3) + 60, {}))
+        if main is not None:
+            plan.append((main.id, "harmonic_distortion", at(0.5, 9), at(0.5, 15), {}))
+            plan.append((main.id, "voltage_sag", at(0.45, 10.5), at(0.45, 10.55), {"depth": 0.4}))
+        if by["ev_charger"]:
+            plan.append((by["ev_charger"][0].id, "ev_fault", at(0.25, 8), at(0.25, 14), {"code": 3}))
+            plan.append((by["ev_charger"][-1].id, "ev_stuck", at(0.1, 9), at(0.1, 11), {}))
+        others = [d for d in site.devices if main is None or d.id != main.id]
+        if others:
+            plan.append((others[0].id, "device_silent", at(0.35, 2), at(0.35, 4), {}))
+            plan.append((others[-1].id, "device_exceptions", at(0.55, 14), at(0.55, 14.5), {"code": 4}))
+        for dev, fault, a, b, params in plan:
+            if first <= a < stop:
+                out.append((dev, fault, a, min(b, stop), params))
+    return out
+
+
+def pd_day(t: float, tz: str) -> int:
+    """Local day number (days since 1970-01-01 in ``tz``) of unix time ``t``."""
+    local = datetime.fromtimestamp(t, ZoneInfo(tz)).date()
+    return (local - date(1970, 1, 1)).days
+
+
+def day_start(day: int, tz: str) -> float:
+    """Unix time of local midnight starting local day number ``day`` in ``tz``."""
+    d = date(1970, 1, 1) + timedelta(days=day)
+    return datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)).timestamp()
+
+
 def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days: float, end: float | None = None,
              step_s: int = 60, faults: Iterable[Sequence] | None = None, devices: Iterable[str] | None = None,
-             chunk_bytes: int = 4_000_000, status: bool = True) -> BackfillResult:
-    """Write ``days`` of history ending at ``end`` into InfluxDB; return the counts.
+             chunk_bytes: int = 4_000_000, status: bool = True) -> dict[str, Any]:
+    """Write ``days`` of history ending at ``end`` into InfluxDB; return the counts (a JSON-able dict).
+
+    The dict holds the fields of :class:`BackfillResult` plus ``total_points``.
 
     Parameters
     ----------
@@ -226,4 +297,4 @@ def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days:
         for f in pending:
             f.result()
     res.seconds = time.perf_counter() - t_begin
-    return res
+    return {**asdict(res), "total_points": res.total_points}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from core.config import load_fleet, parse_fleet
 from core.influx import InfluxClient
-from simulators.backfill import backfill, device_lines, status_lines
+from simulators.backfill import backfill, device_lines, example_fault_schedule, status_lines
 from simulators.signals import FleetSignals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,16 +98,18 @@ def test_backfill_two_days_of_the_example_fleet(influxd, influx_db):
         res = backfill(fleet, sig, client, days=2, end=END, faults=faults)
         n = 2 * 1440
         ndev = len(fleet.devices)
-        assert res.devices == ndev and res.status_points == ndev * n
-        assert res.gap_points == 60 + 30
-        assert res.points == ndev * n - 90
-        assert res.requests >= 2 and res.bytes > 10_000_000
+        assert res["devices"] == ndev and res["status_points"] == ndev * n
+        assert res["gap_points"] == 60 + 30
+        assert res["points"] == ndev * n - 90
+        assert res["total_points"] == res["points"] + res["status_points"]
+        assert res["requests"] >= 2 and res["bytes"] > 5_000_000
+        json.dumps(res)
         counts = {}
         for kind, fld in (("meter", "frequency"), ("transformer", "winding_temperature_l1"),
                           ("pv_inverter", "frequency"), ("ev_charger", "frequency")):
             rows = client.query(f'SELECT count("{fld}") FROM "{kind}"', epoch=None)
             counts[kind] = rows[0]["values"][0][1]
-        assert sum(counts.values()) == res.points
+        assert sum(counts.values()) == res["points"]
         assert counts["transformer"] == sum(d.kind == "transformer" for d in fleet.devices.values()) * n
         by_status = {}
         for status in ("ok", "timeout", "exception_02"):
@@ -127,3 +130,18 @@ def test_backfill_two_days_of_the_example_fleet(influxd, influx_db):
                                     "b": int(END - 12 * H) * 10**9})
         assert len(trip["time"]) == 120
         assert np.all(trip["active_power"] == 0) and np.all(trip["inverter_state"] == 7)
+
+
+def test_example_fault_schedule_is_valid_and_inside_the_period():
+    fleet = load_fleet(ROOT / "sites.example.toml")
+    sched = example_fault_schedule(fleet, days=31, end=END)
+    assert len(sched) >= 30
+    assert {f[1] for f in sched} >= {"inverter_trip", "string_loss", "transformer_overtemp", "low_power_factor",
+                                     "harmonic_distortion", "phase_unbalance", "voltage_sag", "device_silent",
+                                     "device_exceptions", "ev_fault", "ev_stuck", "meter_reset"}
+    assert all(END - 31 * 86400 <= a < b <= END for _d, _f, a, b, _p in sched)
+    sig = FleetSignals(fleet)
+    assert len(sig.schedule(sched)) == len(sched)          # every entry passes the fault validation
+    assert example_fault_schedule(fleet, days=31, end=END) == sched
+    short = example_fault_schedule(fleet, days=2, end=END)
+    assert short and all(END - 2 * 86400 <= a < b <= END for _d, _f, a, b, _p in short)
