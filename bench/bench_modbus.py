@@ -31,9 +31,14 @@ from simulators.modbus_server import serve_fleet  # noqa: E402
 
 
 def fleet_raw(n: int, profile: str, kind: str, interval: float) -> dict:
+    ports: set[int] = set()
+    for _ in range(20 * n):                         # distinct ports (free_port alone may repeat one)
+        ports.add(free_port())
+        if len(ports) == n:
+            break
     devices = [{"id": f"d{i}", "kind": kind, "transport": "modbus", "profile": profile, "host": "127.0.0.1",
-                "port": free_port(), "unit_id": 1, "poll_interval_s": interval, "timeout_s": 1.0, "retries": 1}
-               for i in range(n)]
+                "port": port, "unit_id": 1, "poll_interval_s": interval, "timeout_s": 1.0, "retries": 1}
+               for i, port in enumerate(sorted(ports))]
     return {"customer": [{"id": "bench", "site": [{"id": "bench-site", "device": devices}]}]}
 
 

@@ -27,10 +27,23 @@ from pymodbus.pdu import ModbusPDU
 from collector.modbus import READ_FUNCTION_CODES, Link, ModbusCollector, ReadOnlyClient, WriteRefused
 from core.config import parse_fleet
 from core.profiles import TYPES, load_profiles, plan_blocks, precision, sunspec_layout
-from core.services import free_port
+from core.services import free_port as _free_port
 from simulators.modbus_server import serve_fleet
 
 PROFILES = load_profiles()
+_GIVEN: set[int] = set()
+
+
+def free_port() -> int:
+    """A free loopback port not handed out before in this process (free_port alone may repeat one)."""
+    for _ in range(200):
+        p = _free_port()
+        if p not in _GIVEN:
+            _GIVEN.add(p)
+            return p
+    raise RuntimeError("no fresh free port")
+
+
 KIND = {pid: p.kind for pid, p in PROFILES.items()}
 
 

@@ -10,9 +10,8 @@ import pytest
 from collector.modbus import ModbusCollector
 from core.influx import InfluxClient, Writer
 from core.profiles import TYPES, precision
-from core.services import free_port
 from simulators.modbus_server import serve_fleet
-from tests.test_modbus import PROFILES, _dev, _fleet, _registers, _run, expected_values
+from tests.test_modbus import PROFILES, _dev, _fleet, _registers, _run, expected_values, free_port
 
 pytestmark = pytest.mark.integration
 
