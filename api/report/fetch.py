@@ -112,29 +112,34 @@ def _nansum(arrays: list[np.ndarray], n: int) -> np.ndarray:
     return np.where(np.isfinite(stack).any(axis=0), s, np.nan)
 
 
-def coverage(influx: Any, site: Site, start_ns: int, end_ns: int) -> dict[str, tuple[np.ndarray, float]]:
+def _slots(minute_starts: np.ndarray, poll_interval_s: float, start_ns: int) -> tuple[np.ndarray, float]:
+    """Expected intervals (poll period, at least 1 min) that hold at least one data minute."""
+    minutes = max(1, int(np.ceil(poll_interval_s / 60.0 - 1e-9)))
+    slots = np.unique((np.asarray(minute_starts, np.int64) - start_ns) // (minutes * MINUTE_NS))
+    return start_ns + slots * minutes * MINUTE_NS, minutes * 60.0
+
+
+def coverage(influx: Any, site: Site, start_ns: int, end_ns: int,
+             device_ids: set[str] | None = None) -> dict[str, tuple[np.ndarray, float]]:
     """Intervals that hold data, per device of ``site``: ``device -> (interval starts [ns], interval [s])``.
 
     The expected interval of a device is its poll period, but at least 1 min: a 5-s meter
     is complete for a minute that holds any sample (history written at 1-min steps, e.g. a
     backfill, counts as complete), a 15-min MQTT device needs one sample per 15 min.
     ``analytics.faults.completeness(starts, 1, interval, start, end)`` of this is the
-    device's data completeness.
+    device's data completeness.  ``device_ids`` limits the query to those devices.
     """
     out: dict[str, tuple[np.ndarray, float]] = {}
-    for kind in sorted({d.kind for d in site.devices}):
+    wanted = [d for d in site.devices if device_ids is None or d.id in device_ids]
+    for kind in sorted({d.kind for d in wanted}):
         col = _ident(HEARTBEAT[kind])
         q = (f"SELECT count({col}) AS n FROM {_ident(kind)} WHERE site = $site AND time >= $start "
              f"AND time < $end GROUP BY time(1m), device fill(none)")
         cols = influx.query_arrays(q, {"site": site.id, "start": _rfc3339(start_ns), "end": _rfc3339(end_ns)})
         t, devs, n = cols["time"], cols.get("device", np.empty(0, object)), cols.get("n", np.empty(0))
-        for d in site.devices:
-            if d.kind != kind:
-                continue
-            minutes = max(1, int(np.ceil(d.poll_interval_s / 60.0 - 1e-9)))
-            sel = (devs == d.id) & (np.nan_to_num(n) > 0)
-            slots = np.unique((t[sel] - start_ns) // (minutes * MINUTE_NS))
-            out[d.id] = (start_ns + slots * minutes * MINUTE_NS, minutes * 60.0)
+        for d in wanted:
+            if d.kind == kind:
+                out[d.id] = _slots(t[(devs == d.id) & (np.nan_to_num(n) > 0)], d.poll_interval_s, start_ns)
     return out
 
 
@@ -151,7 +156,9 @@ def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> Sit
                                     "10m") for mid in meters}
         other_jobs = {d.id: pool.submit(_means, influx, d.kind, d.id, site.id, ["active_power"], start_ns, end_ns)
                       for d in others}
-        covered = pool.submit(coverage, influx, site, start_ns, end_ns)
+        fetched = set(meters) | {d.id for d in others}
+        rest = {d.id for d in site.devices} - fetched
+        covered = pool.submit(coverage, influx, site, start_ns, end_ns, rest) if rest else None
         p_parts, q_parts = [], []
         pq: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
         series: dict[str, dict[str, np.ndarray]] = {}
@@ -179,7 +186,19 @@ def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> Sit
                 pv_parts.append(p)
             else:
                 ev[d.id] = p
-        cov = covered.result()
+        # completeness of the fetched devices from their own 1-min data (the heartbeat channel is
+        # active_power for meters, PV and EV); the others were counted by ``coverage``
+        cov = covered.result() if covered is not None else {}
+        polls = {d.id: d.poll_interval_s for d in site.devices}
+        for mid in meters:
+            t_active = meter_jobs[mid].result()
+            cov[mid] = _slots(t_active["time"][np.isfinite(t_active.get("active_power", np.full(t_active["time"].size,
+                                                                                                   np.nan)))],
+                              polls.get(mid, 60.0), start_ns)
+        for d in others:
+            cols = other_jobs[d.id].result()
+            ok = np.isfinite(cols.get("active_power", np.full(cols["time"].size, np.nan)))
+            cov[d.id] = _slots(cols["time"][ok], d.poll_interval_s, start_ns)
     return SiteArrays(site=site, start_ns=start_ns, end_ns=end_ns, time_ns=grid, main_meters=meters,
                       grid_power_w=_nansum(p_parts, grid.size), grid_reactive_var=_nansum(q_parts, grid.size),
                       pv_power_w=_nansum(pv_parts, grid.size) if pv_parts else np.zeros(grid.size),
