@@ -19,7 +19,9 @@ convention) or "little" (least significant first, e.g. many Chinese meters' floa
 
 Header keys: ``kind``, ``vendor``, ``model``, ``manual`` (document and table the map
 comes from), ``protocol`` (``modbus`` or ``sunspec``), ``word_order`` (default for rows),
-``max_gap`` (registers a block read may skip, default 4), ``[[model]]`` (SunSpec models),
+``max_gap`` (registers a block read may skip, default 4), ``[[model]]`` (SunSpec models: ``id``,
+``length`` of the fixed part, ``module_length`` and simulated ``modules`` of a repeating part;
+a SunSpec profile names the device in ``description`` since ``model`` lists the models),
 ``[[register]]`` rows and optional ``[[example]]`` rows (raw words → expected value).
 
 Row keys: ``channel`` (a glossary channel) or ``name`` (a helper row such as a scale

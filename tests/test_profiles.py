@@ -207,12 +207,20 @@ def test_float_round_trip_property(x, order):
         ">f", struct.pack(">f", x))[0]
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(0, 0xFFFF), min_size=39, max_size=39))
-def test_decoder_never_raises_on_any_words(words):
-    blk = next(b for b in PROFILES["meter_acrel_dtsd1352"].blocks if b.count == 39)
-    out = blk.decode(words)
-    assert all(isinstance(v, float) and math.isfinite(v) for v in out.values())
+ALL_BLOCKS = [(pid, b) for pid, p in sorted(PROFILES.items())
+              for b in p.plan(sunspec_layout(p)[0] if p.protocol == "sunspec" else None)]
+
+
+@pytest.mark.parametrize("pid,block", ALL_BLOCKS, ids=[f"{pid}-{b.table}{b.start}" for pid, b in ALL_BLOCKS])
+def test_decoder_never_raises_on_any_words(pid, block):
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.integers(0, 0xFFFF), min_size=block.count, max_size=block.count))
+    def check(words):
+        out = block.decode(words)
+        assert all(isinstance(v, float) and math.isfinite(v) for v in out.values())
+        assert set(out) <= {r.key for r in block.registers if r.is_channel}
+
+    check()
 
 
 # ------------------------------------------------------------------ SunSpec
