@@ -237,7 +237,8 @@ class Block:
         for i, k, s, o, sent in self._guarded:
             if u[i] != sent:
                 out[k] = t[i] * s + o
-        sf_bad = {i for i, s in self._sf_sentinel.items() if s is not None and u[i] == s}
+        # a scale factor "not implemented" or outside SunSpec's -10..10 leaves its values out
+        sf_bad = {i for i, s in self._sf_sentinel.items() if u[i] == s or not -10 <= t[i] <= 10}
         for i, (key, is_channel, scale, offset, sent, sfi) in self._general:
             if not (is_channel or helpers) or u[i] == sent:
                 continue

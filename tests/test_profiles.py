@@ -139,7 +139,7 @@ def test_offset_gap_and_several_rows_in_one_block():
         "winding_temperature_l1": pytest.approx(25.0), "energy_import": 65538.0}
 
 
-@pytest.mark.parametrize("sf_word,expected", [(0xFFFE, 45.67), (0x0001, 45670.0), (0x0000, 4567.0),
+@pytest.mark.parametrize("sf_word,expected", [(0xFFFE, 45.67), (0x0001, 45670.0), (0x0000, 4567.0), (0x7FFF, None),
                                               (0x8000, None)])
 def test_scale_factor_register(sf_word, expected):
     rows = [Register("W_SF", False, 10, "holding", "sunssf"),
