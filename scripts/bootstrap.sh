@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS=(mosquitto mosquitto-clients influxdb fonts-noto-cjk poppler-utils chromium python3-venv ca-certificates)
+# mosquitto, influxd and postgres are started by the tests and the demo themselves, on free loopback ports;
+# weasyprint (PDF reports) needs pango/harfbuzz/fontconfig; fonts-noto-cjk renders Chinese.
+APT_PKGS=(mosquitto mosquitto-clients influxdb postgresql fonts-noto-cjk poppler-utils chromium python3-venv
+          ca-certificates libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 libfontconfig1)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -13,7 +16,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing Debian packages: ${missing[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
+    # Keep the packages' own services from starting on their default ports (1883, 8086, 5432): this
+    # project runs its own instances. policy-rc.d answering 101 is Debian's way to say "do not start".
+    restore_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        restore_policy=yes
+        trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ -z "$restore_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
 PY=${PYTHON:-python3}
