@@ -1056,6 +1056,22 @@ class FleetSignals:
         with self._lock:
             return self._values(dev, times)
 
+    def warm(self, t: float | None = None) -> float:
+        """Fill the caches every later call near ``t`` (default now) needs; returns the seconds taken.
+
+        The first call for a site integrates the counters from :data:`ORIGIN` and the month's
+        maximum demand (a few seconds per site); a live simulator can call this before serving.
+        """
+        t0 = _time.perf_counter()
+        now = _time.time() if t is None else float(t)
+        for site in self.fleet.sites.values():
+            if site.devices:
+                self.values(site.devices[0], now)
+                meters = [d for d in site.devices if d.kind == "meter"]
+                if meters:
+                    self.values(meters[0], now)
+        return _time.perf_counter() - t0
+
     def inject(self, device: str | Device, fault: str, *, start: float | None = None, end: float | None = None,
                **params: Any) -> FaultWindow:
         """Start ``fault`` on ``device`` at ``start`` (default now) until cleared or ``end``."""

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pvlib
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core.channels import CHANNELS
 from core.config import parse_fleet
@@ -466,3 +468,31 @@ def test_control_raw_http_errors(control):
     with urllib.request.urlopen(url + "/faults/types", timeout=5) as resp:
         types = __import__("json").loads(resp.read())["types"]
     assert types["voltage_sag"]["params"] == {"depth": 0.3, "phases": [1, 2, 3]}
+
+
+@settings(max_examples=25, deadline=None)
+@given(a=st.floats(0, 60 * DAY), gap=st.floats(0, 3 * DAY), dev=st.sampled_from(["s1-main", "s1-pv2", "s1-ev1"]))
+def test_counters_never_decrease_between_any_two_times(sig, a, gap, dev):
+    t1 = MON - 20 * DAY + a
+    v1, v2 = sig.values(dev, t1), sig.values(dev, t1 + gap)
+    for c in ("energy_import", "energy_export", "reactive_energy_import"):
+        if c in v1:
+            assert v2[c] >= v1[c], (dev, c, t1, gap)
+
+
+def test_maximum_demand_restarts_with_the_month(sig):
+    feb = pd.Timestamp("2026-02-01", tz=TZ).timestamp()
+    before = sig.values("s1-main", feb - 60)
+    t = np.arange(feb, feb + 2 * H, 60.0)
+    v = sig.values_array("s1-main", t)
+    assert v["demand_active_power_max"][-1] < before["demand_active_power_max"]   # night vs January's peak
+    assert v["demand_active_power_max"][-1] == pytest.approx(v["demand_active_power"][:-1].max(), rel=0.01)
+
+
+def test_warm_fills_the_caches(fleet):
+    s = FleetSignals(fleet, seed=7)
+    assert s.warm(local(3, 12)) > 0
+    import time
+    t0 = time.perf_counter()
+    s.values("s1-feeder", local(3, 12.5))
+    assert time.perf_counter() - t0 < 0.5
