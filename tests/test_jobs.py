@@ -7,6 +7,8 @@ online 0 where a comms fault leaves a gap) — the same shape the collectors and
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -50,11 +52,18 @@ def fleet():
     return load_fleet("sites.example.toml")
 
 
-@pytest.fixture
-def loaded(influxd, influx_db, fleet):
+@pytest.fixture(scope="module")
+def jobs_db(influxd) -> str:
+    name = f"jobs_{os.getpid()}"
+    influxd.create_database(name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def loaded(influxd, jobs_db, fleet):
     sig = FleetSignals(fleet, seed=5)
     sig.schedule(FAULTS)
-    client = InfluxClient(influxd.url, influx_db)
+    client = InfluxClient(influxd.url, jobs_db)
     t = T0 + np.arange(24 * 60) * 60.0
     written = write_site(client, fleet, sig, t)
     yield client, sig, written
@@ -122,3 +131,21 @@ def test_follower_raises_then_clears_once(loaded, fleet, tmp_path):
     now["t"] = (T0 + 11 * H + 240) * NS                        # pv1 silent since 11:00
     keys = [(e.key, e.cleared_ns) for e in f.step()]
     assert keys == [("acme-office/acme-office-pv1/comms_loss", None)]
+
+
+def test_cli_main_period_json(loaded, influxd, jobs_db, tmp_path, monkeypatch, capsys):
+    import argparse
+    import json
+
+    monkeypatch.setenv("EH_INFLUX_URL", influxd.url)
+    monkeypatch.setenv("EH_INFLUX_DB", jobs_db)
+    args = argparse.Namespace(fleet="sites.example.toml", follow=False, site=SITE, start="2026-03-01T16:00:00",
+                              end="2026-03-02T16:00:00", db=str(tmp_path / "wf.db"), json=True)
+    assert jobs.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    types = sorted(f["type"] for f in out["findings"][SITE] if not f["type"].startswith(("pq_", "saving_")))
+    assert types == ["comms_loss", "ev_fault", "low_power_factor"]
+    assert out["stored"]["raised"] == 3
+    bad = argparse.Namespace(**{**vars(args), "start": "yesterday"})
+    assert jobs.main(bad) == 2 and "--start" in capsys.readouterr().err
+    assert jobs.main(argparse.Namespace(**{**vars(args), "site": "atlantis"})) == 2
