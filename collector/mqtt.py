@@ -70,6 +70,9 @@ def _parse_constant(token: str) -> float:
     return _NonFinite({"NaN": "nan", "Infinity": "inf", "-Infinity": "-inf"}[token])
 
 
+_DECODER = json.JSONDecoder(parse_constant=_parse_constant)
+
+
 def telemetry_topic(site: str, device: str) -> str:
     return f"{TOPIC_PREFIX}/{site}/{device}/telemetry"
 
@@ -131,6 +134,10 @@ def _reading(fleet: Fleet, site: str, device_id: Any, reading: Any, now_ns: int,
         return None
     fields: dict[str, float] = {}
     for ch, v in values.items():
+        tv = type(v)
+        if tv is float and v - v == 0.0 and ch in CHANNELS:     # fast path: a finite float (not bool,
+            fields[ch] = v                                      # not the NaN/Infinity marker subclass)
+            continue
         if ch not in CHANNELS:
             rejects.append(Reject("unknown_channel", f"{who}: unknown channel {ch!r} (see core/channels.py)"))
         elif isinstance(v, bool) or not isinstance(v, int | float):
@@ -203,7 +210,7 @@ def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int) -> tupl
     if len(payload) > MAX_PAYLOAD_BYTES:
         return [], [Reject("oversize", f"payload of {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")]
     try:
-        doc = json.loads(payload, parse_constant=_parse_constant)
+        doc = _DECODER.decode(payload.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         return [], [Reject("bad_json", f"not JSON: {exc}")]
     except RecursionError:
@@ -271,6 +278,7 @@ class MqttCollector:
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._connect_error: str | None = None
+        self._session_present = False
         self._client = self._make_client()
 
     @property
@@ -300,7 +308,12 @@ class MqttCollector:
         self._client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, self.keepalive_s,
                                    clean_start=False, properties=props)
         self._client.loop_start()
-        if not self._subscribed.wait(timeout):
+        # A resumed session (session present) keeps its subscriptions, and the broker sends the
+        # queued backlog before our new SUBACK: waiting for CONNACK is enough then.
+        deadline = time.monotonic() + timeout
+        ready = self._connected.wait(timeout) and (
+            self._session_present or self._subscribed.wait(max(0.0, deadline - time.monotonic())))
+        if not ready:
             self._client.loop_stop()
             why = self._connect_error or "no answer"
             raise MqttCollectorError(f"MQTT broker {self.settings.mqtt_host}:{self.settings.mqtt_port}: "
@@ -332,6 +345,7 @@ class MqttCollector:
         with self._lock:
             self._gen += 1
             self._counts["connects"] += 1
+        self._session_present = bool(getattr(flags, "session_present", False))
         self._connected.set()
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
 

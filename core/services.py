@@ -204,8 +204,9 @@ class Influxd(_Daemon):
     ----------
     base_dir : directory holding ``influxd.conf``, ``meta/``, ``data/``, ``wal/``, ``influxd.log``.
     port, backup_port : HTTP and backup (top-level ``bind-address``) ports; free ones if None.
-    auth : enable HTTP auth; an admin user is created at first start (``.admin_user``,
-        ``.admin_password``); add others with :meth:`add_user`.
+    auth : enable HTTP auth; an admin user is created at the first start in a new ``base_dir``
+        (``.admin_user``, ``.admin_password``; pass the same password again for an existing dir);
+        add others with :meth:`add_user`.
     max_body_size : ``[http] max-body-size`` [bytes] (lower it to provoke 413).
     log_queries : enable the HTTP access log and the query log (off by default: they cost CPU).
 
@@ -226,7 +227,8 @@ class Influxd(_Daemon):
         self.admin_user = admin_user
         self.admin_password = admin_password or secrets.token_hex(12)
         self.config_path = self.base_dir / "influxd.conf"
-        self._admin_created = False
+        # a persisted meta store from an earlier run already holds the admin user
+        self._admin_created = (self.base_dir / "meta" / "meta.db").exists()
 
     @property
     def url(self) -> str:

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from core.services import Mosquitto, ServiceError, free_port, listener_pid_matches
+from core.services import Influxd, Mosquitto, ServiceError, free_port, listener_pid_matches
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +119,16 @@ def test_port_held_by_other_process_is_detected(tmp_path):
 def test_influx_query_error_is_clear(influxd):
     with pytest.raises(ServiceError, match="SELEC"):
         influxd.query("SELEC 1")
+
+
+def test_influxd_auth_reopen_existing_dir(tmp_path):
+    d = Influxd(tmp_path / "db", auth=True, admin_password="first-pw").start()
+    d.create_database("kept")
+    d.stop()
+    again = Influxd(tmp_path / "db", auth=True, admin_password="first-pw").start()   # admin already exists
+    try:
+        names = [v[0] for v in again.query("SHOW DATABASES")["results"][0]["series"][0]["values"]]
+        assert "kept" in names
+        assert _query(again.url, "SHOW DATABASES") == 401
+    finally:
+        again.stop()
