@@ -127,3 +127,54 @@ def test_assess_device_rejects_bad_data(fleet):
     # no data at all over the window = comms loss for the whole window
     f = assess.assess_device(site, dev, {"time_ns": np.zeros(0, np.int64)}, 0, 3600 * 10**9)
     assert [(x.type, x.start_ns, x.end_ns) for x in f] == [("comms_loss", 0, 3600 * 10**9)]
+
+
+# ---------------------------------------------------------------- near-real-time (live) delays
+
+LIVE = [  # (device, fault, params, expected type, latency budget [s]) — budget = 2 polls of 5 s + 10 s
+    ("acme-plant1-pv1", "inverter_trip", {}, "inverter_trip", 20),
+    ("acme-plant1-pv2", "string_loss", {"mppt": 3}, "string_mismatch", 20),
+    ("acme-plant1-t1-meter", "low_power_factor", {}, "low_power_factor", 20),
+    ("acme-plant1-t2-meter", "harmonic_distortion", {}, "harmonic_voltage", 20),
+    ("acme-plant1-compressors", "phase_unbalance", {}, "current_unbalance", 20),
+    ("acme-plant1-hvac", "voltage_sag", {}, "voltage_deviation", 20),
+    ("acme-plant1-pv3", "device_silent", {}, "comms_loss", 20),
+    ("acme-plant1-ev2", "device_exceptions", {}, "comms_loss", 20),
+    ("acme-plant1-ev1", "ev_fault", {}, "ev_fault", 20),
+    ("acme-plant1-t2-meter", "meter_reset", {}, "counter_reset", 20),
+    ("acme-plant1-ev3", "ev_stuck", {}, "ev_stuck", 80),                 # needs 60 s without energy
+    ("acme-plant1-t1-temp", "transformer_overtemp", {}, "transformer_overtemp", 900),   # a trend takes minutes
+]
+
+
+@pytest.mark.parametrize("dev, fault, params, expected, budget", LIVE, ids=[x[1] for x in LIVE])
+def test_live_rules_raise_within_budget(fleet, dev, fault, params, expected, budget):
+    from analytics.jobs import LIVE_RULES
+
+    tf_ = DAY1 + 3 * H                                    # 11:00 local on a working day
+    sig = FleetSignals(fleet, seed=11)
+    sig.schedule([(dev, fault, tf_, tf_ + 2 * H, params)])
+    site, device = fleet.sites[SITE], fleet.devices[dev]
+    now = tf_ + budget
+    t = np.arange(now - 2100, now, 5.0)                   # the follower's 35-min lookback at 5-s polling
+    v = sig.values_array(dev, t)
+    silent = sig.fault_mask(dev, "device_silent", t) | sig.fault_mask(dev, "device_exceptions", t)
+    data = {k: a[~silent] for k, a in v.items()} | {"time_ns": (t[~silent] * 1e9).astype(np.int64)}
+    status = ((t * 1e9).astype(np.int64), np.where(silent, 0.0, 1.0))
+    f = assess.assess_device(site, device, data, int(t[0] * 1e9), int(now * 1e9), status, LIVE_RULES)
+    hits = [x for x in f if x.type == expected and x.end_ns >= tf_ * 10**9]
+    assert hits, [(x.type, x.start_ns) for x in f]
+    assert all(x.start_ns >= (tf_ - 5) * 10**9 for x in f), [(x.type, x.start_ns) for x in f]   # nothing earlier
+
+
+def test_live_rules_fault_free_working_day_at_5s(fleet):
+    from analytics.jobs import LIVE_RULES
+
+    sig = FleetSignals(fleet, seed=12)
+    t = np.arange(DAY1, DAY1 + 12 * H, 5.0)               # 08:00-20:00 local at 5-s polling
+    site = fleet.sites[SITE]
+    f = []
+    for d in site.devices:
+        v = sig.values_array(d.id, t) | {"time_ns": (t * 1e9).astype(np.int64)}
+        f += assess.assess_device(site, d, v, int(t[0] * 1e9), int((t[-1] + 5) * 1e9), None, LIVE_RULES)
+    assert f == []
