@@ -90,18 +90,19 @@ def daily_energy_chart(site: SiteMonth, lang: str) -> bytes:
 
 
 def demand_chart(site: SiteMonth, lang: str) -> bytes:
-    """15-min demand over the month [kW], with the maximum marked."""
+    """15-min block demand over the month [kW], with the billed (sliding-window) maximum marked."""
     use_cjk_font()
     lab = labels(lang)
     fig, ax = plt.subplots(figsize=(7.2, 2.4))
     y = np.asarray(site.demand_kw, dtype=float)
     days = np.arange(len(y)) / 96.0 + 1.0     # 96 windows of 15 min per day
     ax.plot(days, y, lw=0.7, color="#2166ac")
-    if y.size and np.isfinite(y).any():
-        i = int(np.nanargmax(y))
-        ax.plot(days[i], y[i], "o", color="#b2182b")
-        ax.annotate(f"{y[i]:.0f} kW", (days[i], y[i]), textcoords="offset points", xytext=(6, -4),
-                    fontsize=8, color="#b2182b")
+    if site.max_demand_time_ns is not None and site.max_demand_kw > 0:
+        # the billed maximum (sliding 15-min window) at the start of its window
+        x = (site.max_demand_time_ns - site.demand_start_ns) / 86400e9 + 1.0
+        ax.plot(x, site.max_demand_kw, "o", color="#b2182b")
+        ax.annotate(f"{site.max_demand_kw:.0f} kW", (x, site.max_demand_kw), textcoords="offset points",
+                    xytext=(6, -4), fontsize=8, color="#b2182b")
     ax.set_xlabel(lab["day"])
     ax.set_ylabel("kW")
     ax.set_title(f"{site.site_name} — {lab['chart_demand']}", fontsize=10)
