@@ -119,6 +119,9 @@ class ReadOnlyClient:
             raise PollFailure("connect_failed", str(exc)) from None
         if rr.isError():
             raise PollFailure(f"exception_{getattr(rr, 'exception_code', 0):02d}")
+        if rr.function_code != (0x03 if table == "holding" else 0x04) or rr.dev_id != unit:
+            raise PollFailure("decode_error", f"answer fc {rr.function_code} unit {rr.dev_id} to a request "
+                                              f"for {table} registers of unit {unit}")
         if len(rr.registers) != count:
             raise PollFailure("decode_error", f"{len(rr.registers)} registers for {count} asked")
         return rr.registers

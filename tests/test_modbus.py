@@ -585,3 +585,64 @@ def test_two_hundred_devices_concurrently_on_their_own_schedules():
         times = [p.time_ns for p in status[d.id]]
         step = round(d.poll_interval_s * 1e9)
         assert len(times) >= 2 and all(t % step == 0 for t in times), d.id
+
+
+# ------------------------------------------------------------------------------- malformed frames
+
+MALFORMED = {
+    "garbage": lambda tid, unit, fc, n: b"\x00\x01\x02\x03\x04\x05\x06\x07\x08",
+    "wrong_unit": lambda tid, unit, fc, n: _mbap(tid, unit + 1, fc, n),
+    "wrong_tid": lambda tid, unit, fc, n: _mbap(tid + 1, unit, fc, n),
+    "wrong_fc": lambda tid, unit, fc, n: _mbap(tid, unit, 3 if fc == 4 else 4, n),
+    "short": lambda tid, unit, fc, n: _mbap(tid, unit, fc, n - 1),
+    "bad_length": lambda tid, unit, fc, n: _mbap(tid, unit, fc, n)[:4] + b"\x00\x02" + _mbap(tid, unit, fc, n)[6:],
+    "reset": None,
+}
+
+
+def _mbap(tid: int, unit: int, fc: int, n: int) -> bytes:
+    body = bytes([unit, fc, 2 * n]) + b"\x01\x2c" * n          # every register 300
+    return tid.to_bytes(2, "big") + b"\x00\x00" + len(body).to_bytes(2, "big") + body
+
+
+@pytest.mark.parametrize("mode", sorted(MALFORMED))
+def test_malformed_answers_never_become_data_and_never_stop_the_poller(mode):
+    """A raw TCP peer answering broken Modbus frames (reliability.md §6 item 14)."""
+    port = free_port()
+    fleet = _fleet([_dev("x", "transformer_generic_bwdk", port=port, interval=0.25, timeout=0.15, retries=0)])
+    points: list = []
+    requests = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        try:
+            while True:
+                head = await reader.readexactly(7)
+                pdu = await reader.readexactly(int.from_bytes(head[4:6], "big") - 1)
+                tid, unit, fc, n = int.from_bytes(head[:2], "big"), head[6], pdu[0], int.from_bytes(pdu[3:5], "big")
+                requests.append(fc)
+                if MALFORMED[mode] is None:
+                    writer.transport.abort()
+                    return
+                writer.write(MALFORMED[mode](tid, unit, fc, n))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        try:
+            col = ModbusCollector(fleet, PROFILES, points.extend)
+            await _run(col, 1.4)
+            return col.stats()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    stats = asyncio.run(main())
+    status = [p.fields["status"] for p in points if p.measurement == "collector_status"]
+    assert len(status) >= 4 and "ok" not in status, status
+    assert not [p for p in points if p.measurement == "transformer"]
+    assert set(status) <= {"timeout", "decode_error", "connect_failed"}
+    assert stats["offline"] == ["x"] and requests and set(requests) == {4}
