@@ -178,13 +178,20 @@ def _encode(p: Point) -> tuple[str | None, int, str | None]:
             if ek is None:
                 ek = escape_field_key(k)
                 _fkey_cache[k] = ek
+            if type(v) is float:                 # fast path for the common case
+                if v - v == 0.0:
+                    parts.append(f"{ek}={v!r}")
+                else:
+                    dropped += 1
+                continue
             text = format_field_value(v)
             if text is None:
                 dropped += 1
                 continue
             parts.append(f"{ek}={text}")
         t = p.time_ns
-        if isinstance(t, bool) or not isinstance(t, int | np.integer) or not INT64_MIN < int(t) <= INT64_MAX:
+        if type(t) is not int and (isinstance(t, bool) or not isinstance(t, np.integer)) or \
+                not INT64_MIN < int(t) <= INT64_MAX:
             raise LineProtocolError(f"time_ns must be an int64 number of ns, got {t!r}")
     except LineProtocolError as exc:
         return None, 0, str(exc)
