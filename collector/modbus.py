@@ -10,8 +10,9 @@ between two requests on the bus.
 Reliability rules (docs reliability.md §3, §0 row 10):
 
 * request timeout per device (default 1 s) and bounded retries (default 1, only for
-  timeouts and exceptions 05/06 busy); exceptions 01/02/03 are configuration errors and are
-  not retried; an exception on one block does not stop the other blocks;
+  timeouts and exceptions 05/06 busy); exceptions 01/02/03 are configuration errors: the
+  block is not retried and is read again only every 10th poll (the poll status keeps saying
+  ``exception_02``); an exception on one block does not stop the other blocks;
 * after a timeout the connection is closed and reopened, so a late answer can never be
   taken for the answer to the next request (pymodbus #538, #2636; RTU carries no TID);
 * reconnect with exponential backoff 1 s → 60 s, ±20 % jitter, reset after a good connect;
@@ -58,6 +59,8 @@ READ_FUNCTION_CODES = frozenset({0x01, 0x02, 0x03, 0x04})
 OFFLINE_AFTER = 3
 BACKOFF_MIN_S, BACKOFF_MAX_S, JITTER = 1.0, 60.0, 0.2
 RETRYABLE_EXCEPTIONS = frozenset({0x05, 0x06})
+CONFIG_EXCEPTIONS = frozenset({0x01, 0x02, 0x03})   # the block itself is wrong: read it again only
+BAD_BLOCK_RETRY_POLLS = 10                          # every 10th poll (reliability.md §3)
 Sink = Callable[[list[Point]], object]
 
 
@@ -216,6 +219,7 @@ class DevicePoller:
         self.chain_generation = -1
         self.state = DeviceState()
         self.status_tags = {**device.tags, "source": "modbus"}
+        self.bad_blocks: dict[tuple[str, int], tuple[str, int]] = {}   # block -> (status, poll to retry at)
 
     async def _read(self, table: str, address: int, count: int) -> list[int]:
         tries = 1 + (self.device.retries if self.state.online is not False else 0)
@@ -272,14 +276,22 @@ class DevicePoller:
                 self.blocks = await self.discover()
                 answered = True
             for block in self.blocks or ():
+                key = (block.table, block.start)
+                bad = self.bad_blocks.get(key)
+                if bad is not None and self.state.polls < bad[1]:
+                    status = status if status != "ok" else bad[0]
+                    continue                   # known configuration error: not re-read every poll
                 try:
                     words = await self._read(block.table, block.start, block.count)
                 except PollFailure as exc:
                     if exc.status.startswith("exception_"):
                         answered = True
                         status = status if status != "ok" else exc.status
+                        if int(exc.status[10:]) in CONFIG_EXCEPTIONS:
+                            self.bad_blocks[key] = (exc.status, self.state.polls + BAD_BLOCK_RETRY_POLLS)
                         continue               # the other blocks are still read
                     raise
+                self.bad_blocks.pop(key, None)
                 answered = True
                 try:
                     fields.update(block.decode(words))

@@ -252,8 +252,8 @@ def test_exception_02_on_one_block_other_blocks_still_read():
     assert st_b[:3] == [("exception_04", 1), ("exception_04", 1), ("exception_04", 0)]
     assert "busy" not in _by_device(points, "ev_charger")
     assert stats["offline"] == ["busy"] and stats["failures"]["exception_02"] == len(st_m)
-    # 02 is a configuration error: one request per poll for the missing block, no hot retry
-    assert sim_stats["exception_02"] == len(st_m)
+    # 02 is a configuration error: no retry, the block is asked again only every 10th poll
+    assert sim_stats["exception_02"] == 1 + (len(st_m) - 1) // 10
 
 
 # ------------------------------------------------------------------------------- late answers
@@ -646,3 +646,34 @@ def test_malformed_answers_never_become_data_and_never_stop_the_poller(mode):
     assert not [p for p in points if p.measurement == "transformer"]
     assert set(status) <= {"timeout", "decode_error", "connect_failed"}
     assert stats["offline"] == ["x"] and requests and set(requests) == {4}
+
+
+def test_bad_block_is_asked_again_every_tenth_poll_and_recovers():
+    full = PROFILES["meter_acrel_dtsd1352"]
+    no_thd = [r for r in full.registers if not r.key.startswith("thd_")]
+    served = replace(full, registers=tuple(no_thd), blocks=tuple(plan_blocks(no_thd, max_gap=full.max_gap)))
+    fleet = _fleet([_dev("m", "meter_acrel_dtsd1352", port=free_port(), interval=0.1)])
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, {"meter_acrel_dtsd1352": served}, lambda dev, t: {})
+        try:
+            col = ModbusCollector(fleet, PROFILES, points.extend)
+            stop = asyncio.Event()
+            task = asyncio.create_task(col.run(stop))
+            await asyncio.sleep(0.45)
+            sim.images["m"].words["holding"].update(dict.fromkeys(range(0x100, 0x106), 1234))   # firmware fixed
+            await asyncio.sleep(1.4)
+            stop.set()
+            await task
+            return dict(sim.stats)
+        finally:
+            await sim.stop()
+
+    sim_stats = asyncio.run(main())
+    seq = [p.fields["status"] for p in points if p.measurement == "collector_status"]
+    first_ok = seq.index("ok")
+    assert seq[:first_ok] == ["exception_02"] * first_ok and first_ok in (10, 11)   # asked at poll 1 and 11
+    assert set(seq[first_ok:]) == {"ok"} and sim_stats["exception_02"] == 1
+    last = [p for p in points if p.measurement == "meter"][-1]
+    assert last.fields["thd_voltage_l1"] == pytest.approx(12.34)
