@@ -276,7 +276,7 @@ class _Cdp:
     def call(self, method: str, params: dict | None = None, timeout: float = 20.0) -> dict:
         self._id += 1
         msg = {"id": self._id, "method": method, "params": params or {}}
-        if self.session and not method.startswith("Target."):
+        if self.session and not method.startswith(("Target.", "Browser.")):
             msg["sessionId"] = self.session
         os.write(self._w, self._json.dumps(msg).encode() + b"\0")
         deadline = time.monotonic() + timeout
@@ -365,6 +365,16 @@ def test_customer_answers_survey_of_the_report(live, tmp_path):
                "document.querySelector('#survey textarea').value = '报告清楚 clear report'; "
                "document.querySelector('#survey button[type=submit]').click(); true")
         cdp.wait("document.getElementById('survey-result').textContent.length > 0")
+        # the PDF button fetches with the bearer token and saves the file
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        cdp.call("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        cdp.js(f"document.querySelector('tr[data-month=\"{MONTH}\"] button.pdf').click(); true")
+        deadline = time.monotonic() + 20
+        want = downloads / f"energyhost-{CUSTOMER}-{MONTH}-zh.pdf"
+        while not want.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert want.read_bytes()[:5] == b"%PDF-"
     finally:
         cdp.close()
     (answer,) = live["store"].surveys([CUSTOMER], kind="monthly_report")

@@ -43,11 +43,11 @@ async function loadSites() {
   box.replaceChildren(...(cards.length ? cards : [el("p", { class: "muted" }, tr("无站点", "No site"))]));
 }
 
-async function download(path, name, open) {
+async function download(path, name) {
   try {
     const blob = await api(path);
     const url = URL.createObjectURL(blob);
-    const a = el("a", { href: url, download: open ? null : name, target: open ? "_blank" : null, rel: "noopener" });
+    const a = el("a", { href: url, download: name });
     document.body.append(a);
     a.click();
     a.remove();
@@ -62,11 +62,13 @@ async function loadReports() {
     el("td", {}, r.langs.map((l) => el("button", {
       type: "button", class: "pdf",
       onclick: () => download(`/reports/${r.customer_id}/${r.month}/pdf?lang=${l}`,
-        `energyhost-${r.customer_id}-${r.month}-${l}.pdf`, false),
+        `energyhost-${r.customer_id}-${r.month}-${l}.pdf`),
     }, l === "zh" ? "中文 PDF" : "English PDF"))),
     el("td", {}, r.langs.map((l) => el("button", {
       type: "button", class: "html",
-      onclick: () => download(`/reports/${r.customer_id}/${r.month}/html?lang=${l}`, "", true),
+      // a download, not a blob tab: a blob document would inherit this page's CSP and lose the report's styles
+      onclick: () => download(`/reports/${r.customer_id}/${r.month}/html?lang=${l}`,
+        `energyhost-${r.customer_id}-${r.month}-${l}.html`),
     }, l === "zh" ? "中文" : "English")))));
   EH.fill(document.querySelector("#reports tbody"), rows, tr("暂无报告", "No report yet"), 4);
   const sel = document.getElementById("survey-month");
