@@ -145,6 +145,9 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(params, dict):
             raise _BadRequest("'params' must be a JSON object")
         start = _number(body, "start")
+        if start is not None and start < time.time() - 1.0:
+            raise _BadRequest(f"'start' ({start}) is in the past: a live fault cannot change readings already "
+                              f"served; omit it to start now")
         end = _number(body, "end")
         duration = _number(body, "duration_s")
         if duration is not None:

@@ -443,6 +443,7 @@ def test_control_inject_list_clear(control):
     ({"device": "s1-pv1"}, "'fault' is required"),
     ({"device": "s1-pv1", "fault": "inverter_trip", "when": 1}, "unknown key 'when'"),
     ({"device": "s1-pv1", "fault": "inverter_trip", "duration_s": -5}, "'duration_s' must be > 0"),
+    ({"device": "s1-pv1", "fault": "inverter_trip", "start": 1.0e9}, "'start' .* is in the past"),
 ])
 def test_control_bad_input_is_400_naming_the_problem(control, body, match):
     _s, url = control
