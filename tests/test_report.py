@@ -100,6 +100,11 @@ def store(tmp_path_factory):
     s.transition_work_order(wo["id"], "closed", "eng1")
     clock.t = FEB10 + 2 * 86400 * NS
     s.create_work_order(site_id=SITE, title="meter display dark", severity="major", created_by="eng1")
+    clock.t = FEB10 + 5 * 86400 * NS
+    s.create_user("acme.buyer", "customer", customer_id=CUSTOMER)
+    s.add_survey(CUSTOMER, "monthly_report", "2026-01", 4, "清楚", "acme.buyer")
+    clock.advance(60)
+    s.add_survey(CUSTOMER, "work_order", str(wo["id"]), 5, "fast", "acme.buyer")
     clock.t = MAR2                     # the second order was never dispatched: its response is late
     yield s
     s.close()
@@ -202,6 +207,7 @@ def test_recommendations_workflow_and_baseline(report, store, month):
     assert (w.alarms_raised, w.alarms_cleared, w.alarms_by_severity) == (1, 1, {"major": 1})
     assert (w.orders_opened, w.orders_closed, w.orders_in_time, w.orders_overdue) == (2, 1, 1, 1)
     assert w.time_limit_compliance_pct == pytest.approx(100.0)
+    assert (w.surveys, w.survey_mean_rating) == (2, 4.5)
     sv = report.savings
     assert sv.method == "configured" and sv.baseline_yuan_per_kwh == 1.0
     unit = report.bill_yuan / report.energy_kwh

@@ -101,6 +101,8 @@ class WorkflowSummary:
     orders_in_time: int = 0                  # closed within every time limit
     orders_overdue: int = 0                  # open or closed, at least one limit missed
     time_limit_compliance_pct: float | None = None
+    surveys: int = 0                         # satisfaction answers given in the month
+    survey_mean_rating: float | None = None  # their mean rating (1..5)
     available: bool = True                   # False when no workflow store was given
 
 

@@ -17,7 +17,8 @@ def workflow_summary(store: Any, customer_id: str, site_ids: list[str], start_ns
     returned to normal before ``end_ns``.  Work orders: created in the month; an order is
     *in time* when it was resolved or closed and met the response, arrival and repair
     limits (core.store per-stage flags); *overdue* when any stage is late.
-    Time-limit compliance = in time / resolved-or-closed orders [%].
+    Time-limit compliance = in time / resolved-or-closed orders [%].  Satisfaction: count and
+    mean rating of the survey answers the customer gave in the month (a service KPI).
 
     ``store`` is a :class:`core.store.Store` (or None: the summary says "not available").
     """
@@ -31,6 +32,7 @@ def workflow_summary(store: Any, customer_id: str, site_ids: list[str], start_ns
     overdue = sum(1 for o in orders
                   if any(o[f"{st}_ok"] is False for st in ("response", "arrival", "repair")))
     sev = Counter(a["severity"] for a in acts)
+    surveys = store.survey_results([customer_id], start_ns, end_ns)
     return WorkflowSummary(
         alarms_raised=len(acts),
         alarms_cleared=sum(1 for a in acts if a["cleared_ns"] is not None and a["cleared_ns"] < end_ns),
@@ -40,5 +42,7 @@ def workflow_summary(store: Any, customer_id: str, site_ids: list[str], start_ns
         orders_in_time=in_time,
         orders_overdue=overdue,
         time_limit_compliance_pct=(100.0 * in_time / len(done)) if done else None,
+        surveys=int(surveys["count"]),
+        survey_mean_rating=surveys["mean_rating"],
         available=True,
     )
