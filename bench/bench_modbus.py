@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import multiprocessing as mp
 import sys
 import time
@@ -43,6 +44,8 @@ def fleet_raw(n: int, profile: str, kind: str, interval: float) -> dict:
 
 
 def _serve(raw: dict, ready, stop) -> None:
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)   # cancelled requests at stop are expected
+
     async def main():
         fleet = parse_fleet(raw)
         profiles = load_profiles()
@@ -108,7 +111,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--devices", type=int, default=60)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--profile", default="meter_acrel_dtsd1352")
-    ap.add_argument("--interval", type=float, default=0.002, help="collector poll interval [s] (saturating)")
+    ap.add_argument("--interval", type=float, default=1e-6,
+                    help="collector poll interval [s]; far below a poll's duration, so every device is polled "
+                         "back to back like the bare loop (a 2 ms slot grid costs ~10-20 %% in idle wake-ups)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating bare/ours rounds (median reported)")
     args = ap.parse_args(argv)
     if not (1 <= args.devices <= 500 and 1 <= args.seconds <= 60):
@@ -144,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  bare pymodbus loop   {b_rate:8.1f} polls/s   {1e6 * b_cpu / max(b_polls, 1):7.0f} us CPU/poll")
     print(f"  ModbusCollector      {o_rate:8.1f} polls/s   {1e6 * o_cpu / max(o_polls, 1):7.0f} us CPU/poll"
           f"   (ok {stats['ok']}, failures {stats['failures']})")
-    print(f"  ratio ours / bare    {100 * o_rate / b_rate:8.1f} %  (target >= 80 %)")
+    print(f"  ratio ours / bare    {100 * o_rate / b_rate:8.1f} %  (target >= 80 %);  CPU per poll "
+          f"{100 * (o_cpu / max(o_polls, 1)) / (b_cpu / max(b_polls, 1)):.0f} % of bare")
 
 
 if __name__ == "__main__":
