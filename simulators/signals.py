@@ -432,8 +432,8 @@ class _SiteModel:
             r = random.Random(_key(seed, d.id, "e0"))
             for c in self.counters(d.id):
                 scale = (self.peak_w * 0.5 if d.kind == "meter" else
-                         self.pv[d.id].ac_w * 0.2 if d.kind == "pv_inverter" else 3000.0)
-                frac = {"energy_export": 0.02 if d.kind == "meter" else 1.0, "reactive_energy_import": 0.3,
+                         self.pv[d.id].ac_w * 0.2 if d.kind == "pv_inverter" else self.ev[d.id].rated_w * 0.4)
+                frac = {"energy_export": 0.02 if d.kind == "meter" else 1.0, "reactive_energy_import": 0.45,
                         "reactive_energy_export": 0.005}.get(c, 1.0)
                 self.e0[(d.id, c)] = scale * 8760 * frac * r.uniform(1.3, 2.5)
         self._day_start: dict[int, float] = {}
@@ -726,7 +726,7 @@ class _SiteModel:
         """Base counter values [Wh] at the local midnight starting ``day``."""
         if day in self._cum_start:
             return self._cum_start[day]
-        if day < EARLIEST_DAY:
+        if day < EARLIEST_DAY - 1:     # one day of margin: an overnight EV session plugged in the day before
             raise ValueError(f"time before {EARLIEST.isoformat()} (local) is outside the simulated period")
         if not self._cum_start:
             self._cum_start[ORIGIN_DAY] = dict(self.e0)
