@@ -178,6 +178,9 @@ async def serve_fleet(fleet: Fleet, profiles: Mapping[str, Profile], values_fn: 
     received by function code (``rx_fcNN``), exceptions served, silent and late answers.
     Raises ``ValueError`` naming the device when its profile is unknown.
     """
+    plog = logging.getLogger("pymodbus")
+    if plog.level == logging.NOTSET:
+        plog.setLevel(logging.CRITICAL)      # answers to closed connections (late, silent) are by design
     groups: dict[tuple[str, int, str], dict[int, DeviceImage]] = {}
     images: dict[str, DeviceImage] = {}
     for dev in fleet.devices.values():
