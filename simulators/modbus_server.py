@@ -62,6 +62,7 @@ class DeviceImage:
             self.words[table][a] = w
         self.updated = 0.0
         self.clamped: Counter = Counter()
+        self.late_s = 1.5 * device.timeout_s      # "late" answers come after the poller's timeout
 
     def update(self, values: Mapping[str, float]) -> None:
         """Encode ``values``; a value out of its register's range saturates (counted in ``clamped``)."""
@@ -124,7 +125,7 @@ class _Context:
             return ExcCodes.ILLEGAL_ADDRESS
         if behaviour == "late":
             self.stats["late"] += 1
-            await asyncio.sleep(1.5 * unit.device.timeout_s)
+            await asyncio.sleep(unit.late_s)
         return words
 
     async def async_setValues(self, device_id: int, func_code: int, address: int, values):  # noqa: N802
@@ -194,6 +195,7 @@ async def serve_fleet(fleet: Fleet, profiles: Mapping[str, Profile], values_fn: 
         if dev.gateway is not None:
             gw = fleet.gateways[dev.gateway]
             key = (gw.host, gw.port, gw.framer)
+            img.late_s = 1.5 * max(gw.timeout_s, dev.timeout_s)
         else:
             key = (dev.host, dev.port, "socket")
         groups.setdefault(key, {})[dev.unit_id] = img
