@@ -183,7 +183,9 @@ def test_auth_failure_keeps_spooling(make_influxd, tmp_path):
     with Writer(bad, tmp_path / "spool", flush_interval_s=0.05, retry_max_s=0.2) as w:
         w.submit(_points(100))
         assert w.flush(10)
-        time.sleep(0.5)                       # a few replay attempts, all refused
+        deadline = time.monotonic() + 10      # a few replay attempts, all refused
+        while w.stats()["auth_failures"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         st = w.stats()
         assert st["auth_failures"] >= 2 and st["spooled"] == 100 and st["dropped"] == 0 and _invariant(st)
     good = InfluxClient(d.url, "authw", username="w", password="right")
