@@ -12,6 +12,7 @@ Values come from ``values_fn(device, t) -> {channel: value}`` (e.g.
 * ``"normal"`` — answer;
 * ``"silent"`` — accept the TCP connection, never answer (a blackhole);
 * ``"late"`` — answer after 1.5 × the device's timeout (a late answer);
+* ``"slow"`` — answer after 0.75 × the timeout (slow, but in time);
 * an ``int`` — answer with that Modbus exception code (e.g. 2, 4, 6, 0x0B).
 
 Reads outside the registers a profile maps answer exception 02 (illegal data address), as
@@ -126,6 +127,9 @@ class _Context:
         if behaviour == "late":
             self.stats["late"] += 1
             await asyncio.sleep(unit.late_s)
+        elif behaviour == "slow":
+            self.stats["slow"] += 1
+            await asyncio.sleep(unit.late_s / 2)
         return words
 
     async def async_setValues(self, device_id: int, func_code: int, address: int, values):  # noqa: N802

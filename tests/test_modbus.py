@@ -259,27 +259,37 @@ def test_exception_02_on_one_block_other_blocks_still_read():
 # ------------------------------------------------------------------------------- late answers
 
 
-def test_late_answer_is_never_taken_for_the_next_request():
+@pytest.mark.parametrize("framer", ["socket", "rtu"])
+def test_late_answer_is_never_taken_for_the_next_request(framer):
+    """The late answer carries the old values A; the next request (same block, same size) must get B."""
     port = free_port()
-    fleet = _fleet([_dev("m", "meter_acrel_dtsd1352", port=port, timeout=0.2)])
+    if framer == "rtu":           # RTU frames carry no transaction id: only closing the socket protects
+        fleet = _fleet([_dev("m", "meter_acrel_dtsd1352", gateway="gw", unit=2)],
+                       [{"id": "gw", "host": "127.0.0.1", "port": port, "framer": "rtu", "timeout_s": 0.2}])
+    else:
+        fleet = _fleet([_dev("m", "meter_acrel_dtsd1352", port=port, timeout=0.2, unit=2)])
     mode = {"m": "late"}
     prof = PROFILES["meter_acrel_dtsd1352"]
-    energy, inst = prof.blocks[0], prof.blocks[1]
+    inst = prof.blocks[1]
 
     async def main():
-        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: expected_values(prof), mode.__getitem__)
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: expected_values(prof), mode.__getitem__,
+                                update_interval_s=60)
         try:
-            link = Link("t", "127.0.0.1", port, timeout=0.2)
+            link = Link("t", "127.0.0.1", port, framer=framer, timeout=0.2)
             img = sim.images["m"]
+            words_a = img.read(inst.table, inst.start, inst.count)
             with pytest.raises(Exception) as exc:
-                await link.read(inst.table, inst.start, inst.count, 1)
+                await link.read(inst.table, inst.start, inst.count, 2)
             assert getattr(exc.value, "status", "") == "timeout"
+            img.update(expected_values(prof, salt=50))
+            words_b = img.read(inst.table, inst.start, inst.count)
+            assert words_a != words_b
+            mode["m"] = "slow"          # the next answer (B) comes after the late one (A) is sent
+            got = [await link.read(inst.table, inst.start, inst.count, 2)]
             mode["m"] = "normal"
-            got = await link.read(energy.table, energy.start, energy.count, 1)
-            assert got == img.read(energy.table, energy.start, energy.count)
-            await asyncio.sleep(0.35)                    # the late answer has now been sent
-            got = await link.read(energy.table, energy.start, energy.count, 1)
-            assert got == img.read(energy.table, energy.start, energy.count)
+            got.append(await link.read(inst.table, inst.start, inst.count, 2))
+            assert got == [words_b, words_b]
             assert link.stats["connects"] == 2           # closed and reopened after the timeout
             link.close()
             return dict(sim.stats)
@@ -287,7 +297,7 @@ def test_late_answer_is_never_taken_for_the_next_request():
             await sim.stop()
 
     sim_stats = asyncio.run(main())
-    assert sim_stats["late"] == 1
+    assert sim_stats["late"] == 1 and sim_stats["slow"] == 1
 
 
 def test_late_device_only_yields_timeouts():
