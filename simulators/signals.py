@@ -111,7 +111,7 @@ import threading
 import time as _time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -1025,7 +1025,8 @@ class FleetSignals:
         self._sites = {sid: _SiteModel(s, seed, n_mppt) for sid, s in fleet.sites.items()}
         self._faults: list[FaultWindow] = []
         self._schedule: list[FaultWindow] = []
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()     # caches and computation
+        self._flock = threading.Lock()     # the fault lists (never held during a computation)
 
     # ------------------------------------------------------------------ public API
     def _device(self, device: str | Device) -> Device:
@@ -1079,7 +1080,7 @@ class FleetSignals:
                **params: Any) -> FaultWindow:
         """Start ``fault`` on ``device`` at ``start`` (default now) until cleared or ``end``."""
         w = self._window(device, fault, _time.time() if start is None else start, end, params)
-        with self._lock:
+        with self._flock:
             self._faults.append(w)
         return w
 
@@ -1093,18 +1094,18 @@ class FleetSignals:
             raise ValueError(f"unknown fault {fault!r}; known: {sorted(FAULT_TYPES)}")
         now = _time.time() if at is None else at
         n = 0
-        with self._lock:
-            for w in self._faults:
+        with self._flock:       # replaced, not mutated: a computation in progress keeps its snapshot
+            for i, w in enumerate(self._faults):
                 if w.device_id == dev.id and (fault is None or w.fault == fault) and w.end > now \
                         and w.fault != "meter_reset":
-                    w.end = max(now, w.start)
+                    self._faults[i] = replace(w, end=max(now, w.start), params=dict(w.params))
                     n += 1
         return n
 
     def active_faults(self, t: float | None = None) -> list[dict[str, Any]]:
         """Faults active at ``t`` (default now), injected or scheduled, as dicts."""
         now = _time.time() if t is None else t
-        with self._lock:
+        with self._flock:
             return [w.as_dict() for w in self._faults + self._schedule
                     if w.start <= now < w.end and w.fault != "meter_reset"]
 
@@ -1118,7 +1119,7 @@ class FleetSignals:
             dev, fault, start, end = item[:4]
             params = dict(item[4]) if len(item) == 5 and item[4] else {}
             out.append(self._window(dev, fault, start, end, params))
-        with self._lock:
+        with self._flock:
             self._schedule.extend(out)
         return out
 
@@ -1127,7 +1128,7 @@ class FleetSignals:
         dev = self._device(device)
         now = _time.time() if t is None else t
         code: int | None = None
-        with self._lock:
+        with self._flock:
             for w in self._faults + self._schedule:
                 if w.device_id == dev.id and w.start <= now < w.end:
                     if w.fault == "device_silent":
@@ -1141,7 +1142,7 @@ class FleetSignals:
         dev = self._device(device)
         times = np.asarray(times, dtype=np.float64)
         m = np.zeros(len(times), dtype=bool)
-        with self._lock:
+        with self._flock:
             for w in self._faults + self._schedule:
                 if w.device_id == dev.id and w.fault == fault:
                     m |= w.mask(times)
@@ -1149,7 +1150,7 @@ class FleetSignals:
 
     def windows(self, device: str | Device | None = None) -> list[FaultWindow]:
         """All fault windows (injected and scheduled), optionally of one device."""
-        with self._lock:
+        with self._flock:
             ws = self._faults + self._schedule
         if device is None:
             return list(ws)
@@ -1176,7 +1177,9 @@ class FleetSignals:
         return FaultWindow(dev.id, fault, start, end, p)
 
     def _site_windows(self, site_id: str) -> list[FaultWindow]:
-        return [w for w in self._faults + self._schedule if self.fleet.devices[w.device_id].site_id == site_id]
+        with self._flock:
+            ws = self._faults + self._schedule
+        return [w for w in ws if self.fleet.devices[w.device_id].site_id == site_id]
 
     @staticmethod
     def _masks(ws: list[FaultWindow], t: np.ndarray) -> dict[str, list[tuple[np.ndarray, dict]]]:

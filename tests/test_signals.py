@@ -367,7 +367,8 @@ def test_live_inject_clear_and_active_faults(fleet):
     assert s.values("s1-pv1", t0)["inverter_events"] == 16
     assert [f["fault"] for f in s.active_faults(t0 + 5)] == ["inverter_trip"]
     assert s.active_faults(t0 + 5)[0]["params"] == {"event": "GRID_DISCONNECT"}
-    assert s.clear("s1-pv1", at=t0 + 600) == 1 and w.end == t0 + 600
+    assert s.clear("s1-pv1", at=t0 + 600) == 1 and s.windows("s1-pv1")[0].end == t0 + 600
+    assert w.end == math.inf                                               # the old record is not mutated
     assert s.active_faults(t0 + 700) == []
     v = s.values_array("s1-pv1", np.array([t0 + 599, t0 + 601]))
     assert v["active_power"][0] == 0 and v["active_power"][1] > 0
@@ -497,3 +498,21 @@ def test_warm_fills_the_caches(fleet):
     t0 = time.perf_counter()
     s.values("s1-feeder", local(3, 12.5))
     assert time.perf_counter() - t0 < 0.5
+
+
+def test_behaviour_answers_while_a_cold_computation_runs(fleet):
+    import threading
+    import time
+
+    s = FleetSignals(fleet, seed=11)
+    s.inject("s1-pv1", "device_silent", start=time.time())
+    worker = threading.Thread(target=s.values, args=("s1-main", time.time()))   # cold: integrates from ORIGIN
+    worker.start()
+    try:
+        time.sleep(0.05)
+        t0 = time.perf_counter()
+        assert s.behaviour("s1-pv1") == "silent" and s.behaviour("s1-main") == "normal"
+        assert time.perf_counter() - t0 < 0.2
+        assert worker.is_alive(), "the cold computation should still be running"
+    finally:
+        worker.join(timeout=120)
