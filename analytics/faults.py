@@ -174,9 +174,10 @@ def comms_loss(time_ns, period_s: float, start_ns: int, end_ns: int, online=None
         ot = _checks.time_ns(online_time_ns, "online_time_ns")
         ov = _checks.as_float(online, "online")
         _checks.same_shape("online", ov, "online_time_ns", ot)
-        off = ov == 0
+        inside = (ot >= start_ns) & (ot < end_ns)
+        off = ov[inside] == 0
         if off.any():
-            out += [(s, min(e + p_ns, end_ns)) for s, e in intervals(off, ot)]
+            out += [(s, min(e + p_ns, end_ns)) for s, e in intervals(off, ot[inside])]
     out.sort()
     merged: list[tuple[int, int]] = []
     for s, e in out:

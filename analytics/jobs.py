@@ -204,8 +204,11 @@ class Follower:
     evaluate, and upsert new raises and clears (each once) to ``store``."""
 
     def __init__(self, fleet: Fleet, client, store=None, *, site_ids: Iterable[str] | None = None,
-                 lookback_s: float = 2100.0, rules: assess.Rules = LIVE_RULES, clock=time.time_ns):
+                 lookback_s: float = 2100.0, rules: assess.Rules = LIVE_RULES, clock=time.time_ns,
+                 startup_grace_s: float = 60.0, started_ns: int | None = None):
         self.fleet, self.client, self.store = fleet, client, store
+        self.started_ns = clock() if started_ns is None else started_ns
+        self.grace_ns = int(startup_grace_s * NS)
         self.site_ids = list(site_ids or fleet.sites)
         self.lookback_ns = int(lookback_s * NS)
         self.rules, self.clock = rules, clock
@@ -215,13 +218,21 @@ class Follower:
         self.groups = _gateway_groups(fleet)
 
     def step(self) -> list[AlarmEvent]:
-        """One evaluation at the clock's now; returns the events sent to the store."""
+        """One evaluation at the clock's now; returns the events sent to the store.
+
+        Comms loss is judged only from the follower's start on (a device is not "lost" for the
+        time before monitoring began) and not at all during the start-up grace period, while the
+        collectors deliver their first polls.
+        """
         now = self.clock()
         findings: list[Finding] = []
+        comms_start = min(max(now - self.lookback_ns, self.started_ns), now - 1)
         for sid in self.site_ids:
             site = self.fleet.sites[sid]
             data, status = fetch_site(self.client, site, now - self.lookback_ns, now, None, self.fields)
-            findings += assess.assess_site(site, data, now - self.lookback_ns, now, status, self.rules)
+            findings += assess.assess_site(site, data, comms_start, now, status, self.rules)
+        if now - self.started_ns < self.grace_ns:
+            findings = [f for f in findings if f.type != "comms_loss"]
         gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
         events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)
         send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done)

@@ -149,3 +149,18 @@ def test_cli_main_period_json(loaded, influxd, jobs_db, tmp_path, monkeypatch, c
     bad = argparse.Namespace(**{**vars(args), "start": "yesterday"})
     assert jobs.main(bad) == 2 and "--start" in capsys.readouterr().err
     assert jobs.main(argparse.Namespace(**{**vars(args), "site": "atlantis"})) == 2
+
+
+def test_follower_start_up_grace_and_monitoring_start(loaded, fleet):
+    client, _, _ = loaded
+    now = {"t": (T0 + 11 * H + 1800 + 30) * NS}                # pv1 silent since 11:00; follower starts 11:30
+    f = jobs.Follower(fleet, client, None, site_ids=[SITE], clock=lambda: now["t"],
+                      started_ns=(T0 + 11 * H + 1800) * NS)
+    assert f.step() == []                                      # within the 60-s start-up grace
+    now["t"] = (T0 + 11 * H + 1800 + 120) * NS
+    sent = f.step()
+    assert [(e.key, e.raised_ns, e.cleared_ns) for e in sent] == [
+        ("acme-office/acme-office-pv1/comms_loss", (T0 + 11 * H + 1800) * NS, None)]   # lost since monitoring began
+    now["t"] = (T0 + 12 * H + 180) * NS
+    sent = f.step()
+    assert [(e.key, e.cleared_ns) for e in sent] == [("acme-office/acme-office-pv1/comms_loss", (T0 + 12 * H) * NS)]
