@@ -43,7 +43,7 @@ from api.report.schedule import due_reports, generate, mail_report, previous_mon
 from core.influx import InfluxClient
 from core.model import AlarmEvent
 from core.services import free_port
-from core.store import Store
+from core.store import Store, month_bounds_ns
 
 NS = 10**9
 FEB10 = 1_770_652_800 * NS           # 2026-02-09T16:00:00Z = 2026-02-10 00:00 Asia/Shanghai
@@ -367,3 +367,70 @@ def test_completeness_counts_expected_intervals(influxd):
     assert got == pytest.approx({"fast": 54 / 60, "slow": 3 / 4})
     assert cov["slow"][1] == 900.0 and cov["fast"][1] == 60.0
     client.close()
+
+
+@pytest.fixture(scope="module")
+def backfilled(influxd):
+    """The last 7 days of February written by eng-signals' simulators.backfill (FleetSignals, 1-min steps)."""
+    from simulators.backfill import backfill
+    from simulators.signals import FleetSignals
+
+    name = f"backfill_{os.getpid()}"
+    influxd.create_database(name)
+    client = InfluxClient(influxd.url, name, timeout=60)
+    fl = fleet()
+    _, end = month_bounds_ns(MONTH, "Asia/Shanghai")
+    backfill(fl, FleetSignals(fl, 3), client, days=7, end=end / NS, devices=[METER, PV, EV])
+    yield client
+    client.close()
+
+
+def test_backfilled_month_equals_analytics_jobs_data(backfilled):
+    """Cross-check with the analytics' own reader: jobs.fetch_site's 1-min data give the same figures."""
+    from analytics import jobs
+
+    fl = fleet()
+    site = fl.sites[SITE]
+    tariff = tf.load_tariff(site.tariff)
+    start, end = month_bounds_ns(MONTH, "Asia/Shanghai")
+    report = build_monthly_report(backfilled, fl, CUSTOMER, MONTH, now_ns=MAR2)
+    s = report.sites[0]
+    data, _ = jobs.fetch_site(backfilled, site, start, end, 60)
+    grid = np.arange(start, end, 60 * NS, dtype=np.int64)
+
+    def on_grid(dev: str, ch: str) -> np.ndarray:
+        out = np.full(grid.size, np.nan)
+        out[(data[dev]["time_ns"] - start) // (60 * NS)] = data[dev][ch]
+        return out
+
+    p, q = np.nan_to_num(on_grid(METER, "active_power")), np.nan_to_num(on_grid(METER, "reactive_power"))
+    kvarh = float(np.sum(tf.interval_energy_kwh(grid, np.abs(q), max_gap_s=600)))
+    bill = tf.monthly_bill(grid, p, tariff, 1000.0, "demand", 600.0, kvarh)
+    assert s.energy_kwh == pytest.approx(bill["energy"]["total_kwh"], rel=1e-9) and s.energy_kwh > 1000
+    assert s.max_demand_kw == pytest.approx(bill["max_demand_kw"], rel=1e-9)
+    assert (s.power_factor, s.pf_adjustment_pct) == (bill["pf"], bill["pf_adjust_pct"])
+    assert s.bill_yuan == pytest.approx(bill["total_yuan"], rel=1e-9)
+    series = {METER: {"time_ns": grid, "active_power": on_grid(METER, "active_power"),
+                      "reactive_power": on_grid(METER, "reactive_power"),
+                      "apparent_power": on_grid(METER, "apparent_power")},
+              PV: {"time_ns": grid, "active_power": on_grid(PV, "active_power")},
+              EV: {"time_ns": grid, "active_power": on_grid(EV, "active_power")}}
+    want = assess.site_savings(site, series, tariff, adjustment_base_yuan=s.basic_charge_yuan + s.energy_yuan,
+                               price_yuan_per_kwh=s.energy_yuan / s.energy_kwh)
+    assert [(r.type, r.yuan_month) for r in report.recommendations] == [
+        (f.type, f.yuan_month) for f in want if f.yuan_month > 0]
+    pv = next(f for f in want if f.type == "saving_pv_self_consumption")
+    assert s.pv_generation_kwh == pv.evidence["pv_kwh"] > 0
+    ev_e = tf.interval_energy_kwh(grid, np.nan_to_num(series[EV]["active_power"]), max_gap_s=600)
+    assert s.ev_energy_kwh == pytest.approx(float(ev_e.sum()))
+    # 7 of 28 days were written: a quarter of every device's expected minutes hold data
+    assert s.device_completeness_pct == pytest.approx({METER: 25.0, PV: 25.0, EV: 25.0})
+    # power quality on the same 1-min data (the report reads 10-min means): same verdicts and interval counts
+    meter = data[METER]
+    chans = {c: meter[c] for c in ("voltage_l1", "voltage_l2", "voltage_l3", "voltage_l12", "voltage_l23",
+                                   "voltage_l31", "frequency", "thd_voltage_l1", "thd_voltage_l2", "thd_voltage_l3")
+             if c in meter}
+    summary = pq.compliance_summary(meter["time_ns"], chans, site.nominal_voltage_v, voltage_level_kv=0.4,
+                                    period_s=60.0)
+    got = {x.check: (x.n_valid, x.compliant) for x in s.pq}
+    assert got == {k: (v["n_valid"], v["compliant"]) for k, v in summary.items()}
