@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
@@ -36,6 +36,7 @@ import numpy as np
 from core.channels import CHANNELS
 from core.config import Device, Fleet
 from core.influx import InfluxClient, escape_field_key, escape_key, escape_measurement
+from core.profiles import Profile
 from simulators.signals import FleetSignals
 
 # decimals per channel stem: enough for every profile's register resolution, no more (bytes cost time)
@@ -199,9 +200,28 @@ def day_start(day: int, tz: str) -> float:
     return datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)).timestamp()
 
 
+def served_channels(device: Device, profiles: Mapping[str, Profile] | None, n_mppt: int) -> frozenset[str] | None:
+    """Channels a live collector stores for ``device``: its profile's channels for a Modbus device
+    (``mppt{n}_*`` expanded to 1..``n_mppt``), None (= every channel) for MQTT or without profiles."""
+    if profiles is None or device.transport != "modbus" or device.profile is None:
+        return None
+    try:
+        prof = profiles[device.profile]
+    except KeyError:
+        raise ValueError(f"device {device.id!r}: profile {device.profile!r} not among the profiles given") from None
+    out: set[str] = set()
+    for c in prof.channels:
+        if "{n}" in c:
+            out.update(c.replace("{n}", str(n)) for n in range(1, n_mppt + 1))
+        else:
+            out.add(c)
+    return frozenset(out)
+
+
 def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days: float, end: float | None = None,
              step_s: int = 60, faults: Iterable[Sequence] | None = None, devices: Iterable[str] | None = None,
-             chunk_bytes: int = 4_000_000, status: bool = True) -> dict[str, Any]:
+             chunk_bytes: int = 4_000_000, status: bool = True,
+             profiles: Mapping[str, Profile] | None = None) -> dict[str, Any]:
     """Write ``days`` of history ending at ``end`` into InfluxDB; return the counts (a JSON-able dict).
 
     The dict holds the fields of :class:`BackfillResult` plus ``total_points``.
@@ -217,6 +237,8 @@ def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days:
     devices : device ids to write (default all).
     chunk_bytes : target size of one ``/write`` body [bytes].
     status : also write ``collector_status`` points.
+    profiles : when given (``core.profiles.load_profiles()``), a Modbus device gets only the channels
+        its profile maps, as the live collector stores them; MQTT devices always get every channel.
 
     Raises ``ValueError`` naming a bad argument; :class:`core.influx.InfluxWriteError` if a write fails.
     """
@@ -271,6 +293,7 @@ def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days:
 
         for did in ids:
             dev = fleet.devices[did]
+            only = served_channels(dev, profiles, signals.n_mppt)
             st, lat = _status(signals, dev, times)
             keep = st == "ok"
             # one day at a time keeps memory flat for long backfills
@@ -281,6 +304,8 @@ def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days:
                 k = keep[sl]
                 if k.any():
                     vals = signals.values_array(dev, times[sl])
+                    if only is not None:
+                        vals = {c: v for c, v in vals.items() if c in only}
                     lines = device_lines(dev, vals, seconds[sl], k)
                     written += len(lines)
                     res.fields += len(lines) * len(vals)

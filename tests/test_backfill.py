@@ -11,7 +11,8 @@ import pytest
 
 from core.config import load_fleet, parse_fleet
 from core.influx import InfluxClient
-from simulators.backfill import backfill, device_lines, example_fault_schedule, status_lines
+from core.profiles import load_profiles
+from simulators.backfill import backfill, device_lines, example_fault_schedule, served_channels, status_lines
 from simulators.signals import FleetSignals
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +146,17 @@ def test_example_fault_schedule_is_valid_and_inside_the_period():
     assert example_fault_schedule(fleet, days=31, end=END) == sched
     short = example_fault_schedule(fleet, days=2, end=END)
     assert short and all(END - 2 * 86400 <= a < b <= END for _d, _f, a, b, _p in short)
+
+
+def test_served_channels_follow_the_profile_for_modbus_devices():
+    fleet = load_fleet(ROOT / "sites.example.toml")
+    profiles = load_profiles(ROOT / "profiles")
+    sig = FleetSignals(fleet)
+    pv = fleet.devices["acme-plant1-pv1"]
+    only = served_channels(pv, profiles, 4)
+    assert "mppt4_dc_current" in only and "mppt1_dc_voltage" in only and "irradiance_poa" not in only
+    assert only <= set(sig.values(pv, END))
+    assert served_channels(fleet.devices["acme-plant1-pv3"], profiles, 4) is None        # MQTT: everything
+    assert served_channels(pv, None, 4) is None
+    with pytest.raises(ValueError, match="profile 'pv_inverter_sunspec' not among"):
+        served_channels(pv, {}, 4)
