@@ -147,3 +147,43 @@ def test_status_topics():
 def test_fractional_ms_and_float_ts():
     pts, _ = parse("eh/v1/s1/pv1/telemetry", {"ts": NOW_MS + 0.5, "values": {"active_power": 1}})
     assert pts[0].time_ns == NOW + 500_000
+
+
+# ---------------------------------------------------------------- property: the parser is total
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+                       st.text(max_size=8), st.sampled_from(["active_power", "frequency", "pv1", "m1"]))
+_json = st.recursive(_json_leaf, lambda kids: st.one_of(st.lists(kids, max_size=4),
+                                                       st.dictionaries(st.text(max_size=12), kids, max_size=4)),
+                     max_leaves=20)
+_reading_like = st.fixed_dictionaries({"ts": st.one_of(st.integers(), st.floats(), st.just(NOW_MS)),
+                                       "values": st.dictionaries(st.sampled_from(["active_power", "frequency",
+                                                                                  "kw", "voltage_l1"]),
+                                                                 _json_leaf, max_size=4)},
+                                      optional={"device": st.sampled_from(["pv1", "m1", "ev1", "x"])})
+_topics = st.sampled_from(["eh/v1/s1/pv1/telemetry", "eh/v1/s1/gateway/g/batch", "eh/v1/s1/pv1/status",
+                           "eh/v1/s1/gateway/g/status", "eh/v1/s2/ev1/telemetry", "eh/v1//telemetry", "x"])
+
+
+def _check(topic: str, payload: bytes) -> None:
+    pts, rej = parse_payload(topic, payload, FLEET, NOW)
+    assert all(r.reason in REASONS for r in rej)
+    for p in pts:
+        if p.measurement != "collector_status":
+            assert p.fields and all(type(v) is float and v - v == 0.0 for v in p.fields.values())
+            assert NOW - 30 * 86400 * 10**9 <= p.time_ns <= NOW + 5 * 60 * 10**9
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_topics, st.one_of(_json, _reading_like, st.builds(lambda r: {"readings": r}, st.lists(_reading_like,
+                                                                                          max_size=5))))
+def test_parser_never_raises_on_json(topic, doc):
+    _check(topic, json.dumps(doc).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(_topics, st.binary(max_size=200))
+def test_parser_never_raises_on_bytes(topic, raw):
+    _check(topic, raw)
