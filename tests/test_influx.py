@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.influx import (
+    ARRAYS_ACCEPT,
     InfluxClient,
     InfluxQueryError,
     InfluxWriteError,
@@ -146,6 +147,9 @@ def test_query_arrays_fast_path_nulls_and_groups(influxd, influx_db):
            for i in range(n)]
     c.write_lines(points_to_lines(pts))
     q = 'SELECT "voltage_l1","voltage_l2","voltage_l3" FROM meter WHERE site = $s AND device = $d'
+    # influxd 1.6.7 answers the Accept header of query_arrays with MessagePack (the fast path)
+    r = c._query_raw(q, {"s": "s1", "d": "d0"}, "ns", None, ARRAYS_ACCEPT)
+    assert r.headers["content-type"] == "application/x-msgpack"
     a = c.query_arrays(q, {"s": "s1", "d": "d0"})
     assert a["time"].dtype == np.int64 and np.array_equal(a["time"], T0 + np.arange(0, n, 2) * 10**9)
     assert np.array_equal(a["voltage_l2"], v[0::2, 1])            # bit-exact float64 round trip
