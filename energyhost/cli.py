@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,8 +75,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     fleet, profiles = _load(args.fleet)
     from core.config import Settings
 
+    history = None
+    if args.history_days:
+        if args.history_end is None:
+            raise CliError("--history-days needs --history-end (the end time given to `energyhost backfill`)")
+        history = (args.history_days, args.history_end)
     return asyncio.run(run_simulators(fleet, profiles, Settings.from_env(), control_port=args.control_port,
-                                      seed=args.seed, mqtt=not args.no_mqtt))
+                                      seed=args.seed, mqtt=not args.no_mqtt, history=history))
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
@@ -91,8 +97,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     except InfluxError as exc:   # a write-only user may not create databases: the admin made it already
         print(f"energyhost backfill: not creating the database ({exc}); assuming it exists", file=sys.stderr)
     signals = FleetSignals(fleet, seed=args.seed)
-    faults = [] if args.no_faults else example_fault_schedule(fleet, days=args.days)
-    counts = backfill(fleet, signals, client, days=args.days, step_s=args.step, faults=faults)
+    end = args.end if args.end is not None else time.time()
+    faults = [] if args.no_faults else example_fault_schedule(fleet, days=args.days, end=end)
+    counts = backfill(fleet, signals, client, days=args.days, end=end, step_s=args.step, faults=faults)
     print(json.dumps(counts, default=str))
     return 0
 
@@ -186,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--control-port", type=int, default=0, help="fault-injection HTTP port on 127.0.0.1")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--no-mqtt", action="store_true", help="do not run the MQTT gateway simulator")
+    sp.add_argument("--history-days", type=float, default=0,
+                    help="continue a history written by `energyhost backfill --days N` (same incidents, so "
+                         "energy counters carry on without a jump)")
+    sp.add_argument("--history-end", type=float, default=None, help="the --end given to that backfill [unix s]")
     sp.set_defaults(func=cmd_simulate)
 
     sp = sub.add_parser("backfill", help="write N days of simulated history straight into InfluxDB")
@@ -194,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--step", type=int, default=60, help="seconds between samples (default: %(default)s)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--no-faults", action="store_true", help="a fault-free history")
+    sp.add_argument("--end", type=float, default=None,
+                    help="unix time [s] where the history ends (default: now; the demo passes the time its "
+                         "collectors started, so history and live data meet without a gap)")
     sp.set_defaults(func=cmd_backfill)
 
     sp = sub.add_parser("fault", help="inject or clear a fault in a running simulator")
@@ -244,11 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     from core.config import ConfigError
 
     user_errors: tuple[type[BaseException], ...] = (CliError, ConfigError, FileNotFoundError, PermissionError)
-    try:
-        from core.profiles import ProfileError
-        user_errors += (ProfileError,)
-    except ImportError:
-        pass
+    from core.profiles import ProfileError
+
+    user_errors += (ProfileError,)
+    if args.command == "fault":
+        from simulators.control import ControlError
+
+        user_errors += (ControlError,)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -159,21 +159,29 @@ def run_demo(args) -> int:
         reader_env = {**base_env, "EH_INFLUX_USER": "reader",
                       "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_reader")}
 
-        marker = var / "backfilled"
-        if args.backfill_days > 0 and not marker.exists():
-            print(f"energyhost demo: writing {args.backfill_days} days of simulated history ...", flush=True)
-            t0 = time.monotonic()
-            stack.run_to_end("backfill", ["backfill", "--fleet", str(fleet_file), "--days",
-                                          str(args.backfill_days)], writer_env, timeout=900)
-            marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            print(f"energyhost demo: history written in {time.monotonic() - t0:.1f} s", flush=True)
-
-        stack.spawn("simulate", ["simulate", "--fleet", str(fleet_file), "--control-port", str(control_port)],
-                    base_env)
+        # history ends where live collection begins (no gap, no overlap), and the live simulator carries
+        # the history's incidents so that energy counters continue it
+        marker = var / "backfilled.json"
+        history = json.loads(marker.read_text()) if marker.exists() else None
+        live_since = time.time()
+        if history is None and args.backfill_days > 0:
+            history = {"days": args.backfill_days, "end": live_since}
+        sim_args = ["simulate", "--fleet", str(fleet_file), "--control-port", str(control_port)]
+        if history:
+            sim_args += ["--history-days", str(history["days"]), "--history-end", str(history["end"])]
+        stack.spawn("simulate", sim_args, base_env)
         _wait_http(base_env["EH_SIM_CONTROL_URL"] + "/faults", 120, stack, "simulate")
         metrics_port = free_port()
         stack.spawn("collect", ["collect", "--fleet", str(fleet_file), "--metrics-port", str(metrics_port)],
                     writer_env)
+        if history and not marker.exists():
+            print(f"energyhost demo: writing {history['days']} days of simulated history ...", flush=True)
+            t0 = time.monotonic()
+            stack.run_to_end("backfill", ["backfill", "--fleet", str(fleet_file), "--days", str(history["days"]),
+                                          "--end", str(history["end"])], writer_env, timeout=900)
+            marker.write_text(json.dumps(history))
+            print(f"energyhost demo: history written in {time.monotonic() - t0:.1f} s", flush=True)
+
         stack.spawn("analyze", ["analyze", "--follow", "--fleet", str(fleet_file)], reader_env)
         stack.spawn("serve", ["serve", "--fleet", str(fleet_file), "--port", str(api_port)], reader_env)
 

@@ -24,7 +24,9 @@ log = logging.getLogger("energyhost.simulate")
 
 async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings: Settings, *,
                          control_port: int = 0, seed: int = 0, mqtt: bool = True,
-                         mqtt_interval_s: float = 5.0, stop: asyncio.Event | None = None) -> int:
+                         mqtt_interval_s: float = 5.0, history: tuple[float, float] | None = None,
+                         stop: asyncio.Event | None = None) -> int:
+    from simulators.backfill import example_fault_schedule
     from simulators.control import ControlServer
     from simulators.modbus_server import serve_fleet
     from simulators.mqtt_gateway import gateways_for_fleet
@@ -33,6 +35,11 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     signals = FleetSignals(fleet, seed=seed)
+    if history is not None:
+        # the incidents `energyhost backfill` wrote into the history (meter resets, stuck sessions, ...)
+        # change energy counters for good: the live devices must carry the same past to continue them
+        days, end = history
+        signals.schedule(example_fault_schedule(fleet, days=days, end=end))
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
