@@ -314,9 +314,7 @@ class DevicePoller:
         else:
             st.failures += 1
             if st.failures >= OFFLINE_AFTER:
-                st.online = False
-            elif st.online is None:
-                st.online = None
+                st.online = False          # until then the status says online=1 (reliability.md §0 row 10)
         latency_ms = (time.perf_counter() - started) * 1000.0
         points = []
         if fields:
