@@ -13,9 +13,10 @@ Model (per site)
   integral of that piecewise-linear power (trapezoid on the grid + exact partial segment).  Counters
   start at a seeded value at local midnight 2026-01-01 (:data:`ORIGIN`) and are integrated forward and
   backward from there; times before :data:`EARLIEST` (2025-01-01) raise ``ValueError``.
+* **Ambient** temperature: 16.5 ± 12 °C seasonal (coldest mid-January in the north), ± 4 °C daily
+  (warmest 14:30 local), seeded day-to-day (± 2.5 °C) and hourly (± 0.5 °C) variation.
 * **Load** (commercial/industrial): peak ≈ 0.55 × Σ transformer kVA (≤ 0.85 × contract demand; else
-  0.8 × contract demand, or 1.2 × PV
-  kWp, or 300 kW), night base 22–32 % of peak, working-day shape 08:00–17:30 with a lunch dip to ~72 %
+  0.8 × contract demand, or 1.2 × PV kWp, or 300 kW), night base 22–32 % of peak, working-day shape 08:00–17:30 with a lunch dip to ~72 %
   at 12:00–13:00 and an evening shoulder; Saturday 45 %, Sunday and Chinese public holidays 20 % of the
   day-time swing; +12 % in summer (air conditioning); seeded day factor (±8 %), 15-min (±5 %) and
   per-minute (±1.5 %) variation.  Site PF (with automatic capacitor bank) 0.93–0.97, slowly varying.
@@ -42,8 +43,32 @@ Model (per site)
   light load).  Demand = 15-min sliding mean of P [W] from the counters; maximum demand = the largest
   demand on the 1-min grid since the start of the local calendar month.
 * **Transformer temperature controller**: dry-type winding rise Δθ = 100 K × ((P0 + β²·Pk)/(P0 + Pk))^0.8
-  per phase (β from the transformer's meter), first-order lag τ = 45 min, room = ambient + 8 K.  Fan
+  per phase (β from the transformer's meter; exponent 0.8 on the loss ratio ≈ K^1.6, the natural-air
+  winding exponent of the IEC 60076-12 loading guide [K]), first-order lag τ = 45 min, room = ambient + 8 K.  Fan
   on at 110 °C / off at 90 °C, alarm contact > 130 °C, trip contact > 150 °C (standards.md §7.4 defaults).
+
+Channels per kind (``FleetSignals.channels(device)``)
+----------------------------------------------------
+* meter: ``voltage_l1..3``, ``voltage_l12/l23/l31``, ``voltage_angle_l2/l3``, ``current_l1..3``, ``current_n``,
+  ``active/reactive/apparent_power[_l1..3]``, ``power_factor[_l1..3]``, ``frequency``,
+  ``thd_voltage_l1..3``, ``thd_current_l1..3``, ``energy_import/export``, ``reactive_energy_import/export``,
+  ``demand_active_power``, ``demand_active_power_max``.
+* transformer: ``winding_temperature_l1..3``, ``fan_running``, ``temperature_alarm``, ``temperature_trip``.
+* pv_inverter: ``mppt<k>_dc_current/voltage/power`` (k = 1..n_mppt), ``dc_current/voltage/power``,
+  ``voltage_l1..3``, ``voltage_l12/l23/l31``, ``current_l1..3``, ``active_power[_l1..3]``, ``reactive_power``
+  (0), ``apparent_power``, ``power_factor`` (1), ``frequency``, ``temperature_heatsink``,
+  ``temperature_cabinet``, ``irradiance_poa``, ``temperature_module``, ``inverter_state``,
+  ``inverter_events``, ``energy_export``.
+* ev_charger: ``voltage_l1..3``, ``current_l1..3``, ``active_power``, ``power_factor``, ``frequency``,
+  ``charger_state``, ``ocpp_status``, ``fault_code``, ``max_current_offered``, ``energy_import``,
+  ``session_energy``.
+
+Normal ranges (fault-free) that detectors can rely on: V within ±7 % of nominal (GB/T 12325),
+|f − 50| < 0.2 Hz (GB/T 15945), PF 0.93–0.97 while importing, THD_u < 3 %, THD_i < 15 %, phase
+shares within ±2 % (current unbalance (Imax − Imin)/Imax < 5 %), winding temperature < 130 °C
+(summer peaks of heavily loaded units can reach the 110 °C fan threshold), MPPT input currents of
+one inverter within ±3 % of their median in daylight, inverter state never 7, charger state never 6,
+counters never decrease (tests/test_signals.py checks these on a summer and a winter week).
 
 Fault effects (``inject(device_id, fault, **params)`` or a backfill schedule)
 --------------------------------------------------------------------------

@@ -516,3 +516,28 @@ def test_behaviour_answers_while_a_cold_computation_runs(fleet):
         assert worker.is_alive(), "the cold computation should still be running"
     finally:
         worker.join(timeout=120)
+
+
+@pytest.mark.parametrize("start", ["2026-07-20", "2026-01-19"])
+def test_documented_normal_ranges_hold(sig, fleet, start):
+    t0 = pd.Timestamp(start, tz=TZ).timestamp()
+    t = np.arange(t0, t0 + 7 * DAY, 120.0)
+    vn = fleet.sites["s1"].nominal_voltage_v
+    for dev in ("s1-main", "s1-feeder"):
+        v = sig.values_array(dev, t)
+        cur = np.array([v[f"current_l{i}"] for i in (1, 2, 3)])
+        assert np.all((cur.max(0) - cur.min(0)) / cur.max(0) < 0.05)
+        for i in (1, 2, 3):
+            assert np.all(np.abs(v[f"voltage_l{i}"] / vn - 1) < 0.07)
+            assert np.all(v[f"thd_voltage_l{i}"] < 3.0) and np.all(v[f"thd_current_l{i}"] < 15.0)
+        imp = v["active_power"] > 0
+        assert np.all((v["power_factor"][imp] >= 0.93 - 1e-9) & (v["power_factor"][imp] <= 0.97 + 1e-9))
+    w = sig.values_array("s1-temp", t)
+    assert np.all(w["winding_temperature_l1"] < 130) and np.all(w["temperature_alarm"] == 0)
+    for dev in ("s1-pv1", "s1-pv2"):
+        v = sig.values_array(dev, t)
+        m = np.array([v[f"mppt{k}_dc_current"] for k in (1, 2, 3, 4)])
+        day = m.min(0) > 1.0
+        med = np.median(m[:, day], axis=0)
+        assert np.all(np.abs(m[:, day] / med - 1) < 0.03)
+        assert np.all(v["inverter_state"] != 7)
