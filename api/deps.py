@@ -1,5 +1,8 @@
 """FastAPI dependencies: the store, InfluxDB, settings, clock, the principal and its tenancy scope.
 
+The dependencies are ``async``: they are cheap (an indexed lookup at most) and so run on
+the event loop without a thread-pool hop per dependency.
+
 Tenancy is enforced in ONE place: :func:`get_scope` resolves the authenticated user to
 the set of customers and sites it may see (:class:`Scope`).  Every route takes a
 :data:`ScopeDep`; every read goes through the store with ``scope.site_ids`` as filter,
@@ -25,19 +28,19 @@ bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key of a service account")
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     return request.app.state.settings
 
 
-def get_clock(request: Request) -> Callable[[], int]:
+async def get_clock(request: Request) -> Callable[[], int]:
     return request.app.state.clock
 
 
-def get_influx(request: Request) -> Any:
+async def get_influx(request: Request) -> Any:
     influx = request.app.state.influx
     if influx is None:
         raise HTTPException(503, "telemetry database is not configured")
@@ -53,7 +56,7 @@ _UNAUTHORIZED = HTTPException(401, "not authenticated: give a valid bearer token
                               headers={"WWW-Authenticate": "Bearer"})
 
 
-def get_current_user(store: StoreDep,
+async def get_current_user(store: StoreDep,
                      cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
                      api_key: Annotated[str | None, Security(api_key_header)]) -> dict:
     """The active user behind the bearer token or API key; 401 otherwise."""
@@ -114,7 +117,7 @@ class Scope:
             raise HTTPException(403, f"this function needs one of the roles {list(roles)}")
 
 
-def get_scope(user: UserDep, store: StoreDep) -> Scope:
+async def get_scope(user: UserDep, store: StoreDep) -> Scope:
     """THE tenancy dependency: principal → allowed customer and site ids."""
     customers, sites = store.allowed_sites(user)
     return Scope(user=user, customer_ids=customers, site_ids=sites)

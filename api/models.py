@@ -204,15 +204,19 @@ class AlarmOut(BaseModel):
     evidence: dict[str, Any]
 
 
-def alarm_out(a: dict) -> AlarmOut:
-    return AlarmOut(
-        id=a["id"], key=a["key"], type=a["type"], site_id=a["site_id"], customer_id=a["customer_id"],
-        device_id=a["device_id"], severity=a["severity"], state=a["state"],
-        first_raised_at=ts(a["first_raised_ns"]), raised_at=ts(a["raised_ns"]), cleared_at=ts(a["cleared_ns"]),
-        closed_at=ts(a["closed_ns"]), acked=a["acked"], acked_at=ts(a["acked_ns"]), acked_by=a["acked_by"],
-        ack_note=a["ack_note"], shelved_until=ts(a["shelved_until_ns"]) if a["state"] == "shelved" else None,
-        shelve_reason=a["shelve_reason"] if a["state"] == "shelved" else "", suppressed_by=a["suppressed_by"],
-        activations=a["activations"], message_zh=a["message_zh"], message_en=a["message_en"], evidence=a["evidence"])
+def alarm_out(a: dict) -> dict:
+    """A store alarm row as the fields of :class:`AlarmOut` (validated once, by the response model)."""
+    shelved = a["state"] == "shelved"
+    return {
+        "id": a["id"], "key": a["key"], "type": a["type"], "site_id": a["site_id"], "customer_id": a["customer_id"],
+        "device_id": a["device_id"], "severity": a["severity"], "state": a["state"],
+        "first_raised_at": ts(a["first_raised_ns"]), "raised_at": ts(a["raised_ns"]),
+        "cleared_at": ts(a["cleared_ns"]), "closed_at": ts(a["closed_ns"]), "acked": a["acked"],
+        "acked_at": ts(a["acked_ns"]), "acked_by": a["acked_by"], "ack_note": a["ack_note"],
+        "shelved_until": ts(a["shelved_until_ns"]) if shelved else None,
+        "shelve_reason": a["shelve_reason"] if shelved else "", "suppressed_by": a["suppressed_by"],
+        "activations": a["activations"], "message_zh": a["message_zh"], "message_en": a["message_en"],
+        "evidence": a["evidence"]}
 
 
 class AckIn(In):

@@ -59,7 +59,8 @@ def serve(args: argparse.Namespace) -> None:
     async def trivial() -> dict:
         return {"ok": True}
 
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, timeout_keep_alive=60,
+                backlog=1024)
 
 
 def prepare(workdir: Path, influx_url: str, db: str) -> tuple[str, str]:
@@ -111,7 +112,11 @@ async def load(url, headers: dict, n: int, concurrency: int, max_s: float) -> di
                 if time.perf_counter() > deadline:
                     return
                 t0 = time.perf_counter()
-                r = await client.get(url(i) if callable(url) else url, headers=headers)
+                try:
+                    r = await client.get(url(i) if callable(url) else url, headers=headers)
+                except httpx.TransportError:
+                    errors += 1                 # counted, not timed
+                    continue
                 lat.append(time.perf_counter() - t0)
                 if r.status_code != 200:
                     errors += 1
@@ -119,7 +124,7 @@ async def load(url, headers: dict, n: int, concurrency: int, max_s: float) -> di
         t_start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - t_start
-    a = np.asarray(lat) * 1e3
+    a = np.asarray(lat or [np.nan]) * 1e3
     return {"n": len(lat), "errors": errors, "rps": len(lat) / elapsed, "p50_ms": float(np.percentile(a, 50)),
             "p99_ms": float(np.percentile(a, 99))}
 

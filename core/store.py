@@ -205,7 +205,6 @@ class _Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.dialect = "sqlite"
             self.conn: Any = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-            self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -257,7 +256,10 @@ class _Database:
             cur = self.conn.execute(self._sql(sql), tuple(params))
             if cur.description is None:
                 return []
-            return [dict(r) for r in cur.fetchall()]
+            if self.dialect == "postgresql":
+                return cur.fetchall()
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         r = self.rows(sql, params)
@@ -374,6 +376,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             kind TEXT NOT NULL CHECK (kind IN ('work_order','monthly_report')), ref TEXT NOT NULL,
             rating INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5), comment TEXT NOT NULL DEFAULT '',
             user_id TEXT NOT NULL, created_ns BIGINT NOT NULL, UNIQUE (kind, ref, user_id))""",
+    ]),
+    (2, "index for the newest-first alarm list", [
+        "CREATE INDEX alarms_raised ON alarms(raised_ns DESC, id DESC)",
     ]),
 ]
 
