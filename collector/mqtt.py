@@ -377,9 +377,15 @@ class MqttCollector:
             for r in rejects:
                 self._reasons[r.reason] += 1
             gen = self._gen
-        if rejects:
-            self._dead_letter(msg.topic, msg.payload, rejects)
         mid, qos = msg.mid, msg.qos
+        if rejects:
+            try:
+                self._dead_letter(msg.topic, msg.payload, rejects)
+            except OSError as exc:      # not durable: no ack, the broker redelivers after a reconnect
+                log.error("dead-letter file %s: %s; message left unacknowledged", self.deadletter_path, exc)
+                with self._lock:
+                    self._counts["unacked_errors"] += 1
+                return
 
         def ack() -> None:
             with self._lock:
@@ -388,10 +394,15 @@ class MqttCollector:
             if current:     # an ack of a previous connection's packet id would hit another message
                 client.ack(mid, qos)
 
-        if points:
-            self.writer.submit(points, on_durable=ack)
-        else:
+        if not points:
             ack()
+            return
+        try:
+            self.writer.submit(points, on_durable=ack)
+        except Exception:  # noqa: BLE001 - e.g. writer closed during shutdown: never kill paho's thread
+            log.exception("writer refused %d points from %s; message left unacknowledged", len(points), msg.topic)
+            with self._lock:
+                self._counts["unacked_errors"] += 1
 
     def _dead_letter(self, topic: str, payload: bytes, rejects: list[Reject]) -> None:
         text = payload[:4096].decode("utf-8", errors="replace")

@@ -266,3 +266,24 @@ def test_shared_subscription_splits_the_stream(dedicated_mosquitto, influxd, inf
         for c, w in zip(cols, writers, strict=True):
             c.stop()
             w.close()
+
+
+def test_writer_failure_leaves_message_unacked_and_collector_alive(dedicated_mosquitto, influxd, influx_db,
+                                                                   tmp_path):
+    _, fleet = make_fleet(tmp_path, "wf")
+    st = settings_for(dedicated_mosquitto, influxd.url, influx_db, tmp_path / "spool")
+    client = InfluxClient.from_settings(st)
+    writer = Writer(client, st.spool_dir, flush_interval_s=0.05)
+    col = MqttCollector(fleet, st, writer, client_id="wf-test").start()
+    writer.close()                                   # e.g. shutdown in progress: submit() raises
+    try:
+        payload = json.dumps({"ts": int(time.time() * 1000), "values": {"active_power": 1.0}})
+        for _ in range(2):
+            subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(dedicated_mosquitto.port), "-q", "1",
+                            "-t", "eh/v1/site-wf-0/dev-wf-0-0/telemetry", "-m", payload], check=True, timeout=10)
+        assert wait_for(lambda: col.stats().get("unacked_errors") == 2, 10), col.stats()
+        s = col.stats()
+        assert s["connected"] and s.get("acked", 0) == 0   # the paho thread survived; nothing acked
+    finally:
+        col._client.disconnect()
+        col._client.loop_stop()
