@@ -8,7 +8,9 @@ February 2026 in Asia/Shanghai (28 days, 40 320 one-minute samples per device):
 * PV: 300 kW half-sine 06-18 scaled by a daily cloud factor (exports on weekends);
 * EV charger: 7 kW 01:00-03:00 daily (valley) and 18:00-21:00 on weekdays (peak);
 * meter: load + EV - PV; voltages 230 V, +20 V on day 10 11:00-14:00 (outside GB/T 12325);
-* data gap: the meter is silent on day 5 00:00-06:00 (360 samples).
+* data gap: the meter is silent on day 5 00:00-06:00 (360 samples);
+* import register (``energy_import``): counts every minute's import; the meter is replaced on
+  day 20 (register restarts from 0).
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ def synthetic_month() -> dict:
     q_meter = 0.62 * load
     u = 230.0 + 2.0 * np.sin(2 * np.pi * md / 1440.0) + 20.0 * ((day == 9) & (md >= 660) & (md < 840))
     meter_present = ~((day == 4) & (md < 360))
+    # import register [Wh]: +1 min of import per sample; the meter is replaced on day 20 (register from 0)
+    wh = np.clip(p_meter, 0, None) * 1000.0 / 60.0
+    swap = day >= 19
+    register = np.where(swap, np.cumsum(np.where(swap, wh, 0.0)), 5.0e6 + np.cumsum(np.where(swap, 0.0, wh)))
     meter = {
         "active_power": p_meter * 1000.0, "reactive_power": q_meter * 1000.0,
         "voltage_l1": u, "voltage_l2": u * 1.002, "voltage_l3": u * 0.998,
@@ -79,6 +85,7 @@ def synthetic_month() -> dict:
         "frequency": 50.0 + 0.01 * np.sin(2 * np.pi * md / 300.0),
         "thd_voltage_l1": np.full(t.size, 2.5), "thd_voltage_l2": np.full(t.size, 2.6),
         "thd_voltage_l3": np.full(t.size, 2.4),
+        "energy_import": register,
     }
     return {"time_ns": t, "start_ns": start, "end_ns": end,
             METER: (meter, meter_present), PV: ({"active_power": pv * 1000.0}, np.ones(t.size, bool)),

@@ -11,6 +11,7 @@ energy and cost by TOU period,     ``tariffs.monthly_bill`` (energy by period, 1
 max demand, basic charge, PF,      demand, capacity/demand charge, monthly PF and its
 PF adjustment, bill                adjustment per (83)水电财字第215号)
 reactive energy                    ``tariffs.interval_energy_kwh`` of \\|Q\\|
+energy-register check              ``faults.counter_increments`` of 15-min ``last(energy_import)``
 PV generation, export, self-use    ``savings.pv_self_consumption`` evidence
 EV energy, cost, valley share      ``tariffs.interval_energy_kwh`` + ``tariffs.energy_cost``
 EV sessions                        ``faults.intervals`` of charger power > 1 kW
@@ -138,6 +139,21 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
     sm.pf_adjustment_pct = float(bill["pf_adjust_pct"])
     sm.pf_adjustment_yuan = float(bill["pf_adjust_yuan"])
     sm.bill_yuan = float(bill["total_yuan"])
+
+    # energy-register check (reliability.md #15): the meters' import registers over the month,
+    # robust to reset / rollover / replacement (faults.counter_increments), against integrated power
+    if arrays.registers:
+        total_wh, events = 0.0, dict.fromkeys(("reset", "replacement", "rollover", "spike"), 0)
+        for rt, re_wh in arrays.registers.values():
+            inc = faults.counter_increments(re_wh)
+            inside = rt >= arrays.start_ns          # the reading before the month only opens it
+            total_wh += float(np.nansum(inc["increment"][inside]))
+            for k in events:
+                events[k] += int(np.count_nonzero(inc[k][inside]))
+        sm.register_kwh = total_wh / 1000.0
+        sm.register_events = {k: v for k, v in events.items() if v}
+        if sm.register_kwh > 0:
+            sm.register_diff_pct = 100.0 * (sm.energy_kwh - sm.register_kwh) / sm.register_kwh
 
     # chart series: daily energy per period, 15-min demand
     e_int = tf.interval_energy_kwh(t, np.clip(p_w, 0, None), max_gap_s=600)

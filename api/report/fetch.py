@@ -64,6 +64,7 @@ class SiteArrays:
     pv_power_w: np.ndarray                   # sum of PV inverters' AC power [W]
     ev_power_w: dict[str, np.ndarray] = field(default_factory=dict)   # per charger [W]
     series: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # device -> {time_ns, channel}
+    registers: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # meter -> 15-min last(energy_import)
     pq: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]] = field(default_factory=dict)  # 10-min means
     coverage: dict[str, tuple[np.ndarray, float]] = field(default_factory=dict)  # see coverage()
 
@@ -112,6 +113,14 @@ def _nansum(arrays: list[np.ndarray], n: int) -> np.ndarray:
     return np.where(np.isfinite(stack).any(axis=0), s, np.nan)
 
 
+def _register(influx: Any, device_id: str, site_id: str, start_ns: int, end_ns: int) -> dict[str, np.ndarray]:
+    """Last ``energy_import`` reading [Wh] of each 15 min, from 15 min before the month (its opening reading)."""
+    q = (f"SELECT last({_ident('energy_import')}) AS e FROM {_ident('meter')} WHERE site = $site AND "
+         f"device = $device AND time >= $start AND time < $end GROUP BY time(15m) fill(none)")
+    return influx.query_arrays(q, {"site": site_id, "device": device_id, "start": _rfc3339(start_ns - 15 * MINUTE_NS),
+                                   "end": _rfc3339(end_ns)})
+
+
 def _slots(minute_starts: np.ndarray, poll_interval_s: float, start_ns: int) -> tuple[np.ndarray, float]:
     """Expected intervals (poll period, at least 1 min) that hold at least one data minute."""
     minutes = max(1, int(np.ceil(poll_interval_s / 60.0 - 1e-9)))
@@ -154,6 +163,7 @@ def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> Sit
                       for mid in meters}
         pq_jobs = {mid: pool.submit(_means, influx, "meter", mid, site.id, list(PQ_CHANNELS), start_ns, end_ns,
                                     "10m") for mid in meters}
+        reg_jobs = {mid: pool.submit(_register, influx, mid, site.id, start_ns, end_ns) for mid in meters}
         other_jobs = {d.id: pool.submit(_means, influx, d.kind, d.id, site.id, ["active_power"], start_ns, end_ns)
                       for d in others}
         fetched = set(meters) | {d.id for d in others}
@@ -189,6 +199,11 @@ def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> Sit
         # completeness of the fetched devices from their own 1-min data (the heartbeat channel is
         # active_power for meters, PV and EV); the others were counted by ``coverage``
         cov = covered.result() if covered is not None else {}
+        registers = {}
+        for mid in meters:
+            cols = reg_jobs[mid].result()
+            if cols["time"].size and "e" in cols and np.isfinite(cols["e"]).any():
+                registers[mid] = (cols["time"], cols["e"])
         polls = {d.id: d.poll_interval_s for d in site.devices}
         for mid in meters:
             t_active = meter_jobs[mid].result()
@@ -202,4 +217,4 @@ def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> Sit
     return SiteArrays(site=site, start_ns=start_ns, end_ns=end_ns, time_ns=grid, main_meters=meters,
                       grid_power_w=_nansum(p_parts, grid.size), grid_reactive_var=_nansum(q_parts, grid.size),
                       pv_power_w=_nansum(pv_parts, grid.size) if pv_parts else np.zeros(grid.size),
-                      ev_power_w=ev, series=series, pq=pq, coverage=cov)
+                      ev_power_w=ev, series=series, registers=registers, pq=pq, coverage=cov)

@@ -58,6 +58,9 @@ class SiteMonth:
     pf_adjustment_pct: float = 0.0          # + = surcharge, - = rebate [%]
     pf_adjustment_yuan: float = 0.0         # [yuan]
     bill_yuan: float = 0.0                  # energy + basic + PF adjustment [yuan]
+    register_kwh: float | None = None       # import from the billing meters' energy registers [kWh]
+    register_diff_pct: float | None = None  # (integrated - register) / register [%]
+    register_events: dict[str, int] = field(default_factory=dict)  # reset / replacement / rollover / spike
     pv_generation_kwh: float = 0.0
     pv_self_consumed_kwh: float = 0.0
     pv_self_consumption_pct: float | None = None
