@@ -648,7 +648,10 @@ class Writer:
         self._c = {"received": self.spool.recovered_points, "written": 0, "rejected": 0, "dropped": 0,
                    "recovered": self.spool.recovered_points, "nonfinite_fields_dropped": 0,
                    "quarantined_400": 0, "split_413": 0, "auth_failures": 0, "write_errors": 0,
-                   "batches_written": 0, "spool_appends": 0, "spool_corrupt_records": 0}
+                   "batches_written": 0, "spool_appends": 0,
+                   # found at open: quarantined, not counted as received (their count may be unknown)
+                   "spool_corrupt_records": self.spool.corrupt_records,
+                   "spool_corrupt_points_at_open": self.spool.corrupt_points}
         self._dl_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
         self._thread.start()

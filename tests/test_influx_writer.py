@@ -214,3 +214,31 @@ def test_spool_cap_drops_oldest_counted(dedicated_influxd, tmp_path):
         assert _invariant(st) and st["written"] == 2000 - st["dropped"]
     s = client.query('SELECT first("active_power") FROM meter')
     assert s[0]["values"][0][1] == float(st["dropped"])      # the oldest were the ones dropped
+
+
+def test_corrupt_spool_record_is_quarantined_and_the_rest_replayed(dedicated_influxd, tmp_path):
+    d = dedicated_influxd
+    client = InfluxClient(d.url, "corrupt", timeout=1.0)
+    client.create_database()
+    d.stop()
+    with Writer(client, tmp_path / "spool", batch_size=100, flush_interval_s=0.02) as w:
+        for k in range(3):                    # three spool records of 100 points
+            w.submit(_points(100, start=k * 100))
+            assert w.flush(10)
+        assert w.stats()["spool_records"] == 3
+    seg = next((tmp_path / "spool").glob("*.seg"))
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0xFF               # inside the middle record's payload
+    seg.write_bytes(bytes(data))
+    d.start()
+    with Writer(client, tmp_path / "spool", flush_interval_s=0.02) as w2:
+        st = w2.stats()
+        assert st["recovered"] == 200 and st["spool_corrupt_records"] == 1   # intact records; one quarantined
+        assert st["spool_corrupt_points_at_open"] == 100
+        assert w2.drain(20)
+        st = w2.stats()
+        assert st["written"] == 200 and _invariant(st)
+    assert list((tmp_path / "spool" / "quarantine").glob("*.bad"))
+    assert _count(client) == 200
+    got = [r[1] for r in client.query('SELECT "active_power" FROM meter')[0]["values"]]
+    assert got == [float(i) for i in [*range(100), *range(200, 300)]]
