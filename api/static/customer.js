@@ -26,11 +26,19 @@ async function loadSites() {
   const [sites, devices] = await Promise.all([api("/sites"), api("/devices")]);
   const box = document.getElementById("sites");
   const cards = [];
+  // latest values of every device, fetched concurrently
+  const latestOf = new Map(await Promise.all(devices.map(async (d) => {
+    try {
+      return [d.id, await api(`/telemetry/${encodeURIComponent(d.id)}/latest`)];
+    } catch (err) {
+      EH.showError(err);
+      return [d.id, { time: null, values: {} }];
+    }
+  })));
   for (const s of sites) {
     const rows = [];
     for (const d of devices.filter((x) => x.site_id === s.id)) {
-      let latest = { time: null, values: {} };
-      try { latest = await api(`/telemetry/${encodeURIComponent(d.id)}/latest`); } catch (err) { EH.showError(err); }
+      const latest = latestOf.get(d.id);
       rows.push(el("tr", { "data-device-id": d.id },
         el("td", {}, d.name || d.id), el("td", {}, tr(...(KIND[d.kind] || [d.kind, d.kind]))),
         el("td", {}, EH.fmtTime(latest.time)), el("td", { class: "values" }, valuesText(latest))));
