@@ -648,7 +648,7 @@ class Writer:
         self._c = {"received": self.spool.recovered_points, "written": 0, "rejected": 0, "dropped": 0,
                    "recovered": self.spool.recovered_points, "nonfinite_fields_dropped": 0,
                    "quarantined_400": 0, "split_413": 0, "auth_failures": 0, "write_errors": 0,
-                   "batches_written": 0, "spool_appends": 0,
+                   "batches_written": 0, "spool_appends": 0, "spool_errors": 0,
                    # found at open: quarantined, not counted as received (their count may be unknown)
                    "spool_corrupt_records": self.spool.corrupt_records,
                    "spool_corrupt_points_at_open": self.spool.corrupt_points}
@@ -785,7 +785,22 @@ class Writer:
         else:
             written, quarantined, failed = self._send(batch)
         if failed:
-            dropped = self.spool.append(b"\n".join(failed), len(failed))
+            try:
+                dropped = self.spool.append(b"\n".join(failed), len(failed))
+            except OSError as exc:
+                # disk full / I/O error: nothing is durable, nothing is acked; the whole batch goes
+                # back to the head of the buffer (lines already written are rewritten: idempotent)
+                log.error("spool %s: cannot append (%s); retrying the batch", self.spool_dir, exc)
+                with self._cond:
+                    self._inflight -= len(batch)
+                    self._buf[:0] = batch
+                    self._tickets[:0] = tickets
+                    self._c["spool_errors"] += 1
+                    self._backoff = min(self.retry_max_s, max(0.2, self._backoff * 2))
+                    self._retry_at = time.monotonic() + self._backoff
+                    self._cond.notify_all()
+                time.sleep(min(self._backoff, 0.5))
+                return
         with self._cond:
             self._inflight -= len(batch)
             self._c["written"] += written

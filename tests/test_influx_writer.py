@@ -242,3 +242,31 @@ def test_corrupt_spool_record_is_quarantined_and_the_rest_replayed(dedicated_inf
     assert _count(client) == 200
     got = [r[1] for r in client.query('SELECT "active_power" FROM meter')[0]["values"]]
     assert got == [float(i) for i in [*range(100), *range(200, 300)]]
+
+
+def test_spool_write_error_retries_without_loss(dedicated_influxd, tmp_path):
+    """ENOSPC on the spool (injected once): the batch is neither acked nor lost, and is retried."""
+    import errno
+
+    d = dedicated_influxd
+    client = InfluxClient(d.url, "enospc", timeout=1.0)
+    client.create_database()
+    d.stop()
+    w = Writer(client, tmp_path / "spool", flush_interval_s=0.02, retry_max_s=0.2)
+    real_append, calls = w.spool.append, []
+
+    def append_failing_once(payload, n):
+        calls.append(n)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_append(payload, n)
+    w.spool.append = append_failing_once
+    acked, calls_at_ack = threading.Event(), []
+    w.submit(_points(50), on_durable=lambda: (calls_at_ack.append(len(calls)), acked.set()))
+    assert acked.wait(10) and calls_at_ack == [2]     # durable (acked) only after the retry succeeded
+    st = w.stats()
+    assert st["spool_errors"] == 1 and st["spooled"] == 50 and _invariant(st)
+    d.start()
+    assert w.drain(20)
+    assert w.stats()["written"] == 50 and _count(client) == 50
+    w.close()
