@@ -205,10 +205,12 @@ class Follower:
 
     def __init__(self, fleet: Fleet, client, store=None, *, site_ids: Iterable[str] | None = None,
                  lookback_s: float = 2100.0, rules: assess.Rules = LIVE_RULES, clock=time.time_ns,
-                 startup_grace_s: float = 60.0, started_ns: int | None = None):
+                 startup_grace_s: float = 60.0, unseen_grace_s: float = 300.0, started_ns: int | None = None):
         self.fleet, self.client, self.store = fleet, client, store
         self.started_ns = clock() if started_ns is None else started_ns
         self.grace_ns = int(startup_grace_s * NS)
+        self.unseen_grace_ns = int(unseen_grace_s * NS)
+        self.seen: set[str] = set()
         self.site_ids = list(site_ids or fleet.sites)
         self.lookback_ns = int(lookback_s * NS)
         self.rules, self.clock = rules, clock
@@ -221,8 +223,9 @@ class Follower:
         """One evaluation at the clock's now; returns the events sent to the store.
 
         Comms loss is judged only from the follower's start on (a device is not "lost" for the
-        time before monitoring began) and not at all during the start-up grace period, while the
-        collectors deliver their first polls.
+        time before monitoring began), not at all during the start-up grace period, and for a
+        device never seen since the start only after ``unseen_grace_s`` (collectors may take a
+        while to deliver their first polls; a device seen once is judged at once).
         """
         now = self.clock()
         findings: list[Finding] = []
@@ -230,9 +233,11 @@ class Follower:
         for sid in self.site_ids:
             site = self.fleet.sites[sid]
             data, status = fetch_site(self.client, site, now - self.lookback_ns, now, None, self.fields)
+            self.seen.update(d for d, v in data.items() if v["time_ns"].size)
             findings += assess.assess_site(site, data, comms_start, now, status, self.rules)
-        if now - self.started_ns < self.grace_ns:
-            findings = [f for f in findings if f.type != "comms_loss"]
+        age = now - self.started_ns
+        findings = [f for f in findings if f.type != "comms_loss" or (
+            age >= self.grace_ns and (f.device_id in self.seen or age >= self.unseen_grace_ns))]
         gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
         events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)
         send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done)
@@ -248,7 +253,9 @@ class Follower:
                 for e in self.step():
                     state = "CLEAR" if e.cleared_ns is not None else "RAISE"
                     sup = f" (suppressed by {e.suppressed_by})" if e.suppressed_by else ""
-                    print(f"analyze: {state} {e.key} {e.severity}{sup}", file=sys.stderr, flush=True)
+                    at = datetime.fromtimestamp((e.cleared_ns or e.raised_ns) / NS, UTC).strftime("%H:%M:%S")
+                    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} analyze: {state} {e.key} {e.severity} "
+                          f"(at {at}Z){sup}", file=sys.stderr, flush=True)
             except Exception as exc:  # noqa: BLE001 - a follower must survive a database hiccup
                 print(f"analyze: evaluation failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             stop.wait(max(0.0, interval_s - (time.monotonic() - t0)))

@@ -164,3 +164,14 @@ def test_follower_start_up_grace_and_monitoring_start(loaded, fleet):
     now["t"] = (T0 + 12 * H + 180) * NS
     sent = f.step()
     assert [(e.key, e.cleared_ns) for e in sent] == [("acme-office/acme-office-pv1/comms_loss", (T0 + 12 * H) * NS)]
+
+
+def test_follower_waits_longer_for_a_device_never_seen(loaded, fleet):
+    client, _, _ = loaded
+    started = (T0 + 11 * H + 600) * NS                         # pv1 has been silent for 10 min already
+    now = {"t": started + 120 * NS}
+    f = jobs.Follower(fleet, client, None, site_ids=[SITE], clock=lambda: now["t"], started_ns=started,
+                      lookback_s=300)                          # pv1 has no sample in the window: never seen
+    assert f.step() == []
+    now["t"] = started + 301 * NS
+    assert [e.key for e in f.step()] == ["acme-office/acme-office-pv1/comms_loss"]
