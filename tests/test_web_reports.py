@@ -68,6 +68,7 @@ def live(influxd, tmp_path_factory):
     store.create_user("eng1", "engineer", name="Wang Gong")
     store.create_user("acme.user", "customer", customer_id=CUSTOMER, name="Acme Buyer")
     store.create_user("beta.user", "customer", customer_id=OTHER_CUSTOMER)
+    store.create_user("acme.login", "customer", customer_id=CUSTOMER, password="acme-login-pass")
     tokens = {u: store.issue_token(u, 3600)[0] for u in ("boss", "eng1", "acme.user", "beta.user")}
     now = time.time_ns()
     store.upsert_alarm_events([AlarmEvent(
@@ -380,3 +381,30 @@ def test_customer_answers_survey_of_the_report(live, tmp_path):
     (answer,) = live["store"].surveys([CUSTOMER], kind="monthly_report")
     assert (answer["ref"], answer["rating"], answer["comment"], answer["user_id"]) == (
         MONTH, 4, "报告清楚 clear report", "acme.user")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed")
+def test_survey_link_survives_sign_in(live, tmp_path):
+    """The report's survey link opened without a session: sign in, land back on the survey month."""
+    cdp = _Cdp(tmp_path)
+    try:
+        cdp.open(f"{live['base']}/web/customer?survey={MONTH}")
+        cdp.wait("location.pathname === '/web/login' && !!document.getElementById('login')")
+        assert "next=" in cdp.js("location.search")
+        cdp.js("document.querySelector('input[name=username]').value = 'acme.login'; "
+               "document.querySelector('input[name=password]').value = 'acme-login-pass'; "
+               "document.querySelector('#login button[type=submit]').click(); true")
+        cdp.wait("location.pathname === '/web/customer' && document.body.dataset.loaded === '1'")
+        assert cdp.js("location.search") == f"?survey={MONTH}"
+        assert cdp.js("document.getElementById('survey-month').value") == MONTH
+        # a forged next= pointing elsewhere is ignored
+        cdp.js("sessionStorage.clear(); true")
+        cdp.open(f"{live['base']}/web/login?next=%2F%2Fevil.example%2F")
+        cdp.wait("!!document.getElementById('login')")
+        cdp.js("document.querySelector('input[name=username]').value = 'acme.login'; "
+               "document.querySelector('input[name=password]').value = 'acme-login-pass'; "
+               "document.querySelector('#login button[type=submit]').click(); true")
+        cdp.wait("location.pathname === '/web/customer'")
+        assert cdp.js("location.host") == live["base"].split("//", 1)[1]
+    finally:
+        cdp.close()

@@ -18,7 +18,9 @@ const EH = (() => {
   const token = () => sessionStorage.getItem("eh_token");
 
   function toLogin() {
-    location.href = "/web/login?lang=" + lang;
+    // come back here after signing in (e.g. the survey link of a report e-mail)
+    const next = location.pathname + location.search;
+    location.href = "/web/login?lang=" + lang + (page !== "login" ? "&next=" + encodeURIComponent(next) : "");
   }
 
   async function api(path, opts = {}) {

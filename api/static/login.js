@@ -10,7 +10,10 @@ EH.init().then(() => {
         method: "POST", body: { username: f.get("username"), password: f.get("password") },
       });
       sessionStorage.setItem("eh_token", tok.access_token);
-      location.href = (tok.role === "customer" ? "/web/customer" : "/web/console") + "?lang=" + EH.lang;
+      const next = new URLSearchParams(location.search).get("next") || "";
+      // only a page of this site: no open redirect
+      const safe = /^\/web\/(customer|console)(\?[^#]*)?$/.test(next) ? next : null;
+      location.href = safe || (tok.role === "customer" ? "/web/customer" : "/web/console") + "?lang=" + EH.lang;
     } catch (err) {
       EH.showError(err);
     }
