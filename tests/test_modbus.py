@@ -183,7 +183,8 @@ def test_gateway_shares_one_connection_and_a_dead_unit_does_not_stall_the_others
 
 
 def test_blackhole_device_goes_offline_while_others_keep_their_schedule():
-    fleet = _fleet([_dev("hole", "meter_acrel_dtsd1352", port=free_port(), interval=0.5, timeout=0.2),
+    fleet = _fleet([_dev("hole", "meter_acrel_dtsd1352", port=free_port(), interval=0.5, timeout=0.4,
+                         retries=0),
                     _dev("m2", "meter_acrel_dtsd1352", port=free_port(), interval=0.5),
                     _dev("ev", "ev_charger_generic_ac", port=free_port(), interval=0.25)])
     arrivals: list[tuple[float, list]] = []
@@ -209,8 +210,11 @@ def test_blackhole_device_goes_offline_while_others_keep_their_schedule():
     for did, interval_ns in (("m2", 500_000_000), ("ev", 250_000_000)):
         times = [s.time_ns for _, s in by[did]]
         assert all(b - a == interval_ns for a, b in zip(times, times[1:], strict=False)), (did, [(t - times[0]) / 1e6 for t in times], [(a - s.time_ns / 1e9, s.fields) for a, s in by[did]])
-        lag = max(arrived - s.time_ns / 1e9 for arrived, s in by[did])
-        assert lag < 0.1, f"{did}: poll finished {lag * 1000:.0f} ms after its slot"
+        # the blackhole holds each of its polls 0.4 s (its timeout): had it stalled the
+        # others, their polls would finish >= 0.4 s late.  Median < 50 ms (reliability.md: < 100 ms);
+        # max < 0.3 s leaves room for a 2-core machine shared with other test runs.
+        lags = sorted(arrived - s.time_ns / 1e9 for arrived, s in by[did])
+        assert lags[len(lags) // 2] < 0.05 and lags[-1] < 0.3, f"{did}: lags {lags}"
         assert all(s.fields["status"] == "ok" for _, s in by[did])
     hole = [(s.fields["status"], s.fields["online"]) for _, s in by["hole"]]
     assert [o for _, o in hole[:4]] == [1, 1, 0, 0] and {s for s, _ in hole} == {"timeout"}
@@ -540,8 +544,9 @@ def test_busy_exception_06_is_retried_then_marks_offline():
     sim_stats = asyncio.run(main())
     seq = [(p.fields["status"], p.fields["online"]) for p in points if p.measurement == "collector_status"]
     assert seq[:3] == [("exception_06", 1), ("exception_06", 1), ("exception_06", 0)]
-    # one block: 2 requests per poll (1 retry) while online, 1 once offline
-    assert sim_stats["exception_06"] == 2 * 3 + (len(seq) - 3)
+    # one block: 2 requests per poll (1 retry) while online, 1 once offline (+ at most the one poll
+    # that was in flight when the collector stopped and so has no status point)
+    assert 0 <= sim_stats["exception_06"] - (2 * 3 + (len(seq) - 3)) <= 1
 
 
 def test_gateway_pause_separates_requests():
