@@ -24,11 +24,14 @@ Byte cap: when the unconsumed bytes would exceed ``max_bytes``, the oldest recor
 (never the newest), and counted in :attr:`Spool.dropped_points` — the policy of Telegraf's and
 Fluent Bit's buffers (reliability.md §1, §3).
 
-Not thread-safe: one thread (the writer's) owns a spool.
+Not thread-safe: one thread (the writer's) owns a spool, and an exclusive ``flock`` on
+``<directory>/lock`` keeps a second process (or Spool) out of the same directory; the kernel
+releases it when the owner dies, even by SIGKILL.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import time
@@ -108,6 +111,13 @@ class Spool:
         self._fd: int | None = None
         self._seq = 0
         self._seg_size = 0
+        self._lock_file = open(self.dir / "lock", "a+")   # noqa: SIM115 - held for the spool's lifetime
+        try:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise SpoolError(f"spool directory {self.dir} is in use by another writer "
+                             "(give each collector process its own spool_dir)") from None
         self._open()
 
     # ------------------------------------------------------------------ open / scan
@@ -281,6 +291,9 @@ class Spool:
         os.replace(tmp, self.dir / "cursor")
 
     def close(self) -> None:
+        """Close files and release the directory lock (the data stays for the next open)."""
+        if not self._lock_file.closed:
+            self._lock_file.close()
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -40,7 +40,7 @@ def test_survives_restart_and_cursor(tmp_path):
     sp.peek()
     sp.pop()
     sp.pop()                                  # two consumed before the "crash"
-    # no close(): simulate a crash
+    del sp                                    # no close(): a crash (the kernel drops the lock)
     sp2 = Spool(tmp_path)
     assert sp2.recovered_points == 3 + 4 + 5 + 6
     assert [p for p, _ in _drain(sp2)] == payloads[2:]
@@ -77,6 +77,7 @@ def test_byte_cap_drops_oldest_and_counts(tmp_path):
 def test_truncated_tail_is_quarantined(tmp_path):
     sp = Spool(tmp_path)
     payloads = _fill(sp, 3)
+    sp.close()
     seg = next(tmp_path.glob("*.seg"))
     data = seg.read_bytes()
     seg.write_bytes(data[:-10])               # torn last write
@@ -90,6 +91,7 @@ def test_truncated_tail_is_quarantined(tmp_path):
 def test_flipped_payload_byte_quarantines_only_that_record(tmp_path):
     sp = Spool(tmp_path)
     payloads = _fill(sp, 3)
+    sp.close()
     seg = next(tmp_path.glob("*.seg"))
     data = bytearray(seg.read_bytes())
     data[(HEADER_SIZE + 50) + HEADER_SIZE + 5] ^= 0xFF     # inside payload of record 2
@@ -102,6 +104,7 @@ def test_flipped_payload_byte_quarantines_only_that_record(tmp_path):
 def test_flipped_header_byte_resyncs_to_next_record(tmp_path):
     sp = Spool(tmp_path)
     payloads = _fill(sp, 4)
+    sp.close()
     seg = next(tmp_path.glob("*.seg"))
     data = bytearray(seg.read_bytes())
     data[(HEADER_SIZE + 50) + 9] ^= 0x01     # n_points field of record 2: header CRC fails
@@ -136,3 +139,11 @@ def test_bad_arguments(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(OSError, match="spool directory"):
         Spool(tmp_path / "file" / "sub")
+
+
+def test_one_owner_per_directory(tmp_path):
+    sp = Spool(tmp_path)
+    with pytest.raises(OSError, match="in use by another writer"):
+        Spool(tmp_path)
+    sp.close()
+    Spool(tmp_path).close()
