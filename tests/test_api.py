@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from test_store import postgres  # noqa: F401  (session fixture: a real PostgreSQL server)
 
 from analytics.tariffs import energy_cost, load_tariff
 from api.auth import seed_demo_users
@@ -95,11 +96,11 @@ def write_telemetry(influx: InfluxClient, t0: int) -> int:
     return len(points)
 
 
-def build_env(tmp_path: Path, influxd, *, background: bool = False) -> Env:
+def build_env(tmp_path: Path, influxd, *, background: bool = False, store_url: str | None = None) -> Env:
     """A seeded store, a fresh InfluxDB database with one day of data, the app and logged-in users."""
     t0 = (time.time_ns() // (3600 * NS)) * 3600 * NS
     clock = Clock(t0)
-    store = Store(f"sqlite:///{tmp_path / 'workflow.db'}", clock=clock, password_cost=CHEAP)
+    store = Store(store_url or f"sqlite:///{tmp_path / 'workflow.db'}", clock=clock, password_cost=CHEAP)
     fleet = load_fleet(ROOT / "sites.example.toml")
     store.seed_fleet(fleet)
     passwords = seed_demo_users(store, fleet, env={})
@@ -651,3 +652,28 @@ def test_auto_interval_and_result_cache():
     cache.get_or_compute(("c",), lambda: 0)             # size 2: "a" evicted
     assert cache.get_or_compute(("a",), lambda: "fresh") == "fresh"
     assert cache.hits == 2
+
+
+def test_api_on_postgresql(tmp_path, influxd, postgres):  # noqa: F811 - the imported fixture
+    """The same app over a PostgreSQL store: tenancy, alarm ack and the work-order flow with escalation."""
+    pg_env = build_env(tmp_path, influxd, store_url=postgres.url(postgres.create_database()))
+    try:
+        c, h = pg_env.client, pg_env.as_("engineer1")
+        assert pg_env.store.db.dialect == "postgresql"
+        foreign = pg_env.ids["huadong"]
+        for method, url, query, body in tenancy_requests(pg_env.app, foreign):
+            r = c.request(method, url, params=query, json=body, headers=pg_env.as_("acme-user"))
+            assert r.status_code == 404, (method, url, query, r.status_code)
+        aid = pg_env.ids["acme"]["alarm_id"]
+        assert c.post(f"/api/v1/alarms/{aid}/ack", headers=h, json={"note": "pg"}).json()["state"] == "active-acked"
+        wo = c.post("/api/v1/workorders", headers=h, json={"site_id": "acme-office", "title": "pg order",
+                                                           "severity": "critical"}).json()
+        pg_env.clock.advance(15 * 60 + 1)
+        made = c.post("/api/v1/workorders/escalate", headers=h).json()
+        assert (wo["id"], 1, "li.wei") in {(m["work_order_id"], m["level"], m["notified"]) for m in made}
+        kpi = c.get("/api/v1/alarms/kpi", headers=h).json()
+        assert sum(g["annunciated"] for g in kpi["groups"]) == 2
+    finally:
+        pg_env.client.close()
+        pg_env.influx.close()
+        pg_env.store.close()
