@@ -408,3 +408,25 @@ def test_survey_link_survives_sign_in(live, tmp_path):
         assert cdp.js("location.host") == live["base"].split("//", 1)[1]
     finally:
         cdp.close()
+
+
+def test_concurrent_generation_is_capped(live):
+    """More simultaneous generations than MAX_CONCURRENT_GENERATIONS answer 429 with Retry-After."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from api.routes.reports import MAX_CONCURRENT_GENERATIONS
+
+    n = MAX_CONCURRENT_GENERATIONS + 3
+    barrier = threading.Barrier(n)
+
+    def one(_):
+        with httpx.Client(base_url=live["base"], timeout=120) as c:
+            barrier.wait(timeout=30)
+            return c.post("/api/v1/reports/generate", json={"customer_id": OTHER_CUSTOMER, "month": MONTH,
+                                                            "langs": ["zh"]}, headers=auth(live, "boss"))
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        answers = list(pool.map(one, range(n)))
+    codes = sorted(r.status_code for r in answers)
+    assert set(codes) == {201, 429} and 1 <= codes.count(201) <= MAX_CONCURRENT_GENERATIONS
+    assert all(r.headers["retry-after"] == "30" for r in answers if r.status_code == 429)

@@ -12,6 +12,7 @@ are read from ``EH_FLEET`` and ``EH_REPORT_DIR`` on first use.
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -35,6 +36,8 @@ CustomerPath = Annotated[str, Path(pattern=CUSTOMER_PATTERN, max_length=64)]
 MonthPath = Annotated[str, Path(pattern=MONTH_PATTERN, description="report month YYYY-MM")]
 Lang = Literal["zh", "en"]
 NS = 10**9
+MAX_CONCURRENT_GENERATIONS = 2
+_generating = threading.BoundedSemaphore(MAX_CONCURRENT_GENERATIONS)
 # The HTML report is a self-contained page: no script, images only as data URIs.
 HTML_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 
@@ -163,12 +166,27 @@ def report_html(request: Request, customer_id: CustomerPath, month: MonthPath, s
     return Response(page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": HTML_CSP})
 
 
-@router.post("/generate", response_model=ReportOut, status_code=201)
+@router.post("/generate", response_model=ReportOut, status_code=201,
+             responses={429: {"description": "too many reports being generated at once; retry later"}})
 def generate_report(request: Request, body: ReportGenerateIn, scope: ScopeDep, store: StoreDep,
                     influx: InfluxDep, clock: ClockDep) -> ReportOut:
-    """Generate (or regenerate) a customer's monthly report now (staff); archived and downloadable."""
+    """Generate (or regenerate) a customer's monthly report now (staff); archived and downloadable.
+
+    At most :data:`MAX_CONCURRENT_GENERATIONS` run at once (a month's report costs seconds of
+    InfluxDB and CPU time); more answer 429 with ``Retry-After`` (reliability.md #25).
+    """
     _visible(scope, body.customer_id)
     scope.require_staff()
+    if not _generating.acquire(blocking=False):
+        raise HTTPException(429, "too many reports are being generated at once; retry in a minute",
+                            headers={"Retry-After": "30"})
+    try:
+        return _generate(request, body, store, influx, clock)
+    finally:
+        _generating.release()
+
+
+def _generate(request: Request, body: ReportGenerateIn, store, influx, clock) -> ReportOut:
     fleet = get_fleet(request)
     if not any(c.id == body.customer_id for c in fleet.customers):
         raise HTTPException(404, f"customer {body.customer_id!r} is not in the fleet file")
