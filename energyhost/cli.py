@@ -90,7 +90,7 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     from simulators.backfill import backfill, example_fault_schedule
     from simulators.signals import FleetSignals
 
-    fleet, _ = _load(args.fleet)
+    fleet, profiles = _load(args.fleet)
     client = InfluxClient.from_settings(Settings.from_env())
     try:
         client.create_database()
@@ -99,7 +99,9 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     signals = FleetSignals(fleet, seed=args.seed)
     end = args.end if args.end is not None else time.time()
     faults = [] if args.no_faults else example_fault_schedule(fleet, days=args.days, end=end)
-    counts = backfill(fleet, signals, client, days=args.days, end=end, step_s=args.step, faults=faults)
+    # with the profiles, a Modbus device's history holds only the channels its register map delivers live
+    counts = backfill(fleet, signals, client, days=args.days, end=end, step_s=args.step, faults=faults,
+                      profiles=profiles)
     print(json.dumps(counts, default=str))
     return 0
 

@@ -40,6 +40,8 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
         # change energy counters for good: the live devices must carry the same past to continue them
         days, end = history
         signals.schedule(example_fault_schedule(fleet, days=days, end=end))
+    warm_s = await asyncio.to_thread(signals.warm)   # integrate counters up to now before serving
+    log.info("signal model warmed up in %.1f s", warm_s)
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
