@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 
@@ -47,6 +48,32 @@ class LoginLimiter:
     def succeeded(self, username: str) -> None:
         with self._lock:
             self._fails.pop(username, None)
+
+
+class RateLimiter:
+    """Token bucket per principal: ``rate`` requests/s sustained, bursts of ``burst`` (OWASP API4:2023).
+
+    ``rate <= 0`` disables it.  Memory is bounded: idle buckets are dropped when the table grows.
+    """
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] | None = None) -> None:
+        self.rate, self.burst = rate, max(burst, 1.0)
+        self.clock = clock or time.monotonic
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        if self.rate <= 0:
+            return True
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            ok = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if ok else tokens, now)
+            if len(self._buckets) > 100_000:
+                self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 60}
+            return ok
 
 
 def _env_name(user_id: str) -> str:

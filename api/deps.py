@@ -56,10 +56,10 @@ _UNAUTHORIZED = HTTPException(401, "not authenticated: give a valid bearer token
                               headers={"WWW-Authenticate": "Bearer"})
 
 
-async def get_current_user(store: StoreDep,
-                     cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-                     api_key: Annotated[str | None, Security(api_key_header)]) -> dict:
-    """The active user behind the bearer token or API key; 401 otherwise."""
+async def get_current_user(request: Request, store: StoreDep,
+                           cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+                           api_key: Annotated[str | None, Security(api_key_header)]) -> dict:
+    """The active user behind the bearer token or API key; 401 otherwise, 429 over the rate limit."""
     user = None
     if cred is not None and cred.scheme.lower() == "bearer":
         user = store.user_for_token(cred.credentials)
@@ -67,6 +67,8 @@ async def get_current_user(store: StoreDep,
         user = store.user_for_api_key(api_key)
     if user is None:
         raise _UNAUTHORIZED
+    if not request.app.state.rate_limiter.allow(user["id"]):
+        raise HTTPException(429, "rate limit exceeded for this user; slow down", headers={"Retry-After": "1"})
     return user
 
 

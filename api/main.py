@@ -25,7 +25,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from api.auth import LoginLimiter
+from api.auth import LoginLimiter, RateLimiter
 from api.routes import alarms, auth, inspections, registry, reports, surveys, telemetry, web, workorders
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
@@ -80,6 +80,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     if fleet is not None:
         app.state.fleet = fleet
     app.state.login_limiter = LoginLimiter(settings.login_max_fails, clock)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit)
     app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
 
     @app.exception_handler(NotFound)

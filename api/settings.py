@@ -6,6 +6,7 @@
 ``EH_DOCS``             ``1`` (default) serves OpenAPI docs at /docs; ``0`` hides them in production
 ``EH_LOGIN_MAX_FAILS``  failed logins per user name and minute before 429 (default 5)
 ``EH_TELEMETRY_CACHE_S`` identical telemetry range queries share one result this long [s] (default 5)
+``EH_RATE_LIMIT``       requests/s per user or API key, bursts of twice that; 0 = off (default 20)
 ``EH_ESCALATE_EVERY_S`` period of the background escalation / inspection sweep [s] (default 60; 0 = off)
 plus the InfluxDB settings of :class:`core.config.Settings` (``EH_INFLUX_*``).
 """
@@ -29,6 +30,7 @@ class ApiSettings:
     max_range_days: int = 400              # telemetry range cap (reliability.md §12)
     max_points: int = 100_000              # telemetry points-per-response cap
     telemetry_cache_s: float = 5.0         # identical telemetry queries share one result this long
+    rate_limit: float = 20.0               # requests/s per principal (burst 2x); 0 = off
     influx: Settings = field(default_factory=Settings)
 
     @classmethod
@@ -58,5 +60,6 @@ class ApiSettings:
             login_max_fails=int(number("EH_LOGIN_MAX_FAILS", cls.login_max_fails, 1, 1000)),
             escalate_every_s=number("EH_ESCALATE_EVERY_S", cls.escalate_every_s, 0, 86400),
             telemetry_cache_s=number("EH_TELEMETRY_CACHE_S", cls.telemetry_cache_s, 0, 3600),
+            rate_limit=number("EH_RATE_LIMIT", cls.rate_limit, 0, 100_000),
             influx=Settings.from_env(e),
         )

@@ -110,7 +110,7 @@ def build_env(tmp_path: Path, influxd, *, background: bool = False, store_url: s
     influxd.create_database(db)
     influx = InfluxClient(influxd.url, db)
     n = write_telemetry(influx, t0)
-    app = create_app(ApiSettings(escalate_every_s=0, token_ttl_s=TOKEN_TTL_S), store=store, influx=influx, clock=clock,
+    app = create_app(ApiSettings(escalate_every_s=0, token_ttl_s=TOKEN_TTL_S, rate_limit=0), store=store, influx=influx, clock=clock,
                      background=background, fleet=fleet)
     app.state.report_archive = ReportArchive(tmp_path / "reports")      # never the repository's var/
     client = TestClient(app)
@@ -175,6 +175,26 @@ def test_login_errors_expiry_and_throttle(env):
         env.clock.advance(-(TOKEN_TTL_S + 1))
     assert c.post("/api/v1/auth/logout", headers=h).status_code == 204
     assert c.get("/api/v1/auth/me", headers=h).status_code == 401
+
+
+def test_rate_limit_per_user(tmp_path):
+    from api.auth import RateLimiter
+
+    now = [0.0]
+    rl = RateLimiter(rate=2, burst=4, clock=lambda: now[0])
+    assert [rl.allow("u") for _ in range(5)] == [True] * 4 + [False]
+    assert rl.allow("v")                                      # per principal
+    now[0] = 0.5                                              # one token back after 0.5 s at 2/s
+    assert rl.allow("u") and not rl.allow("u")
+    store = Store(f"sqlite:///{tmp_path / 'rl.db'}", password_cost=CHEAP)
+    store.create_user("eng", "engineer")
+    token, _ = store.issue_token("eng", 60)
+    app = create_app(ApiSettings(rate_limit=5, escalate_every_s=0), store=store, background=False)
+    with TestClient(app) as c:
+        codes = [c.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).status_code
+                 for _ in range(30)]
+    assert codes[:10] == [200] * 10 and 429 in codes
+    store.close()
 
 
 def test_api_keys_for_service_accounts(env):
