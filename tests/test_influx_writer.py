@@ -270,3 +270,15 @@ def test_spool_write_error_retries_without_loss(dedicated_influxd, tmp_path):
     assert w.drain(20)
     assert w.stats()["written"] == 50 and _count(client) == 50
     w.close()
+
+
+def test_resubmitting_the_same_points_is_idempotent(influxd, influx_db, tmp_path):
+    client = InfluxClient(influxd.url, influx_db)
+    with Writer(client, tmp_path / "spool", flush_interval_s=0.02) as w:
+        for _ in range(2):                     # a replay / QoS 1 redelivery of everything
+            w.submit(_points(1000))
+            assert w.flush(10)
+        assert w.stats()["written"] == 2000
+    assert _count(client) == 1000
+    rows = client.query('SELECT sum("active_power"), sum("voltage_l1") FROM meter')[0]["values"][0]
+    assert rows[1:] == [float(sum(range(1000))), sum(230.0 + i % 7 for i in range(1000))]
