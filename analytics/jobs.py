@@ -37,9 +37,9 @@ from core.model import AlarmEvent, Finding
 NS = 10**9
 MINUTE_NS = 60 * NS
 
-# near-real-time delays: state faults at once, level faults after ~2 polls (5 s polling)
-LIVE_RULES = assess.Rules(voltage_on_delay_s=10, pf_on_delay_s=10, harmonic_on_delay_s=10, unbalance_on_delay_s=10,
-                          overload_on_delay_s=10, pv_offline_on_delay_s=10, string_on_delay_s=10,
+# near-real-time delays: state faults at once, level faults on 2 consecutive polls (5 s polling)
+LIVE_RULES = assess.Rules(voltage_on_delay_s=5, pf_on_delay_s=5, harmonic_on_delay_s=5, unbalance_on_delay_s=5,
+                          overload_on_delay_s=5, pv_offline_on_delay_s=5, string_on_delay_s=5,
                           ev_stuck_on_delay_s=60, ev_preparing_max_s=600, pv_underperf_on_delay_s=900)
 
 
@@ -210,7 +210,7 @@ class Follower:
         self.started_ns = clock() if started_ns is None else started_ns
         self.grace_ns = int(startup_grace_s * NS)
         self.unseen_grace_ns = int(unseen_grace_s * NS)
-        self.seen: set[str] = set()
+        self.first_seen: dict[str, int] = {}
         self.site_ids = list(site_ids or fleet.sites)
         self.lookback_ns = int(lookback_s * NS)
         self.rules, self.clock = rules, clock
@@ -233,17 +233,29 @@ class Follower:
         for sid in self.site_ids:
             site = self.fleet.sites[sid]
             data, status = fetch_site(self.client, site, now - self.lookback_ns, now, None, self.fields)
-            self.seen.update(d for d, v in data.items() if v["time_ns"].size)
+            for d, v in data.items():
+                later = v["time_ns"][v["time_ns"] >= self.started_ns]
+                if later.size and d not in self.first_seen:
+                    self.first_seen[d] = int(later[0])
             findings += assess.assess_site(site, data, comms_start, now, status, self.rules)
-        age = now - self.started_ns
-        findings = [f for f in findings if f.type != "comms_loss" or (
-            age >= self.grace_ns and (f.device_id in self.seen or age >= self.unseen_grace_ns))]
+        findings = [f for f in findings if f.type != "comms_loss" or self._comms_counts(f, now)]
         gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
         events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)
         send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done)
         if send and self.store is not None:
             self.store.upsert_alarm_events(send)
         return send
+
+    def _comms_counts(self, f: Finding, now: int) -> bool:
+        """Is this comms-loss finding a loss, or just the collectors starting up?"""
+        age = now - self.started_ns
+        if age < self.grace_ns:
+            return False
+        first = self.first_seen.get(f.device_id or "")
+        if first is None:                                   # never seen since start
+            return age >= self.unseen_grace_ns
+        # the gap before a device's first sample after start is start-up, if it came within the grace
+        return not (f.end_ns <= first and first - self.started_ns < self.unseen_grace_ns)
 
     def run(self, stop: threading.Event, interval_s: float = 5.0) -> None:
         """Evaluate until ``stop`` is set; errors are reported and the loop goes on."""
@@ -303,7 +315,7 @@ def main(args: argparse.Namespace) -> int:
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-        interval = min((d.poll_interval_s for d in fleet.devices.values()), default=5.0)
+        interval = min((d.poll_interval_s for d in fleet.devices.values()), default=5.0) / 2
         Follower(fleet, client, store, site_ids=sites).run(stop, interval)
         return 0
     now = time.time_ns()

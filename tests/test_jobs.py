@@ -158,6 +158,8 @@ def test_follower_start_up_grace_and_monitoring_start(loaded, fleet):
                       started_ns=(T0 + 11 * H + 1800) * NS)
     assert f.step() == []                                      # within the 60-s start-up grace
     now["t"] = (T0 + 11 * H + 1800 + 120) * NS
+    assert f.step() == []                                      # no sample since start: wait 5 min (start-up)
+    now["t"] = (T0 + 11 * H + 1800 + 301) * NS
     sent = f.step()
     assert [(e.key, e.raised_ns, e.cleared_ns) for e in sent] == [
         ("acme-office/acme-office-pv1/comms_loss", (T0 + 11 * H + 1800) * NS, None)]   # lost since monitoring began
@@ -175,3 +177,12 @@ def test_follower_waits_longer_for_a_device_never_seen(loaded, fleet):
     assert f.step() == []
     now["t"] = started + 301 * NS
     assert [e.key for e in f.step()] == ["acme-office/acme-office-pv1/comms_loss"]
+
+
+def test_follower_does_not_call_collector_start_up_a_loss(loaded, fleet):
+    client, _, _ = loaded
+    # pv1's data come back at 12:00; pretend monitoring started at 11:58 (collectors not yet delivering)
+    started = (T0 + 12 * H - 120) * NS
+    now = {"t": (T0 + 12 * H + 180) * NS}
+    f = jobs.Follower(fleet, client, None, site_ids=[SITE], clock=lambda: now["t"], started_ns=started)
+    assert f.step() == []
