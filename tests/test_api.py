@@ -70,6 +70,7 @@ class Env:
     headers: dict[str, dict[str, str]] = field(default_factory=dict)
     ids: dict[str, dict[str, object]] = field(default_factory=dict)
     points_written: int = 0
+    influxd: object = None
 
     def as_(self, user: str) -> dict[str, str]:
         return self.headers[user]
@@ -114,7 +115,8 @@ def build_env(tmp_path: Path, influxd, *, background: bool = False, store_url: s
                      background=background, fleet=fleet)
     app.state.report_archive = ReportArchive(tmp_path / "reports")      # never the repository's var/
     client = TestClient(app)
-    env = Env(app=app, client=client, store=store, clock=clock, influx=influx, db=db, t0=t0, points_written=n)
+    env = Env(app=app, client=client, store=store, clock=clock, influx=influx, db=db, t0=t0, points_written=n,
+              influxd=influxd)
     for user, pw in passwords.items():
         r = client.post("/api/v1/auth/token", json={"username": user, "password": pw})
         assert r.status_code == 200, r.text
@@ -347,7 +349,18 @@ INJECTIONS = [
 ]
 
 
-def test_influxql_injection_in_every_parameter_is_refused(env):
+@pytest.fixture
+def logged_env(tmp_path, make_influxd) -> Env:
+    """An env on a private influxd with its query log on, to see every statement it executed."""
+    e = build_env(tmp_path, make_influxd(log_queries=True))
+    yield e
+    e.client.close()
+    e.influx.close()
+    e.store.close()
+
+
+def test_influxql_injection_in_every_parameter_is_refused(logged_env):
+    env = logged_env
     c, h = env.client, env.as_("engineer1")
     dev, site = env.ids["acme"]["device_id"], env.ids["acme"]["site_id"]
     n0 = count_points(env)
@@ -380,10 +393,17 @@ def test_influxql_injection_in_every_parameter_is_refused(env):
             results.append((url[:60], str(q)[:40], r.status_code))
     wrong = [x for x in results if x[2] not in (404, 422)]
     assert wrong == []
-    # nothing was executed: the database, its measurement and every point are still there
+    # nothing was executed: the database, its measurement and every point are still there ...
     dbs = {v[0] for s in env.influx.query("SHOW DATABASES", db="") for v in s["values"]}
     assert env.db in dbs
     assert count_points(env) == n0
+    # ... and influxd's query log shows only our SELECTs, never a user string as InfluxQL
+    executed = [line for line in env.influxd.log_path.read_text(errors="replace").splitlines()
+                if "Executing query" in line]
+    assert executed, "query log is empty: the check would prove nothing"
+    for line in executed:
+        assert "DROP" not in line.upper() and "=~" not in line and "OR '1'" not in line, line
+    assert not any(line for line in executed if "x" * 100 in line)
 
 
 def test_abusive_telemetry_queries_are_refused(env):
