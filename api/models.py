@@ -243,6 +243,7 @@ class KpiGroup(BaseModel):
     annunciated: int = Field(description="activations raised in the window, not suppressed by design")
     suppressed: int
     per_hour: float = Field(description="annunciated alarms per hour (ISA-18.2: ~6 acceptable, ~12 manageable)")
+    per_10min: float = Field(description="average annunciated alarms per 10 min (~1 acceptable, ~2 manageable)")
     per_day: float
     max_per_10min: int
     flood_periods_pct: float = Field(description="% of 10-min periods with > 10 alarms")

@@ -512,6 +512,7 @@ def test_alarm_list_filter_ack_shelve_and_kpis(env):
     g = next(x for x in kpi["groups"] if x["group"] == site)
     assert list(g["chattering_keys"]) == [key] and g["chattering_keys"][key] == 4
     assert g["annunciated"] == 16 and g["max_per_10min"] >= 11 and g["time_in_flood_pct"] > 0
+    assert g["per_10min"] == pytest.approx(16 / 144, abs=1e-4)          # 16 alarms in 144 ten-minute periods
     assert g["priority_pct"]["warning"] == 75.0 and g["verdict"] in ("manageable", "overloaded")
     groups = {x["group"] for x in c.get("/api/v1/alarms/kpi", headers=h,
                                         params={"group_by": "engineer_group"}).json()["groups"]}

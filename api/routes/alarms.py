@@ -78,6 +78,7 @@ def alarm_kpis(scope: ScopeDep, store: StoreDep, clock: ClockDep, settings: Sett
     for g in sorted(events):
         k = kpis_of(events[g], start_ns, end_ns)
         k["stale"] = sorted(set(k["stale"]) | standing[g])
+        k["per_10min"] = round(k["per_hour"] / 6, 4)
         groups.append(KpiGroup(group=g, **k))
     return KpiOut(start=ts(start_ns), end=ts(end_ns), group_by=group_by, groups=groups)
 
