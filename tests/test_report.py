@@ -450,3 +450,23 @@ def test_backfilled_month_equals_analytics_jobs_data(backfilled):
                                     period_s=60.0)
     got = {x.check: (x.n_valid, x.compliant) for x in s.pq}
     assert got == {k: (v["n_valid"], v["compliant"]) for k, v in summary.items()}
+
+
+def test_assemble_site_pv_without_meter_data():
+    """Pure assembly on arrays: PV produced while the billing meter sent nothing -> generation still reported."""
+    from api.report.assemble import assemble_site
+    from api.report.fetch import SiteArrays, month_grid
+
+    site = fleet().sites[SITE]
+    start, end = month_bounds_ns(MONTH, "Asia/Shanghai")
+    t = month_grid(start, end)
+    pv_w = np.where((t // (60 * NS)) % 1440 < 600, 100e3, 0.0)                    # 100 kW for 10 h a day
+    nan = np.full(t.size, np.nan)
+    arrays = SiteArrays(site=site, start_ns=start, end_ns=end, time_ns=t, main_meters=[METER], grid_power_w=nan,
+                        grid_reactive_var=nan, pv_power_w=pv_w,
+                        series={PV: {"time_ns": t, "active_power": pv_w}})
+    sm, findings = assemble_site(arrays, tf.load_tariff(site.tariff))
+    assert findings == [] and sm.energy_kwh == 0.0 and sm.bill_yuan == pytest.approx(sm.basic_charge_yuan)
+    assert sm.pv_generation_kwh == pytest.approx(28 * 10 * 100.0)
+    assert sm.pv_self_consumption_pct is None and sm.pv_yield_kwh_per_kwp == pytest.approx(28 * 10 * 100.0 / 400)
+    assert sm.completeness_pct == 0.0 and sm.power_factor is None

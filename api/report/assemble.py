@@ -198,6 +198,11 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
         dt_h = np.r_[np.diff(t), np.median(np.diff(t))] / 3600e9
         gen = np.clip(np.nan_to_num(pv_kw), 0, None) * dt_h
         exp = np.clip(-np.nan_to_num(p_kw), 0, None) * dt_h
+        if pv_finding is None and np.nansum(gen) > 0:
+            # no site-level PV evidence (e.g. no billing meter data): generation alone, self-use unknown
+            sm.pv_generation_kwh = float(np.sum(gen))
+            if site.pv_capacity_kwp > 0:
+                sm.pv_yield_kwh_per_kwp = sm.pv_generation_kwh / site.pv_capacity_kwp
         daily_gen = _per_day(t, gen, tariff.timezone, n_days)
         sm.daily_pv_kwh = daily_gen.tolist()
         sm.daily_pv_self_kwh = np.clip(daily_gen - _per_day(t, exp, tariff.timezone, n_days), 0, None).tolist()
