@@ -295,6 +295,7 @@ class MqttCollector:
             c.username_pw_set(self.settings.mqtt_user, self.settings.mqtt_password)
         c.reconnect_delay_set(0.2, 5)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
@@ -348,6 +349,11 @@ class MqttCollector:
         self._session_present = bool(getattr(flags, "session_present", False))
         self._connected.set()
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._connect_error = "TCP connection failed (refused or unreachable); retrying"
+        with self._lock:
+            self._counts["connect_failures"] += 1
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         bad = [rc for rc in reason_codes if rc.is_failure]
