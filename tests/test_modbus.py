@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import random
+import socket
 import sys
 import time
 from dataclasses import replace
@@ -34,14 +36,25 @@ PROFILES = load_profiles()
 _GIVEN: set[int] = set()
 
 
+_RNG = random.Random()
+
+
 def free_port() -> int:
-    """A free loopback port not handed out before in this process (free_port alone may repeat one)."""
-    for _ in range(200):
-        p = _free_port()
-        if p not in _GIVEN:
-            _GIVEN.add(p)
-            return p
-    raise RuntimeError("no fresh free port")
+    """A free loopback port, never handed out before in this process, below the kernel's ephemeral
+    range (32768-60999) so that no outgoing connection of a concurrent test can take it before the
+    simulator binds it (core.services.free_port picks from that range)."""
+    for _ in range(500):
+        p = _RNG.randrange(20000, 32000)
+        if p in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        _GIVEN.add(p)
+        return p
+    return _free_port()
 
 
 KIND = {pid: p.kind for pid, p in PROFILES.items()}
