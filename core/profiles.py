@@ -727,9 +727,9 @@ def check_example(profile: Profile, ex: Example) -> float | None:
     return block.decode(words).get(r.key)
 
 
-def load_profiles(directory: str | Path | None = None) -> dict[str, Profile]:
-    """Load every ``*.toml`` in ``directory`` (default :data:`PROFILES_DIR`); id = file stem."""
-    d = Path(directory) if directory is not None else PROFILES_DIR
+def load_profiles(dir: str | Path | None = None) -> dict[str, Profile]:  # noqa: A002 - the agreed signature
+    """Load every ``*.toml`` in ``dir`` (default :data:`PROFILES_DIR`); id = file stem."""
+    d = Path(dir) if dir is not None else PROFILES_DIR
     if not d.is_dir():
         raise ProfileError(f"{d}: profile directory not found")
     return {f.stem: load_profile(f) for f in sorted(d.glob("*.toml"))}
