@@ -14,7 +14,12 @@ Reliability rules (docs reliability.md §3, §0 row 10):
   block is not retried and is read again only every 10th poll (the poll status keeps saying
   ``exception_02``); an exception on one block does not stop the other blocks;
 * after a timeout the connection is closed and reopened, so a late answer can never be
-  taken for the answer to the next request (pymodbus #538, #2636; RTU carries no TID);
+  taken for the answer to the next request (pymodbus #538, #2636; RTU carries no TID).
+  Measured with pymodbus 3.16: if the socket is kept, a late frame that lands while the next
+  request is outstanding is returned as its answer with BOTH framers, MBAP included
+  (``test_late_answer_is_never_taken_for_the_next_request``, checked by mutation);
+* an answer whose function code or unit id differs from the request is refused
+  (``decode_error``), as is one with the wrong register count;
 * reconnect with exponential backoff 1 s → 60 s, ±20 % jitter, reset after a good connect;
   we own the reconnect loop (pymodbus auto-reconnect disabled with ``reconnect_delay=0``);
 * a device is offline after 3 consecutive failed polls and online on the first good poll;
