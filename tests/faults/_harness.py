@@ -94,8 +94,9 @@ class CollectorProc:
     """A collector subprocess (``python -m collector.mqtt`` or ``energyhost collect``), started and
     killed by its own PID only; its stdout is a log file we parse."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path, *, preload: dict | None = None):
-        self.argv, self.log = argv, log
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path, *, preload: dict | None = None,
+                 marker: str = '"started": true'):
+        self.argv, self.log, self.marker = argv, log, marker
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), **env, **(preload or {})}
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -108,8 +109,25 @@ class CollectorProc:
         return cls([sys.executable, "-m", "collector.mqtt", "--fleet", str(fleet_path), "--client-id", client_id,
                     "--flush-interval", "0.2", "--stats-interval", "0.5"], env, log, **kw)
 
+    @classmethod
+    def service(cls, fleet_path: Path, influx_url: str, db: str, mqtt_port: int, spool: Path, log: Path,
+                *args: str, **kw) -> CollectorProc:
+        """``energyhost collect`` (Modbus + MQTT in one process, the production entry point)."""
+        env = {"EH_INFLUX_URL": influx_url, "EH_INFLUX_DB": db, "EH_MQTT_HOST": "127.0.0.1",
+               "EH_MQTT_PORT": str(mqtt_port), "EH_SPOOL_DIR": str(spool)}
+        return cls([sys.executable, "-m", "energyhost", "collect", "--fleet", str(fleet_path), *args], env, log,
+                   marker="collector started:", **kw)
+
+    def service_stats(self) -> list[dict]:
+        """Writer stats of every clean stop of ``energyhost collect`` (its last log line per run)."""
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            if "collector stopped" in line and ": {" in line:
+                out.append(json.loads(line[line.index(": {") + 2:]))
+        return out
+
     def start(self, wait_s: float = 20.0) -> CollectorProc:
-        marker = '"started": true'
+        marker = self.marker
         before = self.log.read_text().count(marker) if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
