@@ -60,6 +60,8 @@ class Rules:
     temp_horizon_s: float = 3600.0
     temp_max_rate_c_per_min: float = 5.0
     pv_min_poa_wm2: float = 150.0
+    pv_clearsky_min_poa_wm2: float = 300.0   # daylight test when the inverter has no irradiance sensor
+    string_min_current_a: float = 1.0
     pv_offline_on_delay_s: float = 600.0
     pv_ratio_limit: float = 0.7
     pv_underperf_on_delay_s: float = 3600.0
@@ -286,25 +288,37 @@ def _pv(c: _Ctx, r: Rules, dc_kwp: float) -> None:
                lambda s, e: {"inverter_events": int(np.nanmax(ev[s:e + 1])) if ev is not None else None})
     else:
         trip = np.zeros(t.shape, bool)
-    if c.has("active_power", "irradiance_poa"):
-        off = fl.inverter_offline_daylight(ch["active_power"], ch["irradiance_poa"], rated_w, None,
-                                           r.pv_min_poa_wm2)
-        c.emit(fl.persistent(off & ~trip, t, r.pv_offline_on_delay_s), "inverter_offline", "major",
-               "白天有辐照但逆变器无输出。", "No inverter output in daylight.",
+    poa = ch.get("irradiance_poa")
+    has_poa = poa is not None and bool(np.isfinite(poa).any())
+    off = np.zeros(t.shape, bool)
+    if "active_power" in ch:
+        if has_poa:
+            off = fl.inverter_offline_daylight(ch["active_power"], poa, rated_w, None, r.pv_min_poa_wm2)
+            why = {"basis": "measured POA"}
+        else:
+            # no irradiance sensor (SunSpec inverters rarely carry one): daylight from the pvlib
+            # clear-sky POA, with a higher threshold because clear sky is an upper bound
+            cs = fl.clearsky_poa(t, c.site.latitude, c.site.longitude)
+            off = fl.inverter_offline_daylight(ch["active_power"], cs, rated_w, None, r.pv_clearsky_min_poa_wm2)
+            why = {"basis": "clear-sky POA (no irradiance sensor)"}
+        off = fl.persistent(off & ~trip, t, r.pv_offline_on_delay_s)
+        c.emit(off, "inverter_offline", "major", "白天有辐照但逆变器无输出。", "No inverter output in daylight.",
                "检查交流开关、并网条件和逆变器状态。", "Check the AC breaker, grid conditions and inverter state.",
-               lambda s, e: {"poa_wm2": _span_stats(ch["irradiance_poa"], s, e, 0)})
-        exp = fl.expected_pv_power(ch["irradiance_poa"], dc_kwp, ch.get("temperature_module"), r.pv_gamma,
-                                   r.pv_system_pr)
+               lambda s, e: why | ({"poa_wm2": _span_stats(poa, s, e, 0)} if has_poa else {}))
+    if has_poa and "active_power" in ch:
+        tmod = ch.get("temperature_module")
+        tmod = tmod if tmod is not None and bool(np.isfinite(tmod).any()) else None
+        exp = fl.expected_pv_power(poa, dc_kwp, tmod, r.pv_gamma, r.pv_system_pr)
         under = fl.pv_underperformance(ch["active_power"], exp, rated_w, r.pv_ratio_limit)
         dt_h = c.period / 3600.0
         e_ac = np.clip(np.nan_to_num(ch["active_power"]), 0, None) * dt_h / 1000.0
 
         def pr_ev(s, e):
             tm = ch.get("temperature_module")
-            return {"pr": round(fl.performance_ratio(e_ac[s:e + 1], dc_kwp, ch["irradiance_poa"][s:e + 1], dt_h), 3),
-                    "pr_stc": round(fl.performance_ratio(e_ac[s:e + 1], dc_kwp, ch["irradiance_poa"][s:e + 1],
-                                                         dt_h, tm[s:e + 1], r.pv_gamma), 3) if tm is not None
-                    else None, "dc_kwp": dc_kwp}
+            tm_ok = tm is not None and bool(np.isfinite(tm[s:e + 1]).all())
+            return {"pr": round(fl.performance_ratio(e_ac[s:e + 1], dc_kwp, poa[s:e + 1], dt_h), 3),
+                    "pr_stc": round(fl.performance_ratio(e_ac[s:e + 1], dc_kwp, poa[s:e + 1], dt_h, tm[s:e + 1],
+                                                         r.pv_gamma), 3) if tm_ok else None, "dc_kwp": dc_kwp}
         c.emit(fl.persistent(under & ~trip & ~off, t, r.pv_underperf_on_delay_s), "pv_underperformance", "minor",
                "光伏出力低于按辐照度和温度修正的期望值（IEC 61724-1 PR 偏低）。",
                "PV output below the irradiance- and temperature-corrected expectation (low IEC 61724-1 PR).",
@@ -312,10 +326,19 @@ def _pv(c: _Ctx, r: Rules, dc_kwp: float) -> None:
     mppt = [f"mppt{n}_dc_current" for n in range(1, 9) if f"mppt{n}_dc_current" in ch]
     if len(mppt) >= 2:
         cur = np.column_stack([ch[x] for x in mppt])
-        sm = fl.string_mismatch(cur, ch.get("irradiance_poa"), warn_pct=r.string_fault_pct / 2,
+        sm = fl.string_mismatch(cur, poa if has_poa else None, warn_pct=r.string_fault_pct / 2,
                                 fault_pct=r.string_fault_pct)
+        fault = sm["fault"]
+        if not has_poa:
+            # judge only in good production: the peers' median current ≥ 20 % of its 95th percentile
+            med = np.full(cur.shape[0], np.nan)
+            rows = np.isfinite(cur).any(axis=1)
+            med[rows] = np.nanmedian(cur[rows], axis=1)
+            ref = np.nanpercentile(med, 95) if np.isfinite(med).any() else np.nan
+            with np.errstate(invalid="ignore"):
+                fault = fault & ((med >= 0.2 * ref) & (med >= r.string_min_current_a))[:, None]
         for k, name in enumerate(mppt):
-            mk = fl.persistent(sm["fault"][:, k], t, r.string_on_delay_s)
+            mk = fl.persistent(fault[:, k], t, r.string_on_delay_s)
             dev = sm["deviation_pct"][:, k]
             c.emit(mk, "string_mismatch", "minor", f"{name.split('_')[0].upper()} 电流明显低于同机其他输入。",
                    f"{name.split('_')[0].upper()} current well below the other inputs of the inverter.",

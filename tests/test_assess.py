@@ -178,3 +178,47 @@ def test_live_rules_fault_free_working_day_at_5s(fleet):
         v = sig.values_array(d.id, t) | {"time_ns": (t * 1e9).astype(np.int64)}
         f += assess.assess_device(site, d, v, int(t[0] * 1e9), int((t[-1] + 5) * 1e9), None, LIVE_RULES)
     assert f == []
+
+
+# ---------------------------------------------------------------- inverters without an irradiance sensor
+
+def _without_sensor(v: dict) -> dict:
+    return {k: a for k, a in v.items() if k not in ("irradiance_poa", "temperature_module")}
+
+
+def test_no_irradiance_sensor_string_loss_live(fleet):
+    from analytics.jobs import LIVE_RULES
+
+    tf_ = DAY1 + 3 * H
+    sig = FleetSignals(fleet, seed=11)
+    sig.schedule([("acme-plant1-pv2", "string_loss", tf_, tf_ + H, {"mppt": 1})])
+    t = np.arange(tf_ + 20 - 2100, tf_ + 20, 5.0)
+    v = _without_sensor(sig.values_array("acme-plant1-pv2", t)) | {"time_ns": (t * 1e9).astype(np.int64)}
+    f = assess.assess_device(fleet.sites[SITE], fleet.devices["acme-plant1-pv2"], v, int(t[0] * 1e9),
+                             int((t[-1] + 5) * 1e9), None, LIVE_RULES)
+    assert [(x.type, x.evidence["input"]) for x in f] == [("string_mismatch", "mppt1_dc_current")]
+
+
+def test_no_irradiance_sensor_offline_in_daylight_from_clear_sky(fleet):
+    sig = FleetSignals(fleet, seed=11)
+    t = np.arange(DAY1, DAY1 + 12 * H, 60.0)                 # 08:00-20:00 local
+    v = _without_sensor(sig.values_array("acme-plant1-pv1", t)) | {"time_ns": (t * 1e9).astype(np.int64)}
+    site, dev = fleet.sites[SITE], fleet.devices["acme-plant1-pv1"]
+    assert assess.assess_device(site, dev, v, int(t[0] * 1e9), int((t[-1] + 60) * 1e9)) == []
+    v["active_power"] = v["active_power"].copy()
+    v["active_power"][180:240] = 0.0                         # 11:00-12:00 local: no output, state still MPPT
+    f = assess.assess_device(site, dev, v, int(t[0] * 1e9), int((t[-1] + 60) * 1e9))
+    assert [(x.type, x.start_ns) for x in f] == [("inverter_offline", int(t[180 + 10] * 1e9))]
+    assert f[0].evidence["basis"].startswith("clear-sky")
+
+
+def test_no_irradiance_sensor_fault_free_month(fleet):
+    sig = FleetSignals(fleet, seed=4)
+    t = T0 + np.arange(31 * 1440) * 60.0
+    site = fleet.sites[SITE]
+    f = []
+    for d in site.devices:
+        if d.kind == "pv_inverter":
+            v = _without_sensor(sig.values_array(d.id, t)) | {"time_ns": (t * 1e9).astype(np.int64)}
+            f += assess.assess_device(site, d, v, int(t[0] * 1e9), int((t[-1] + 60) * 1e9))
+    assert f == []
