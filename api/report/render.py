@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from api.report.charts import site_charts
 from api.report.i18n import labels, period_label
 from api.report.model import MonthlyReport
 
@@ -49,6 +48,9 @@ def environment() -> Environment:
 def render_html(report: MonthlyReport, lang: str = "zh", *, tz: str = "Asia/Shanghai",
                 charts: bool = True) -> str:
     """The report as one self-contained HTML page (charts embedded as PNG data URIs)."""
+    # matplotlib is loaded when a report is rendered, not at app start
+    from api.report.charts import site_charts
+
     lab = labels(lang)
     site_pngs = {s.site_id: (site_charts(s, lang) if charts else {}) for s in report.sites}
     # every site gets the three keys so the template needs no existence tests

@@ -24,7 +24,6 @@ from api.deps import ClockDep, InfluxDep, ScopeDep, StoreDep
 from api.report.archive import ReportArchive, ReportEntry
 from api.report.i18n import LANGS
 from api.report.mail import MailError, SmtpSettings
-from api.report.schedule import generate, mail_report
 from core.config import ConfigError, Fleet, load_fleet
 from core.influx import InfluxError
 
@@ -195,6 +194,9 @@ def _generate(request: Request, body: ReportGenerateIn, store, influx, clock) ->
     current = datetime.fromtimestamp(now / NS, tz=UTC).strftime("%Y-%m")
     if body.month > current:
         raise HTTPException(422, f"month {body.month} is in the future")
+    # analytics + matplotlib: loaded on first use, not at app start
+    from api.report.schedule import generate
+
     try:
         generate(influx, fleet, body.customer_id, body.month, arch, store=store, langs=tuple(body.langs),
                  base_url=os.environ.get("EH_PUBLIC_URL", str(request.base_url).rstrip("/")), now_ns=now)
@@ -218,6 +220,8 @@ def send_report(request: Request, customer_id: CustomerPath, month: MonthPath, b
     customer = next((c for c in get_fleet(request).customers if c.id == customer_id), None)
     if customer is None:
         raise HTTPException(404, f"customer {customer_id!r} is not in the fleet file")
+    from api.report.schedule import mail_report
+
     try:
         smtp = SmtpSettings.from_env()
         to = mail_report(arch, customer, month, smtp, lang=body.lang, now_ns=clock())
