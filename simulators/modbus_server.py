@@ -67,8 +67,15 @@ class DeviceImage:
 
     def update(self, values: Mapping[str, float]) -> None:
         """Encode ``values``; a value out of its register's range saturates (counted in ``clamped``)."""
+        self.apply(*self.encode(values))
+
+    def encode(self, values: Mapping[str, float]) -> tuple[dict[tuple[str, int], int], list[str]]:
+        """Words for ``values`` (pure: may run in a worker thread) and the keys that saturated."""
         clamped: list[str] = []
-        for (table, a), w in encode(self.registers, values, clamp=True, clamped=clamped).items():
+        return encode(self.registers, values, clamp=True, clamped=clamped), clamped
+
+    def apply(self, words: Mapping[tuple[str, int], int], clamped: list[str]) -> None:
+        for (table, a), w in words.items():
             self.words[table][a] = w
         self.clamped.update(clamped)
 
@@ -158,13 +165,29 @@ class FleetServer:
             await s.shutdown()
 
     def refresh(self, values_fn: ValuesFn, t: float) -> None:
-        for img in self.images.values():
+        """Compute and apply every device's registers for time ``t`` (blocking)."""
+        self.apply(self.compute(values_fn, t), t)
+
+    def compute(self, values_fn: ValuesFn, t: float) -> dict[str, tuple]:
+        """Encoded words of every device at ``t``; pure, so the updater runs it in a worker thread
+        and the event loop that answers requests is never blocked by the value model."""
+        out = {}
+        for did, img in self.images.items():
             try:
-                img.update(values_fn(img.device, t))
-                img.updated = t
+                out[did] = img.encode(values_fn(img.device, t))
             except Exception as exc:  # noqa: BLE001 - one bad device must not stop the others
+                out[did] = exc
+        return out
+
+    def apply(self, computed: Mapping[str, tuple | Exception], t: float) -> None:
+        for did, result in computed.items():
+            img = self.images[did]
+            if isinstance(result, Exception):
                 self.stats["update_errors"] += 1
-                log.warning("simulator: device %s: values not encoded: %s", img.device.id, exc)
+                log.warning("simulator: device %s: values not encoded: %s", did, result)
+                continue
+            img.apply(*result)
+            img.updated = t
 
 
 def _placeholder() -> SimDevice:
@@ -228,7 +251,8 @@ async def serve_fleet(fleet: Fleet, profiles: Mapping[str, Profile], values_fn: 
     async def updater() -> None:
         while True:
             await asyncio.sleep(update_interval_s)
-            handle.refresh(values_fn, clock())
+            t = clock()
+            handle.apply(await asyncio.to_thread(handle.compute, values_fn, t), t)
 
     handle._updater = asyncio.create_task(updater(), name="modbus-sim-update")
     return handle
