@@ -6,7 +6,8 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import Field
+from fastapi.responses import Response
+from pydantic import Field, TypeAdapter
 
 from analytics.alarms import alarm_kpis as kpis_of
 from api.deps import ClockDep, ScopeDep, SettingsDep, StoreDep, check_filters
@@ -31,23 +32,31 @@ router = APIRouter(prefix="/alarms", tags=["alarms"])
 NS = 10**9
 
 
+_ALARM_LIST = TypeAdapter(list[AlarmOut])
+
+
 @router.get("", response_model=list[AlarmOut])
-def list_alarms(scope: ScopeDep, store: StoreDep,
-                site_id: Annotated[str | None, Query(max_length=64)] = None,
-                device_id: Annotated[str | None, Query(max_length=64)] = None,
-                severity: Severity | None = None,
-                state: AlarmState | None = None,
-                since: Annotated[datetime | None, Query(description="alarms open at or after this time")] = None,
-                until: Annotated[datetime | None, Query(description="alarms raised before this time")] = None,
-                open_only: bool = False,
-                limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> list[dict]:
-    """Alarms of the caller's sites, newest first, filtered by site, device, severity, state and time."""
+async def list_alarms(scope: ScopeDep, store: StoreDep,
+                      site_id: Annotated[str | None, Query(max_length=64)] = None,
+                      device_id: Annotated[str | None, Query(max_length=64)] = None,
+                      severity: Severity | None = None,
+                      state: AlarmState | None = None,
+                      since: Annotated[datetime | None, Query(description="alarms open at or after this time")] = None,
+                      until: Annotated[datetime | None, Query(description="alarms raised before this time")] = None,
+                      open_only: bool = False,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                      offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
+    """Alarms of the caller's sites, newest first, filtered by site, device, severity, state and time.
+
+    The hottest read of the console: it runs on the event loop (one indexed SQLite query) and
+    serialises the rows, which come typed from the store, without a second validation pass.
+    """
     check_filters(scope, store, site_id, device_id)
     rows = store.alarms(scope.site_ids, site_id=site_id, device_id=device_id, severity=severity, state=state,
                         since_ns=to_ns(since) if since else None, until_ns=to_ns(until) if until else None,
                         open_only=open_only, limit=limit, offset=offset)
-    return [alarm_out(a) for a in rows]
+    body = _ALARM_LIST.dump_json([AlarmOut.model_construct(**alarm_out(a)) for a in rows])
+    return Response(body, media_type="application/json")
 
 
 @router.get("/kpi", response_model=KpiOut)
