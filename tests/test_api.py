@@ -718,3 +718,20 @@ def test_api_on_postgresql(tmp_path, influxd, postgres):  # noqa: F811 - the imp
         pg_env.client.close()
         pg_env.influx.close()
         pg_env.store.close()
+
+
+def test_settings_from_env_name_the_bad_variable():
+    from core.config import ConfigError
+
+    s = ApiSettings.from_env({"EH_STORE_URL": "sqlite:///x.db", "EH_TOKEN_TTL_S": "3600", "EH_DOCS": "0",
+                              "EH_RATE_LIMIT": "0"})
+    assert (s.store_url, s.token_ttl_s, s.docs, s.rate_limit) == ("sqlite:///x.db", 3600.0, False, 0.0)
+    with pytest.raises(ConfigError, match="EH_TOKEN_TTL_S"):
+        ApiSettings.from_env({"EH_TOKEN_TTL_S": "forever"})
+    with pytest.raises(ConfigError, match="EH_DOCS"):
+        ApiSettings.from_env({"EH_DOCS": "yes"})
+    with pytest.raises(ConfigError, match="EH_RATE_LIMIT"):
+        ApiSettings.from_env({"EH_RATE_LIMIT": "-1"})
+    app = create_app(s, store=Store("sqlite:///:memory:", password_cost=CHEAP), background=False)
+    with TestClient(app) as c:
+        assert c.get("/docs").status_code == 404 and c.get("/openapi.json").status_code == 404
