@@ -735,3 +735,22 @@ def test_settings_from_env_name_the_bad_variable():
     app = create_app(s, store=Store("sqlite:///:memory:", password_cost=CHEAP), background=False)
     with TestClient(app) as c:
         assert c.get("/docs").status_code == 404 and c.get("/openapi.json").status_code == 404
+
+
+def test_background_sweep_escalates_and_flags_missed_patrols(tmp_path):
+    t0 = 1_767_225_600 * NS
+    clock = Clock(t0)
+    store = Store(f"sqlite:///{tmp_path / 'sweep.db'}", clock=clock, password_cost=CHEAP)
+    store.seed_fleet(load_fleet(ROOT / "sites.example.toml"))
+    wo = store.create_work_order(site_id="acme-office", title="x", severity="critical", created_by="system")
+    store.create_inspection_plan("acme-office", "patrol", 86400, ["doors"], t0 + 3600 * NS, "system", grace_s=3600)
+    clock.advance(3 * 3600)                                  # response overdue, patrol missed
+    app = create_app(ApiSettings(escalate_every_s=0.05, rate_limit=0), store=store, clock=clock)
+    with TestClient(app):                                    # lifespan starts the sweep
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (store.escalations(work_order_id=wo["id"])
+                                                   and store.inspections(state="missed")):
+            time.sleep(0.05)
+    assert [e["notified"] for e in store.escalations(work_order_id=wo["id"])] == ["li.wei"]
+    assert len(store.inspections(state="missed")) == 1
+    store.close()
