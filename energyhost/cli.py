@@ -148,6 +148,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reports(args: argparse.Namespace) -> int:
+    from api.report.__main__ import main as reports_main
+
+    argv = ["--fleet", args.fleet, args.action]
+    if args.action == "run":
+        argv += ["--every", str(args.every)]
+    else:
+        if not (args.customer and args.month):
+            raise CliError("reports generate needs --customer and --month YYYY-MM")
+        argv += ["--customer", args.customer, "--month", args.month, "--lang", args.lang]
+    return reports_main(argv)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from energyhost.demo import run_demo
 
@@ -239,6 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--db", default=None,
                     help="workflow database: a SQLite file path or a postgresql:// URL (default: $EH_STORE_URL)")
     sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser("reports", help="monthly saving reports: generate the due ones (and e-mail them), or one now")
+    fleet_arg(sp)
+    sp.add_argument("action", choices=("run", "generate"))
+    sp.add_argument("--every", type=float, default=0.0, help="with run: repeat every N seconds (0 = once)")
+    sp.add_argument("--customer", default=None, help="with generate: customer id")
+    sp.add_argument("--month", default=None, help="with generate: YYYY-MM")
+    sp.add_argument("--lang", default="zh,en", help="with generate: zh, en or zh,en")
+    sp.set_defaults(func=cmd_reports)
 
     sp = sub.add_parser("status", help="print the health of every component")
     sp.add_argument("--var", default=str(ROOT / "var" / "demo"), help="demo state directory")

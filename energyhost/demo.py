@@ -11,7 +11,7 @@ Layout under ``--var`` (default ``var/demo``)::
     state.json  URLs and PIDs of this run (read by ``energyhost status``)
 
 Processes: mosquitto, influxd, ``energyhost simulate``, ``energyhost collect``,
-``energyhost analyze --follow``, ``energyhost serve``.  Ctrl-C (or ``--duration``) stops them
+``energyhost analyze --follow``, ``energyhost serve``, ``energyhost reports run``.  Ctrl-C (or ``--duration``) stops them
 all, children first, by the PIDs this command started.
 """
 
@@ -153,6 +153,7 @@ def run_demo(args) -> int:
                     "EH_SPOOL_DIR": str(var / "spool"), "EH_FLEET": str(fleet_file),
                     "EH_STORE_URL": f"sqlite:///{var / 'energyhost.sqlite'}", "EH_SECRETS_DIR": str(sec),
                     "EH_REPORT_DIR": str(var / "reports"),
+                    "EH_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
                     "EH_SIM_CONTROL_URL": f"http://127.0.0.1:{control_port}", "PYTHONUNBUFFERED": "1"}
         writer_env = {**base_env, "EH_INFLUX_USER": "collector",
                       "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_collector")}
@@ -184,6 +185,8 @@ def run_demo(args) -> int:
 
         stack.spawn("analyze", ["analyze", "--follow", "--fleet", str(fleet_file)], reader_env)
         stack.spawn("serve", ["serve", "--fleet", str(fleet_file), "--port", str(api_port)], reader_env)
+        stack.spawn("reports", ["reports", "--fleet", str(fleet_file), "run", "--every", "300"], reader_env)
+        _wait_http(f"http://127.0.0.1:{api_port}/healthz", 120, stack, "serve")
 
         state = {"influx_url": influx.url, "influx_db": DB, "mqtt": mosq.url,
                  "api_url": f"http://127.0.0.1:{api_port}",

@@ -7,7 +7,7 @@ import pytest
 
 from energyhost.cli import build_parser
 
-SUBCOMMANDS = ["demo", "collect", "simulate", "backfill", "fault", "analyze", "serve", "status",
+SUBCOMMANDS = ["demo", "collect", "simulate", "backfill", "fault", "analyze", "serve", "reports", "status",
                "check-config", "profiles"]
 
 

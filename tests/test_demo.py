@@ -24,6 +24,30 @@ def _query(state: dict, password: str, q: str, params: dict) -> list:
     return body["results"][0].get("series", [])
 
 
+def _post(url: str, body: dict, headers: dict | None = None) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _wait_alarm(api: str, auth: dict, device: str, type_: str, *, open_: bool, timeout: float) -> dict | None:
+    """Poll the API until the alarm of ``type_`` on ``device`` is open (or no longer active)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"{api}/api/v1/alarms?device_id={device}&limit=100", headers=auth)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = json.loads(r.read())
+        items = body["items"] if isinstance(body, dict) else body
+        mine = [a for a in items if a["type"] == type_]
+        if open_ and any(a.get("cleared_at") is None for a in mine):
+            return mine[0]
+        if not open_ and mine and all(a.get("cleared_at") is not None for a in mine):
+            return mine[0]
+        time.sleep(1)
+    return None
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -72,6 +96,24 @@ def test_demo_runs_the_whole_stack_and_stops_cleanly(tmp_path):
                 missing.discard("mqtt")
             time.sleep(2)
         assert not missing, f"no live data for {missing}"
+        # a fault injected into the simulator raises its alarm (seen through the API) and clears when removed
+        api, control = state["api_url"], state["control_url"]
+        users = json.loads((var / "secrets" / "api_users.json").read_text())
+        tok = _post(f"{api}/api/v1/auth/token", {"username": "engineer1", "password": users["engineer1"]})
+        auth = {"Authorization": f"Bearer {tok['access_token']}"}
+        device = "acme-plant1-ev3"
+        _post(f"{control}/faults", {"device": device, "fault": "ev_fault", "params": {}})
+        t_inject = time.monotonic()
+        raised = _wait_alarm(api, auth, device, "ev_fault", open_=True, timeout=60)
+        raise_s = time.monotonic() - t_inject
+        req = urllib.request.Request(f"{control}/faults/{device}", method="DELETE")
+        urllib.request.urlopen(req, timeout=10).read()
+        t_clear = time.monotonic()
+        cleared = _wait_alarm(api, auth, device, "ev_fault", open_=False, timeout=60)
+        print(f"ev_fault raised {raise_s:.1f} s after injection, cleared {time.monotonic() - t_clear:.1f} s "
+              f"after removal (poll interval 5 s)")
+        assert raised and cleared
+        assert raise_s <= 2 * 5 + 10 + 5, f"alarm raised after {raise_s:.1f} s (limit: two polls + 10 s + a sweep)"
         status = subprocess.run([sys.executable, "-m", "energyhost", "status", "--var", str(var)],
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
