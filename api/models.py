@@ -193,10 +193,10 @@ class AlarmOut(BaseModel):
     closed_at: datetime | None
     acked: bool
     acked_at: datetime | None
-    acked_by: str | None
-    ack_note: str
+    acked_by: str | None = Field(description="staff only")
+    ack_note: str = Field(description="staff only")
     shelved_until: datetime | None
-    shelve_reason: str
+    shelve_reason: str = Field(description="staff only")
     suppressed_by: str | None
     activations: int
     message_zh: str
@@ -204,10 +204,13 @@ class AlarmOut(BaseModel):
     evidence: dict[str, Any]
 
 
-def alarm_out(a: dict) -> dict:
-    """A store alarm row as the fields of :class:`AlarmOut` (validated once, by the response model)."""
+def alarm_out(a: dict, staff: bool = True) -> dict:
+    """A store alarm row as the fields of :class:`AlarmOut` (validated once, by the response model).
+
+    For customer users (``staff=False``) the operators' notes and names are blanked.
+    """
     shelved = a["state"] == "shelved"
-    return {
+    out = {
         "id": a["id"], "key": a["key"], "type": a["type"], "site_id": a["site_id"], "customer_id": a["customer_id"],
         "device_id": a["device_id"], "severity": a["severity"], "state": a["state"],
         "first_raised_at": ts(a["first_raised_ns"]), "raised_at": ts(a["raised_ns"]),
@@ -217,6 +220,9 @@ def alarm_out(a: dict) -> dict:
         "shelve_reason": a["shelve_reason"] if shelved else "", "suppressed_by": a["suppressed_by"],
         "activations": a["activations"], "message_zh": a["message_zh"], "message_en": a["message_en"],
         "evidence": a["evidence"]}
+    if not staff:
+        out.update(acked_by=None, ack_note="", shelve_reason="")
+    return out
 
 
 class AckIn(In):

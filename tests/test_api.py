@@ -237,6 +237,15 @@ def test_customer_views_hide_staff_fields(env):
     wo = c.get(f"/api/v1/workorders/{own['wo_id']}", headers=env.as_("acme-user")).json()
     assert wo["owner"] is None and wo["escalation_level"] is None and wo["title"] == "check fan"
     assert c.get(f"/api/v1/workorders/{own['wo_id']}/log", headers=env.as_("acme-user")).status_code == 403
+    env.store.upsert_alarm_events([AlarmEvent("acme-plant1/acme-plant1-hvac/notes", "notes", "acme-plant1",
+                                              "acme-plant1-hvac", "minor", env.clock() - NS, None, "", "", {})])
+    aid = env.store.alarms(site_id="acme-plant1", device_id="acme-plant1-hvac", open_only=True, limit=1)[0]["id"]
+    env.store.ack_alarm(aid, "engineer1", "internal: meter CT wired backwards")
+    seen = c.get(f"/api/v1/alarms/{aid}", headers=env.as_("acme-user")).json()
+    assert seen["acked"] is True and seen["ack_note"] == "" and seen["acked_by"] is None
+    listed = [a for a in c.get("/api/v1/alarms", headers=env.as_("acme-user")).json() if a["id"] == aid]
+    assert listed and listed[0]["ack_note"] == ""
+    assert c.get(f"/api/v1/alarms/{aid}", headers=env.as_("engineer1")).json()["ack_note"].startswith("internal")
 
 
 # ----------------------------------------------------------------------------- tenancy matrix

@@ -55,7 +55,7 @@ async def list_alarms(scope: ScopeDep, store: StoreDep,
     rows = store.alarms(scope.site_ids, site_id=site_id, device_id=device_id, severity=severity, state=state,
                         since_ns=to_ns(since) if since else None, until_ns=to_ns(until) if until else None,
                         open_only=open_only, limit=limit, offset=offset)
-    body = _ALARM_LIST.dump_json([AlarmOut.model_construct(**alarm_out(a)) for a in rows])
+    body = _ALARM_LIST.dump_json([AlarmOut.model_construct(**alarm_out(a, scope.is_staff)) for a in rows])
     return Response(body, media_type="application/json")
 
 
@@ -121,7 +121,7 @@ def post_events(body: Annotated[list[AlarmEventIn], Field(max_length=10000)], sc
 @router.get("/{alarm_id}", response_model=AlarmOut)
 def get_alarm(alarm_id: DbId, scope: ScopeDep, store: StoreDep) -> dict:
     """One alarm."""
-    return alarm_out(store.alarm(alarm_id, scope.site_ids))
+    return alarm_out(store.alarm(alarm_id, scope.site_ids), scope.is_staff)
 
 
 @router.get("/{alarm_id}/audit", response_model=list[AuditOut])
