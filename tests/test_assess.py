@@ -28,7 +28,7 @@ SITE = "acme-plant1"
 FAULTS = [
     ("acme-plant1-pv1", "inverter_trip", 2 * H, H, {}, {"inverter_trip"}, 60),
     ("acme-plant1-pv2", "string_loss", 2 * H, 3 * H, {"mppt": 2}, {"string_mismatch"}, 900 + 120),
-    # the simulator drops the 60 K rise in one step when the fault clears: the rate-of-change
+    # the simulator drops the whole temperature rise in one step when the fault clears: the rate-of-change
     # check rightly calls that step implausible (a real winding cools with a 45-min time constant)
     ("acme-plant1-t1-temp", "transformer_overtemp", 6 * H, 2 * H, {}, {"transformer_overtemp", "implausible_rate"},
      1800),
