@@ -3,7 +3,8 @@
 ``run_collectors`` is what ``energyhost collect`` runs.  Modbus devices can be sharded across
 several collector processes (``shard="K/N"``: a device belongs to shard ``crc32(id) % N``, so
 the split is stable and needs no coordination); MQTT load is split with a shared subscription
-(``group``).  Prometheus metrics (readings received / written / pending / rejected, spool bytes,
+(``group``).  Each process is one ``instance``: its MQTT client id (persistent session) and its
+spool directory are named after it, so several collectors on one machine never share either.  Prometheus metrics (readings received / written / pending / rejected, spool bytes,
 polls by status, devices offline, poll latency) are served on ``metrics_port`` when given.
 """
 
@@ -17,6 +18,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from core.config import Fleet, Settings
 from core.influx import InfluxClient, Writer
@@ -102,7 +104,7 @@ class Metrics:
 
 async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings: Settings, *,
                          group: str | None = None, shard: str | None = None, metrics_port: int = 0,
-                         modbus: bool = True, mqtt: bool = True, stats_interval_s: float = 30.0,
+                         modbus: bool = True, mqtt: bool = True, stats_interval_s: float = 30.0, instance: str = "main",
                          stop: asyncio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM (or ``stop``); flush the writer; return an exit code."""
     from collector.modbus import ModbusCollector
@@ -112,7 +114,10 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     shard_t = parse_shard(shard)
     client = InfluxClient.from_settings(settings)
-    writer = Writer(client, settings.spool_dir, flush_interval_s=0.5)
+    # one spool per process (core.spool locks it): the default instance uses EH_SPOOL_DIR itself,
+    # every other instance a subdirectory named after it, so several collectors never share one
+    spool_dir = Path(settings.spool_dir) if instance == "main" else Path(settings.spool_dir) / instance
+    writer = Writer(client, spool_dir, flush_interval_s=0.5)
     sources: dict[str, Callable[[], dict]] = {"writer": writer.stats}
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
@@ -126,9 +131,9 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         sources["modbus"] = mb.stats
     mq = None
     if mqtt and any(d.transport == "mqtt" for d in fleet.devices.values()):
-        suffix = f"-{shard_t[0]}" if shard_t else ""
-        mq = MqttCollector(fleet, settings, writer, group=group,
-                           client_id=f"eh-collector{('-' + group) if group else ''}{suffix}")
+        # a stable client id per instance: the persistent session (and its queued messages) is keyed by it
+        mq = MqttCollector(fleet, settings, writer, group=group, client_id=f"eh-collector-{instance}",
+                           deadletter_path=spool_dir / "mqtt-deadletter.jsonl")
         await asyncio.to_thread(mq.start)
         sources["mqtt"] = mq.stats
     if metrics_port:

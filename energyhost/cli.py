@@ -66,7 +66,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     return asyncio.run(run_collectors(fleet, profiles, settings, group=args.group, shard=args.shard,
                                       metrics_port=args.metrics_port, modbus=not args.no_modbus,
-                                      mqtt=not args.no_mqtt))
+                                      mqtt=not args.no_mqtt, instance=args.instance))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -174,6 +174,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+def _instance_name(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", text):
+        raise argparse.ArgumentTypeError(f"instance name must match [a-z0-9][a-z0-9_-]{{0,31}}, got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="energyhost",
@@ -199,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--shard", default=None, metavar="K/N",
                     help="poll only Modbus devices of shard K of N (by stable hash of the device id)")
     sp.add_argument("--metrics-port", type=int, default=0, help="Prometheus metrics port (0 = off)")
+    sp.add_argument("--instance", default="main", type=_instance_name,
+                    help="name of this collector process: its MQTT client id and spool directory "
+                         "(give each of several collectors its own; default: %(default)s)")
     sp.add_argument("--no-modbus", action="store_true", help="do not poll Modbus devices")
     sp.add_argument("--no-mqtt", action="store_true", help="do not subscribe to MQTT")
     sp.set_defaults(func=cmd_collect)

@@ -132,8 +132,6 @@ def run_demo(args) -> int:
         print("energyhost demo: starting InfluxDB and Mosquitto ...", flush=True)
         first_start = not (var / "influxdb" / "meta" / "meta.db").exists()
         influx = Influxd(var / "influxdb", auth=True, admin_password=_secret(sec / "influx_admin"))
-        if not first_start:
-            influx._admin_created = True   # the admin user exists in the persisted meta store
         influx.start()
         stack.services.append(influx)
         pw_writer, pw_reader = _secret(sec / "influx_collector"), _secret(sec / "influx_reader")
