@@ -8,6 +8,8 @@
   ``online``); live mode reads raw samples.
 * :func:`evaluate_period` — faults, power-quality table and priced savings over a period
   (``energyhost analyze --start … --end …``).
+* :class:`PeriodicJobs` — the daily power-quality table and the monthly savings (last 30 days),
+  logged and written as JSON to ``$EH_FINDINGS_DIR/<site>/<date>.json`` (started with ``--follow``).
 * :class:`Follower` — near-real-time evaluation of a sliding window every few seconds
   (``energyhost analyze --follow``), with on-delays short enough to raise within two poll
   intervals + 10 s for state faults, and raises/clears upserted once each to the workflow
@@ -273,6 +275,56 @@ class Follower:
             stop.wait(max(0.0, interval_s - (time.monotonic() - t0)))
 
 
+class PeriodicJobs:
+    """Daily power-quality table (last 24 h) and monthly savings (last 30 days) of every site.
+
+    Results are logged and, with ``out_dir``, written as JSON to
+    ``<out_dir>/<site>/<YYYY-MM-DD>.json`` (UTC date of the end of the window).
+    """
+
+    def __init__(self, fleet: Fleet, client, out_dir=None, *, site_ids: Iterable[str] | None = None,
+                 clock=time.time_ns):
+        self.fleet, self.client, self.clock = fleet, client, clock
+        self.out_dir = out_dir
+        self.site_ids = list(site_ids or fleet.sites)
+
+    def run_once(self) -> dict[str, dict]:
+        """Evaluate now; returns site → {"pq": [...], "savings": [...], "window": [start, end]}."""
+        from pathlib import Path
+
+        end = self.clock()
+        end -= end % MINUTE_NS
+        day = evaluate_period(self.fleet, self.client, end - 86400 * NS, end, self.site_ids)
+        month = evaluate_period(self.fleet, self.client, end - 30 * 86400 * NS, end, self.site_ids)
+        out = {}
+        for sid in self.site_ids:
+            res = {"window_pq": [end - 86400 * NS, end], "window_savings": [end - 30 * 86400 * NS, end],
+                   "pq": [f._asdict() for f in day[sid] if f.type.startswith("pq_")],
+                   "savings": [f._asdict() for f in month[sid] if f.type.startswith("saving_")]}
+            out[sid] = res
+            if self.out_dir is not None:
+                d = Path(self.out_dir) / sid
+                d.mkdir(parents=True, exist_ok=True)
+                name = datetime.fromtimestamp(end / NS, UTC).strftime("%Y-%m-%d") + ".json"
+                (d / name).write_text(json.dumps(res, default=_jsonable, ensure_ascii=False, indent=1))
+        return out
+
+    def run(self, stop: threading.Event, every_s: float = 86400.0, first_after_s: float = 120.0) -> None:
+        """Run once after ``first_after_s``, then every ``every_s``, until ``stop``."""
+        wait = first_after_s
+        while not stop.wait(wait):
+            t0 = time.monotonic()
+            try:
+                for sid, r in self.run_once().items():
+                    bad = [x["type"] for x in r["pq"] if not x["evidence"].get("compliant", True)]
+                    yuan = sum(x["yuan_month"] or 0 for x in r["savings"])
+                    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} analyze: daily {sid}: PQ non-compliant "
+                          f"{bad or 'none'}; savings {yuan:,.0f} yuan/month", file=sys.stderr, flush=True)
+            except Exception as exc:  # noqa: BLE001 - the periodic job must not stop the follower
+                print(f"analyze: periodic job failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            wait = max(1.0, every_s - (time.monotonic() - t0))
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -316,7 +368,12 @@ def main(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         interval = min((d.poll_interval_s for d in fleet.devices.values()), default=5.0) / 2
+        periodic = PeriodicJobs(fleet, InfluxClient.from_settings(Settings.from_env()),
+                                os.environ.get("EH_FINDINGS_DIR") or None, site_ids=sites)
+        th = threading.Thread(target=periodic.run, args=(stop,), name="analytics-periodic", daemon=True)
+        th.start()
         Follower(fleet, client, store, site_ids=sites).run(stop, interval)
+        th.join(timeout=5.0)
         return 0
     now = time.time_ns()
     try:

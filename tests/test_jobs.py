@@ -186,3 +186,15 @@ def test_follower_does_not_call_collector_start_up_a_loss(loaded, fleet):
     now = {"t": (T0 + 12 * H + 180) * NS}
     f = jobs.Follower(fleet, client, None, site_ids=[SITE], clock=lambda: now["t"], started_ns=started)
     assert f.step() == []
+
+
+def test_periodic_jobs_write_daily_pq_and_savings(loaded, fleet, tmp_path):
+    import json
+
+    client, _, _ = loaded
+    p = jobs.PeriodicJobs(fleet, client, tmp_path, site_ids=[SITE], clock=lambda: (T0 + 86400 + 30) * NS)
+    out = p.run_once()[SITE]
+    assert {x["type"] for x in out["pq"]} >= {"pq_voltage", "pq_frequency"}
+    assert out["savings"] and all(x["yuan_month"] is not None for x in out["savings"])
+    f = tmp_path / SITE / "2026-03-02.json"
+    assert json.loads(f.read_text())["window_pq"] == [(T0 + 86400) * NS - 86400 * NS, (T0 + 86400) * NS]
