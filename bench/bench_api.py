@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             or not 1 <= args.rounds <= 50):
         ap.error("bounds: concurrency 1..200, requests 1..100000, max-seconds 0..300, rounds 1..50")
 
-    from core.services import Influxd, free_port
+    from core.services import Influxd, free_port, listener_pid_matches
 
     with tempfile.TemporaryDirectory(prefix="eh-bench-api-") as tmp:
         work = Path(tmp)
@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("API server did not start")
                 time.sleep(0.1)
+            if not listener_pid_matches(server.pid, port):
+                raise RuntimeError(f"port {port} is answered by another process than our server {server.pid}")
             tok = httpx.post(f"{base}/api/v1/auth/token",
                              json={"username": "acme-user", "password": password}).json()["access_token"]
             h = {"Authorization": f"Bearer {tok}"}

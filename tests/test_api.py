@@ -31,7 +31,7 @@ from api.settings import ApiSettings
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import AlarmEvent, Point
-from core.services import free_port
+from core.services import free_port, listener_pid_matches
 from core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -668,7 +668,7 @@ def test_real_uvicorn_serves_the_app(env):
         deadline = time.monotonic() + 10
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert server.started
+        assert server.started and listener_pid_matches(os.getpid(), port)      # our in-process server answers
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as h:
             assert h.get("/healthz").json()["ok"] is True
             assert h.get("/docs").status_code == 200 and "swagger" in h.get("/docs").text.lower()
