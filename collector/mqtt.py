@@ -293,6 +293,9 @@ class MqttCollector:
         c.manual_ack_set(True)
         if self.settings.mqtt_user:
             c.username_pw_set(self.settings.mqtt_user, self.settings.mqtt_password)
+        ca = getattr(self.settings, "mqtt_tls_ca", None)
+        if ca:      # TLS with the broker's certificate verified against this CA (and its hostname)
+            c.tls_set(ca_certs=ca)
         c.reconnect_delay_set(0.2, 5)
         c.on_connect = self._on_connect
         c.on_connect_fail = self._on_connect_fail

@@ -338,7 +338,8 @@ class Settings:
     ``EH_INFLUX_URL`` (default http://127.0.0.1:8086), ``EH_INFLUX_DB`` (energyhost),
     ``EH_INFLUX_USER`` / ``EH_INFLUX_PASSWORD`` (or ``*_FILE`` variants holding the secret),
     ``EH_INFLUX_TOKEN`` (InfluxDB 2.x/3.x v1-compat token auth),
-    ``EH_MQTT_HOST`` / ``EH_MQTT_PORT`` / ``EH_MQTT_USER`` / ``EH_MQTT_PASSWORD``, ``EH_SPOOL_DIR``.
+    ``EH_MQTT_HOST`` / ``EH_MQTT_PORT`` / ``EH_MQTT_USER`` / ``EH_MQTT_PASSWORD``, ``EH_SPOOL_DIR``,
+    ``EH_MQTT_TLS_CA`` (CA file: connect to the broker over TLS, server certificate verified).
     """
 
     influx_url: str = "http://127.0.0.1:8086"
@@ -350,6 +351,7 @@ class Settings:
     mqtt_port: int = 1883
     mqtt_user: str | None = None
     mqtt_password: str | None = None
+    mqtt_tls_ca: str | None = None
     spool_dir: str = "var/spool"
 
     @classmethod
@@ -373,5 +375,6 @@ class Settings:
             influx_token=secret("EH_INFLUX_TOKEN"),
             mqtt_host=e.get("EH_MQTT_HOST", cls.mqtt_host), mqtt_port=int(port),
             mqtt_user=e.get("EH_MQTT_USER") or None, mqtt_password=secret("EH_MQTT_PASSWORD"),
+            mqtt_tls_ca=e.get("EH_MQTT_TLS_CA") or None,
             spool_dir=e.get("EH_SPOOL_DIR", cls.spool_dir),
         )

@@ -367,6 +367,8 @@ class Mosquitto(_Daemon):
         drops silently beyond; sized here for a long subscriber outage).
     message_size_limit : broker-side payload cap [bytes]; above the application's 64 KiB cap so
         that over-size payloads reach the collector and are dead-lettered with a reason.
+    tls : ``(cafile, certfile, keyfile)``: adds a TLS listener (TLS 1.2+) on ``tls_port`` (a free
+        one if None) beside the plain one; see :func:`core.certs.make_loopback_tls`.
 
     Runs as root with ``user root`` so that it can write its persistence file in ``base_dir``.
     """
@@ -376,8 +378,13 @@ class Mosquitto(_Daemon):
     def __init__(self, base_dir: str | os.PathLike, *, port: int | None = None,
                  users: dict[str, str] | None = None, acl: str | None = None,
                  autosave_changes: int = 10, max_queued_messages: int = 1_000_000,
-                 message_size_limit: int = 1 << 20) -> None:
+                 message_size_limit: int = 1 << 20, tls: tuple | None = None,
+                 tls_port: int | None = None) -> None:
         super().__init__(base_dir, port)
+        self.tls = tuple(str(p) for p in tls) if tls else None
+        if self.tls is not None and len(self.tls) != 3:
+            raise ValueError("tls must be (cafile, certfile, keyfile)")
+        self.tls_port = (tls_port or free_port()) if self.tls else None
         self.users = dict(users) if users else None
         self.acl = acl
         self.autosave_changes = int(autosave_changes)
@@ -389,6 +396,14 @@ class Mosquitto(_Daemon):
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+    def _ports(self) -> list[int]:
+        return [self.port] + ([self.tls_port] if self.tls_port else [])
+
+    def _repick_ports(self) -> None:
+        self.port = free_port()
+        if self.tls:
+            self.tls_port = free_port()
 
     def _write_config(self) -> None:
         d = self.base_dir
@@ -412,6 +427,10 @@ class Mosquitto(_Daemon):
             "log_type information",
             "connection_messages false",
         ]
+        if self.tls:
+            ca, cert, key = self.tls
+            lines += [f"listener {self.tls_port} {self.host}", f"cafile {ca}", f"certfile {cert}",
+                      f"keyfile {key}", "tls_version tlsv1.2"]
         if self.users:
             pw = d / "passwords"
             pw.write_text("")

@@ -39,12 +39,15 @@ class MqttGateway:
     mode : ``"single"`` (one message per reading) or ``"batch"`` (one message per round).
     gateway_id : id used in the batch and status topics.
     max_inflight : QoS 1 messages in flight before paho queues (paho's default is 20).
+    username, password : MQTT credentials (the ACL of :mod:`core.mqtt_acl` names the gateway
+        user ``<site>-mqttgw``).
+    tls_ca : CA file: connect over TLS and verify the broker's certificate.
     """
 
     def __init__(self, fleet: Fleet, site_id: str, host: str, port: int, values_fn: ValuesFn, *,
                  mode: str = "single", gateway_id: str | None = None, devices: list[Device] | None = None,
                  username: str | None = None, password: str | None = None, client_id: str | None = None,
-                 max_inflight: int = 1000, keepalive_s: int = 5) -> None:
+                 max_inflight: int = 1000, keepalive_s: int = 5, tls_ca: str | None = None) -> None:
         if mode not in ("single", "batch"):
             raise ValueError(f"mode must be 'single' or 'batch', got {mode!r}")
         if site_id not in fleet.sites:
@@ -71,6 +74,8 @@ class MqttGateway:
                               protocol=mqtt.MQTTv5)
         if username:
             self._c.username_pw_set(username, password)
+        if tls_ca:      # TLS, broker certificate verified against this CA file
+            self._c.tls_set(ca_certs=tls_ca)
         self._c.max_inflight_messages_set(max_inflight)
         self._c.max_queued_messages_set(0)
         self._c.will_set(self.status_topic, self._status(False), qos=1)
