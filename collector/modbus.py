@@ -23,7 +23,9 @@ Reliability rules (docs reliability.md §3, §0 row 10):
 * reconnect with exponential backoff 1 s → 60 s, ±20 % jitter, reset after a good connect;
   we own the reconnect loop (pymodbus auto-reconnect disabled with ``reconnect_delay=0``);
 * a device is offline after 3 consecutive failed polls and online on the first good poll;
-* the poll's scheduled time (a multiple of the interval) is the Point timestamp;
+* the poll's scheduled time (a multiple of the interval) is the Point timestamp; a slot
+  missed because a poll ran long is skipped and counted (``skipped_slots``), and a wall clock
+  stepped back re-aligns the schedule at once (``clock_steps_back``) instead of pausing polls;
 * read function codes 01–04 only: :class:`ReadOnlyClient` has no write method and refuses
   any other outgoing PDU in pymodbus's send path (IEC 62443 FR3 least privilege).
 
@@ -368,11 +370,19 @@ class ModbusCollector:
 
     async def _device_loop(self, poller: DevicePoller, stop: asyncio.Event) -> None:
         interval_ns = round(poller.device.poll_interval_s * 1e9)
+        interval_s = interval_ns / 1e9
         slot = int(self.clock() * 1e9) // interval_ns + 1      # integer slot: exact ns timestamps
         while not stop.is_set():
-            delay = slot * interval_ns / 1e9 - self.clock()
-            if delay > 0:
-                await asyncio.sleep(delay)          # run() cancels this task when stop is set
+            now = self.clock()
+            delay = slot * interval_s - now
+            if delay > interval_s:
+                # the wall clock stepped back (NTP correction): re-align instead of sleeping the step
+                self.counters["clock_steps_back"] += 1
+                slot = int(now * 1e9) // interval_ns + 1
+                continue
+            if delay > 0.001:
+                await asyncio.sleep(delay)          # <= one interval; run() cancels this task at stop
+                continue                            # re-check: the clock may have stepped meanwhile
             points = await poller.poll(slot * interval_ns)
             self.counters["polls"] += 1
             self.counters[f"status_{points[-1].fields['status']}"] += 1
@@ -421,6 +431,7 @@ class ModbusCollector:
             "failures": failures,
             "offline": sorted(p.device.id for p in self.pollers if p.state.online is False),
             "skipped_slots": self.counters["skipped_slots"],
+            "clock_steps_back": self.counters["clock_steps_back"],
             "sink_errors": self.counters["sink_errors"],
             "connects": links["connects"],
             "connect_failed": links["connect_failed"],

@@ -705,3 +705,31 @@ def test_bad_block_is_asked_again_every_tenth_poll_and_recovers():
     assert set(seq[first_ok:]) == {"ok"} and sim_stats["exception_02"] == 1
     last = [p for p in points if p.measurement == "meter"][-1]
     assert last.fields["thd_voltage_l1"] == pytest.approx(12.34)
+
+
+def test_wall_clock_stepped_back_realigns_the_schedule():
+    fleet = _fleet([_dev("m", "transformer_generic_bwdk", port=free_port(), interval=0.2)])
+    offset = [0.0]
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: {"winding_temperature_l1": 70.0})
+        try:
+            col = ModbusCollector(fleet, PROFILES, points.extend, clock=lambda: time.time() + offset[0])
+            stop = asyncio.Event()
+            task = asyncio.create_task(col.run(stop))
+            await asyncio.sleep(0.7)
+            offset[0] = -3600.0                       # NTP steps the wall clock back an hour
+            n_before = len(points)
+            await asyncio.sleep(1.0)
+            stop.set()
+            await task
+            return col.stats(), n_before
+        finally:
+            await sim.stop()
+
+    stats, n_before = asyncio.run(main())
+    after = [p for p in points[n_before:] if p.measurement == "collector_status"]
+    assert len(after) >= 4 and {p.fields["status"] for p in after} == {"ok"}
+    assert stats["clock_steps_back"] == 1
+    assert all(p.time_ns < (time.time() - 3000) * 1e9 and p.time_ns % 200_000_000 == 0 for p in after[1:])
