@@ -457,8 +457,8 @@ def assess_site(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], start_
 def pq_findings(site: Site, meter_id: str, data: Mapping[str, np.ndarray], period_s: float = 60.0) -> list[Finding]:
     """EN 50160-style compliance of a meter over the window as findings of type ``pq_<parameter>``.
 
-    Every parameter yields one finding (compliant ones with severity ``warning`` and
-    ``evidence['compliant'] = True``) so a report can show the whole table.  Indicative, not
+    Every parameter yields one finding (compliant ones, and those without valid data —
+    ``evidence['compliant']`` None — with severity ``warning``) so a report can show the whole table.  Indicative, not
     IEC 61000-4-30 Class A.  These are reports, not alarms (exclude ``pq_*`` from alarms).
     """
     t = _checks.time_ns(data["time_ns"])
@@ -467,27 +467,32 @@ def pq_findings(site: Site, meter_id: str, data: Mapping[str, np.ndarray], perio
     summ = pq.compliance_summary(t, data, site.nominal_voltage_v, 0.4, period_s)
     out = []
     for name, s in summ.items():
-        ok = bool(s["compliant"])
+        ok = s["compliant"]
+        verdict_zh = "无有效数据" if ok is None else "合格" if ok else "不合格"
+        verdict_en = "no valid data" if ok is None else "compliant" if ok else "NOT compliant"
         out.append(Finding(
             type=f"pq_{name}", site_id=site.id, device_id=meter_id, start_ns=int(t[0]),
-            end_ns=int(t[-1] + round(period_s * NS)), severity="warning" if ok else "minor",
+            end_ns=int(t[-1] + round(period_s * NS)), severity="minor" if ok is False else "warning",
             evidence={k: (float(v) if isinstance(v, np.floating) else v) for k, v in s.items()},
             explanation_zh=f"{name}：{s['standard']}，有效 10 分钟值 {s['n_valid']} 个，越限 {s['n_outside']} 个"
-                           f"（{'合格' if ok else '不合格'}；指示性评估，非 A 级仪表）。",
+                           f"（{verdict_zh}；指示性评估，非 A 级仪表）。",
             explanation_en=f"{name}: {s['standard']}, {s['n_valid']} valid 10-min values, {s['n_outside']} outside "
-                           f"({'compliant' if ok else 'NOT compliant'}; indicative, not IEC 61000-4-30 Class A).",
+                           f"({verdict_en}; indicative, not IEC 61000-4-30 Class A).",
         ))
     return out
 
 
 def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tariff,
-                 adjustment_base_yuan: float | None = None, price_yuan_per_kwh: float | None = None) -> list[Finding]:
+                 adjustment_base_yuan: float | None = None, price_yuan_per_kwh: float | None = None,
+                 min_coverage: float = 0.8, min_days: float = 1.0) -> list[Finding]:
     """Priced saving findings of one site over the window, ranked by yuan/month.
 
     Site grid power is the sum of the transformer (billing) meters; EV and PV power the sums
     of the chargers and inverters.  All series must share one time grid (1-min means, as
     :func:`analytics.jobs.fetch_site` returns in period mode).  ``adjustment_base_yuan``
-    defaults to the month's energy charge + capacity charge computed from the tariff.
+    defaults to the month's energy charge + capacity charge computed from the tariff.  No advice
+    (an empty list) unless the billing meters cover ``min_coverage`` of the window and at least
+    ``min_days`` days.
     """
     from analytics import savings
     from analytics import tariffs as tf
@@ -508,6 +513,11 @@ def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tarif
                                                                                                 "apparent_power")
     if p_kw is None:
         return []
+    valid = np.isfinite(np.vstack([np.asarray(data[m]["active_power"], float) for m in meters
+                                   if "active_power" in data[m]])).any(axis=0)
+    step_s = float(np.median(np.diff(t))) / NS
+    if valid.mean() < min_coverage or valid.sum() * step_s < min_days * 86400:
+        return []           # a month's advice from a few hours of data would be wrong, not just rough
     kva = sum(tr.rated_kva for tr in site.transformers) or float(np.nanmax(s_kva) if s_kva is not None else 1.0)
     e = tf.interval_energy_kwh(t, np.clip(p_kw, 0, None) * 1000.0, max_gap_s=600)
     energy_yuan = tf.energy_cost(t, e, tariff)["total_yuan"]

@@ -316,10 +316,12 @@ class PeriodicJobs:
             t0 = time.monotonic()
             try:
                 for sid, r in self.run_once().items():
-                    bad = [x["type"] for x in r["pq"] if not x["evidence"].get("compliant", True)]
-                    yuan = sum(x["yuan_month"] or 0 for x in r["savings"])
+                    bad = sorted({x["type"] for x in r["pq"] if x["evidence"].get("compliant") is False})
+                    nodata = sorted({x["type"] for x in r["pq"] if x["evidence"].get("compliant") is None})
+                    sav = (f"savings {sum(x['yuan_month'] or 0 for x in r['savings']):,.0f} yuan/month"
+                           if r["savings"] else "savings: not enough data (80 % of 30 days)")
                     print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} analyze: daily {sid}: PQ non-compliant "
-                          f"{bad or 'none'}; savings {yuan:,.0f} yuan/month", file=sys.stderr, flush=True)
+                          f"{bad or 'none'}, no data {nodata or 'none'}; {sav}", file=sys.stderr, flush=True)
             except Exception as exc:  # noqa: BLE001 - the periodic job must not stop the follower
                 print(f"analyze: periodic job failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             wait = max(1.0, every_s - (time.monotonic() - t0))

@@ -854,7 +854,8 @@ def compliance_summary(time_ns, channels: dict, nominal_voltage_v: float, voltag
     (GB/T 12325 ±7 % and EN 50160 ±10 % / +10−15 %), frequency (GB/T 15945 ±0.2 Hz
     on 10-min means), negative-sequence unbalance (GB/T 15543 95 % ≤ 2 %, max ≤ 4 %,
     from line voltages, else from phasors), THD_u (GB/T 14549 Table 1 at 0.38 kV).
-    A parameter whose channels are absent is left out.  Not IEC 61000-4-30 Class A.
+    A parameter whose channels are absent is left out; ``compliant`` is None when there is no
+    valid 10-min value (no verdict without data).  Not IEC 61000-4-30 Class A.
 
     Parameters
     ----------
@@ -888,14 +889,14 @@ def compliance_summary(time_ns, channels: dict, nominal_voltage_v: float, voltag
         n, nout = count_outside(voltage_deviation(u10, nominal_voltage_v), ok, lo, hi)
         en = en50160_voltage(u10, ok, nominal_voltage_v, lv=True)
         out["voltage"] = {"n_valid": n, "n_outside": nout, "limit": "±7 % of nominal",
-                          "standard": "GB/T 12325-2008 §4", "compliant": n > 0 and nout == 0,
+                          "standard": "GB/T 12325-2008 §4", "compliant": nout == 0 if n else None,
                           "qualification_rate_pct": (1 - nout / n) * 100 if n else np.nan,
                           "en50160": en}
     if "frequency" in channels:
         _, f10, ok = aggregate_10min(t, channels["frequency"], period_s, method="mean")
         n, nout = count_outside(f10 - nominal_hz, ok, -frequency_limit_hz, frequency_limit_hz)
         out["frequency"] = {"n_valid": n, "n_outside": nout, "limit": f"±{frequency_limit_hz} Hz",
-                            "standard": "GB/T 15945-2008 §4", "compliant": n > 0 and nout == 0}
+                            "standard": "GB/T 15945-2008 §4", "compliant": nout == 0 if n else None}
     lines = ["voltage_l12", "voltage_l23", "voltage_l31"]
     eps = None
     if all(c in channels for c in lines):
@@ -908,7 +909,7 @@ def compliance_summary(time_ns, channels: dict, nominal_voltage_v: float, voltag
         ass = unbalance_assessment(np.where(ok, e10, np.nan))
         n, nout = count_outside(e10, ok, -np.inf, 2.0)
         out["unbalance"] = {"n_valid": n, "n_outside": nout, "limit": "95 % ≤ 2 %, max ≤ 4 %",
-                            "standard": "GB/T 15543-2008 §4", "compliant": n > 0 and not ass["fail"],
+                            "standard": "GB/T 15543-2008 §4", "compliant": (not ass["fail"]) if n else None,
                             "p95_pct": ass["p95_pct"], "max_pct": ass["max_pct"]}
     thd_ch = [f"thd_voltage_l{p}" for p in (1, 2, 3)]
     if all(c in channels for c in thd_ch):
@@ -919,5 +920,5 @@ def compliance_summary(time_ns, channels: dict, nominal_voltage_v: float, voltag
         p95 = float(np.nanpercentile(worst, 95)) if np.isfinite(worst).any() else np.nan
         out["thd_voltage"] = {"n_valid": n, "n_outside": nout, "limit": f"THD_u ≤ {lim} %",
                               "standard": "GB/T 14549-1993 Table 1", "p95_pct": p95,
-                              "compliant": n > 0 and not p95 > lim + _EPS}
+                              "compliant": (not p95 > lim + _EPS) if n else None}
     return out

@@ -222,3 +222,18 @@ def test_no_irradiance_sensor_fault_free_month(fleet):
             v = _without_sensor(sig.values_array(d.id, t)) | {"time_ns": (t * 1e9).astype(np.int64)}
             f += assess.assess_device(site, d, v, int(t[0] * 1e9), int((t[-1] + 60) * 1e9))
     assert f == []
+
+
+def test_site_savings_need_enough_data(fleet):
+    from analytics import tariffs as tf
+
+    sig = FleetSignals(fleet, seed=2)
+    site = fleet.sites["acme-office"]
+    tariff = tf.load_tariff(site.tariff)
+    t = T0 + np.arange(10 * 1440) * 60.0
+    data = {d.id: sig.values_array(d.id, t) | {"time_ns": (t * 1e9).astype(np.int64)} for d in site.devices}
+    ranked = assess.site_savings(site, data, tariff)
+    assert len(ranked) >= 5 and [f.yuan_month for f in ranked] == sorted((f.yuan_month for f in ranked), reverse=True)
+    few = {d: {k: (np.where(np.arange(t.size) < 7 * 1440, a, np.nan) if k != "time_ns" else a)
+               for k, a in v.items()} for d, v in data.items()}            # 70 % coverage
+    assert assess.site_savings(site, few, tariff) == []

@@ -296,3 +296,11 @@ def test_pf_adjustment_vector_equals_scalar_and_rounding():
         pq.pf_adjustment_pct(0.9, 0.95)
     with pytest.raises(ValueError, match="pf"):
         pq.pf_adjustment_pct(1.2)
+
+
+def test_compliance_summary_without_valid_intervals_gives_no_verdict():
+    t = 1_700_000_400 * 10**9 + np.arange(5) * 60 * 10**9          # 5 minutes: no complete 10-min value
+    ch = {f"voltage_l{p}": np.full(5, 300.0) for p in (1, 2, 3)} | {"frequency": np.full(5, 50.0)}
+    s = pq.compliance_summary(t, ch, 230.0)
+    assert s["voltage"]["n_valid"] == 0 and s["voltage"]["compliant"] is None
+    assert s["frequency"]["compliant"] is None
