@@ -16,7 +16,8 @@ Checks printed at the end (and returned by :func:`run_soak`):
 * every cleanly stopped collector run: received == written + pending + rejected + dropped with
   pending == dropped == rejected == 0;
 * Modbus, the last (clean) run: ``collector_status`` points stored in its window == its polls;
-  a killed run loses at most the Writer's in-memory buffer (flush 0.5 s: <= 1 poll per device);
+  a killed run has stored at least every poll it reported (stats line, every 30 s) before the kill
+  (it can lose only the Writer's in-memory buffer: flush 0.5 s, <= 1 poll per device);
 * RSS of each collector run: growth after its warm-up <= max(10 %, 8 MiB); open fds: spread
   <= 12 (sockets to daemons that are being killed come and go) and back to the start count +- 4;
 * the spool drained to 0 and nothing quarantined.
@@ -118,6 +119,17 @@ def _stats_lines(log: Path) -> list[tuple[str, dict]]:
         elif "collector stopped" in line and ": {" in line:
             out.append(("stopped", json.loads(line[line.index(": {") + 2:])))
     return out
+
+
+def _stats_by_run(log: Path) -> list[list[dict]]:
+    """The periodic stats lines of ``energyhost collect``, grouped per process run (split at each start)."""
+    runs: list[list[dict]] = []
+    for line in log.read_text(errors="replace").splitlines():
+        if "collector started:" in line:
+            runs.append([])
+        elif " stats {" in line and runs:
+            runs[-1].append(json.loads(line[line.index(" stats {") + 7:]))
+    return runs
 
 
 def run_soak(seconds: float, workdir: Path, *, fault_every_s: float | None = None, say=print) -> dict:
@@ -245,15 +257,21 @@ def _checks(runs, col, client, spool: Path, published: int, faults, elapsed: flo
     chk["modbus_last_run_exact"] = stored_polls == polls
     res["modbus_last_run"] = {"polls": polls, "stored_status_points": stored_polls,
                               "skipped_slots": stats[-1]["modbus"]["skipped_slots"] if stats else None}
-    # Modbus: killed runs lose at most one poll per device (the 0.5-s in-memory buffer)
+    # Modbus: a killed run stored at least every poll it had reported (stats every 30 s) before the kill
+    per_run_stats = _stats_by_run(col.log)
     killed = []
     for i, r in enumerate(runs):
         if not r["killed"]:
             continue
         q = client.query("SELECT count(online) FROM collector_status WHERE source = 'modbus' AND time >= $a "
                          "AND time < $b", {"a": int(r["start"] * 1e9), "b": int(r["end"] * 1e9)})
-        killed.append({"run": i, "stored_status_points": int(q[0]["values"][0][1]) if q else 0,
-                       "seconds": round(r["end"] - r["start"], 1)})
+        st = per_run_stats[i] if i < len(per_run_stats) else []
+        reported = st[-1]["modbus"]["polls"] if st else 0
+        killed.append({"run": i, "seconds": round(r["end"] - r["start"], 1),
+                       "stored_status_points": int(q[0]["values"][0][1]) if q else 0,
+                       "polls_reported_before_kill": reported})
+    chk["modbus_killed_runs_kept_reported_polls"] = all(
+        k["stored_status_points"] >= k["polls_reported_before_kill"] for k in killed)
     res["modbus_killed_runs"] = killed
     # memory and fds per run
     warm = min(60.0, max(10.0, 0.2 * min((r["end"] or time.time()) - r["start"] for r in runs)))
