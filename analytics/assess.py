@@ -484,15 +484,15 @@ def pq_findings(site: Site, meter_id: str, data: Mapping[str, np.ndarray], perio
 
 def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tariff,
                  adjustment_base_yuan: float | None = None, price_yuan_per_kwh: float | None = None,
-                 min_coverage: float = 0.8, min_days: float = 1.0) -> list[Finding]:
+                 min_days: float = 3.0) -> list[Finding]:
     """Priced saving findings of one site over the window, ranked by yuan/month.
 
     Site grid power is the sum of the transformer (billing) meters; EV and PV power the sums
     of the chargers and inverters.  All series must share one time grid (1-min means, as
     :func:`analytics.jobs.fetch_site` returns in period mode).  ``adjustment_base_yuan``
     defaults to the month's energy charge + capacity charge computed from the tariff.  No advice
-    (an empty list) unless the billing meters cover ``min_coverage`` of the window and at least
-    ``min_days`` days.
+    (an empty list) unless the billing meters hold at least ``min_days`` days of data (figures are
+    scaled from the data to an average month).
     """
     from analytics import savings
     from analytics import tariffs as tf
@@ -516,7 +516,7 @@ def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tarif
     valid = np.isfinite(np.vstack([np.asarray(data[m]["active_power"], float) for m in meters
                                    if "active_power" in data[m]])).any(axis=0)
     step_s = float(np.median(np.diff(t))) / NS
-    if valid.mean() < min_coverage or valid.sum() * step_s < min_days * 86400:
+    if valid.sum() * step_s < min_days * 86400:
         return []           # a month's advice from a few hours of data would be wrong, not just rough
     kva = sum(tr.rated_kva for tr in site.transformers) or float(np.nanmax(s_kva) if s_kva is not None else 1.0)
     e = tf.interval_energy_kwh(t, np.clip(p_kw, 0, None) * 1000.0, max_gap_s=600)

@@ -139,8 +139,11 @@ def fetch_site(client, site: Site, start_ns: int, end_ns: int, resolution_s: int
 
 
 def evaluate_period(fleet: Fleet, client, start_ns: int, end_ns: int, site_ids: Iterable[str] | None = None,
-                    rules: assess.Rules | None = None, tariff_dir=None) -> dict[str, list[Finding]]:
+                    rules: assess.Rules | None = None, tariff_dir=None,
+                    min_savings_days: float = 3.0) -> dict[str, list[Finding]]:
     """Faults, power-quality table and priced savings of each site over a period (1-min data).
+
+    Savings need at least ``min_savings_days`` days of billing-meter data in the period.
 
     Returns
     -------
@@ -163,7 +166,8 @@ def evaluate_period(fleet: Fleet, client, start_ns: int, end_ns: int, site_ids: 
             except tf.TariffError as exc:
                 print(f"energyhost analyze: site {sid}: no savings: {exc}", file=sys.stderr)
             else:
-                f += assess.site_savings(site, _common_grid(data, start_ns, end_ns), tariff)
+                f += assess.site_savings(site, _common_grid(data, start_ns, end_ns), tariff,
+                                         min_days=min_savings_days)
         out[sid] = f
     return out
 
@@ -319,7 +323,7 @@ class PeriodicJobs:
                     bad = sorted({x["type"] for x in r["pq"] if x["evidence"].get("compliant") is False})
                     nodata = sorted({x["type"] for x in r["pq"] if x["evidence"].get("compliant") is None})
                     sav = (f"savings {sum(x['yuan_month'] or 0 for x in r['savings']):,.0f} yuan/month"
-                           if r["savings"] else "savings: not enough data (80 % of 30 days)")
+                           if r["savings"] else "savings: not enough data (< 3 days)")
                     print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} analyze: daily {sid}: PQ non-compliant "
                           f"{bad or 'none'}, no data {nodata or 'none'}; {sav}", file=sys.stderr, flush=True)
             except Exception as exc:  # noqa: BLE001 - the periodic job must not stop the follower

@@ -234,6 +234,7 @@ def test_site_savings_need_enough_data(fleet):
     data = {d.id: sig.values_array(d.id, t) | {"time_ns": (t * 1e9).astype(np.int64)} for d in site.devices}
     ranked = assess.site_savings(site, data, tariff)
     assert len(ranked) >= 5 and [f.yuan_month for f in ranked] == sorted((f.yuan_month for f in ranked), reverse=True)
-    few = {d: {k: (np.where(np.arange(t.size) < 7 * 1440, a, np.nan) if k != "time_ns" else a)
-               for k, a in v.items()} for d, v in data.items()}            # 70 % coverage
+    few = {d: {k: (np.where(np.arange(t.size) < 2 * 1440, a, np.nan) if k != "time_ns" else a)
+               for k, a in v.items()} for d, v in data.items()}            # 2 days of data
     assert assess.site_savings(site, few, tariff) == []
+    assert assess.site_savings(site, few, tariff, min_days=1.0) != []
