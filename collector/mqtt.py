@@ -94,10 +94,16 @@ def _ts_ns(reading: dict, now_ns: int, who: str) -> tuple[int | None, Reject | N
         return None, Reject("missing_field", f"{who}: no 'ts'")
     ts = reading["ts"]
     if isinstance(ts, bool) or not isinstance(ts, int | float) or isinstance(ts, _NonFinite) or \
-            not math.isfinite(ts):
+            (isinstance(ts, float) and not math.isfinite(ts)):     # an int is finite (and may exceed float range)
         return None, Reject("bad_timestamp", f"{who}: 'ts' must be epoch milliseconds (a number), got {ts!r}")
+    # window checked on the number as sent (exact int/float comparison), before any conversion:
+    # a finite float like 1e308 would overflow ts * 1000 (found by tests/fuzz_atheris.py)
+    if ts > (now_ns + MAX_FUTURE_NS) / 1e6:
+        return None, Reject("timestamp_future", f"{who}: ts {ts} is more than 5 min in the future")
+    if ts < (now_ns - MAX_PAST_NS) / 1e6:
+        return None, Reject("timestamp_past", f"{who}: ts {ts} is more than 30 days in the past")
     t = int(ts) * 1_000_000 if isinstance(ts, int) else int(round(ts * 1000)) * 1000   # float: to the µs
-    if t > now_ns + MAX_FUTURE_NS:
+    if t > now_ns + MAX_FUTURE_NS:      # rounding at the very edge of the window
         return None, Reject("timestamp_future", f"{who}: ts {ts} is more than 5 min in the future")
     if t < now_ns - MAX_PAST_NS:
         return None, Reject("timestamp_past", f"{who}: ts {ts} is more than 30 days in the past")
