@@ -200,3 +200,59 @@ def test_periodic_jobs_write_daily_pq_and_savings(loaded, fleet, tmp_path):
     assert out["savings"] == []          # 1 day of data: no monthly advice from it
     f = tmp_path / SITE / "2026-03-02.json"
     assert json.loads(f.read_text())["window_pq"] == [(T0 + 86400) * NS - 86400 * NS, (T0 + 86400) * NS]
+
+
+# ---------------------------------------------------------------- the backfill path (eng-signals' writer)
+
+BF_DAYS = 8
+BF_END = 1773504000                  # 2026-03-15T00:00Z
+
+
+def _backfilled(influxd, fleet, name: str, with_faults: bool):
+    from core.profiles import load_profiles
+    from simulators.backfill import backfill, example_fault_schedule
+
+    influxd.create_database(name)
+    client = InfluxClient(influxd.url, name)
+    site = fleet.sites[SITE]
+    sched = [f for f in example_fault_schedule(fleet, days=BF_DAYS, end=BF_END) if f[0] in
+             {d.id for d in site.devices}] if with_faults else []
+    backfill(fleet, FleetSignals(fleet, seed=9), client, days=BF_DAYS, end=BF_END, faults=sched,
+             devices=[d.id for d in site.devices], profiles=load_profiles())
+    return client, sched
+
+
+EXPECT = {"inverter_trip": {"inverter_trip"}, "string_loss": {"string_mismatch"},
+          "transformer_overtemp": {"transformer_overtemp", "implausible_rate"},
+          "low_power_factor": {"low_power_factor"}, "phase_unbalance": {"current_unbalance"},
+          "meter_reset": {"counter_reset"}, "harmonic_distortion": {"harmonic_voltage", "harmonic_current"},
+          "voltage_sag": {"voltage_deviation"}, "ev_fault": {"ev_fault"}, "ev_stuck": {"ev_stuck"},
+          "device_silent": {"comms_loss"}, "device_exceptions": {"comms_loss"}}
+
+
+def test_backfilled_faults_all_detected_and_nothing_else(influxd, fleet):
+    client, sched = _backfilled(influxd, fleet, f"bf_faults_{os.getpid()}", True)
+    try:
+        res = jobs.evaluate_period(fleet, client, (BF_END - BF_DAYS * 86400) * NS, BF_END * NS, [SITE])[SITE]
+    finally:
+        client.close()
+    found = [f for f in res if not f.type.startswith(("pq_", "saving_"))]
+    assert {f[1] for f in sched} == set(EXPECT)                # every fault type the simulator has
+    used = set()
+    for dev, fault, start, end, _ in sched:
+        hits = [i for i, f in enumerate(found) if f.device_id == dev and f.type in EXPECT[fault]
+                and f.start_ns < (end + 1200) * NS and f.end_ns > start * NS]
+        assert hits, (dev, fault)
+        used.update(hits)
+    assert [(f.type, f.device_id) for i, f in enumerate(found) if i not in used] == []
+
+
+def test_backfilled_fault_free_period_raises_nothing(influxd, fleet):
+    client, _ = _backfilled(influxd, fleet, f"bf_clean_{os.getpid()}", False)
+    try:
+        res = jobs.evaluate_period(fleet, client, (BF_END - BF_DAYS * 86400) * NS, BF_END * NS, [SITE])[SITE]
+    finally:
+        client.close()
+    assert [(f.type, f.device_id) for f in res if not f.type.startswith(("pq_", "saving_"))] == []
+    assert jobs.period_events(res, BF_END * NS, fleet) == []
+    assert [f.type for f in res if f.type.startswith("saving_")]            # 8 days: advice is given
