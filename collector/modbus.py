@@ -226,6 +226,7 @@ class DevicePoller:
         self.chain_generation = -1
         self.state = DeviceState()
         self.status_tags = {**device.tags, "source": "modbus"}
+        self._ctx = {"site": device.site_id, "device": device.id}     # log extras (core.logjson)
         self.bad_blocks: dict[tuple[str, int], tuple[str, int]] = {}   # block -> (status, poll to retry at)
 
     async def _read(self, table: str, address: int, count: int) -> list[int]:
@@ -267,7 +268,7 @@ class DevicePoller:
             except ProfileError as exc:
                 raise PollFailure("decode_error", str(exc)) from None
             self.chain_generation = self.link.outages
-            log.info("%s: SunSpec at %d, models %s", self.device.id, base, [m.id for m in chain])
+            log.info("%s: SunSpec at %d, models %s", self.device.id, base, [m.id for m in chain], extra=self._ctx)
             return blocks
         raise PollFailure("decode_error", "no SunSpec marker at 40000, 0 or 50000")
 
@@ -304,23 +305,28 @@ class DevicePoller:
                     fields.update(block.decode(words))
                 except ValueError as exc:
                     status = "decode_error"
-                    log.warning("%s: %s", self.device.id, exc)
+                    log.warning("%s: %s", self.device.id, exc, extra=self._ctx)
         except PollFailure as exc:
             status = exc.status
         except WriteRefused:
             raise
         except Exception as exc:  # noqa: BLE001 - one device never kills the collector
             status = "decode_error"
-            log.exception("%s: poll failed: %s", self.device.id, exc)
+            log.exception("%s: poll failed: %s", self.device.id, exc, extra=self._ctx)
         st = self.state
         st.polls += 1
         st.last_status = status
         if answered and (fields or status == "ok"):
             st.failures = 0
+            if st.online is False:
+                log.info("%s: online again", self.device.id, extra=self._ctx)
             st.online = True
         else:
             st.failures += 1
             if st.failures >= OFFLINE_AFTER:
+                if st.online is not False:
+                    log.warning("%s: offline after %d failed polls (%s)", self.device.id, st.failures, status,
+                                extra=self._ctx)
                 st.online = False          # until then the status says online=1 (reliability.md §0 row 10)
         latency_ms = (time.perf_counter() - started) * 1000.0
         points = []
@@ -390,7 +396,7 @@ class ModbusCollector:
                 self.sink(points)
             except Exception as exc:  # noqa: BLE001
                 self.counters["sink_errors"] += 1
-                log.error("sink failed for %s: %s", poller.device.id, exc)
+                log.error("sink failed for %s: %s", poller.device.id, exc, extra=poller._ctx)
             nxt = slot + 1
             now_slot = int(self.clock() * 1e9) // interval_ns + 1
             if now_slot > nxt:

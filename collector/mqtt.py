@@ -381,7 +381,9 @@ class MqttCollector:
         try:
             points, rejects = parse_payload(msg.topic, msg.payload, self.fleet, time.time_ns())
         except Exception as exc:  # noqa: BLE001 - the parser is total; this is a last guard
-            log.exception("parser error on %s", msg.topic)
+            parts = msg.topic.split("/")
+            log.exception("parser error on %s", msg.topic,
+                          extra={"topic": msg.topic, "site": parts[2] if len(parts) > 3 else None})
             points, rejects = [], [Reject("bad_schema", f"parser error: {exc!r}")]
         with self._lock:
             self._counts["messages"] += 1
@@ -415,7 +417,8 @@ class MqttCollector:
         try:
             self.writer.submit(points, on_durable=ack)
         except Exception:  # noqa: BLE001 - e.g. writer closed during shutdown: never kill paho's thread
-            log.exception("writer refused %d points from %s; message left unacknowledged", len(points), msg.topic)
+            log.exception("writer refused %d points from %s; message left unacknowledged", len(points), msg.topic,
+                          extra={"topic": msg.topic, "site": points[0].tags.get("site")})
             with self._lock:
                 self._counts["unacked_errors"] += 1
 

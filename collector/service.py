@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
-import sys
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from core.config import Fleet, Settings
 from core.influx import InfluxClient, Writer
+from core.logjson import configure_logging
 from core.profiles import Profile
 
 log = logging.getLogger("energyhost.collector")
@@ -110,8 +111,7 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
     from collector.modbus import ModbusCollector
     from collector.mqtt import MqttCollector
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(os.environ.get("EH_LOG_FORMAT", "text"))     # "json": one object per line, site/device ids
     shard_t = parse_shard(shard)
     client = InfluxClient.from_settings(settings)
     # one spool per process (core.spool locks it): the default instance uses EH_SPOOL_DIR itself,
