@@ -3,8 +3,8 @@
 Layout under ``--var`` (default ``var/demo``)::
 
     influxdb/   InfluxDB 1.x data, config and log (auth on: admin, a write-only and a read-only user)
-    mosquitto/  Mosquitto config, persistence and log
-    secrets/    generated passwords (mode 0600); never in the repository
+    mosquitto/  Mosquitto config (password file + per-device ACL, core.mqtt_acl), persistence and log
+    secrets/    generated passwords (mode 0600; mqtt_<user> per MQTT user); never in the repository
     spool/      the collectors' on-disk spool and dead letters
     sites.toml  the fleet with every port remapped to a free loopback port
     logs/       one log per component
@@ -30,6 +30,7 @@ from pathlib import Path
 import tomli_w
 
 from core.config import load_fleet
+from core.mqtt_acl import COLLECTOR_USER, fleet_acl, read_secrets, write_secrets
 from core.services import Influxd, Mosquitto, free_port
 
 DB = "energyhost"
@@ -139,11 +140,15 @@ def run_demo(args) -> int:
             influx.create_database(DB)
             influx.add_user("collector", pw_writer, database=DB, privilege="WRITE")
             influx.add_user("reader", pw_reader, database=DB, privilege="READ")
-        mosq = Mosquitto(var / "mosquitto")
+        fleet_file = remap_ports(args.fleet, var / "sites.toml")
+        # MQTT auth on: a password file and a per-device ACL from the fleet (core.mqtt_acl); the
+        # passwords are kept in secrets/mqtt_<user> (0600) and reused on the next start
+        mqtt_access = fleet_acl(load_fleet(fleet_file), passwords=read_secrets(sec))
+        write_secrets(mqtt_access, sec)
+        mosq = Mosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text())
         mosq.start()
         stack.services.append(mosq)
 
-        fleet_file = remap_ports(args.fleet, var / "sites.toml")
         control_port = free_port()
         api_port = args.api_port or free_port()
         base_env = {**os.environ, "EH_INFLUX_URL": influx.url, "EH_INFLUX_DB": DB,
@@ -154,7 +159,9 @@ def run_demo(args) -> int:
                     "EH_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
                     "EH_SIM_CONTROL_URL": f"http://127.0.0.1:{control_port}", "PYTHONUNBUFFERED": "1"}
         writer_env = {**base_env, "EH_INFLUX_USER": "collector",
-                      "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_collector")}
+                      "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_collector"),
+                      "EH_MQTT_USER": COLLECTOR_USER, "EH_MQTT_PASSWORD_FILE": str(sec / f"mqtt_{COLLECTOR_USER}")}
+        sim_env = {**base_env, "EH_MQTT_SECRETS_DIR": str(sec)}   # one secret per simulated site gateway
         reader_env = {**base_env, "EH_INFLUX_USER": "reader",
                       "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_reader")}
 
@@ -168,7 +175,7 @@ def run_demo(args) -> int:
         sim_args = ["simulate", "--fleet", str(fleet_file), "--control-port", str(control_port)]
         if history:
             sim_args += ["--history-days", str(history["days"]), "--history-end", str(history["end"])]
-        stack.spawn("simulate", sim_args, base_env)
+        stack.spawn("simulate", sim_args, sim_env)
         _wait_http(base_env["EH_SIM_CONTROL_URL"] + "/faults", 120, stack, "simulate")
         metrics_port = free_port()
         stack.spawn("collect", ["collect", "--fleet", str(fleet_file), "--metrics-port", str(metrics_port)],
@@ -236,7 +243,8 @@ energyhost demo is running (Ctrl-C stops everything)
 
   InfluxDB   {u}  database {state['influx_db']}  (auth on; read-only user 'reader',
              password in {var}/secrets/influx_reader)
-  MQTT       {state['mqtt']}   (telemetry topics eh/v1/<site>/<device>/telemetry, see docs/mqtt.md)
+  MQTT       {state['mqtt']}   (auth on: one user per device / site gateway, ACL in
+             {var}/mosquitto/acl; topics eh/v1/<site>/<device>/telemetry, see docs/mqtt.md)
   API        {state['api_url']}/docs   web console {state['api_url']}/
   Faults     energyhost fault list --url {state['control_url']}
              energyhost fault inject acme-plant1-pv1 inverter_trip --url {state['control_url']}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -26,10 +27,11 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
                          control_port: int = 0, seed: int = 0, mqtt: bool = True,
                          mqtt_interval_s: float = 5.0, history: tuple[float, float] | None = None,
                          stop: asyncio.Event | None = None) -> int:
+    from core.mqtt_acl import gateway_user, read_secrets
     from simulators.backfill import example_fault_schedule
     from simulators.control import ControlServer
     from simulators.modbus_server import serve_fleet
-    from simulators.mqtt_gateway import gateways_for_fleet
+    from simulators.mqtt_gateway import MqttGateway
     from simulators.signals import FleetSignals
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
@@ -51,8 +53,15 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
     servers = await serve_fleet(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour)
     gateways = []
     if mqtt:
-        gateways = gateways_for_fleet(fleet, settings.mqtt_host, settings.mqtt_port,
-                                      lambda d, t: signals.values(d, t))
+        # MQTT auth: each site gateway logs in as "<site>-mqttgw" with the password in
+        # $EH_MQTT_SECRETS_DIR/mqtt_<user> (written by core.mqtt_acl.write_secrets); none → anonymous
+        secrets_dir = os.environ.get("EH_MQTT_SECRETS_DIR")
+        passwords = read_secrets(secrets_dir) if secrets_dir else {}
+        gateways = [MqttGateway(fleet, s.id, settings.mqtt_host, settings.mqtt_port,
+                                lambda d, t: signals.values(d, t),
+                                username=gateway_user(s.id) if gateway_user(s.id) in passwords else None,
+                                password=passwords.get(gateway_user(s.id)), tls_ca=settings.mqtt_tls_ca)
+                    for s in fleet.sites.values() if any(d.transport == "mqtt" for d in s.devices)]
         for i, gw in enumerate(gateways):
             gw.mode = "batch" if i % 2 else "single"      # both payload shapes of docs/mqtt.md
             await asyncio.to_thread(gw.start)
