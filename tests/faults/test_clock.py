@@ -85,16 +85,21 @@ def test_clock_stepped_forward_a_day_polling_goes_on_and_the_jump_is_counted():
             rejected=0, lost=0, skipped_slots=stats["skipped_slots"])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "collector/modbus.py ModbusCollector._device_loop sleeps `slot * interval - clock()` in one "
-    "asyncio.sleep: after the wall clock steps back an hour every device sleeps an hour (a day, after "
-    "an NTP correction of a day-ahead clock) and is not polled meanwhile. Fix: sleep at most one "
-    "interval at a time and re-align `slot` to the clock when clock() < (slot - 1) * interval, "
-    "counting a clock_steps_back counter."))
 def test_clock_stepped_back_an_hour_polling_goes_on():
+    """Was a bug (the device loop slept the step: an hour without polls); fixed in 565f5a7 by
+    re-aligning the schedule, counted as ``clock_steps_back``."""
     stats, stepped_at, status = _run_with_step(-HOUR)
     after = [p for m, p in status if m > stepped_at + INTERVAL]
-    assert len(after) >= 4, f"{len(after)} polls of m0 in the 1.8 s after the step back (expected ~7)"
+    before = [p for m, p in status if m < stepped_at]
+    assert len(before) >= 3 and len(after) >= 4, f"{len(after)} polls of m0 in the 1.8 s after the step back"
+    assert stats["clock_steps_back"] == 2, stats                 # once per device
+    # timestamps follow the corrected clock, on the grid, and are not repeated
+    assert before[-1].time_ns - after[0].time_ns >= HOUR * 1e9 - 2 * INTERVAL * 1e9
+    assert all(b - a == int(INTERVAL * 1e9) for a, b in zip(
+        [p.time_ns for p in after], [p.time_ns for p in after][1:], strict=False))
+    assert {p.fields["status"] for _, p in status} == {"ok"}
+    account("wall clock stepped back an hour (Modbus)", received=len(status), written=len(status), pending=0,
+            rejected=0, lost=0, clock_steps_back=stats["clock_steps_back"])
 
 
 def test_gateway_clock_stepped_back_an_hour_and_forward_a_day(dedicated_mosquitto, influxd, influx_db, tmp_path):
