@@ -264,3 +264,32 @@ def test_influx_write_only_and_read_only_users(make_influxd):
     finally:
         for c in (writer, reader, anon):
             c.close()
+
+
+def test_example_fleet_acl_covers_what_the_simulator_publishes():
+    """The demo's ACL (from sites.example.toml) grants each simulated site gateway exactly the
+    topics it publishes (its batch/status topics and its site's devices' telemetry), and no
+    other site's."""
+    from core.config import TOPIC_PREFIX
+
+    root = Path(__file__).resolve().parents[1]
+    fleet = load_fleet(root / "sites.example.toml")
+    acc = fleet_acl(fleet)
+    sites = [s for s in fleet.sites.values() if any(d.transport == "mqtt" for d in s.devices)]
+    assert sites
+
+    def allowed(user: str, topic: str) -> bool:
+        return any(access == "write" and mqtt.topic_matches_sub(flt, topic) for access, flt in acc.grants[user])
+
+    for s in sites:
+        gw = MqttGateway(fleet, s.id, "127.0.0.1", 1, values_fn)
+        assert gw.gateway_id == gateway_user(s.id)
+        own = [gw.batch_topic, gw.status_topic] + [t for t, _ in gw.payloads(time.time())]
+        assert all(allowed(gw.gateway_id, t) for t in own), own
+        for other in sites:
+            if other.id != s.id:
+                assert not allowed(gw.gateway_id, f"{TOPIC_PREFIX}/{other.id}/gateway/{gateway_user(other.id)}/batch")
+                assert not any(allowed(gw.gateway_id, d.topic) for d in other.devices if d.transport == "mqtt")
+        for d in (d for d in s.devices if d.transport == "mqtt"):
+            assert allowed(d.id, d.topic) and not allowed(d.id, gw.batch_topic)
+    assert not any(allowed(COLLECTOR_USER, d.topic) for d in fleet.devices.values() if d.transport == "mqtt")
