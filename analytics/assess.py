@@ -75,9 +75,11 @@ class Rules:
     ev_preparing_max_s: float = 600.0
 
 
-def _period_s(t: np.ndarray, device: Device) -> float:
+def _period_s(t: np.ndarray, device: Device, recent: int = 20) -> float:
+    """Sample period [s] of the most recent samples (a window may start with coarser history,
+    e.g. 1-min backfill before 5-s live polls; the recent period is what durations need)."""
     if t.size >= 3:
-        return float(np.median(np.diff(t))) / NS
+        return float(np.median(np.diff(t[-recent:]))) / NS
     return float(device.poll_interval_s)
 
 

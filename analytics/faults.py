@@ -594,7 +594,7 @@ def ev_charging_no_energy(time_ns, ocpp_status, energy_wh, min_power_w: float = 
 
 
 def counter_increments(counter, rollover_wh: float | None = None, max_step_wh: float | None = None,
-                       reset_below_wh: float = 1000.0) -> dict:
+                       reset_below_wh: float = 1000.0, resolution_wh: float = 50.0) -> dict:
     """Non-negative increments of a cumulative energy counter, with integrity events.
 
     * rollover: the counter falls and ``rollover_wh`` is set → ``rollover - prev + cur``;
@@ -616,6 +616,11 @@ def counter_increments(counter, rollover_wh: float | None = None, max_step_wh: f
         Largest plausible increment between two valid samples [Wh].
     reset_below_wh : float
         A fall to a value below this is a reset to zero [Wh].
+    resolution_wh : float
+        Falls up to this size are quantisation, not events: two sources of one counter (a 1-min
+        history and a live register of 10 Wh resolution, say) disagree by up to a register step.
+        Such a fall holds the counter at its high-water mark, so the energy is neither lost nor
+        counted twice [Wh].
 
     Returns
     -------
@@ -636,7 +641,12 @@ def counter_increments(counter, rollover_wh: float | None = None, max_step_wh: f
     flags["invalid"] = invalid
     if idx.size < 2:
         return {"increment": inc, **flags}
-    prev, cur = c[idx[:-1]], c[idx[1:]]
+    v = c[idx]
+    big = np.flatnonzero(np.diff(v) < -_checks.non_negative(resolution_wh, "resolution_wh")) + 1
+    if big.size < v.size - 1:      # hold small falls at the high-water mark, segment by segment
+        bounds = np.r_[0, big, v.size]
+        v = np.concatenate([np.maximum.accumulate(v[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    prev, cur = v[:-1], v[1:]
     d = cur - prev
     fall = d < 0
     if rollover_wh is None:

@@ -286,8 +286,13 @@ def max_demand_kw(power_kw, window: int = 15, sliding: bool = True) -> float:
     if p.size < window:
         return float("nan")
     if sliding:
-        c = np.r_[0.0, np.cumsum(p)]
+        # NaN-free running sums, and a count of NaNs per window: a NaN spoils only its own windows
+        # (a plain cumsum would carry it into every later window)
+        bad = ~np.isfinite(p)
+        c = np.r_[0.0, np.cumsum(np.where(bad, 0.0, p))]
+        nbad = np.r_[0, np.cumsum(bad)]
         means = (c[window:] - c[:-window]) / window
+        means[(nbad[window:] - nbad[:-window]) > 0] = np.nan
     else:
         n = p.size // window * window
         means = p[:n].reshape(-1, window).mean(axis=1)

@@ -233,3 +233,16 @@ def test_counter_integrity_never_negative():
     r = fl.counter_increments([1000.0, 900_000.0, 500_000.0, 500_100.0])
     assert r["replacement"][2] and r["increment"][2] == 0
     assert fl.consumption_wh([1000.0, 900_000.0, 500_000.0, 500_100.0]) == 899_100.0
+
+
+def test_counter_small_fall_is_quantisation_not_replacement():
+    """A 1-min history in 0.1 Wh followed by a live register in 10 Wh steps: 120.2 -> 120.0 is
+    not a meter swap; the energy across it is counted once, from the high-water mark."""
+    r = fl.counter_increments([100.0, 120.2, 120.0, 130.0, 5.0, 20.0])
+    np.testing.assert_allclose(r["increment"], [0.0, 20.2, 0.0, 9.8, 5.0, 15.0])
+    assert not r["replacement"].any()
+    assert r["reset"].tolist() == [False, False, False, False, True, False]
+    # a fall larger than the resolution is still an event
+    r = fl.counter_increments([5000.0, 6000.0, 4000.0, 4100.0], resolution_wh=50.0)
+    assert r["replacement"].tolist() == [False, False, True, False]
+    np.testing.assert_allclose(r["increment"], [0.0, 1000.0, 0.0, 100.0])

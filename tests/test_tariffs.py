@@ -126,3 +126,9 @@ def test_interval_energy_skips_gaps_and_nan():
     ts = np.array([0, 60, 120, 3720, 3780]) * 10**9
     e = tf.interval_energy_kwh(ts, [60e3, np.nan, 60e3, 60e3, 60e3], max_gap_s=600)
     assert_allclose(e, [1.0, 0.0, 0.0, 1.0, 1.0])
+
+
+def test_max_demand_nan_spoils_only_its_own_windows():
+    p = np.r_[np.full(100, 100.0), [np.nan], np.full(100, 400.0)]
+    assert tf.max_demand_kw(p) == pytest.approx(400.0)
+    assert tf.max_demand_kw(p, sliding=False) == pytest.approx(400.0)
