@@ -26,6 +26,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from api.auth import LoginLimiter, RateLimiter
+from api.metrics import instrument
 from api.routes import alarms, auth, inspections, registry, reports, surveys, telemetry, web, workorders
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
@@ -113,6 +114,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
         """Liveness: the process answers and the store is reachable."""
         return {"ok": True, "schema_version": store.schema_version()}
 
+    instrument(app)   # Prometheus request counts and latency by route and status, at /metrics
     return app
 
 

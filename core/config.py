@@ -353,6 +353,7 @@ class Settings:
     mqtt_password: str | None = None
     mqtt_tls_ca: str | None = None
     spool_dir: str = "var/spool"
+    spool_max_bytes: int = 2**30
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -377,4 +378,13 @@ class Settings:
             mqtt_user=e.get("EH_MQTT_USER") or None, mqtt_password=secret("EH_MQTT_PASSWORD"),
             mqtt_tls_ca=e.get("EH_MQTT_TLS_CA") or None,
             spool_dir=e.get("EH_SPOOL_DIR", cls.spool_dir),
+            spool_max_bytes=_spool_cap(e.get("EH_SPOOL_MAX_BYTES")),
         )
+
+
+def _spool_cap(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return Settings.spool_max_bytes
+    if not raw.isdigit() or int(raw) < 1 << 20:
+        raise ConfigError(f"EH_SPOOL_MAX_BYTES: a whole number of bytes >= 1048576, got {raw!r}")
+    return int(raw)

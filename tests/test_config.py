@@ -105,3 +105,10 @@ def test_settings_from_env_reads_secret_files(tmp_path):
     assert (s.influx_url, s.influx_password, s.mqtt_port) == ("http://127.0.0.1:9999", "s3cret", 18830)
     with pytest.raises(ConfigError, match="EH_MQTT_PORT"):
         Settings.from_env({"EH_MQTT_PORT": "abc"})
+
+
+def test_spool_cap_from_env():
+    assert Settings.from_env({}).spool_max_bytes == 2**30
+    assert Settings.from_env({"EH_SPOOL_MAX_BYTES": str(16 * 2**30)}).spool_max_bytes == 16 * 2**30
+    with pytest.raises(ConfigError, match="EH_SPOOL_MAX_BYTES"):
+        Settings.from_env({"EH_SPOOL_MAX_BYTES": "lots"})
