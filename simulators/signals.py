@@ -755,6 +755,8 @@ class _SiteModel:
             raise ValueError(f"time before {EARLIEST.isoformat()} (local) is outside the simulated period")
         if not self._cum_start:
             self._cum_start[ORIGIN_DAY] = dict(self.e0)
+        if day == ORIGIN_DAY:          # the first question may be the origin day itself
+            return self._cum_start[day]
         if day > ORIGIN_DAY:
             d = max(k for k in self._cum_start if k < day)
             while d < day:

@@ -541,3 +541,18 @@ def test_documented_normal_ranges_hold(sig, fleet, start):
         med = np.median(m[:, day], axis=0)
         assert np.all(np.abs(m[:, day] / med - 1) < 0.03)
         assert np.all(v["inverter_state"] != 7)
+
+
+def test_a_window_starting_on_the_counter_origin_day():
+    """values_array for a day starting at local midnight of 2026-01-01 (the counters' origin) on a fresh
+    model used to fail with 'min() arg is an empty sequence'."""
+    from pathlib import Path
+
+    from core.config import load_fleet
+    from simulators.signals import FleetSignals
+
+    fleet = load_fleet(Path(__file__).resolve().parents[1] / "sites.example.toml")
+    sig = FleetSignals(fleet)
+    t0 = 1767196800.0            # 2026-01-01 00:00 Asia/Shanghai
+    out = sig.values_array("acme-plant1-t1-meter", np.arange(t0, t0 + 3600, 60.0))
+    assert np.all(np.diff(out["energy_import"]) >= 0)
