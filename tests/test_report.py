@@ -470,3 +470,16 @@ def test_assemble_site_pv_without_meter_data():
     assert sm.pv_generation_kwh == pytest.approx(28 * 10 * 100.0)
     assert sm.pv_self_consumption_pct is None and sm.pv_yield_kwh_per_kwp == pytest.approx(28 * 10 * 100.0 / 400)
     assert sm.completeness_pct == 0.0 and sm.power_factor is None
+
+
+def test_power_quality_without_data_is_no_data_not_a_failure():
+    """compliance_summary says compliant=None when no valid 10-min value exists: the report must
+    say "no data", never "not compliant"."""
+    from api.report.assemble import _pq_lines
+
+    row = {"n_valid": 0, "n_outside": 0, "limit": "±7 %", "standard": "GB/T 12325-2008 §4.2",
+           "compliant": None, "qualification_rate_pct": float("nan")}
+    (line,) = _pq_lines("m1", {"voltage": row})
+    assert line.compliant is None and line.compliance_pct is None
+    (bad,) = _pq_lines("m1", {"voltage": {**row, "n_valid": 10, "n_outside": 3, "compliant": False}})
+    assert bad.compliant is False and bad.compliance_pct == pytest.approx(70.0)

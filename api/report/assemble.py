@@ -101,7 +101,7 @@ def _pq_lines(device_id: str, summary: dict) -> list[PowerQualityLine]:
         out.append(PowerQualityLine(
             check=check, device_id=device_id, n_valid=n, n_outside=nout,
             compliance_pct=(100.0 * (1 - nout / n)) if n else None, statistic=name, value=value, unit=unit,
-            limit=str(s["limit"]), standard=str(s["standard"]), compliant=bool(s["compliant"])))
+            limit=str(s["limit"]), standard=str(s["standard"]), compliant=None if s["compliant"] is None else bool(s["compliant"])))
     return out
 
 

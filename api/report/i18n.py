@@ -57,6 +57,7 @@ _LABELS: dict[str, dict[str, str]] = {
     "verdict": {"zh": "结论", "en": "Verdict"},
     "pass": {"zh": "合格", "en": "compliant"},
     "fail": {"zh": "不合格", "en": "not compliant"},
+    "no_data": {"zh": "无数据", "en": "no data"},
     "standard": {"zh": "依据", "en": "Standard"},
     "n_valid": {"zh": "10分钟值个数", "en": "10-min values"},
     "within": {"zh": "合格率", "en": "Within limit"},

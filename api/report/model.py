@@ -34,7 +34,7 @@ class PowerQualityLine:
     unit: str
     limit: str                  # limit as the standard states it
     standard: str               # standard and clause
-    compliant: bool
+    compliant: bool | None      # None: no valid 10-min value in the month (no data, not a verdict)
 
 
 @dataclass
