@@ -44,6 +44,8 @@ import tomli_w
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from waiting import wait_for  # noqa: E402
 
 from core.config import load_fleet, parse_fleet  # noqa: E402
 from core.influx import InfluxClient  # noqa: E402
@@ -61,13 +63,6 @@ def cpu_s(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / TICK
 
 
-def wait_for(fn, timeout: float, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(every)
 
 
 class Collect:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from waiting import wait_for
 
 from collector.mqtt import MqttCollector
 from core.config import Settings, load_fleet
@@ -53,13 +54,6 @@ def settings_for(mosq, influx_url: str, db: str, spool: Path) -> Settings:
                     spool_dir=str(spool))
 
 
-def wait_for(fn, timeout: float, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(every)
 
 
 def count(client: InfluxClient, measurement: str = "meter", field: str = "active_power") -> int:

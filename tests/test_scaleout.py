@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from core.config import load_fleet
 from core.influx import InfluxClient
@@ -34,13 +35,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def wait_for(fn, timeout: float, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(every)
 
 
 class Proc:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from waiting import wait_for
 
 from collector.mqtt import MqttCollector
 from core.certs import make_loopback_tls
@@ -48,13 +49,6 @@ def make_fleet(tmp_path: Path):
     return load_fleet(p)
 
 
-def wait_for(fn, timeout: float):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
 
 
 class V5Client:

@@ -18,7 +18,6 @@ import socketserver
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,6 +27,10 @@ from core.influx import InfluxClient
 from core.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
+from waiting import wait_for  # noqa: E402  (re-exported to the fault tests)
+
 CHANNELS = ["voltage_l1", "voltage_l2", "voltage_l3", "current_l1", "current_l2", "current_l3",
             "active_power", "reactive_power", "power_factor", "frequency", "energy_import"]
 
@@ -60,13 +63,6 @@ def count(client: InfluxClient, measurement: str = "meter", field: str = "active
     return int(s[0]["values"][0][1]) if s else 0
 
 
-def wait_for(fn, timeout: float, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got or time.monotonic() > deadline:
-            return got
-        time.sleep(every)
 
 
 def account(name: str, *, received: int, written: int, pending: int, rejected: int, lost: int,
