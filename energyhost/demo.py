@@ -29,6 +29,7 @@ from pathlib import Path
 
 import tomli_w
 
+from core.certs import make_loopback_tls
 from core.config import load_fleet
 from core.mqtt_acl import COLLECTOR_USER, fleet_acl, read_secrets, write_secrets
 from core.services import Influxd, Mosquitto, free_port
@@ -145,14 +146,19 @@ def run_demo(args) -> int:
         # passwords are kept in secrets/mqtt_<user> (0600) and reused on the next start
         mqtt_access = fleet_acl(load_fleet(fleet_file), passwords=read_secrets(sec))
         write_secrets(mqtt_access, sec)
-        mosq = Mosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text())
+        # TLS on the listener the collector and the gateways use (certificates made here, for loopback;
+        # a deployment brings its own); a plain loopback listener stays for `mosquitto_sub` and status
+        tls = make_loopback_tls(var / "tls", days=825)
+        mosq = Mosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text(),
+                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
         mosq.start()
         stack.services.append(mosq)
 
         control_port = free_port()
         api_port = args.api_port or free_port()
         base_env = {**os.environ, "EH_INFLUX_URL": influx.url, "EH_INFLUX_DB": DB,
-                    "EH_MQTT_HOST": mosq.host, "EH_MQTT_PORT": str(mosq.port),
+                    "EH_MQTT_HOST": mosq.host, "EH_MQTT_PORT": str(mosq.tls_port),
+                    "EH_MQTT_TLS_CA": str(tls.ca_cert),
                     "EH_SPOOL_DIR": str(var / "spool"), "EH_FLEET": str(fleet_file),
                     "EH_STORE_URL": f"sqlite:///{var / 'energyhost.sqlite'}", "EH_SECRETS_DIR": str(sec),
                     "EH_REPORT_DIR": str(var / "reports"),
@@ -194,6 +200,7 @@ def run_demo(args) -> int:
         _wait_http(f"http://127.0.0.1:{api_port}/healthz", 120, stack, "serve")
 
         state = {"influx_url": influx.url, "influx_db": DB, "mqtt": mosq.url,
+                 "mqtt_tls": f"mqtts://{mosq.host}:{mosq.tls_port}", "mqtt_ca": str(tls.ca_cert),
                  "api_url": f"http://127.0.0.1:{api_port}",
                  "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "control_url": base_env["EH_SIM_CONTROL_URL"],
                  "fleet": str(fleet_file), "pids": {n: p.pid for n, p in stack.children.items()}
@@ -243,9 +250,10 @@ energyhost demo is running (Ctrl-C stops everything)
 
   InfluxDB   {u}  database {state['influx_db']}  (auth on; read-only user 'reader',
              password in {var}/secrets/influx_reader)
-  MQTT       {state['mqtt']}   (auth on: one user per device / site gateway, ACL in
+  MQTT       {state['mqtt_tls']} (TLS, CA {state['mqtt_ca']}) used by collectors and gateways;
+             {state['mqtt']} (plain, loopback only)   (auth on: one user per device / site gateway, ACL in
              {var}/mosquitto/acl; topics eh/v1/<site>/<device>/telemetry, see docs/mqtt.md)
-  API        {state['api_url']}/docs   web console {state['api_url']}/
+  API        {state['api_url']}/docs   web: {state['api_url']}/web/console (engineers), /web/customer
   Faults     energyhost fault list --url {state['control_url']}
              energyhost fault inject acme-plant1-pv1 inverter_trip --url {state['control_url']}
   Metrics    {state['metrics_url']}   (Prometheus format)
