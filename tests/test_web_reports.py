@@ -389,7 +389,7 @@ def test_survey_link_survives_sign_in(live, tmp_path):
     cdp = _Cdp(tmp_path)
     try:
         cdp.open(f"{live['base']}/web/customer?survey={MONTH}")
-        cdp.wait("location.pathname === '/web/login' && !!document.getElementById('login')")
+        cdp.wait("location.pathname === '/web/login' && document.body.dataset.ready === '1'")
         assert "next=" in cdp.js("location.search")
         cdp.js("document.querySelector('input[name=username]').value = 'acme.login'; "
                "document.querySelector('input[name=password]').value = 'acme-login-pass'; "
@@ -400,7 +400,7 @@ def test_survey_link_survives_sign_in(live, tmp_path):
         # a forged next= pointing elsewhere is ignored
         cdp.js("sessionStorage.clear(); true")
         cdp.open(f"{live['base']}/web/login?next=%2F%2Fevil.example%2F")
-        cdp.wait("!!document.getElementById('login')")
+        cdp.wait("!!document.getElementById('login') && document.body.dataset.ready === '1'")
         cdp.js("document.querySelector('input[name=username]').value = 'acme.login'; "
                "document.querySelector('input[name=password]').value = 'acme-login-pass'; "
                "document.querySelector('#login button[type=submit]').click(); true")

@@ -18,4 +18,5 @@ EH.init().then(() => {
       EH.showError(err);
     }
   });
+  document.body.dataset.ready = "1";   // the form is wired: a submit now signs in (tests wait for this)
 });
