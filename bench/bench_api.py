@@ -26,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,6 +130,28 @@ async def load(url, headers: dict, n: int, concurrency: int, max_s: float) -> di
     return {"lat": lat, "errors": errors, "elapsed": elapsed}
 
 
+WRK_SECONDS = 8
+
+
+def wrk(url: str, headers: dict, connections: int, seconds: int) -> dict:
+    """Run ``wrk --latency`` against ``url`` (bounded by ``seconds``); parse req/s and p50/p99."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "10s"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+
+    def ms(token: str) -> float:
+        num = float(re.match(r"[0-9.]+", token).group())
+        return num * {"us": 1e-3, "ms": 1.0, "s": 1e3}[re.search(r"(us|ms|s)$", token).group()]
+
+    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    n = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"n": n, "errors": int(bad.group(1)) if bad else 0,
+            "rps": float(re.search(r"Requests/sec:\s+([0-9.]+)", out).group(1)),
+            "p50_ms": ms(pct["50"]), "p99_ms": ms(pct["99"])}
+
+
 def summarise(parts: list[dict]) -> dict:
     """Merge the rounds of one scenario: req/s over the summed time, percentiles over every request."""
     lat = [x for p in parts for x in p["lat"]]
@@ -218,6 +242,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"telemetry 1-day p99: {results['telemetry']['p99_ms']:.1f} ms with the 5-s result cache "
                   f"(dashboard view), {results['tele-nocache']['p99_ms']:.1f} ms when every request is a new "
                   f"InfluxDB query (target < 200 ms)")
+            if shutil.which("wrk"):
+                # the same fixed-URL scenarios driven by wrk (a C load generator): the Python client above
+                # shares the 2 cores with the server and is itself a bottleneck; wrk leaves them to the server
+                print(f"with wrk: {args.concurrency} connections, 2 threads, {WRK_SECONDS} s per scenario")
+                w = {}
+                for name, url in scenarios[:3]:
+                    w[name] = r = wrk(url, h, args.concurrency, WRK_SECONDS)
+                    print(f"{name:12s} n={r['n']:6d} non-2xx={r['errors']:3d} {r['rps']:8.1f} req/s  "
+                          f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms")
+                print(f"wrk: alarm list / trivial = {w['alarms']['rps'] / w['trivial']['rps'] * 100:.1f} %; "
+                      f"telemetry p99 {w['telemetry']['p99_ms']:.1f} ms (target < 200 ms)")
         finally:
             if server is not None:
                 server.send_signal(signal.SIGINT)
