@@ -135,17 +135,22 @@ def report_figures(request: Request, customer_id: CustomerPath, month: MonthPath
     return arch.figures(customer_id, month)
 
 
-@router.get("/{customer_id}/{month}/pdf", response_class=Response,
-            responses={200: {"content": {"application/pdf": {}}, "description": "the PDF report"}})
-def report_pdf(request: Request, customer_id: CustomerPath, month: MonthPath, scope: ScopeDep,
-               lang: Lang = "zh") -> Response:
-    """Download the PDF report in ``lang``."""
+def _report_file(request: Request, scope, customer_id: str, month: str, kind: str, lang: str):
+    """Path of an archived report file the caller may see; 404 when the report or that language is missing."""
     _visible(scope, customer_id)
     arch = get_archive(request)
     e = _entry(arch, customer_id, month)
     if lang not in e.langs:
         raise HTTPException(404, f"report {customer_id} {month} has no {lang!r} version (has {list(e.langs)})")
-    data = arch.path(customer_id, month, "pdf", lang).read_bytes()
+    return arch.path(customer_id, month, kind, lang)
+
+
+@router.get("/{customer_id}/{month}/pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "the PDF report"}})
+def report_pdf(request: Request, customer_id: CustomerPath, month: MonthPath, scope: ScopeDep,
+               lang: Lang = "zh") -> Response:
+    """Download the PDF report in ``lang``."""
+    data = _report_file(request, scope, customer_id, month, "pdf", lang).read_bytes()
     name = f"energyhost-{customer_id}-{month}-{lang}.pdf"
     return Response(data, media_type="application/pdf",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -156,12 +161,7 @@ def report_pdf(request: Request, customer_id: CustomerPath, month: MonthPath, sc
 def report_html(request: Request, customer_id: CustomerPath, month: MonthPath, scope: ScopeDep,
                 lang: Lang = "zh") -> Response:
     """The HTML report in ``lang`` (self-contained page, served with a no-script CSP)."""
-    _visible(scope, customer_id)
-    arch = get_archive(request)
-    e = _entry(arch, customer_id, month)
-    if lang not in e.langs:
-        raise HTTPException(404, f"report {customer_id} {month} has no {lang!r} version (has {list(e.langs)})")
-    page = arch.path(customer_id, month, "html", lang).read_text(encoding="utf-8")
+    page = _report_file(request, scope, customer_id, month, "html", lang).read_text(encoding="utf-8")
     return Response(page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": HTML_CSP})
 
 
