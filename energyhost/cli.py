@@ -11,7 +11,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -30,13 +29,6 @@ def _load(fleet_path: str):
 
     profiles = load_profiles()
     return load_fleet(fleet_path, known_profiles=set(profiles)), profiles
-
-
-def _stop_event_on_signals(loop: asyncio.AbstractEventLoop) -> asyncio.Event:
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
 
 
 # --------------------------------------------------------------------------- subcommands
