@@ -89,7 +89,7 @@ class _Daemon:
     start_timeout_s = 30.0
 
     def __init__(self, base_dir: str | os.PathLike, port: int | None) -> None:
-        self.base_dir = Path(base_dir)
+        self.base_dir = Path(base_dir).resolve()     # daemons run with their own cwd
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self._auto_port = port is None
         self.host = LOOPBACK
