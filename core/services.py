@@ -21,6 +21,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -209,6 +210,10 @@ class Influxd(_Daemon):
         add others with :meth:`add_user`.
     max_body_size : ``[http] max-body-size`` [bytes] (lower it to provoke 413).
     log_queries : enable the HTTP access log and the query log (off by default: they cost CPU).
+    tls : ``(cafile, certfile, keyfile)``: serve HTTPS instead of HTTP (``[http] https-enabled``,
+        ``https-certificate``, ``https-private-key``; InfluxDB 1.x has no plain listener beside
+        it); :attr:`url` is then ``https://...`` and the readiness check and :meth:`query`
+        verify the server certificate against ``cafile`` (see :func:`core.certs.make_loopback_tls`).
 
     Reporting to InfluxData and pprof are disabled; the ``_internal`` monitor store is off.
     """
@@ -218,8 +223,13 @@ class Influxd(_Daemon):
     def __init__(self, base_dir: str | os.PathLike, *, port: int | None = None,
                  backup_port: int | None = None, auth: bool = False, max_body_size: int = 25_000_000,
                  log_queries: bool = False, admin_user: str = "admin",
-                 admin_password: str | None = None) -> None:
+                 admin_password: str | None = None, tls: tuple | None = None) -> None:
         super().__init__(base_dir, port)
+        self.tls = tuple(str(p) for p in tls) if tls else None
+        if self.tls is not None and len(self.tls) != 3:
+            raise ValueError("tls must be (cafile, certfile, keyfile)")
+        # verifies the server against our CA, with host-name check (the certificate names 127.0.0.1)
+        self._ssl = ssl.create_default_context(cafile=self.tls[0]) if self.tls else None
         self.backup_port = backup_port if backup_port is not None else free_port()
         self.auth = auth
         self.max_body_size = int(max_body_size)
@@ -232,7 +242,12 @@ class Influxd(_Daemon):
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def ca_file(self) -> str | None:
+        """The CA file clients need to verify this server (``EH_INFLUX_TLS_CA``), None without TLS."""
+        return self.tls[0] if self.tls else None
 
     def _ports(self) -> list[int]:
         return [self.port, self.backup_port]
@@ -245,6 +260,11 @@ class Influxd(_Daemon):
         for sub in ("meta", "data", "wal"):
             (d / sub).mkdir(exist_ok=True)
         lq = "true" if self.log_queries else "false"
+        if self.tls:
+            https = (f'https-enabled = true\n  https-certificate = "{self.tls[1]}"\n'
+                     f'  https-private-key = "{self.tls[2]}"')
+        else:
+            https = "https-enabled = false"
         self.config_path.write_text(f"""\
 reporting-disabled = true
 bind-address = "{self.host}:{self.backup_port}"
@@ -274,7 +294,7 @@ bind-address = "{self.host}:{self.backup_port}"
   log-enabled = {lq}
   suppress-write-log = true
   pprof-enabled = false
-  https-enabled = false
+  {https}
   max-body-size = {self.max_body_size}
   unix-socket-enabled = false
 
@@ -287,7 +307,7 @@ bind-address = "{self.host}:{self.backup_port}"
 
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.url}/ping", timeout=1.0) as r:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1.0, context=self._ssl) as r:
                 return r.status == 204
         except (urllib.error.URLError, OSError):
             return False
@@ -312,7 +332,7 @@ bind-address = "{self.host}:{self.backup_port}"
             tok = base64.b64encode(f"{self.admin_user}:{self.admin_password}".encode()).decode()
             req.add_header("Authorization", f"Basic {tok}")
         try:
-            with urllib.request.urlopen(req, timeout=10.0) as r:
+            with urllib.request.urlopen(req, timeout=10.0, context=self._ssl) as r:
                 body = json.loads(r.read())
         except urllib.error.HTTPError as exc:
             raise ServiceError(f"influxd {self.url}: {q!r}: HTTP {exc.code}: "
