@@ -338,6 +338,7 @@ class Settings:
     ``EH_INFLUX_URL`` (default http://127.0.0.1:8086), ``EH_INFLUX_DB`` (energyhost),
     ``EH_INFLUX_USER`` / ``EH_INFLUX_PASSWORD`` (or ``*_FILE`` variants holding the secret),
     ``EH_INFLUX_TOKEN`` (InfluxDB 2.x/3.x v1-compat token auth),
+    ``EH_INFLUX_TLS_CA`` (CA file verifying an ``https://`` ``EH_INFLUX_URL``; refused with ``http://``),
     ``EH_MQTT_HOST`` / ``EH_MQTT_PORT`` / ``EH_MQTT_USER`` / ``EH_MQTT_PASSWORD``, ``EH_SPOOL_DIR``,
     ``EH_MQTT_TLS_CA`` (CA file: connect to the broker over TLS, server certificate verified).
     """
@@ -347,6 +348,7 @@ class Settings:
     influx_user: str | None = None
     influx_password: str | None = None
     influx_token: str | None = None
+    influx_tls_ca: str | None = None
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
     mqtt_user: str | None = None
@@ -370,16 +372,33 @@ class Settings:
         port = e.get("EH_MQTT_PORT", "1883")
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError(f"EH_MQTT_PORT: not a TCP port: {port!r}")
+        influx_url = e.get("EH_INFLUX_URL", cls.influx_url)
         return cls(
-            influx_url=e.get("EH_INFLUX_URL", cls.influx_url), influx_db=e.get("EH_INFLUX_DB", cls.influx_db),
+            influx_url=influx_url, influx_db=e.get("EH_INFLUX_DB", cls.influx_db),
             influx_user=e.get("EH_INFLUX_USER") or None, influx_password=secret("EH_INFLUX_PASSWORD"),
             influx_token=secret("EH_INFLUX_TOKEN"),
+            influx_tls_ca=_influx_ca(influx_url, e.get("EH_INFLUX_TLS_CA") or None),
             mqtt_host=e.get("EH_MQTT_HOST", cls.mqtt_host), mqtt_port=int(port),
             mqtt_user=e.get("EH_MQTT_USER") or None, mqtt_password=secret("EH_MQTT_PASSWORD"),
             mqtt_tls_ca=e.get("EH_MQTT_TLS_CA") or None,
             spool_dir=e.get("EH_SPOOL_DIR", cls.spool_dir),
             spool_max_bytes=_spool_cap(e.get("EH_SPOOL_MAX_BYTES")),
         )
+
+
+def _influx_ca(url: str, ca: str | None) -> str | None:
+    """``EH_INFLUX_TLS_CA``: a readable file, and only with an ``https://`` ``EH_INFLUX_URL``."""
+    if ca is None:
+        return None
+    if not url.startswith("https://"):
+        raise ConfigError(f"EH_INFLUX_TLS_CA is set but EH_INFLUX_URL {url!r} is not https://: "
+                          "the CA would go unused and the link would be plain HTTP")
+    try:
+        with open(ca, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"EH_INFLUX_TLS_CA: cannot read {ca!r}: {exc}") from None
+    return ca
 
 
 def _spool_cap(raw: str | None) -> int:

@@ -11,7 +11,8 @@ and silently returns an empty line for a NaN-only point instead of counting it.
 Error policy::
 
     InfluxError
-    ├── InfluxWriteError(status, message)   /write failed; status 0 = transport (refused, timeout)
+    ├── InfluxWriteError(status, message)   /write failed; status 0 = transport (refused, timeout,
+    │                                       TLS certificate not verified, plain HTTP to an HTTPS server)
     └── InfluxQueryError(status, message)   /query failed or a statement returned an error
     LineProtocolError (ValueError)          a point that line protocol cannot carry
 
@@ -33,6 +34,8 @@ import logging
 import math
 import os
 import re
+import socket
+import ssl
 import struct
 import threading
 import time
@@ -258,16 +261,43 @@ def _error_text(resp: httpx.Response) -> str:
     return resp.text[:2000] or resp.reason_phrase
 
 
+# Go's net/http answer when a plain-HTTP request reaches a TLS listener (influxd with https-enabled)
+_PLAIN_TO_HTTPS = "HTTP request to an HTTPS server"
+
+
+def tls_context(url: str, ca_file: str | os.PathLike | None) -> ssl.SSLContext | None:
+    """The verifying TLS context for ``url``: None for ``http://``; for ``https://`` the server
+    certificate and host name are checked against ``ca_file``, or the default trust store without
+    one.  Verification is never turned off.  Raises ``ValueError`` naming the file when the CA file
+    cannot be loaded, and when a CA is given for an ``http://`` url (it would silently go unused).
+    """
+    if not url.startswith("https://"):
+        if ca_file:
+            raise ValueError(f"a TLS CA file ({ca_file}) is given but the InfluxDB url {url!r} is plain "
+                             "http://; use https:// (or drop the CA)")
+        return None
+    if not ca_file:
+        return ssl.create_default_context()
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"InfluxDB TLS CA file {os.fspath(ca_file)!r} cannot be loaded: {exc}") from None
+
+
 class InfluxClient:
     """v1-API client (``/ping``, ``/write``, ``/query``); thread-safe, keeps connections alive.
 
     Credentials go in the ``Authorization`` header (Basic for 1.x users, ``Token`` for 2.x/3.x),
-    never in the URL.
+    never in the URL.  An ``https://`` url is verified (certificate chain and host name) against
+    ``tls_ca`` (a PEM CA file; ``EH_INFLUX_TLS_CA``) or, without it, the default trust store;
+    there is no switch to turn verification off.  A certificate that does not verify, a TLS
+    handshake that fails and a plain ``http://`` request answered by an HTTPS server each raise
+    an error naming the url and the reason (status 0 for writes, so a :class:`Writer` spools).
     """
 
     def __init__(self, url: str, database: str, *, username: str | None = None,
                  password: str | None = None, token: str | None = None, timeout: float = 10.0,
-                 retention_policy: str | None = None) -> None:
+                 retention_policy: str | None = None, tls_ca: str | os.PathLike | None = None) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"InfluxDB url must start with http:// or https://, got {url!r}")
         if "@" in url.split("//", 1)[1].split("/", 1)[0]:
@@ -275,6 +305,8 @@ class InfluxClient:
         if not database:
             raise ValueError("InfluxDB database name is empty")
         self.url = url.rstrip("/")
+        self.tls_ca = os.fspath(tls_ca) if tls_ca else None
+        verify = tls_context(self.url, self.tls_ca) or True     # True: unused for http://
         self.database = database
         self.retention_policy = retention_policy
         headers = {"User-Agent": "energyhost"}
@@ -283,14 +315,62 @@ class InfluxClient:
         elif username:
             cred = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             headers["Authorization"] = f"Basic {cred}"
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout,
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, verify=verify,
                                   limits=httpx.Limits(max_connections=16, max_keepalive_connections=8))
 
     @classmethod
     def from_settings(cls, settings, *, timeout: float = 10.0) -> InfluxClient:
-        """Build from :class:`core.config.Settings` (``influx_url``, ``influx_db``, user/password/token)."""
+        """Build from :class:`core.config.Settings` (``influx_url``, ``influx_db``, user/password/token,
+        ``influx_tls_ca``)."""
         return cls(settings.influx_url, settings.influx_db, username=settings.influx_user,
-                   password=settings.influx_password, token=settings.influx_token, timeout=timeout)
+                   password=settings.influx_password, token=settings.influx_token, timeout=timeout,
+                   tls_ca=settings.influx_tls_ca)
+
+    def _transport_error(self, exc: httpx.HTTPError) -> str:
+        """One line naming the url and why no answer came; TLS failures spelled out."""
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                trust = f"CA file {self.tls_ca}" if self.tls_ca else "the default trust store (no EH_INFLUX_TLS_CA)"
+                return (f"TLS certificate of {self.url} not verified: {cause.verify_message} "
+                        f"(checked against {trust})")
+            if isinstance(cause, ssl.SSLError):
+                return (f"TLS handshake with {self.url} failed: {cause.reason or cause} "
+                        "(does the server serve HTTPS on this port?)")
+            cause = cause.__cause__ or cause.__context__
+        if self.url.startswith("http://") and isinstance(
+                exc, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError) and self._serves_https():
+            return self._https_hint(_PLAIN_TO_HTTPS)
+        return f"{self.url}: {type(exc).__name__}: {exc}"
+
+    def _serves_https(self) -> bool:
+        """After a connection broke on an ``http://`` url: is it a TLS listener?
+
+        influxd's TLS listener (Go net/http) reads a 5-byte record header, answers a plain request
+        with 400 *Client sent an HTTP request to an HTTPS server.* and closes; the rest of our
+        request is unread, so the close is a reset that often destroys that answer.  Sending just
+        ``GET /`` (5 bytes) leaves nothing unread, so the answer arrives intact.  A plain-HTTP
+        server waits for the rest of the line instead (1 s timeout).  No TLS is involved.
+        """
+        u = httpx.URL(self.url)
+        data = b""
+        try:
+            with socket.create_connection((u.host, u.port or 80), timeout=1.0) as s:
+                s.sendall(b"GET /")
+                while len(data) < 512 and (chunk := s.recv(512)):
+                    data += chunk
+        except OSError:
+            pass
+        return _PLAIN_TO_HTTPS.encode() in data
+
+    def _https_hint(self, answer: str) -> str:
+        return (f"{self.url} is an HTTPS server and refused a plain-HTTP request "
+                f"({answer!r}); use https:// with EH_INFLUX_TLS_CA")
+
+    def _plain_to_https(self, r: httpx.Response) -> str | None:
+        if r.status_code == 400 and _PLAIN_TO_HTTPS in r.text:
+            return self._https_hint(r.text.strip())
+        return None
 
     def close(self) -> None:
         self._http.close()
@@ -306,7 +386,9 @@ class InfluxClient:
         try:
             r = self._http.get("/ping")
         except httpx.HTTPError as exc:
-            raise InfluxError(f"InfluxDB {self.url} unreachable: {exc}") from None
+            raise InfluxError(f"InfluxDB {self.url} unreachable: {self._transport_error(exc)}") from None
+        if (why := self._plain_to_https(r)) is not None:
+            raise InfluxError(f"InfluxDB {why}")
         if r.status_code not in (200, 204):
             raise InfluxError(f"InfluxDB {self.url} /ping answered {r.status_code}")
         return r.headers.get("X-Influxdb-Version", "unknown")
@@ -332,8 +414,10 @@ class InfluxClient:
         except httpx.TimeoutException as exc:
             raise InfluxWriteError(0, f"timeout: {exc}") from None
         except httpx.HTTPError as exc:
-            raise InfluxWriteError(0, f"{type(exc).__name__}: {exc}") from None
+            raise InfluxWriteError(0, self._transport_error(exc)) from None
         if r.status_code not in (200, 204):
+            if (why := self._plain_to_https(r)) is not None:
+                raise InfluxWriteError(0, why)     # not a 400 about our lines: never quarantine them
             raise InfluxWriteError(r.status_code, _error_text(r))
 
     def _query_raw(self, q: str, params: dict | None, epoch: str | None, db: str | None,
@@ -348,8 +432,10 @@ class InfluxClient:
         try:
             r = self._http.post("/query", data=data, headers={"Accept": accept})
         except httpx.HTTPError as exc:
-            raise InfluxQueryError(0, f"{type(exc).__name__}: {exc}") from None
+            raise InfluxQueryError(0, self._transport_error(exc)) from None
         if r.status_code != 200:
+            if (why := self._plain_to_https(r)) is not None:
+                raise InfluxQueryError(0, why)
             ctype = r.headers.get("content-type", "")
             msg = _msgpack_error(r.content) if "msgpack" in ctype else _error_text(r)
             raise InfluxQueryError(r.status_code, msg)

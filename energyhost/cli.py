@@ -39,6 +39,21 @@ def cmd_check(args: argparse.Namespace) -> int:
         kinds[d.kind] = kinds.get(d.kind, 0) + 1
     print(f"{args.fleet}: OK — {len(fleet.customers)} customers, {len(fleet.sites)} sites, "
           f"{len(fleet.devices)} devices {kinds}, {len(profiles)} profiles")
+    # the endpoints every component will use (EH_*), validated the same way they will be
+    from core.config import Settings
+    from core.influx import InfluxClient
+
+    settings = Settings.from_env()
+    try:
+        client = InfluxClient.from_settings(settings, timeout=5.0)   # loads EH_INFLUX_TLS_CA
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    with client:
+        link = (f"HTTPS, CA {settings.influx_tls_ca or 'default trust store'}"
+                if settings.influx_url.startswith("https://") else "plain HTTP")
+        print(f"InfluxDB {settings.influx_url} database {settings.influx_db} ({link})")
+        if args.connect:
+            print(f"InfluxDB {settings.influx_url}: reachable, version {client.ping()}")
     return 0
 
 
@@ -270,8 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_status)
 
-    sp = sub.add_parser("check-config", help="validate a fleet file and the device profiles")
+    sp = sub.add_parser("check-config", help="validate a fleet file, the device profiles and the EH_* settings")
     fleet_arg(sp)
+    sp.add_argument("--connect", action="store_true",
+                    help="also reach InfluxDB with the EH_INFLUX_* settings (TLS verified with EH_INFLUX_TLS_CA)")
     sp.set_defaults(func=cmd_check)
 
     sp = sub.add_parser("profiles", help="list the device profiles")

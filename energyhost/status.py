@@ -1,7 +1,8 @@
 """``energyhost status``: the health of every component of a running demo (or deployment).
 
 Reads ``state.json`` written by ``energyhost demo`` and checks, for each component, that its
-PID is alive and that it answers on its port (InfluxDB ``/ping``, an MQTT CONNECT, the API's
+PID is alive and that it answers on its port (InfluxDB ``/ping`` — over HTTPS verified against
+``influx_ca`` of the state file when the URL is ``https://`` —, an MQTT CONNECT, the API's
 ``/healthz``, the collector's metrics).  Exit code 0 when everything is up, 1 otherwise.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,14 +30,23 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def _http(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+def _http(url: str, timeout: float = 2.0, ca_file: str | None = None) -> tuple[bool, str]:
+    context = None
+    if url.startswith("https://"):    # verified: against ca_file, or the default trust store
+        try:
+            context = ssl.create_default_context(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            return False, f"CA file {ca_file!r} cannot be loaded: {exc}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return True, f"HTTP {r.status}"
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as r:
+            return True, f"HTTP {r.status}" + (" (TLS verified)" if context else "")
     except urllib.error.HTTPError as exc:
         return exc.code < 500, f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError) as exc:
-        return False, str(getattr(exc, "reason", exc))
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            return False, f"TLS certificate of {url} not verified: {reason.verify_message} (CA {ca_file or 'default'})"
+        return False, str(reason)
 
 
 def _mqtt(url: str, timeout: float = 2.0) -> tuple[bool, str]:
@@ -63,7 +74,7 @@ def collect_status(var: Path) -> dict:
     pids = state.get("pids", {})
     out: dict[str, dict] = {}
     checks = {
-        "influxd": lambda: _http(state["influx_url"] + "/ping"),
+        "influxd": lambda: _http(state["influx_url"] + "/ping", ca_file=state.get("influx_ca")),
         "mosquitto": lambda: _mqtt(state["mqtt"]),
         "serve": lambda: _http(state["api_url"] + "/healthz"),
         "simulate": lambda: _http(state["control_url"] + "/faults"),
