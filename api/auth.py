@@ -87,6 +87,8 @@ def seed_demo_users(store: Store, fleet, env: dict[str, str] | None = None) -> d
     customer user ``<customer id>-user`` per customer.  A password comes from the
     environment variable ``EH_PASSWORD_<ID>`` (e.g. ``EH_PASSWORD_ACME_USER``) or is
     generated and returned so the caller can print it once: never stored in the repository.
+    Each gets the demo e-mail address ``<id>@example.invalid`` (RFC 2606: never delivered
+    anywhere), which escalation mails go to; set real ones with ``PATCH /users/{id}``.
     """
     e = os.environ if env is None else env
     wanted: list[tuple[str, str, str | None]] = [("admin", "admin", None), ("engineer1", "engineer", None)]
@@ -103,7 +105,8 @@ def seed_demo_users(store: Store, fleet, env: dict[str, str] | None = None) -> d
         else:
             gen = False
         try:
-            store.create_user(uid, role, password=password, customer_id=cid, name=uid)
+            store.create_user(uid, role, password=password, customer_id=cid, name=uid,
+                              email=f"{uid}@example.invalid")
         except Conflict:
             continue
         if gen:

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import LoginLimiter, RateLimiter
 from api.metrics import instrument
+from api.notify import sweep_escalations
 from api.routes import alarms, auth, inspections, registry, reports, surveys, telemetry, web, workorders
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
@@ -121,7 +122,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
 async def _sweep(store: Store, every_s: float) -> None:
     while True:
         try:
-            await asyncio.to_thread(store.escalate_overdue)
+            await asyncio.to_thread(sweep_escalations, store)      # escalate, then e-mail (api/notify.py)
             await asyncio.to_thread(store.refresh_inspections)
         except Exception:  # keep sweeping; the error is logged
             log.exception("escalation / inspection sweep failed")

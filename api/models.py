@@ -345,11 +345,19 @@ class WoLogOut(BaseModel):
 
 
 class EscalationOut(BaseModel):
+    id: int
     work_order_id: int
     time: datetime
     stage: str
     level: int
     notified: str
+    mail_state: Literal["pending", "sent", "no_address", "skipped"] = Field(
+        description="e-mail delivery: pending (retried every sweep; mail_error says why), sent, "
+                    "no_address (the user has no e-mail address; re-checked every sweep), skipped (before schema 3)")
+    mail_to: str
+    mail_attempts: int
+    mail_error: str
+    mail_sent_at: datetime | None
 
 
 class ReviewCounts(BaseModel):

@@ -380,6 +380,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (2, "index for the newest-first alarm list", [
         "CREATE INDEX alarms_raised ON alarms(raised_ns DESC, id DESC)",
     ]),
+    (3, "e-mail delivery state of each escalation", [
+        # pending -> sent, or no_address (re-checked every sweep); escalations made before this
+        # migration were never mailed and are marked skipped, so an upgrade does not send old news
+        "ALTER TABLE escalations ADD COLUMN mail_state TEXT NOT NULL DEFAULT 'pending'",
+        "ALTER TABLE escalations ADD COLUMN mail_to TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE escalations ADD COLUMN mail_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE escalations ADD COLUMN mail_error TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE escalations ADD COLUMN mail_sent_ns BIGINT",
+        "ALTER TABLE escalations ADD COLUMN mail_claim_ns BIGINT",
+        "UPDATE escalations SET mail_state = 'skipped', "
+        "mail_error = 'escalated before e-mail notification existed (schema 3)'",
+        "CREATE INDEX escalations_mail ON escalations(mail_state)",
+    ]),
 ]
 
 
@@ -411,6 +424,18 @@ def month_bounds_ns(month: str, tz: str = "Asia/Shanghai") -> tuple[int, int]:
 
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+# one plain address (no display name, no list, nothing that could end a header line)
+EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
+MAIL_STATES: tuple[str, ...] = ("pending", "sent", "no_address", "skipped")
+
+
+def _check_email(value: str) -> str:
+    """'' (no address) or one plain ``local@domain`` address; :class:`Invalid` otherwise."""
+    if value and (not isinstance(value, str) or not EMAIL_RE.match(value)):
+        raise Invalid(f"email must be one address like name@example.com (or empty), got {value!r}")
+    return value
+
+
 
 
 def _check_id(what: str, value: str) -> str:
@@ -483,6 +508,7 @@ class Store:
             raise Invalid("customer_id is required for role 'customer' and only for it")
         if customer_id is not None and not self.db.one("SELECT id FROM customers WHERE id = ?", (customer_id,)):
             raise NotFound(f"customer {customer_id!r} does not exist")
+        _check_email(email)
         pw = hash_password(password, **self.password_cost) if password else None
         with self.db.tx():
             if self.db.one("SELECT id FROM users WHERE id = ?", (user_id,)):
@@ -509,6 +535,8 @@ class Store:
                     email: str | None = None, active: bool | None = None,
                     password: str | None = None) -> dict:
         self.user(user_id)
+        if email is not None:
+            _check_email(email)
         sets: list[str] = []
         params: list[Any] = []
         for col, val in (("name", name), ("engineer_group", engineer_group), ("email", email)):
@@ -1191,8 +1219,47 @@ class Store:
         if work_order_id is not None:
             where.append("work_order_id = ?")
             params.append(work_order_id)
-        return self.db.rows(f"SELECT work_order_id, time_ns, stage, level, notified FROM escalations "
+        return self.db.rows(f"SELECT id, work_order_id, time_ns, stage, level, notified, mail_state, mail_to, "
+                            f"mail_attempts, mail_error, mail_sent_ns FROM escalations "
                             f"WHERE {' AND '.join(where)} ORDER BY id", params)
+
+    # e-mail delivery of escalations (the sender is api/notify.py; SMTP lives outside core)
+    def escalation_mails_due(self, limit: int = 100) -> list[dict]:
+        """Escalations whose e-mail is not sent yet (``pending``, or ``no_address`` to re-check), oldest
+        first, with what a message needs: the order, its site and customer, the stage's due time and
+        the addressee's e-mail (``''`` when the user has none or does not exist)."""
+        return self.db.rows(
+            "SELECT e.id, e.work_order_id, e.time_ns, e.stage, e.level, e.notified, e.mail_state, e.mail_attempts, "
+            "e.mail_claim_ns, w.title, w.severity, w.state AS wo_state, w.created_ns, w.response_due_ns, "
+            "w.arrival_due_ns, w.repair_due_ns, w.site_id, s.name AS site_name, s.timezone, s.customer_id, "
+            "c.name AS customer_name, COALESCE(u.email, '') AS email, u.id AS user_id "
+            "FROM escalations e JOIN work_orders w ON w.id = e.work_order_id JOIN sites s ON s.id = w.site_id "
+            "JOIN customers c ON c.id = s.customer_id LEFT JOIN users u ON u.id = e.notified "
+            "WHERE e.mail_state IN ('pending', 'no_address') ORDER BY e.id LIMIT ?", (int(limit),))
+
+    def claim_escalation_mail(self, escalation_id: int, lease_s: float = 300.0) -> bool:
+        """Take the right to send one escalation's e-mail; False if it is sent or another sender holds
+        it (a claim older than ``lease_s`` is taken over: its sender died mid-send)."""
+        now = self.clock()
+        with self.db.tx():
+            n = self.db.run("UPDATE escalations SET mail_claim_ns = ? WHERE id = ? "
+                            "AND mail_state IN ('pending', 'no_address') "
+                            "AND (mail_claim_ns IS NULL OR mail_claim_ns < ?)",
+                            (now, escalation_id, now - int(lease_s * NS)))
+        return n == 1
+
+    def record_escalation_mail(self, escalation_id: int, state: str, *, to: str = "", error: str = "",
+                               attempted: bool = True) -> None:
+        """Record the outcome of a delivery: ``sent`` (to ``to``), ``pending`` (failed; ``error`` says
+        why; retried next sweep) or ``no_address``.  A sent escalation is never changed again."""
+        if state not in ("sent", "pending", "no_address"):
+            raise Invalid(f"mail state must be sent, pending or no_address, got {state!r}")
+        with self.db.tx():
+            self.db.run("UPDATE escalations SET mail_state = ?, mail_to = ?, mail_error = ?, "
+                        "mail_attempts = mail_attempts + ?, mail_sent_ns = ?, mail_claim_ns = NULL "
+                        "WHERE id = ? AND mail_state <> 'sent'",
+                        (state, to, error[:1000], int(attempted), self.clock() if state == "sent" else None,
+                         escalation_id))
 
     def weekly_review(self, start_ns: int, site_ids: Collection[str] | None = None) -> dict:
         """Review of the week [start, start + 7 d): open, overdue and closed-in-time orders, by engineer and customer."""
