@@ -2,7 +2,8 @@
 
 Layout under ``--var`` (default ``var/demo``)::
 
-    influxdb/   InfluxDB 1.x data, config and log (auth on: admin, a write-only and a read-only user)
+    influxdb/   InfluxDB 1.x data, config and log (HTTPS; auth on: admin, a write-only and a read-only user)
+    tls/        loopback CA and server certificate (InfluxDB HTTPS and the MQTT TLS listener)
     mosquitto/  Mosquitto config (password file + per-device ACL, core.mqtt_acl), persistence and log
     secrets/    generated passwords (mode 0600; mqtt_<user> per MQTT user); never in the repository
     spool/      the collectors' on-disk spool and dead letters
@@ -133,7 +134,11 @@ def run_demo(args) -> int:
     try:
         print("energyhost demo: starting InfluxDB and Mosquitto ...", flush=True)
         first_start = not (var / "influxdb" / "meta" / "meta.db").exists()
-        influx = Influxd(var / "influxdb", auth=True, admin_password=_secret(sec / "influx_admin"))
+        # TLS for InfluxDB (HTTPS only) and for the MQTT listener the collector and the gateways use
+        # (certificates made here, for loopback; a deployment brings its own)
+        tls = make_loopback_tls(var / "tls", days=825)
+        influx = Influxd(var / "influxdb", auth=True, admin_password=_secret(sec / "influx_admin"),
+                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
         influx.start()
         stack.services.append(influx)
         pw_writer, pw_reader = _secret(sec / "influx_collector"), _secret(sec / "influx_reader")
@@ -146,9 +151,7 @@ def run_demo(args) -> int:
         # passwords are kept in secrets/mqtt_<user> (0600) and reused on the next start
         mqtt_access = fleet_acl(load_fleet(fleet_file), passwords=read_secrets(sec))
         write_secrets(mqtt_access, sec)
-        # TLS on the listener the collector and the gateways use (certificates made here, for loopback;
-        # a deployment brings its own); a plain loopback listener stays for `mosquitto_sub` and status
-        tls = make_loopback_tls(var / "tls", days=825)
+        # a plain loopback MQTT listener stays beside the TLS one for `mosquitto_sub` and status
         mosq = Mosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text(),
                          tls=(tls.ca_cert, tls.server_cert, tls.server_key))
         mosq.start()
@@ -157,6 +160,7 @@ def run_demo(args) -> int:
         control_port = free_port()
         api_port = args.api_port or free_port()
         base_env = {**os.environ, "EH_INFLUX_URL": influx.url, "EH_INFLUX_DB": DB,
+                    "EH_INFLUX_TLS_CA": str(tls.ca_cert),
                     "EH_MQTT_HOST": mosq.host, "EH_MQTT_PORT": str(mosq.tls_port),
                     "EH_MQTT_TLS_CA": str(tls.ca_cert),
                     "EH_SPOOL_DIR": str(var / "spool"), "EH_FLEET": str(fleet_file),
@@ -199,7 +203,7 @@ def run_demo(args) -> int:
         stack.spawn("reports", ["reports", "--fleet", str(fleet_file), "run", "--every", "300"], reader_env)
         _wait_http(f"http://127.0.0.1:{api_port}/healthz", 120, stack, "serve")
 
-        state = {"influx_url": influx.url, "influx_db": DB, "mqtt": mosq.url,
+        state = {"influx_url": influx.url, "influx_ca": str(tls.ca_cert), "influx_db": DB, "mqtt": mosq.url,
                  "mqtt_tls": f"mqtts://{mosq.host}:{mosq.tls_port}", "mqtt_ca": str(tls.ca_cert),
                  "api_url": f"http://127.0.0.1:{api_port}",
                  "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "control_url": base_env["EH_SIM_CONTROL_URL"],
@@ -248,8 +252,8 @@ def _banner(state: dict, var: Path) -> None:
     print(f"""
 energyhost demo is running (Ctrl-C stops everything)
 
-  InfluxDB   {u}  database {state['influx_db']}  (auth on; read-only user 'reader',
-             password in {var}/secrets/influx_reader)
+  InfluxDB   {u}  database {state['influx_db']}  (HTTPS, CA {state['influx_ca']};
+             auth on; read-only user 'reader', password in {var}/secrets/influx_reader)
   MQTT       {state['mqtt_tls']} (TLS, CA {state['mqtt_ca']}) used by collectors and gateways;
              {state['mqtt']} (plain, loopback only)   (auth on: one user per device / site gateway, ACL in
              {var}/mosquitto/acl; topics eh/v1/<site>/<device>/telemetry, see docs/mqtt.md)
@@ -261,7 +265,8 @@ energyhost demo is running (Ctrl-C stops everything)
   Logs       {var}/logs/
 
   Query the data, e.g. the last minute of the main meter:
-    curl -s -u reader:$(cat {var}/secrets/influx_reader) {u}/query --data-urlencode db=energyhost \\
+    curl -s --cacert {state['influx_ca']} -u reader:$(cat {var}/secrets/influx_reader) {u}/query \\
+      --data-urlencode db=energyhost \\
       --data-urlencode "q=SELECT active_power, voltage_l1 FROM meter WHERE device = \\$d AND time > now() - 1m" \\
       --data-urlencode 'params={{"d": "acme-plant1-t1-meter"}}'
 """, flush=True)
