@@ -20,6 +20,7 @@ Error policy::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -32,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -39,7 +41,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.channels import CHANNELS
 from core.config import ID_RE, TOPIC_PREFIX, Fleet
-from core.model import Point
+from core.model import FloatFields, Point
 
 log = logging.getLogger("energyhost.mqtt")
 
@@ -73,6 +75,18 @@ def _parse_constant(token: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_parse_constant)
 
 
+def _load_json(payload: bytes) -> tuple[Any, bool]:
+    """Decode a payload: orjson (~6x faster than ``json``) for the valid JSON that makes up the
+    stream; anything orjson refuses (invalid JSON or UTF-8, NaN/Infinity tokens, integers beyond
+    64 bits, numbers beyond float range) is decoded again by the stdlib decoder, which gives the
+    precise reason — or marks NaN/Infinity, so the reject names the channel.  Returns (document,
+    every float in it is finite)."""
+    try:
+        return orjson.loads(payload), True
+    except orjson.JSONDecodeError:
+        return _DECODER.decode(payload.decode("utf-8")), False
+
+
 def telemetry_topic(site: str, device: str) -> str:
     return f"{TOPIC_PREFIX}/{site}/{device}/telemetry"
 
@@ -89,7 +103,14 @@ def gateway_status_topic(site: str, gateway: str) -> str:
     return f"{TOPIC_PREFIX}/{site}/gateway/{gateway}/status"
 
 
-def _ts_ns(reading: dict, now_ns: int, who: str) -> tuple[int | None, Reject | None]:
+def _ts_ns(reading: dict, now_ns: int, who: Any) -> tuple[int | None, Reject | None]:
+    ts = reading.get("ts")
+    if type(ts) is int:     # the common case: integer epoch ms well inside the window
+        t = ts * 1_000_000
+        if now_ns - MAX_PAST_NS <= t <= now_ns + MAX_FUTURE_NS:
+            return t, None
+    if not isinstance(who, str):
+        who = f"device {who!r}"
     if "ts" not in reading:
         return None, Reject("missing_field", f"{who}: no 'ts'")
     ts = reading["ts"]
@@ -110,8 +131,18 @@ def _ts_ns(reading: dict, now_ns: int, who: str) -> tuple[int | None, Reject | N
     return t, None
 
 
+_CHANNEL_NAMES = frozenset(CHANNELS)
+_ONLY_FLOAT = {float}
+
+
 def _reading(fleet: Fleet, site: str, device_id: Any, reading: Any, now_ns: int,
-             rejects: list[Reject]) -> Point | None:
+             rejects: list[Reject], finite: bool = False) -> Point | None:
+    """One reading → a Point, or None with its rejects appended.
+
+    ``finite``: the document came from orjson, which refuses NaN/Infinity and numbers beyond
+    float range, so every float in it is finite; then a ``values`` object of known channels and
+    floats only (the usual gateway message) is taken whole, without a Python step per channel.
+    """
     if not isinstance(reading, dict):
         rejects.append(Reject("bad_schema", f"a reading must be an object, got {type(reading).__name__}"))
         return None
@@ -119,6 +150,16 @@ def _reading(fleet: Fleet, site: str, device_id: Any, reading: Any, now_ns: int,
         rejects.append(Reject("missing_field", f"reading without a string 'device': {device_id!r}"))
         return None
     dev = fleet.devices.get(device_id)
+    if dev is not None and dev.site_id == site and dev.transport == "mqtt":
+        t, rej = _ts_ns(reading, now_ns, device_id)
+        if rej is not None:
+            rejects.append(rej)
+            return None
+        values = reading.get("values")
+        if finite and type(values) is dict and values and values.keys() <= _CHANNEL_NAMES and \
+                set(map(type, values.values())) == _ONLY_FLOAT:
+            return Point(dev.kind, dev.tags, FloatFields(values), t)
+        return _checked_values(dev, device_id, values, t, rejects)
     who = f"device {device_id!r}"
     if dev is None:
         rejects.append(Reject("unknown_device", f"{who} is not in the fleet"))
@@ -126,19 +167,18 @@ def _reading(fleet: Fleet, site: str, device_id: Any, reading: Any, now_ns: int,
     if dev.site_id != site:
         rejects.append(Reject("wrong_site", f"{who} belongs to site {dev.site_id!r}, topic says {site!r}"))
         return None
-    if dev.transport != "mqtt":
-        rejects.append(Reject("not_mqtt_device", f"{who} is configured for {dev.transport}"))
-        return None
-    t, rej = _ts_ns(reading, now_ns, who)
-    if rej is not None:
-        rejects.append(rej)
-        return None
-    values = reading.get("values")
+    rejects.append(Reject("not_mqtt_device", f"{who} is configured for {dev.transport}"))
+    return None
+
+
+def _checked_values(dev, device_id: str, values: Any, t: int, rejects: list[Reject]) -> Point | None:
+    """The per-channel path: each value checked, each bad one rejected with its reason."""
+    who = f"device {device_id!r}"
     if not isinstance(values, dict):
         rejects.append(Reject("missing_field" if values is None else "bad_schema",
                               f"{who}: 'values' must be an object of channel: number"))
         return None
-    fields: dict[str, float] = {}
+    fields = FloatFields()          # every value below is a finite float, every key a channel
     for ch, v in values.items():
         tv = type(v)
         if tv is float and v - v == 0.0 and ch in CHANNELS:     # fast path: a finite float (not bool,
@@ -190,18 +230,14 @@ def _status_points(fleet: Fleet, site: str, device_ids: list[str], doc: Any, now
     return out
 
 
-def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int) -> tuple[list[Point], list[Reject]]:
-    """Validate one MQTT message; return (points to store, rejects with reasons).
-
-    Pure: the result depends only on the arguments.  ``now_ns`` bounds the timestamps
-    (now − 30 days … now + 5 min).  See docs/mqtt.md for topics and payloads.
-    """
-    rejects: list[Reject] = []
+@functools.lru_cache(maxsize=65536)      # a fleet publishes on a fixed set of topics
+def _topic(topic: str) -> tuple[str, tuple[str, ...]] | tuple[None, Reject]:
+    """(kind, the levels after the prefix) of a documented topic, or (None, its reject)."""
     parts = topic.split("/")
     prefix = TOPIC_PREFIX.split("/")
     if parts[:len(prefix)] != prefix:
-        return [], [Reject("bad_topic", f"topic {topic!r} does not start with {TOPIC_PREFIX}/")]
-    rest = parts[len(prefix):]
+        return None, Reject("bad_topic", f"topic {topic!r} does not start with {TOPIC_PREFIX}/")
+    rest = tuple(parts[len(prefix):])
     kind = None
     if len(rest) == 3 and rest[2] in ("telemetry", "status"):
         kind = rest[2]
@@ -209,20 +245,33 @@ def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int) -> tupl
         kind = "gw_" + rest[3]
     if kind is None or not all(ID_RE.match(x) for x in rest[:2]) or \
             (kind.startswith("gw_") and not ID_RE.match(rest[2])):
-        return [], [Reject("bad_topic", f"topic {topic!r} matches no documented pattern")]
+        return None, Reject("bad_topic", f"topic {topic!r} matches no documented pattern")
+    return kind, rest
+
+
+def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int) -> tuple[list[Point], list[Reject]]:
+    """Validate one MQTT message; return (points to store, rejects with reasons).
+
+    Pure: the result depends only on the arguments.  ``now_ns`` bounds the timestamps
+    (now − 30 days … now + 5 min).  See docs/mqtt.md for topics and payloads.
+    """
+    rejects: list[Reject] = []
+    kind, rest = _topic(topic)
+    if kind is None:
+        return [], [rest]
     site = rest[0]
     if site not in fleet.sites:
         return [], [Reject("unknown_device", f"site {site!r} is not in the fleet")]
     if len(payload) > MAX_PAYLOAD_BYTES:
         return [], [Reject("oversize", f"payload of {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")]
     try:
-        doc = _DECODER.decode(payload.decode("utf-8"))
+        doc, finite = _load_json(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         return [], [Reject("bad_json", f"not JSON: {exc}")]
     except RecursionError:
         return [], [Reject("bad_json", "JSON nested too deeply")]
     if kind == "telemetry":
-        p = _reading(fleet, site, rest[1], doc, now_ns, rejects)
+        p = _reading(fleet, site, rest[1], doc, now_ns, rejects, finite)
         return ([p] if p is not None else []), rejects
     if kind == "status":
         return _status_points(fleet, site, [rest[1]], doc, now_ns, rejects), rejects
@@ -240,7 +289,7 @@ def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int) -> tupl
                            "a batch must be an object with a 'readings' list")]
     points = []
     for r in readings:
-        p = _reading(fleet, site, r.get("device") if isinstance(r, dict) else None, r, now_ns, rejects)
+        p = _reading(fleet, site, r.get("device") if isinstance(r, dict) else None, r, now_ns, rejects, finite)
         if p is not None:
             points.append(p)
     return points, rejects

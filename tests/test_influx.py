@@ -197,3 +197,48 @@ def test_auth_basic_header_and_token(make_influxd):
     with pytest.raises(InfluxQueryError) as e:
         r.query("DROP DATABASE authdb")
     assert e.value.status == 403
+
+
+# ---------------------------------------------------------------- FloatFields fast path
+EXTREME_FLOATS = [0.0, -0.0, 0.1, -230.25, 1e16, 1.5e-5, 5e-324, 2.2250738585072014e-308,
+                  1.7976931348623157e308, -1.7976931348623157e308, 123456789.123456789, 1 / 3]
+
+
+def _field_values(line: bytes) -> dict[str, float]:
+    fields = line.rsplit(b" ", 2)[1]          # the tag part may hold escaped spaces
+    return {k.decode(): float(v) for k, v in (kv.split(b"=") for kv in fields.split(b","))}
+
+
+def test_float_fields_line_matches_the_general_encoder():
+    from core.model import FloatFields
+    fields = {f"ch_{i}": v for i, v in enumerate(EXTREME_FLOATS)}
+    fast = encode_points([Point("meter", {"site": "a b", "device": "d,1"}, FloatFields(fields), T0)]).lines[0]
+    slow = encode_points([Point("meter", {"site": "a b", "device": "d,1"}, dict(fields), T0)]).lines[0]
+    assert fast.rsplit(b" ", 2)[0::2] == slow.rsplit(b" ", 2)[0::2]         # same series key and time
+    assert fast.startswith(b"meter,device=d\\,1,site=a\\ b ")
+    got = _field_values(fast)
+    assert list(got) == list(fields)
+    assert all(got[k] == v and math.copysign(1, got[k]) == math.copysign(1, v) for k, v in fields.items())
+
+
+def test_float_fields_fall_back_when_keys_need_escaping_or_types_do_not_fit():
+    from core.model import FloatFields
+    # a key with a space cannot take the fast path; a numpy scalar neither: both still encode right
+    enc = encode_points([Point("m", {"d": "x"}, FloatFields({"a b": 1.0}), T0),
+                         Point("m", {"d": "x"}, FloatFields({"v": np.float64(2.5)}), T0),
+                         Point("m", {"d": "x"}, FloatFields({"v": 1.0}), 1.5)])      # bad time: rejected
+    assert enc.lines == [b"m,d=x a\\ b=1.0 %d" % T0, b"m,d=x v=2.5 %d" % T0]
+    assert len(enc.rejected) == 1 and "time_ns" in enc.rejected[0][1]
+
+
+@pytest.mark.integration
+def test_float_fields_round_trip_exactly(influxd, influx_db):
+    """Every double the fast path writes reads back bit-for-bit (orjson's formatting, e.g. 1e16
+    rather than repr's 1e+16, is accepted by InfluxDB's parser)."""
+    from core.model import FloatFields
+    c = InfluxClient(influxd.url, influx_db)
+    fields = {f"ch_{i}": v for i, v in enumerate(EXTREME_FLOATS)}
+    c.write_lines(points_to_lines([Point("ff", {"device": "d1"}, FloatFields(fields), T0)]))
+    s = c.query("SELECT * FROM ff")[0]
+    row = dict(zip(s["columns"], s["values"][0], strict=True))
+    assert all(row[k] == v for k, v in fields.items()), row
