@@ -22,6 +22,11 @@ from dataclasses import dataclass
 
 DEVICE_KINDS: tuple[str, ...] = ("meter", "transformer", "pv_inverter", "ev_charger")
 
+#: Site-level measurements (not a device): tags ``customer, site``.  ``weather`` holds the site's
+#: outdoor conditions (``outdoor_temperature``), from a weather station or feed (the simulators'
+#: backfill writes it); the monthly report's baseline model reads its daily mean.
+SITE_MEASUREMENTS: dict[str, tuple[str, ...]] = {"weather": ("outdoor_temperature",)}
+
 SIGN_RULES: dict[str, str] = {
     "meter": "active/reactive power > 0 = import from the grid (consumption); < 0 = export",
     "transformer": "temperatures in degC; states 0/1 with 1 = on/active",
@@ -102,6 +107,8 @@ _LIST: list[Channel] = [
     Channel("session_energy", "Wh", "energy delivered in the current session", "counter"),
     Channel("fault_code", "1", "vendor fault code, 0 = no fault", "state"),
     Channel("max_current_offered", "A", "current limit offered to the vehicle (PWM duty)"),
+    # --- site weather (measurement "weather", see SITE_MEASUREMENTS)
+    Channel("outdoor_temperature", "degC", "outdoor dry-bulb air temperature at the site"),
     # --- device health
     Channel("online", "1", "device reachable (1) or not (0), written by the collector", "state"),
 ]

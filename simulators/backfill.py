@@ -10,6 +10,9 @@ What lands (schema of docs/architecture.md):
 
 * measurement = device kind, tags ``customer, site, device``, fields = every channel of the device
   (floats; states as whole numbers, still float fields), time = the grid instant;
+* ``weather`` per site and instant (``weather=True``): tags ``customer, site``, field
+  ``outdoor_temperature`` [°C] from :meth:`FleetSignals.weather` -- what a weather feed would
+  deliver; the monthly report's baseline model uses its daily mean;
 * ``collector_status`` per device and instant: tags ``customer, site, device, source`` (the
   device's transport), fields ``status`` (``"ok"``), ``online`` (``1i``), ``latency_ms``.
   While a ``device_silent`` fault is active there is no device point and the status is
@@ -56,6 +59,7 @@ class BackfillResult:
     points: int = 0                 # device points written
     fields: int = 0                 # device field values written
     status_points: int = 0          # collector_status points written
+    weather_points: int = 0         # site weather points written
     gap_points: int = 0             # device instants left out (silent / exceptions)
     requests: int = 0               # /write requests
     bytes: int = 0                  # line-protocol bytes sent
@@ -64,7 +68,7 @@ class BackfillResult:
 
     @property
     def total_points(self) -> int:
-        return self.points + self.status_points
+        return self.points + self.status_points + self.weather_points
 
 
 def _fmt(channel: str) -> str:
@@ -101,6 +105,18 @@ def device_lines(device: Device, values: dict[str, np.ndarray], seconds: np.ndar
     body = ",".join(f"{escape_field_key(c).replace('%', '%%')}={_fmt(c)}" for c in names)
     tmpl = f"{prefix} {body} %d000000000"
     rows = np.column_stack([cols, seconds]).tolist()
+    return [tmpl % tuple(r) for r in rows]
+
+
+def weather_lines(customer_id: str, site_id: str, values: dict[str, np.ndarray], seconds: np.ndarray) -> list[str]:
+    """``weather`` lines of one site (tags ``customer, site``) for integral unix ``seconds``."""
+    tags = f"customer={escape_key(customer_id, 'tag customer value')},site={escape_key(site_id, 'tag site value')}"
+    names = [c for c in values if np.all(np.isfinite(values[c]))]
+    if not names:
+        return []
+    body = ",".join(f"{escape_field_key(c).replace('%', '%%')}=%.2f" for c in names)
+    tmpl = f"weather,{tags.replace('%', '%%')} {body} %d000000000"
+    rows = np.column_stack([*(values[c] for c in names), seconds]).tolist()
     return [tmpl % tuple(r) for r in rows]
 
 
@@ -221,7 +237,7 @@ def served_channels(device: Device, profiles: Mapping[str, Profile] | None, n_mp
 def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days: float, end: float | None = None,
              step_s: int = 60, faults: Iterable[Sequence] | None = None, devices: Iterable[str] | None = None,
              chunk_bytes: int = 4_000_000, status: bool = True,
-             profiles: Mapping[str, Profile] | None = None) -> dict[str, Any]:
+             profiles: Mapping[str, Profile] | None = None, weather: bool = True) -> dict[str, Any]:
     """Write ``days`` of history ending at ``end`` into InfluxDB; return the counts (a JSON-able dict).
 
     The dict holds the fields of :class:`BackfillResult` plus ``total_points``.
@@ -239,6 +255,7 @@ def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days:
     status : also write ``collector_status`` points.
     profiles : when given (``core.profiles.load_profiles()``), a Modbus device gets only the channels
         its profile maps, as the live collector stores them; MQTT devices always get every channel.
+    weather : also write the ``weather`` of every site that has a device written.
 
     Raises ``ValueError`` naming a bad argument; :class:`core.influx.InfluxWriteError` if a write fails.
     """
@@ -291,13 +308,12 @@ def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days:
                 if size >= chunk_bytes:
                     flush()
 
+        per_day = max(1, int(86400 // step_s))       # one day at a time keeps memory flat for long backfills
         for did in ids:
             dev = fleet.devices[did]
             only = served_channels(dev, profiles, signals.n_mppt)
             st, lat = _status(signals, dev, times)
             keep = st == "ok"
-            # one day at a time keeps memory flat for long backfills
-            per_day = max(1, int(86400 // step_s))
             written = 0
             for a in range(0, n, per_day):
                 sl = slice(a, min(n, a + per_day))
@@ -318,6 +334,14 @@ def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days:
             res.gap_points += int((~keep).sum())
             res.per_device[did] = written
             res.devices += 1
+        if weather:
+            for sid in dict.fromkeys(fleet.devices[d].site_id for d in ids):
+                site = fleet.sites[sid]
+                for a in range(0, n, per_day):
+                    sl = slice(a, min(n, a + per_day))
+                    w_lines = weather_lines(site.customer_id, sid, signals.weather(sid, times[sl]), seconds[sl])
+                    res.weather_points += len(w_lines)
+                    add(w_lines)
         flush()
         for f in pending:
             f.result()

@@ -13,12 +13,15 @@ Model (per site)
   integral of that piecewise-linear power (trapezoid on the grid + exact partial segment).  Counters
   start at a seeded value at local midnight 2026-01-01 (:data:`ORIGIN`) and are integrated forward and
   backward from there; times before :data:`EARLIEST` (2025-01-01) raise ``ValueError``.
-* **Ambient** temperature: 16.5 ± 12 °C seasonal (coldest mid-January in the north), ± 4 °C daily
-  (warmest 14:30 local), seeded day-to-day (± 2.5 °C) and hourly (± 0.5 °C) variation.
+* **Ambient** (outdoor) temperature: 16.5 ± 12 °C seasonal (coldest mid-January in the north), ± 4 °C
+  daily (warmest 14:30 local), seeded day-to-day (± 2.5 °C), 5-day weather-system (± 1.5 °C) and hourly
+  (± 0.5 °C) variation.  ``FleetSignals.weather(site, times)`` serves it as ``outdoor_temperature``.
 * **Load** (commercial/industrial): peak ≈ 0.55 × Σ transformer kVA (≤ 0.85 × contract demand; else
   0.8 × contract demand, or 1.2 × PV kWp, or 300 kW), night base 22–32 % of peak, working-day shape 08:00–17:30 with a lunch dip to ~72 %
-  at 12:00–13:00 and an evening shoulder; Saturday 45 %, Sunday and Chinese public holidays 20 % of the
-  day-time swing; +12 % in summer (air conditioning); seeded day factor (±8 %), 15-min (±5 %) and
+  at 12:00–13:00 and an evening shoulder; rest Saturday 45 %, Sunday and Chinese public holidays 20 % of the
+  day-time swing, make-up working days (调休) as working days (calendar: ``core.workdays``); air
+  conditioning driven by the day-to-day outdoor temperature: +1.15 %/K above and +0.37 %/K below
+  18 °C (≈ +12 % on a July day, +5 % in January); seeded day factor (±8 %), 15-min (±5 %) and
   per-minute (±1.5 %) variation.  Site PF (with automatic capacitor bank) 0.93–0.97, slowly varying.
 * **PV** (pvlib): analytical solar position (Spencer declination/equation of time), Ineichen clear sky with Linke
   turbidity 3.5, seeded daily sky class (clear / broken clouds with dips / overcast), isotropic
@@ -137,13 +140,14 @@ import time as _time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pvlib
 
+from core import workdays as wd
 from core.channels import CHANNELS
 from core.config import Device, Fleet, Site, Transformer
 
@@ -156,6 +160,9 @@ _EPOCH_DATE = date(1970, 1, 1)
 ORIGIN_DAY = (ORIGIN - _EPOCH_DATE).days
 EARLIEST_DAY = (EARLIEST - _EPOCH_DATE).days
 _EPS_S = 1e-3                      # left limit used to integrate across a fault step [s]
+BALANCE_C = 18.0                   # balance point of the load's heating / cooling part [°C]
+COOLING_PER_K = 0.0115             # load increase per K of outdoor temperature above BALANCE_C [1/K]
+HEATING_PER_K = 0.0037             # load increase per K below BALANCE_C [1/K]
 
 SUNSPEC_EVENTS = ("GROUND_FAULT", "DC_OVER_VOLT", "AC_DISCONNECT", "DC_DISCONNECT", "GRID_DISCONNECT",
                   "CABINET_OPEN", "MANUAL_SHUTDOWN", "OVER_TEMP", "OVER_FREQUENCY", "UNDER_FREQUENCY",
@@ -183,24 +190,21 @@ FAULT_TYPES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 #: faults that change a power that some counter integrates
 _POWER_FAULTS = frozenset({"inverter_trip", "string_loss", "low_power_factor", "ev_fault", "ev_stuck"})
 
-_CN_HOLIDAYS = (  # approximate official public holidays (no make-up working days)
-    ("2025-01-01", "2025-01-01"), ("2025-01-28", "2025-02-04"), ("2025-04-04", "2025-04-06"),
-    ("2025-05-01", "2025-05-05"), ("2025-05-31", "2025-06-02"), ("2025-10-01", "2025-10-08"),
-    ("2026-01-01", "2026-01-03"), ("2026-02-15", "2026-02-23"), ("2026-04-04", "2026-04-06"),
-    ("2026-05-01", "2026-05-05"), ("2026-06-19", "2026-06-21"), ("2026-09-25", "2026-09-27"),
-    ("2026-10-01", "2026-10-07"), ("2027-01-01", "2027-01-03"), ("2027-02-06", "2027-02-12"),
-)
+_DAY_FACTOR = {wd.WORKING: 1.0, wd.SATURDAY: 0.45, wd.REST: 0.20}   # day-time swing by day type
+_DAY_TYPES: dict[int, int] = {}
 
 
-def _holiday_days() -> frozenset[int]:
-    out: set[int] = set()
-    for a, b in _CN_HOLIDAYS:
-        d0, d1 = date.fromisoformat(a), date.fromisoformat(b)
-        out.update(range((d0 - _EPOCH_DATE).days, (d1 - _EPOCH_DATE).days + 1))
-    return frozenset(out)
-
-
-HOLIDAYS = _holiday_days()
+def day_types(days: np.ndarray) -> np.ndarray:
+    """Day type (core.workdays: working / rest Saturday / Sunday or holiday) of local day numbers."""
+    days = np.asarray(days, dtype=np.int64)
+    uniq, inv = np.unique(days, return_inverse=True)
+    out = np.empty(uniq.size, dtype=np.int64)
+    for i, d in enumerate(uniq.tolist()):
+        v = _DAY_TYPES.get(d)
+        if v is None:
+            v = _DAY_TYPES[d] = wd.day_type(_EPOCH_DATE + timedelta(days=d))
+        out[i] = v
+    return out[inv].reshape(days.shape)
 
 # ----------------------------------------------------------------------------------------- noise
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -500,22 +504,28 @@ class _SiteModel:
         return self.local(t)[0]
 
     # ------------------------------------------------------------------ physics on a grid
-    def _ambient(self, t, hour, doy, day) -> np.ndarray:
+    def _weather(self, t, doy) -> np.ndarray:
+        """The slow (day-to-day) part of the outdoor temperature [°C]: season + weather systems."""
         north = 1.0 if self.site.latitude >= 0 else -1.0
         return (16.5 + north * 12.0 * np.cos(2 * np.pi * (doy - 200) / 365.0)
-                + 4.0 * np.cos(2 * np.pi * (hour - 14.5) / 24.0)
-                + 2.5 * _smooth(self.k["ambd"], t, 86400.0) + 0.5 * _smooth(self.k["amb"], t, 3600.0))
+                + 2.5 * _smooth(self.k["ambd"], t, 86400.0) + 1.5 * _smooth(self.k["ambd"] + 1, t, 5 * 86400.0))
+
+    def _ambient(self, t, hour, doy, day) -> np.ndarray:
+        return (self._weather(t, doy) + 4.0 * np.cos(2 * np.pi * (hour - 14.5) / 24.0)
+                + 0.5 * _smooth(self.k["amb"], t, 3600.0))
 
     def _load(self, t, hour, weekday, doy, day) -> np.ndarray:
         knots_h = [0, 6, 7, 8, 9, 11.5, 12, 13, 13.5, 17, 18, 19, 21, 22, 23, 24]
         knots_v = [0, 0, 0.15, 0.75, 1.0, 1.0, 0.72, 0.72, 0.98, 0.95, 0.6, 0.4, 0.3, 0.1, 0, 0]
         shape = np.interp(hour, knots_h, knots_v)
-        holiday = np.isin(day, list(HOLIDAYS))
-        dayf = np.where(holiday | (weekday == 6), 0.20, np.where(weekday == 5, 0.45, 1.0))
+        dtype = day_types(day)
+        dayf = np.where(dtype == wd.REST, _DAY_FACTOR[wd.REST],
+                        np.where(dtype == wd.SATURDAY, _DAY_FACTOR[wd.SATURDAY], 1.0))
         dayf = dayf * (1.0 + 0.08 * (2 * _u01(self.k["day"], day) - 1))
-        north = 1.0 if self.site.latitude >= 0 else -1.0
-        season = (1.0 + 0.12 * np.maximum(0.0, north * np.cos(2 * np.pi * (doy - 205) / 365.0))
-                  + 0.05 * np.maximum(0.0, north * np.cos(2 * np.pi * (doy - 15) / 365.0)))
+        # air conditioning follows the weather: +1.15 %/K above and +0.37 %/K below 18 °C of the slow
+        # outdoor temperature (≈ +12 % on a 28.5 °C July day, +5 % on a 4.5 °C January day)
+        temp = self._weather(t, doy)
+        season = 1.0 + COOLING_PER_K * np.maximum(0.0, temp - BALANCE_C) + HEATING_PER_K * np.maximum(0.0, BALANCE_C - temp)
         frac = self.base_frac + (1 - self.base_frac) * shape * dayf
         noise = (1.0 + 0.05 * _smooth(self.k["l15"], t, 900.0)
                  + 0.015 * (2 * _u01(self.k["l1"], np.floor(t / GRID_S)) - 1))
@@ -584,8 +594,7 @@ class _SiteModel:
             return self._sessions[key]
         ev = self.ev[dev]
         r = random.Random(_key(self.seed, dev, "sessions", day))
-        weekday = (day + 3) % 7
-        off = weekday >= 5 or day in HOLIDAYS
+        off = int(day_types(np.array([day]))[0]) != wd.WORKING
         n = r.choice((0, 0, 1, 1, 2)) if off else r.choice((1, 2, 2, 3, 3, 4))
         ds = self.day_start(day)
         out: list[tuple[float, float, float, float]] = []
@@ -1086,6 +1095,19 @@ class FleetSignals:
             raise ValueError("times must be finite unix seconds")
         with self._lock:
             return self._values(dev, times)
+
+    def weather(self, site_id: str, times: np.ndarray) -> dict[str, np.ndarray]:
+        """Site weather at each of ``times`` [unix s]: ``outdoor_temperature`` [°C] (the ambient the
+        load, the transformer room and the PV modules see), as a weather feed would deliver it."""
+        try:
+            sm = self._sites[site_id]
+        except KeyError:
+            raise KeyError(f"unknown site {site_id!r}: not in the fleet") from None
+        t = np.asarray(times, dtype=np.float64)
+        if t.ndim != 1 or not np.all(np.isfinite(t)):
+            raise ValueError("times must be a 1-D array of finite unix seconds")
+        day, hour, _, doy = sm.local(t)
+        return {"outdoor_temperature": sm._ambient(t, hour, doy, day)}
 
     def warm(self, t: float | None = None) -> float:
         """Fill the caches every later call near ``t`` (default now) needs; returns the seconds taken.

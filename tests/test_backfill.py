@@ -102,9 +102,16 @@ def test_backfill_two_days_of_the_example_fleet(influxd, influx_db):
         assert res["devices"] == ndev and res["status_points"] == ndev * n
         assert res["gap_points"] == 60 + 30
         assert res["points"] == ndev * n - 90
-        assert res["total_points"] == res["points"] + res["status_points"]
+        assert res["total_points"] == res["points"] + res["status_points"] + res["weather_points"]
         assert res["requests"] >= 2 and res["bytes"] > 5_000_000
         json.dumps(res)
+        # site weather: one point per site and instant, the model's outdoor temperature
+        assert res["weather_points"] == len(fleet.sites) * n
+        tw = END - 13 * H
+        w = client.query_arrays('SELECT "outdoor_temperature" FROM "weather" WHERE "site" = $s AND time = $t',
+                                {"s": "acme-office", "t": int(tw) * 10**9})
+        want = sig.weather("acme-office", np.array([tw]))["outdoor_temperature"][0]
+        assert w["outdoor_temperature"][0] == pytest.approx(want, abs=0.005)
         counts = {}
         for kind, fld in (("meter", "frequency"), ("transformer", "winding_temperature_l1"),
                           ("pv_inverter", "frequency"), ("ev_charger", "frequency")):
