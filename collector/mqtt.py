@@ -41,6 +41,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.channels import CHANNELS
 from core.config import ID_RE, TOPIC_PREFIX, Fleet
+from core.deadletter import DEFAULT_MAX_BYTES as DEFAULT_DEADLETTER_MAX_BYTES
+from core.deadletter import DeadLetterFile
 from core.model import FloatFields, Point
 
 log = logging.getLogger("energyhost.mqtt")
@@ -307,7 +309,8 @@ class MqttCollector:
     group : shared-subscription group; N collectors with the same group split one stream
         (``$share/<group>/...``); each then needs its own ``client_id``.
     client_id : stable MQTT client id (the persistent session is keyed by it).
-    deadletter_path : JSONL file for rejected input (default ``<settings.spool_dir>/mqtt-deadletter.jsonl``).
+    deadletter_path : JSONL file for rejected input (default ``<settings.spool_dir>/mqtt-deadletter.jsonl``),
+        rotated at ``settings.deadletter_max_bytes`` (:mod:`core.deadletter`).
     """
 
     def __init__(self, fleet: Fleet, settings, writer, *, group: str | None = None,
@@ -325,7 +328,8 @@ class MqttCollector:
         self.session_expiry_s = int(session_expiry_s)
         self.keepalive_s = keepalive_s
         self.deadletter_path = Path(deadletter_path or Path(settings.spool_dir) / "mqtt-deadletter.jsonl")
-        self.deadletter_path.parent.mkdir(parents=True, exist_ok=True)
+        self.deadletter = DeadLetterFile(self.deadletter_path, max_bytes=getattr(
+            settings, "deadletter_max_bytes", DEFAULT_DEADLETTER_MAX_BYTES))
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
         self._reasons: Counter[str] = Counter()
@@ -473,12 +477,8 @@ class MqttCollector:
 
     def _dead_letter(self, topic: str, payload: bytes, rejects: list[Reject]) -> None:
         text = payload[:4096].decode("utf-8", errors="replace")
-        rec = {"time_ns": time.time_ns(), "topic": topic, "bytes": len(payload),
-               "rejects": [r._asdict() for r in rejects], "payload": text}
-        with open(self.deadletter_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.deadletter.append([{"time_ns": time.time_ns(), "topic": topic, "bytes": len(payload),
+                                 "rejects": [r._asdict() for r in rejects], "payload": text}])
 
 
 # ====================================================================== stand-alone process

@@ -340,7 +340,9 @@ class Settings:
     ``EH_INFLUX_TOKEN`` (InfluxDB 2.x/3.x v1-compat token auth),
     ``EH_INFLUX_TLS_CA`` (CA file verifying an ``https://`` ``EH_INFLUX_URL``; refused with ``http://``),
     ``EH_MQTT_HOST`` / ``EH_MQTT_PORT`` / ``EH_MQTT_USER`` / ``EH_MQTT_PASSWORD``, ``EH_SPOOL_DIR``,
-    ``EH_MQTT_TLS_CA`` (CA file: connect to the broker over TLS, server certificate verified).
+    ``EH_MQTT_TLS_CA`` (CA file: connect to the broker over TLS, server certificate verified),
+    ``EH_SPOOL_MAX_BYTES`` (spool cap), ``EH_DEADLETTER_MAX_BYTES`` (size at which a dead-letter
+    file rotates; 4 old files kept, see :mod:`core.deadletter`).
     """
 
     influx_url: str = "http://127.0.0.1:8086"
@@ -356,6 +358,7 @@ class Settings:
     mqtt_tls_ca: str | None = None
     spool_dir: str = "var/spool"
     spool_max_bytes: int = 2**30
+    deadletter_max_bytes: int = 16 * 2**20
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -383,6 +386,7 @@ class Settings:
             mqtt_tls_ca=e.get("EH_MQTT_TLS_CA") or None,
             spool_dir=e.get("EH_SPOOL_DIR", cls.spool_dir),
             spool_max_bytes=_spool_cap(e.get("EH_SPOOL_MAX_BYTES")),
+            deadletter_max_bytes=_bytes_setting(e, "EH_DEADLETTER_MAX_BYTES", cls.deadletter_max_bytes, 1 << 16),
         )
 
 
@@ -399,6 +403,15 @@ def _influx_ca(url: str, ca: str | None) -> str | None:
     except OSError as exc:
         raise ConfigError(f"EH_INFLUX_TLS_CA: cannot read {ca!r}: {exc}") from None
     return ca
+
+
+def _bytes_setting(e, name: str, default: int, minimum: int) -> int:
+    raw = e.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ConfigError(f"{name}: a whole number of bytes >= {minimum}, got {raw!r}")
+    return int(raw)
 
 
 def _spool_cap(raw: str | None) -> int:
