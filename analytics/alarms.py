@@ -28,6 +28,7 @@ from core.model import SEVERITIES, AlarmEvent, Finding
 
 NS = 10**9
 COMMS_TYPE = "comms_loss"
+DROPPED_TYPE = "readings_dropped"
 TEN_MIN_NS = 600 * NS
 
 
@@ -37,6 +38,36 @@ def alarm_key(site_id: str, device_id: str | None, type_: str) -> str:
         raise ValueError(f"site_id, device_id and type must be non-empty and free of '/': "
                          f"{site_id!r}, {device_id!r}, {type_!r}")
     return f"{site_id}/{device_id or '-'}/{type_}"
+
+
+def readings_dropped_findings(site_id: str, health: Mapping[str, Mapping[str, np.ndarray]]) -> list[Finding]:
+    """Critical site-level findings for readings the collector's spool cap dropped.
+
+    ``health`` is device id → ``{"time_ns", "dropped_points"}`` of the ``ingest_health`` points the
+    :class:`core.influx.Writer` records (one per device and recording, stamped when recorded).
+    One finding per recording time, naming every device and its count; a lost reading is never
+    process data, so it is not suppressed by a comms-loss alarm.
+    """
+    by_time: dict[int, dict[str, int]] = defaultdict(dict)
+    for device, cols in health.items():
+        for t, n in zip(np.asarray(cols.get("time_ns", ())), np.asarray(cols.get("dropped_points", ())),
+                        strict=True):
+            if np.isfinite(n) and n > 0:
+                by_time[int(t)][device] = by_time[int(t)].get(device, 0) + int(n)
+    out = []
+    for t, devices in sorted(by_time.items()):
+        total = sum(devices.values())
+        names = ", ".join(f"{d} ({n})" for d, n in sorted(devices.items()))
+        out.append(Finding(
+            type=DROPPED_TYPE, site_id=site_id, device_id=None, start_ns=t, end_ns=t, severity="critical",
+            evidence={"dropped_points": total, "devices": dict(sorted(devices.items()))},
+            explanation_zh=f"采集器磁盘缓存（spool）已满，按策略丢弃了最旧的 {total} 条读数：{names}。数据已永久缺失。",
+            explanation_en=f"Readings dropped by the spool cap: the collector's disk spool was full and its drop "
+                           f"policy discarded the {total} oldest readings ({names}); that data is lost.",
+            recommendation_zh="检查 InfluxDB 为何长时间不可写，并按 reliability.md §4 调大 EH_SPOOL_MAX_BYTES。",
+            recommendation_en="Find why InfluxDB was not writable for so long; size EH_SPOOL_MAX_BYTES for the "
+                              "outage to ride out (reliability.md §4)."))
+    return out
 
 
 def _merge(intervals: list[tuple[int, int, Finding]], gap_ns: int) -> list[tuple[int, int, list[Finding]]]:

@@ -34,6 +34,7 @@ from analytics import alarms, assess
 from analytics import tariffs as tf
 from core.channels import CHANNELS, DEVICE_KINDS
 from core.config import Fleet, Site
+from core.influx import INGEST_HEALTH
 from core.model import AlarmEvent, Finding
 
 NS = 10**9
@@ -48,7 +49,7 @@ LIVE_RULES = assess.Rules(voltage_on_delay_s=5, pf_on_delay_s=5, harmonic_on_del
 def _q(ident: str) -> str:
     """Quote an identifier that comes from the glossary (never from a request)."""
     if ident not in CHANNELS and ident not in DEVICE_KINDS and ident not in ("collector_status", "online", "device",
-                                                                             "site"):
+                                                                             "site", INGEST_HEALTH, "dropped_points"):
         raise ValueError(f"identifier {ident!r} is not in the channel glossary")
     return '"' + ident + '"'
 
@@ -138,6 +139,15 @@ def fetch_site(client, site: Site, start_ns: int, end_ns: int, resolution_s: int
     return {k: v for k, v in data.items() if k in known}, {k: v for k, v in status.items() if k in known}
 
 
+def fetch_ingest_health(client, site_id: str, start_ns: int, end_ns: int) -> dict[str, dict[str, np.ndarray]]:
+    """The collectors' drop records of one site in ``[start_ns, end_ns)``: device id →
+    ``{"time_ns", "dropped_points"}`` (``ingest_health``, written by :class:`core.influx.Writer`)."""
+    q = (f'SELECT {_q("dropped_points")} FROM {_q(INGEST_HEALTH)} '
+         f'WHERE "site" = $site AND time >= $start AND time < $end GROUP BY "device"')
+    cols = client.query_arrays(q, {"site": site_id, "start": int(start_ns), "end": int(end_ns)})
+    return _split_by_device(cols, ["dropped_points"])
+
+
 def evaluate_period(fleet: Fleet, client, start_ns: int, end_ns: int, site_ids: Iterable[str] | None = None,
                     rules: assess.Rules | None = None, tariff_dir=None,
                     min_savings_days: float = 3.0) -> dict[str, list[Finding]]:
@@ -157,6 +167,7 @@ def evaluate_period(fleet: Fleet, client, start_ns: int, end_ns: int, site_ids: 
         site = fleet.sites[sid]
         data, status = fetch_site(client, site, start_ns, end_ns, 60)
         f = assess.assess_site(site, data, start_ns, end_ns, status, rules)
+        f += alarms.readings_dropped_findings(sid, fetch_ingest_health(client, sid, start_ns, end_ns))
         for tr in site.transformers:
             if tr.meter in data:
                 f += assess.pq_findings(site, tr.meter, data[tr.meter])
@@ -244,6 +255,8 @@ class Follower:
                 if later.size and d not in self.first_seen:
                     self.first_seen[d] = int(later[0])
             findings += assess.assess_site(site, data, comms_start, now, status, self.rules)
+            findings += alarms.readings_dropped_findings(sid, fetch_ingest_health(self.client, sid,
+                                                                                  now - self.lookback_ns, now))
         findings = [f for f in findings if f.type != "comms_loss" or self._comms_counts(f, now)]
         gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
         events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)

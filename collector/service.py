@@ -75,6 +75,11 @@ class Metrics:
                                 value=w.get("pending", 0))
         yield GaugeMetricFamily("energyhost_spool_bytes", "Bytes waiting in the on-disk spool",
                                 value=w.get("spooled_bytes", 0))
+        yield GaugeMetricFamily("energyhost_spool_max_bytes", "Spool byte cap; beyond it the oldest are dropped",
+                                value=w.get("spool_max_bytes", 0))
+        yield GaugeMetricFamily("energyhost_readings_dropped_unrecorded",
+                                "Readings dropped by the spool cap and not yet recorded in InfluxDB (ingest_health)",
+                                value=w.get("drops_unrecorded", 0))
         if "modbus" in self.sources:
             m = self.sources["modbus"]()
             polls = CounterMetricFamily("energyhost_modbus_polls", "Modbus polls by status", labels=["status"])

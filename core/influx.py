@@ -22,7 +22,10 @@ Writer accounting (``Writer.stats()``), true at every instant::
 
 ``pending`` = buffered + in flight + spooled; ``rejected`` = points that cannot be stored
 (encoding errors, 400 quarantined; each with a dead-letter line); ``dropped`` = spool byte cap
-(oldest first) and spool records found corrupt.  Line protocol facts for InfluxDB 1.6.7 that
+(oldest first) and spool records found corrupt.  What the cap drops is also counted per site and
+device in ``<spool>/dropped.json`` (:class:`core.spool.DropLedger`), logged as an ERROR and
+written as ``ingest_health`` points once InfluxDB answers; the analytics raise a critical
+``readings_dropped`` alarm from them (reliability.md §1).  Line protocol facts for InfluxDB 1.6.7 that
 shape the escaping rules were measured on that version (reliability.md §9).
 """
 
@@ -48,11 +51,12 @@ import numpy as np
 import orjson
 
 from core.model import FloatFields, Point
-from core.spool import Spool
+from core.spool import DropLedger, Spool
 
 log = logging.getLogger("energyhost.influx")
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INGEST_HEALTH = "ingest_health"      # measurement of the Writer's drop records (analytics raises the alarm)
 
 
 # ====================================================================== errors
@@ -768,7 +772,18 @@ class Writer:
         self.flush_interval_s = float(flush_interval_s)
         self.retry_max_s = float(retry_max_s)
         self.spool_dir = Path(spool_dir)
-        self.spool = Spool(self.spool_dir, max_bytes=spool_max_bytes, fsync=spool_fsync)
+        # what the byte cap drops is counted per site/device in <spool>/dropped.json, logged as an
+        # ERROR at once and recorded in InfluxDB (measurement ingest_health) as soon as it answers
+        self.drops = DropLedger(self.spool_dir, fsync=spool_fsync)
+        if self.drops.load_error:
+            log.error("spool %s: drop ledger %s", self.spool_dir, self.drops.load_error)
+        if self.drops.unrecorded_points:
+            log.error("spool %s: %d readings dropped by the spool cap before this start are not recorded in "
+                      "InfluxDB yet; recording them when it answers", self.spool_dir, self.drops.unrecorded_points)
+        self._drop_retry_at = 0.0
+        self._drop_log_at = 0.0
+        self._drop_log_acc: dict[tuple[str, str], int] = {}
+        self.spool = Spool(self.spool_dir, max_bytes=spool_max_bytes, fsync=spool_fsync, on_drop=self._on_spool_drop)
         self.deadletter_path = self.spool_dir / "deadletter.jsonl"
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -827,6 +842,9 @@ class Writer:
             s["pending"] = len(self._buf) + self._inflight + self._spooled
             s["spooled_bytes"] = self.spool.pending_bytes
             s["spool_records"] = len(self.spool)
+            s["spool_max_bytes"] = self.spool.max_bytes
+            s["drops_unrecorded"] = self.drops.unrecorded_points
+            s["drops_total"] = int(self.drops.state["dropped_total"])
         return s
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -889,6 +907,8 @@ class Writer:
                         return
                     if self._spooled and now >= self._retry_at:
                         break
+                    if self.drops.state["unrecorded"] and now >= self._drop_retry_at:
+                        break
                     if not self._buf:
                         self._flush_requested = False
                     waits = []
@@ -896,6 +916,8 @@ class Writer:
                         waits.append(self._buf_since + self.flush_interval_s - now)
                     if self._spooled:
                         waits.append(self._retry_at - now)
+                    if self.drops.state["unrecorded"]:
+                        waits.append(self._drop_retry_at - now)
                     self._cond.wait(max(0.001, min(waits)) if waits else 0.5)
                 batch = tickets = None
                 if self._due(now):
@@ -905,11 +927,14 @@ class Writer:
                     self._inflight += len(batch)
                 spool_busy = self._spooled > 0 or now < self._retry_at
                 replay = self._spooled > 0 and now >= self._retry_at
+                record_drops = bool(self.drops.state["unrecorded"]) and now >= self._drop_retry_at
             try:
                 if batch is not None:
                     self._handle_batch(batch, tickets, spool_busy)
                 if replay:       # one record per round, so a steady input never starves the replay
                     self._replay_one()
+                if record_drops:
+                    self._record_drops()
             except Exception:  # noqa: BLE001 - the writer thread must survive anything
                 log.exception("influx writer: unexpected error (will retry)")
                 time.sleep(0.1)
@@ -949,6 +974,51 @@ class Writer:
                 self._c["dropped"] += dropped
             self._cond.notify_all()
         self._release(tickets)
+
+    def _on_spool_drop(self, records: list[tuple[bytes, int]]) -> None:
+        """Spool callback (writer thread): the byte cap dropped ``records``; count, persist, alarm."""
+        try:
+            counts = self.drops.add(records, time.time_ns())
+        except Exception as exc:  # noqa: BLE001 - must not undo the append; the Writer counters still count
+            log.error("spool %s: dropped %d readings by the cap but cannot record which (%s)", self.spool_dir,
+                      sum(n for _, n in records), exc)
+            return
+        for k, n in counts.items():
+            self._drop_log_acc[k] = self._drop_log_acc.get(k, 0) + n
+        if time.monotonic() >= self._drop_log_at:    # the first drop at once, then a summary every 10 s
+            self._log_drops()
+
+    def _log_drops(self) -> None:
+        acc, self._drop_log_acc = self._drop_log_acc, {}
+        self._drop_log_at = time.monotonic() + 10.0
+        if not acc:
+            return
+        for (site, device), n in sorted(acc.items()):
+            log.error("spool cap (%d bytes) reached: dropped the %d oldest readings of %s/%s (drop policy: oldest "
+                      "first); %d dropped readings not yet recorded in InfluxDB", self.spool.max_bytes, n, site,
+                      device, self.drops.unrecorded_points,
+                      extra={"site": site if site != "-" else None, "device": device if device != "-" else None})
+
+    def _record_drops(self) -> None:
+        """Write the unrecorded drop counts as ``ingest_health`` points (straight to InfluxDB, never
+        through the spool the cap is emptying); on success clear them from the ledger."""
+        if self._drop_log_acc and time.monotonic() >= self._drop_log_at:
+            self._log_drops()
+        rows = [dict(r) for r in self.drops.state["unrecorded"].values()]
+        now_ns = time.time_ns()
+        body = points_to_lines(
+            Point(INGEST_HEALTH, {"site": r["site"], "device": r["device"], "reason": "spool_cap"},
+                  {"dropped_points": int(r["points"]), "first_drop_ns": int(r["first_ns"]),
+                   "last_drop_ns": int(r["last_ns"])}, now_ns) for r in rows)
+        try:
+            self.client.write_lines(body)
+        except InfluxWriteError as exc:
+            self._drop_retry_at = time.monotonic() + max(0.2, self.retry_max_s)
+            log.debug("drop record not written yet (%s); retrying", exc)
+            return
+        self.drops.recorded(rows, now_ns)
+        log.warning("recorded %d readings dropped by the spool cap in InfluxDB (%s): %s", sum(r["points"] for r in rows),
+                  INGEST_HEALTH, ", ".join(f"{r['site']}/{r['device']}={r['points']}" for r in rows))
 
     def _replay_one(self) -> None:
         before = self.spool.corrupt_points, self.spool.corrupt_records

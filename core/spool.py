@@ -22,7 +22,9 @@ counted; the spool always opens.  Appends go to a new segment per process run.
 
 Byte cap: when the unconsumed bytes would exceed ``max_bytes``, the oldest records are dropped
 (never the newest), and counted in :attr:`Spool.dropped_points` — the policy of Telegraf's and
-Fluent Bit's buffers (reliability.md §1, §3).
+Fluent Bit's buffers (reliability.md §1, §3).  ``on_drop(records)`` (if given) receives the
+``(payload, n_points)`` of every record an append drops, before the cursor that makes the drop
+durable is written, so a caller can record what was lost first (the Writer alarms on it).
 
 Not thread-safe: one thread (the writer's) owns a spool, and an exclusive ``flock`` on
 ``<directory>/lock`` keeps a second process (or Spool) out of the same directory; the kernel
@@ -32,11 +34,13 @@ releases it when the owner dies, even by SIGKILL.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import struct
 import time
 import zlib
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -85,10 +89,13 @@ class Spool:
     max_bytes : cap on unconsumed record bytes [bytes]; oldest records are dropped beyond it.
     segment_bytes : roll over to a new segment file after this size [bytes].
     fsync : ``fdatasync`` after every append and cursor move (turn off only in benchmarks).
+    on_drop : called with ``[(payload, n_points), ...]`` of the records an append drops by the cap
+        (payload ``b""`` if it could not be read), before the drop is made durable.
     """
 
     def __init__(self, directory: str | os.PathLike, *, max_bytes: int = 2**30,
-                 segment_bytes: int | None = None, fsync: bool = True) -> None:
+                 segment_bytes: int | None = None, fsync: bool = True,
+                 on_drop: Callable[[list[tuple[bytes, int]]], None] | None = None) -> None:
         self.dir = Path(directory)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -100,6 +107,7 @@ class Spool:
         self.max_bytes = int(max_bytes)
         self.segment_bytes = int(segment_bytes or min(64 << 20, max(1 << 20, self.max_bytes // 8)))
         self.fsync = fsync
+        self.on_drop = on_drop
         self._index: deque[_Rec] = deque()
         self.pending_bytes = 0
         self.pending_points = 0
@@ -204,11 +212,18 @@ class Spool:
         """Append one record durably; return the number of points dropped (oldest) by the byte cap."""
         rec = encode_record(payload, n_points)
         dropped = 0
+        gone: list[tuple[bytes, int]] = []
         while self._index and self.pending_bytes + len(rec) > self.max_bytes:
             dropped += self._index[0].n_points
+            if self.on_drop is not None:
+                gone.append((self._payload(self._index[0]), self._index[0].n_points))
             self._consume()
         if len(rec) > self.max_bytes:           # a record larger than the whole cap cannot be kept
             self.dropped_points += dropped + n_points
+            if self.on_drop is not None:
+                self.on_drop([*gone, (payload, n_points)])
+            if dropped:
+                self._write_cursor()
             return dropped + n_points
         if self._fd is None or self._seg_size >= self.segment_bytes:
             self._roll()
@@ -221,8 +236,19 @@ class Spool:
         self.pending_points += n_points
         self.dropped_points += dropped
         if dropped:
+            if gone:
+                self.on_drop(gone)
             self._write_cursor()
         return dropped
+
+    def _payload(self, rec: _Rec) -> bytes:
+        """The payload of an indexed record, ``b""`` if unreadable (only to report a drop)."""
+        try:
+            with open(self._path(rec.seq), "rb") as f:
+                f.seek(rec.offset + HEADER_SIZE)
+                return f.read(rec.size - HEADER_SIZE)
+        except OSError:
+            return b""
 
     def _roll(self) -> None:
         if self._fd is not None:
@@ -300,3 +326,133 @@ class Spool:
             # drop an empty segment of this run (nothing was appended after a roll)
             if self._seg_size == 0:
                 self._path(self._seq).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------- what the byte cap dropped
+def line_tags(line: bytes) -> dict[str, str]:
+    """Tag set of one line-protocol line (``measurement,k=v,... fields time``); {} if it has none."""
+    if b"\\" not in line:                                       # the usual case: nothing escaped
+        head = line.split(b" ", 1)[0].split(b",")
+        return {k.decode(errors="replace"): v.decode(errors="replace")
+                for k, _, v in (t.partition(b"=") for t in head[1:])}
+    # escaped: scan once, a backslash makes the next byte literal; ',' ends a tag, ' ' the tag set
+    tags: list[list[bytearray]] = []                            # [[key, value], ...]; [0] is the measurement
+    cur = [bytearray()]
+    i = 0
+    while i < len(line):
+        c = line[i]
+        if c == 0x5C and i + 1 < len(line):
+            cur[-1].append(line[i + 1])
+            i += 2
+            continue
+        if c == 0x20:
+            break
+        if c == 0x2C:
+            tags.append(cur)
+            cur = [bytearray()]
+        elif c == 0x3D and len(cur) == 1 and tags:
+            cur.append(bytearray())
+        else:
+            cur[-1].append(c)
+        i += 1
+    tags.append(cur)
+    return {bytes(t[0]).decode(errors="replace"): bytes(t[1]).decode(errors="replace")
+            for t in tags[1:] if len(t) == 2}
+
+
+class DropLedger:
+    """Readings the spool's byte cap dropped, per (site, device), kept in ``<spool>/dropped.json``
+    until they are recorded in InfluxDB (``ingest_health``), so the count survives a restart.
+
+    File (replaced atomically, fsync'ed)::
+
+        {"unrecorded": {"<site>/<device>": {"site", "device", "points", "first_ns", "last_ns"}},
+         "dropped_total": N, "recorded_total": N, "last_drop_ns": t, "last_recorded_ns": t}
+
+    ``dropped_total`` counts every point dropped by this spool directory, across restarts.  A
+    crash between a drop and its record can only count a point twice, never lose the count: the
+    ledger is written before the spool's cursor moves past the dropped records.
+    """
+
+    FILE = "dropped.json"
+
+    def __init__(self, directory: str | os.PathLike, *, fsync: bool = True) -> None:
+        self.path = Path(directory) / self.FILE
+        self.fsync = fsync
+        self.load_error = ""
+        self.state = {"unrecorded": {}, "dropped_total": 0, "recorded_total": 0, "last_drop_ns": None,
+                      "last_recorded_ns": None}
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(raw, dict) or not isinstance(raw.get("unrecorded"), dict):
+                raise ValueError("not a drop ledger")
+            self.state.update(raw)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:                 # keep the bad file for a person to read
+            bad = self.path.with_name(f"{self.FILE}.bad-{time.time_ns()}")
+            try:
+                os.replace(self.path, bad)
+            except OSError:
+                pass
+            self.load_error = f"{self.path}: unreadable ({exc}); moved to {bad.name}"
+        self._count()
+
+    def _count(self) -> None:
+        # kept as one int, so another thread (stats) reads it without iterating a changing dict
+        self.unrecorded_points = sum(int(r["points"]) for r in self.state["unrecorded"].values())
+
+    def add(self, records: list[tuple[bytes, int]], now_ns: int) -> dict[tuple[str, str], int]:
+        """Count dropped records by (site, device); persist; return this drop's counts."""
+        counts: dict[tuple[str, str], int] = {}
+        for payload, n in records:
+            lines = [ln for ln in payload.split(b"\n") if ln] if payload else []
+            if len(lines) != n:                               # unreadable: the count is still known
+                key = ("-", "-")
+                counts[key] = counts.get(key, 0) + n
+                continue
+            seen: dict[bytes, tuple[str, str]] = {}
+            for ln in lines:
+                head = ln.split(b" ", 1)[0] if b"\\" not in ln else ln
+                key = seen.get(head)
+                if key is None:
+                    tags = line_tags(ln)
+                    key = seen[head] = (tags.get("site") or "-", tags.get("device") or "-")
+                counts[key] = counts.get(key, 0) + 1
+        un = self.state["unrecorded"]
+        for (site, device), n in counts.items():
+            r = un.setdefault(f"{site}/{device}", {"site": site, "device": device, "points": 0,
+                                                   "first_ns": now_ns, "last_ns": now_ns})
+            r["points"] += n
+            r["last_ns"] = now_ns
+        self.state["dropped_total"] += sum(counts.values())
+        self.state["last_drop_ns"] = now_ns
+        self._count()
+        self.save()
+        return counts
+
+    def recorded(self, rows: list[dict], now_ns: int) -> None:
+        """``rows`` (a copy of :attr:`state` ``["unrecorded"]`` values) are now stored in InfluxDB."""
+        un = self.state["unrecorded"]
+        for r in rows:
+            cur = un.get(f"{r['site']}/{r['device']}")
+            if cur is None:
+                continue
+            cur["points"] -= r["points"]
+            if cur["points"] <= 0:
+                del un[f"{r['site']}/{r['device']}"]
+            else:
+                cur["first_ns"] = r["last_ns"]
+        self.state["recorded_total"] += sum(r["points"] for r in rows)
+        self.state["last_recorded_ns"] = now_ns
+        self._count()
+        self.save()
+
+    def save(self) -> None:
+        tmp = self.path.with_name(self.FILE + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(self.state, f, sort_keys=True)
+            f.flush()
+            if self.fsync:
+                os.fdatasync(f.fileno())
+        os.replace(tmp, self.path)

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import ssl
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -90,7 +91,41 @@ def collect_status(var: Path) -> dict:
     if spool.exists():
         size = sum(f.stat().st_size for f in spool.rglob("*") if f.is_file())
         out["spool"] = {"ok": True, "detail": f"{size} bytes on disk in {spool}"}
+        drops = spool_drops(spool)
+        if drops["dropped_total"]:
+            out["spool"]["ok"] = drops["unrecorded"] == 0
+            out["spool"]["drops"] = drops
+            out["spool"]["detail"] += drops["detail"]
     return out
+
+
+def spool_drops(spool: Path) -> dict:
+    """What the spool byte cap dropped, from every ``dropped.json`` under ``spool`` (core.spool.DropLedger)."""
+    total = unrecorded = 0
+    last = None
+    where: dict[str, int] = {}
+    errors = []
+    for f in sorted(spool.rglob("dropped.json")):
+        try:
+            st = json.loads(f.read_text(encoding="utf-8"))
+            total += int(st.get("dropped_total", 0))
+            for r in st.get("unrecorded", {}).values():
+                unrecorded += int(r["points"])
+                where[f"{r['site']}/{r['device']}"] = where.get(f"{r['site']}/{r['device']}", 0) + int(r["points"])
+            if st.get("last_drop_ns"):
+                last = max(last or 0, int(st["last_drop_ns"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            errors.append(f"{f}: {exc}")
+            unrecorded += 1                                   # unreadable: treat as not recorded
+    detail = ""
+    if total or errors:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last / 1e9)) if last else "?"
+        detail = f"; READINGS DROPPED by the spool cap: {total} (last at {at})"
+        detail += (f", {unrecorded} not yet recorded in InfluxDB ({', '.join(f'{k}={n}' for k, n in where.items())})"
+                   if unrecorded else ", all recorded (alarm readings_dropped)")
+        detail += "".join(f"; {e}" for e in errors)
+    return {"dropped_total": total, "unrecorded": unrecorded, "unrecorded_by_device": where, "last_drop_ns": last,
+            "detail": detail}
 
 
 def print_status(args) -> int:

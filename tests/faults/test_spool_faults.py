@@ -1,21 +1,31 @@
-"""Spool faults: the byte cap reached during an outage (drop-oldest, counted and exposed as a
-metric), and a spool file truncated / with a byte flipped before the collector starts."""
+"""Spool faults: the byte cap reached during an outage (drop-oldest, counted, exposed as a
+metric and alarmed), and a spool file truncated / with a byte flipped before the collector starts."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import struct
+import subprocess
+import sys
 import time
 
 import pytest
-from _harness import CollectorProc, account, count, invariant, mqtt_fleet, values_fn, wait_for
+from _harness import ROOT, CollectorProc, account, count, invariant, mqtt_fleet, values_fn, wait_for
+from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 
+from api.main import create_app
+from api.settings import ApiSettings
 from collector.mqtt import MqttCollector
 from collector.service import Metrics
 from core.config import Settings
 from core.influx import InfluxClient, Writer
 from core.model import Point
 from core.spool import HEADER_SIZE
+from core.store import Store
+from energyhost.status import collect_status
 from simulators.mqtt_gateway import MqttGateway
 
 pytestmark = pytest.mark.integration
@@ -30,14 +40,21 @@ def _metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not exposed")
 
 
-def test_spool_cap_reached_drops_oldest_counted_and_exposed(dedicated_mosquitto, make_influxd, tmp_path):
+def test_spool_cap_reached_drops_oldest_counted_alarmed_and_exposed(dedicated_mosquitto, make_influxd, tmp_path,
+                                                                     caplog):
+    """The cap drops the oldest readings during an outage: counted, exposed as metrics, logged as an
+    ERROR naming site/device at once, shown by ``energyhost status``, kept in ``dropped.json`` across
+    a collector restart, recorded as ``ingest_health`` by the restarted ``energyhost collect`` process,
+    and raised by ``energyhost analyze --follow`` as a critical alarm in the API's alarm list."""
     influxd = make_influxd()
     influxd.create_database("cap")
     influxd.kill()
     fleet_path, fleet = mqtt_fleet(tmp_path, "cap", n_devices=10)
+    spool = tmp_path / "spool"
     st = Settings(influx_url=influxd.url, influx_db="cap", mqtt_host="127.0.0.1",
-                  mqtt_port=dedicated_mosquitto.port, spool_dir=str(tmp_path / "spool"))
+                  mqtt_port=dedicated_mosquitto.port, spool_dir=str(spool))
     client = InfluxClient.from_settings(st, timeout=2.0)
+    caplog.set_level(logging.ERROR, logger="energyhost.influx")
     writer = Writer(client, st.spool_dir, flush_interval_s=0.1, retry_max_s=0.5, spool_max_bytes=CAP)
     col = MqttCollector(fleet, st, writer, client_id="fault-cap").start()
     registry = CollectorRegistry()
@@ -55,17 +72,52 @@ def test_spool_cap_reached_drops_oldest_counted_and_exposed(dedicated_mosquitto,
         exposed = generate_latest(registry).decode()
         assert mid["dropped"] > 0 and mid["spooled_bytes"] <= CAP, mid
         assert _metric(exposed, 'energyhost_readings_total{outcome="dropped"}') == mid["dropped"]
-        influxd.start()
-        assert writer.drain(60)
+        assert _metric(exposed, "energyhost_readings_dropped_unrecorded") == mid["dropped"] == mid["drops_unrecorded"]
+        assert _metric(exposed, "energyhost_spool_max_bytes") == CAP
     finally:
-        gw.stop()                                    # its "offline" status goes through too
+        gw.stop()                                    # its "offline" status goes to the spool too
         col.stop()
-        writer.close()
+        writer.close()                               # the collector stops while InfluxDB is still down
     ws = writer.stats()
+    assert invariant(ws) and ws["written"] == 0 and ws["pending"] == ws["spooled"] > 0
+    # alarmed at once: an ERROR per device whose readings went, with the ids as log context
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "spool cap" in r.getMessage()]
+    assert errors and {r.site for r in errors} == {"s-cap"}
+    assert {r.device for r in errors} <= {f"d-cap-{i}" for i in range(10)} and "d-cap-0" in {r.device for r in errors}
+    # kept next to the spool until recorded, and shown by `energyhost status`
+    ledger = json.loads((spool / "dropped.json").read_text())
+    assert ledger["dropped_total"] == ws["dropped"]
+    assert sum(r["points"] for r in ledger["unrecorded"].values()) == ws["dropped"]
+    assert {r["site"] for r in ledger["unrecorded"].values()} == {"s-cap"}
+    (tmp_path / "state.json").write_text(json.dumps({"pids": {}, "var": str(tmp_path)}))
+    status = collect_status(tmp_path)["spool"]
+    assert status["ok"] is False and f"READINGS DROPPED by the spool cap: {ws['dropped']}" in status["detail"]
+    assert status["drops"]["unrecorded"] == ws["dropped"]
+
+    # restart: InfluxDB is back, `energyhost collect` (a process) replays the spool and records the drops
+    influxd.start()
+    proc = CollectorProc.service(fleet_path, influxd.url, "cap", dedicated_mosquitto.port, spool,
+                                 tmp_path / "collect.log", "--no-mqtt").start()
+    try:
+        assert wait_for(lambda: not json.loads((spool / "dropped.json").read_text())["unrecorded"], 30), \
+            proc.log_tail()
+        assert wait_for(lambda: count(client) + count(client, "collector_status", "online") == ws["spooled"], 30)
+    finally:
+        proc.stop()
+    log_text = (tmp_path / "collect.log").read_text()
+    assert "dropped by the spool cap before this start are not recorded" in log_text
+    assert f"recorded {ws['dropped']} readings dropped by the spool cap in InfluxDB" in log_text
+    w2 = proc.service_stats()[-1]
+    assert invariant(w2) and w2["pending"] == 0 and w2["dropped"] == 0
+    assert w2["recovered"] == w2["written"] == ws["spooled"]
+    health = client.query('SELECT sum("dropped_points") FROM "ingest_health" WHERE "site" = $s GROUP BY "device"',
+                          {"s": "s-cap"})
+    by_device = {h["tags"]["device"]: int(h["values"][0][1]) for h in health}
+    assert sum(by_device.values()) == ws["dropped"] and "d-cap-0" in by_device
+    assert collect_status(tmp_path)["spool"]["ok"] is True
+
     readings = count(client)
-    assert invariant(ws) and ws["pending"] == 0
-    assert ws["written"] == readings + count(client, "collector_status", "online")   # + gateway status points
-    assert ws["received"] - ws["dropped"] == ws["written"]
+    assert ws["received"] - ws["dropped"] == w2["written"] == readings + count(client, "collector_status", "online")
     # the oldest went: what is stored is the newest, contiguous, tail of the stream
     first = client.query('SELECT first("active_power") FROM meter WHERE device = $d', {"d": "d-cap-0"},
                          epoch="ms")[0]["values"][0][0]
@@ -74,9 +126,34 @@ def test_spool_cap_reached_drops_oldest_counted_and_exposed(dedicated_mosquitto,
     assert last == round((t0 + 0.02 * 199) * 1000)
     assert (last - first) / 20 + 1 == count(client, where="WHERE device = 'd-cap-0'")
     assert first > round(t0 * 1000)
-    account("spool byte cap 96 KiB during an outage", received=ws["received"], written=ws["written"],
-            pending=ws["pending"], rejected=ws["rejected"], lost=0, dropped_by_policy=ws["dropped"],
-            dropped_metric=int(_metric(exposed, 'energyhost_readings_total{outcome="dropped"}')))
+
+    # the analytics follower (a process) raises the critical alarm in the workflow store; the API lists it
+    db_url = f"sqlite:///{tmp_path / 'wf.db'}"
+    store = Store(db_url)                                         # migrated before the follower opens it
+    analyze = subprocess.Popen(
+        [sys.executable, "-m", "energyhost", "analyze", "--follow", "--fleet", str(fleet_path), "--db", db_url],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "EH_INFLUX_URL": influxd.url, "EH_INFLUX_DB": "cap"},
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "analyze.log", "wb"), start_new_session=True)  # noqa: SIM115
+    try:
+        assert wait_for(lambda: any(a["type"] == "readings_dropped" for a in store.alarms(limit=1000)), 60), \
+            (tmp_path / "analyze.log").read_text()[-2000:]
+    finally:
+        analyze.terminate()
+        analyze.wait(30)
+    store.create_user("ops", "engineer", password="cap-alarm-pass-1")
+    with TestClient(create_app(ApiSettings(escalate_every_s=0, rate_limit=0), store=store, background=False)) as c:
+        tok = c.post("/api/v1/auth/token", json={"username": "ops", "password": "cap-alarm-pass-1"}).json()
+        alarms = c.get("/api/v1/alarms", params={"site_id": "s-cap", "limit": 100},
+                       headers={"Authorization": f"Bearer {tok['access_token']}"}).json()
+    [alarm] = [a for a in alarms if a["type"] == "readings_dropped"]
+    assert alarm["severity"] == "critical" and alarm["key"] == "s-cap/-/readings_dropped"
+    assert alarm["evidence"]["dropped_points"] == ws["dropped"] and alarm["evidence"]["devices"] == by_device
+    assert f"discarded the {ws['dropped']} oldest readings" in alarm["message_en"]
+    store.close()
+    account("spool byte cap 96 KiB during an outage", received=ws["received"], written=w2["written"],
+            pending=w2["pending"], rejected=ws["rejected"] + w2["rejected"], lost=0, dropped_by_policy=ws["dropped"],
+            dropped_metric=int(_metric(exposed, 'energyhost_readings_total{outcome="dropped"}')),
+            alarm=alarm["key"])
 
 
 def _records(data: bytes) -> list[tuple[int, int, int]]:
