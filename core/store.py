@@ -436,8 +436,6 @@ def _check_email(value: str) -> str:
     return value
 
 
-
-
 def _check_id(what: str, value: str) -> str:
     if not isinstance(value, str) or not ID_RE.match(value):
         raise Invalid(f"{what} must match [a-z0-9][a-z0-9_.-]{{0,63}}, got {value!r}")
