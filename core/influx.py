@@ -1014,7 +1014,11 @@ class Writer:
             self.client.write_lines(body)
         except InfluxWriteError as exc:
             self._drop_retry_at = time.monotonic() + max(0.2, self.retry_max_s)
-            log.debug("drop record not written yet (%s); retrying", exc)
+            if exc.status == 400:          # not transient (e.g. a field type conflict): say so, retry slowly
+                self._drop_retry_at = time.monotonic() + max(60.0, self.retry_max_s)
+                log.error("InfluxDB refuses the drop record (%s); kept in %s, retrying in 60 s", exc, self.drops.path)
+            else:
+                log.debug("drop record not written yet (%s); retrying", exc)
             return
         self.drops.recorded(rows, now_ns)
         log.warning("recorded %d readings dropped by the spool cap in InfluxDB (%s): %s", sum(r["points"] for r in rows),

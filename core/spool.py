@@ -449,6 +449,7 @@ class DropLedger:
         self.save()
 
     def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.FILE + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(self.state, f, sort_keys=True)

@@ -82,3 +82,51 @@ def test_drop_records_become_one_critical_site_alarm():
     [ev] = findings_to_events(fs, now_ns=t + 70 * NS)            # merged into one activation, still active
     assert ev.key == "s1/-/readings_dropped" and ev.cleared_ns is None and ev.severity == "critical"
     assert readings_dropped_findings("s1", {}) == []
+
+
+def test_writer_records_a_previous_runs_drops_and_says_so_when_influxdb_refuses(influxd, influx_db, tmp_path,
+                                                                               caplog):
+    """A ledger left by a stopped collector: the next Writer records it as ingest_health at once; a
+    400 (here a field type conflict) keeps it on disk and logs an ERROR, never drops it silently."""
+    import logging
+
+    from core.influx import InfluxClient, Writer
+
+    caplog.set_level(logging.WARNING, logger="energyhost.influx")
+    client = InfluxClient(influxd.url, influx_db, timeout=5.0)
+    for name, site in (("ok", "s1"), ("conflict", "s2")):
+        spool = tmp_path / name
+        DropLedger(spool, fsync=False).add([(_payload(site, "d1", 3) + b"\n" + _payload(site, "d2", 2), 5)], 100)
+    w = Writer(client, tmp_path / "ok", flush_interval_s=0.05, retry_max_s=0.2)
+    try:
+        assert wait_until(lambda: w.stats()["drops_unrecorded"] == 0)
+        assert w.stats()["drops_total"] == 5
+    finally:
+        w.close()
+    rows = client.query('SELECT "dropped_points", "first_drop_ns" FROM "ingest_health" WHERE "site" = $s '
+                        'GROUP BY "device"', {"s": "s1"})
+    assert {r["tags"]["device"]: r["values"][0][1:] for r in rows} == {"d1": [3, 100], "d2": [2, 100]}
+    influxd.create_database(influx_db + "_c")
+    other = InfluxClient(influxd.url, influx_db + "_c", timeout=5.0)
+    now = __import__("time").time_ns()                          # same shard as the record: types must agree
+    other.write_lines(b"ingest_health,device=d1,reason=spool_cap,site=s2 dropped_points=1.5 %d" % now)
+    w = Writer(other, tmp_path / "conflict", flush_interval_s=0.05, retry_max_s=0.2)
+    try:
+        assert wait_until(lambda: any("refuses the drop record" in r.getMessage() for r in caplog.records))
+        assert w.stats()["drops_unrecorded"] == 5
+    finally:
+        w.close()
+    assert DropLedger(tmp_path / "conflict").unrecorded_points == 5
+    assert any("not recorded in InfluxDB yet" in r.getMessage() and r.levelno == logging.ERROR
+               for r in caplog.records)
+
+
+def wait_until(pred, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return bool(pred())
