@@ -11,8 +11,10 @@ import os
 import shutil
 import subprocess
 import time
+from datetime import date, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -36,7 +38,13 @@ from analytics import power_quality as pq
 from analytics import tariffs as tf
 from api.report import archive as archive_mod
 from api.report.archive import ReportArchive
-from api.report.assemble import build_monthly_report, load_baselines, savings_vs_baseline
+from api.report.assemble import (
+    BaselineContract,
+    build_monthly_report,
+    load_baselines,
+    load_contracts,
+    savings_vs_baseline,
+)
 from api.report.mail import MailError, SmtpSettings
 from api.report.render import render_html, render_pdf
 from api.report.schedule import due_reports, generate, mail_report, previous_month, run_due_reports
@@ -450,6 +458,120 @@ def test_backfilled_month_equals_analytics_jobs_data(backfilled):
                                     period_s=60.0)
     got = {x.check: (x.n_valid, x.compliant) for x in s.pq}
     assert got == {k: (v["n_valid"], v["compliant"]) for k, v in summary.items()}
+
+
+BASE_START, BASE_END = date(2026, 1, 4), date(2026, 1, 31)     # the 28 days before hosting starts (Feb 1)
+
+
+@pytest.fixture(scope="module")
+def verified(influxd):
+    """January 4 - February 28 2026 of the meter and the inverter, with the site's weather, by simulators.backfill."""
+    from simulators.backfill import backfill
+    from simulators.signals import FleetSignals
+
+    name = f"verified_{os.getpid()}"
+    influxd.create_database(name)
+    client = InfluxClient(influxd.url, name, timeout=60)
+    fl = fleet()
+    sig = FleetSignals(fl, 3)
+    _, end = month_bounds_ns(MONTH, "Asia/Shanghai")
+    res = backfill(fl, sig, client, days=56, end=end / NS, devices=[METER, PV], status=False)
+    assert res["weather_points"] == 56 * 1440
+    yield client, sig
+    client.close()
+
+
+def _analytics_days(client, sig, site, first: date, n_days: int) -> dict[str, np.ndarray]:
+    """The analytics' own inputs for n days: 1-min data of jobs.fetch_site, temperature from the model."""
+    from analytics import baseline as bl
+    from analytics import jobs
+    from core import workdays
+
+    start = int(datetime(first.year, first.month, first.day, tzinfo=ZoneInfo(site.timezone)).timestamp()) * NS
+    end = start + n_days * 86400 * NS                     # Asia/Shanghai: no DST, every day has 24 h
+    data, _ = jobs.fetch_site(client, site, start, end, 60)
+    grid = np.arange(start, end, 60 * NS, dtype=np.int64)
+    on = {}
+    for dev in (METER, PV):
+        on[dev] = np.full(grid.size, np.nan)
+        on[dev][(data[dev]["time_ns"] - start) // (60 * NS)] = data[dev]["active_power"]
+    day = (grid - start) // (86400 * NS)
+    p_mean, p_cov = bl.daily_sums(day, on[METER] + np.nan_to_num(on[PV]), n_days, expected_per_day=1440)
+    temp = sig.weather(site.id, grid / NS)["outdoor_temperature"]
+    t_mean, _ = bl.daily_sums(day, temp, n_days, expected_per_day=1440)
+    return {"energy_kwh": p_mean * 24 / 1000, "coverage": p_cov, "t_mean_c": t_mean,
+            "day_type": np.array([workdays.day_type(first + timedelta(days=i)) for i in range(n_days)])}
+
+
+def test_verified_savings_equal_analytics(verified, tmp_path):
+    """IPMVP Option C in the report = analytics.baseline on the analytics' own reading of the same history."""
+    from analytics import baseline as bl
+
+    client, sig = verified
+    fl = fleet()
+    site = fl.sites[SITE]
+    contract = BaselineContract(yuan_per_kwh=1.0, baseline_start=BASE_START, baseline_end=BASE_END)
+    report = build_monthly_report(client, fl, CUSTOMER, MONTH, now_ns=MAR2, contract=contract)
+    sv, sm = report.savings, report.sites[0]
+    base = _analytics_days(client, sig, site, BASE_START, 28)
+    month = _analytics_days(client, sig, site, date(2026, 2, 1), 28)
+    model = bl.fit_baseline(base["energy_kwh"], base["day_type"], base["t_mean_c"], coverage=base["coverage"])
+    res = bl.avoided_energy(model, month["energy_kwh"], month["day_type"], month["t_mean_c"],
+                            coverage=month["coverage"], confidence=0.90)
+    (x,) = sv.regression
+    assert x.error == "" and x.calendar == "official" and x.terms == list(model.terms)
+    assert (x.n_baseline_days, x.n_baseline_excluded, x.m_days, x.n_excluded_days) == (28, 0, 28, 0)
+    # 0.01 degC rounding of the stored temperature is the only difference between the two readings
+    assert x.coefficients == pytest.approx(model.coefficients(), rel=1e-4)
+    assert (x.r2, x.cv_rmse_pct) == pytest.approx((model.r2, model.cv_rmse_pct), rel=1e-4)
+    assert abs(x.nmbe_pct) <= bl.NMBE_MAX_PCT and x.meets_guideline14 == model.meets_guideline14 is True
+    assert x.adjusted_baseline_kwh == pytest.approx(res.adjusted_baseline_kwh, rel=1e-6)
+    assert x.measured_kwh == pytest.approx(res.measured_kwh, rel=1e-9)
+    assert x.savings_kwh == pytest.approx(res.savings_kwh, abs=1e-4 * res.adjusted_baseline_kwh)
+    assert x.uncertainty_kwh == pytest.approx(res.uncertainty_kwh, rel=1e-3)
+    assert x.daily_measured_kwh == pytest.approx(res.daily_measured_kwh.tolist(), rel=1e-9)
+    # priced at the site's average energy price of the month (tariffs.monthly_bill's energy charge / kWh)
+    price = sm.energy_yuan / sm.energy_kwh
+    assert x.savings_yuan == pytest.approx(x.savings_kwh * price) and x.uncertainty_yuan == pytest.approx(
+        x.uncertainty_kwh * price)
+    assert sv.method == "regression" and sv.saved_yuan == pytest.approx(x.savings_yuan)
+    assert sv.saved_kwh == pytest.approx(x.savings_kwh) and sv.confidence == 0.90
+    assert sv.saved_pct == pytest.approx(100 * x.savings_kwh / x.adjusted_baseline_kwh)
+    # the simulator has no saving measure: no saving beyond the model's uncertainty, so none is "verified"
+    assert abs(x.savings_kwh) <= x.uncertainty_kwh and sv.regression_status == "uncertain"
+    assert sv.fsu_68_pct > 50
+    html = render_html(report, "en")
+    assert "this month&#39;s savings are within the" in html and "Daily measured energy and adjusted baseline" in html
+    assert "基准期回归模型" in render_html(report, "zh", charts=False)
+    # a baseline period without data: the model is refused, the report says so and uses the contracted cost
+    empty = BaselineContract(yuan_per_kwh=1.0, baseline_start=date(2025, 11, 1), baseline_end=date(2025, 11, 28))
+    r2 = build_monthly_report(client, fl, CUSTOMER, MONTH, now_ns=MAR2, contract=empty)
+    assert r2.savings.regression_status == "model_failed" and r2.savings.method == "configured"
+    assert "too few usable baseline days: 0 of 28" in r2.savings.regression[0].error
+    assert "does not meet ASHRAE Guideline 14" in render_html(r2, "en", charts=False)
+    # the baseline period may not reach into the reporting month
+    late = BaselineContract(baseline_start=date(2026, 1, 20), baseline_end=date(2026, 2, 3))
+    r3 = build_monthly_report(client, fl, CUSTOMER, MONTH, now_ns=MAR2, contract=late)
+    assert "not before this month" in r3.savings.regression[0].error and r3.savings.method == "none"
+
+
+def test_contracts_file(tmp_path):
+    cfg = tmp_path / "baselines.toml"
+    cfg.write_text("[customer.acme]\nyuan_per_kwh = 0.98\nhosting_start = 2026-02-01\nbaseline_days = 28\n"
+                   "confidence = 0.68\n[customer.beta]\nbaseline_start = \"2026-01-01\"\nbaseline_end = 2026-01-31\n",
+                   encoding="utf-8")
+    c = load_contracts(cfg)
+    assert (c["acme"].baseline_start, c["acme"].baseline_end, c["acme"].confidence) == (BASE_START, BASE_END, 0.68)
+    assert c["beta"].has_period and c["beta"].yuan_per_kwh is None and c["beta"].heating_base_c == 18.0
+    assert load_baselines(cfg) == {"acme": 0.98}
+    for text, key in (("hosting_start = 2026-02-01\nbaseline_start = 2026-01-01\nbaseline_end = 2026-01-02", "not both"),
+                      ("baseline_days = 5", "needs hosting_start"), ("baseline_start = 2026-01-01", "go together"),
+                      ("hosting_start = 2026-02-01\nbaseline_days = 0", "baseline_days"),
+                      ("baseline_start = 2026-01-05\nbaseline_end = 2026-01-01", "before"),
+                      ("confidence = 90", "confidence"), ("colour = 1", "unknown key")):
+        cfg.write_text(f"[customer.acme]\n{text}\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=key):
+            load_contracts(cfg)
 
 
 def test_assemble_site_pv_without_meter_data():

@@ -5,7 +5,8 @@
 ``generate``  build one customer's report for one month now and print where it was archived.
 
 InfluxDB from ``EH_INFLUX_*``, workflow store from ``EH_STORE_URL`` (optional), fleet from
-``--fleet`` or ``EH_FLEET``, archive ``EH_REPORT_DIR``, mail ``EH_SMTP_*``.
+``--fleet`` or ``EH_FLEET``, archive ``EH_REPORT_DIR``, mail ``EH_SMTP_*``, contracted baselines
+``EH_REPORT_BASELINES``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 
 from api.report.archive import ReportArchive
+from api.report.assemble import load_contracts
 from api.report.schedule import generate, run_from_env
 from core.config import Settings, load_fleet
 from core.influx import InfluxClient
@@ -47,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "generate":
             langs = tuple(x.strip() for x in args.lang.split(",") if x.strip())
             archive = ReportArchive.from_env()
+            contracts = load_contracts(os.environ["EH_REPORT_BASELINES"]) if os.environ.get("EH_REPORT_BASELINES") else {}
             generate(influx, fleet, args.customer, args.month, archive, store=store, langs=langs,
+                     contract=contracts.get(args.customer),
                      base_url=os.environ.get("EH_PUBLIC_URL", ""))
             print(archive.folder(args.customer, args.month))
             return 0

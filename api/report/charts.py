@@ -19,7 +19,7 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from api.report.i18n import labels, period_label  # noqa: E402
-from api.report.model import SiteMonth  # noqa: E402
+from api.report.model import SiteMonth, SiteRegression  # noqa: E402
 
 #: Where Debian's ``fonts-noto-cjk`` puts the Sans CJK faces (override: EH_CJK_FONT).
 CJK_FONT_CANDIDATES: tuple[str, ...] = (
@@ -125,6 +125,27 @@ def pv_chart(site: SiteMonth, lang: str) -> bytes:
     ax.set_ylabel("kWh")
     ax.set_title(f"{site.site_name} — {lab['chart_pv']}", fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def baseline_chart(reg: SiteRegression, site_name: str, lang: str) -> bytes:
+    """Bars: measured energy per day; line: the adjusted baseline (the model on the day's conditions) [kWh].
+
+    Days left out of the savings (incomplete data) have neither.
+    """
+    use_cjk_font()
+    lab = labels(lang)
+    fig, ax = plt.subplots(figsize=(7.2, 2.4))
+    meas = np.array([np.nan if v is None else v for v in reg.daily_measured_kwh], dtype=float)
+    adj = np.array([np.nan if v is None else v for v in reg.daily_adjusted_kwh], dtype=float)
+    x = np.arange(1, meas.size + 1)
+    ax.bar(x, meas, color="#67a9cf", width=0.8, label=lab["reg_used"])
+    ax.plot(x, adj, "o-", color="#b2182b", lw=1.2, ms=3, label=lab["reg_model"])
+    ax.set_xlabel(lab["day"])
+    ax.set_ylabel("kWh")
+    ax.set_title(f"{site_name} — {lab['chart_baseline']}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from core.channels import CHANNELS, DEVICE_KINDS
+from core.channels import CHANNELS, DEVICE_KINDS, SITE_MEASUREMENTS
 from core.config import Site
 
 NS = 10**9
@@ -41,7 +41,7 @@ HEARTBEAT: dict[str, str] = {"meter": "active_power", "pv_inverter": "active_pow
 
 
 def _ident(name: str) -> str:
-    if name not in CHANNELS and name not in DEVICE_KINDS:
+    if name not in CHANNELS and name not in DEVICE_KINDS and name not in SITE_MEASUREMENTS:
         raise ValueError(f"identifier {name!r} is not a glossary channel or device kind")
     return '"' + name + '"'
 
@@ -218,3 +218,43 @@ def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> Sit
                       grid_power_w=_nansum(p_parts, grid.size), grid_reactive_var=_nansum(q_parts, grid.size),
                       pv_power_w=_nansum(pv_parts, grid.size) if pv_parts else np.zeros(grid.size),
                       ev_power_w=ev, series=series, registers=registers, pq=pq, coverage=cov)
+
+
+def fetch_weather(influx: Any, site: Site, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The site's outdoor temperature as 10-min means over [start, end): ``(time_ns, degC)``.
+
+    Read from the site-level ``weather`` measurement (tags ``customer, site``; see
+    ``core.channels.SITE_MEASUREMENTS``); empty arrays when the site has no weather data.
+    """
+    col = _ident("outdoor_temperature")
+    q = (f"SELECT mean({col}) AS t FROM {_ident('weather')} WHERE site = $site AND time >= $start "
+         f"AND time < $end GROUP BY time(10m) fill(none)")
+    cols = influx.query_arrays(q, {"site": site.id, "start": _rfc3339(start_ns), "end": _rfc3339(end_ns)})
+    t = np.asarray(cols.get("time", np.empty(0, np.int64)), dtype=np.int64)
+    return t, np.asarray(cols.get("t", np.full(t.size, np.nan)), dtype=np.float64)
+
+
+def fetch_consumption(influx: Any, site: Site, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The site's consumption on the 1-min grid [start, end): billing meters' net import + PV AC output [W].
+
+    NaN where the billing meters hold no data in that minute.  This is the whole-facility
+    quantity of the baseline model (PV output is added back, so sunshine is not a saving).
+    """
+    grid = month_grid(start_ns, end_ns)
+    meters = main_meter_ids(site)
+    pvs = [d.id for d in site.devices if d.kind == "pv_inverter"]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        jobs = {(kind, did): pool.submit(_means, influx, kind, did, site.id, ["active_power"], start_ns, end_ns)
+                for kind, ids in (("meter", meters), ("pv_inverter", pvs)) for did in ids}
+        parts: dict[str, list[np.ndarray]] = {"meter": [], "pv_inverter": []}
+        for (kind, _), job in jobs.items():
+            cols = job.result()
+            parts[kind].append(_on_grid(grid, cols["time"], cols.get("active_power", np.full(cols["time"].size,
+                                                                                              np.nan))))
+    return grid, consumption_w(_nansum(parts["meter"], grid.size),
+                               _nansum(parts["pv_inverter"], grid.size) if pvs else np.zeros(grid.size))
+
+
+def consumption_w(grid_power_w: np.ndarray, pv_power_w: np.ndarray) -> np.ndarray:
+    """Site consumption [W] = net grid import + PV production (NaN where the grid meters have no data)."""
+    return np.asarray(grid_power_w, dtype=np.float64) + np.nan_to_num(np.clip(pv_power_w, 0, None))

@@ -110,14 +110,54 @@ class WorkflowSummary:
 
 
 @dataclass
+class SiteRegression:
+    """One site's IPMVP Option C verified savings (analytics.baseline), see docs/reports.md."""
+
+    site_id: str
+    baseline_start: str                       # first and last local day of the baseline period (ISO)
+    baseline_end: str
+    error: str = ""                           # why there is no model or no savings ("" = computed)
+    calendar: str = ""                        # day types from the "official" or "approximate" calendar
+    n_baseline_days: int = 0                  # baseline days used
+    n_baseline_excluded: int = 0              # baseline days left out (incomplete data)
+    terms: list[str] = field(default_factory=list)
+    coefficients: dict[str, float] = field(default_factory=dict)   # kWh/day, kWh/(K·day)
+    baseline_t_min_c: float | None = None     # daily mean temperatures seen in the baseline [°C]
+    baseline_t_max_c: float | None = None
+    r2: float | None = None
+    cv_rmse_pct: float | None = None          # ASHRAE Guideline 14, n - p degrees of freedom
+    nmbe_pct: float | None = None
+    rho: float | None = None                  # lag-1 autocorrelation of the baseline residuals
+    meets_guideline14: bool = False           # CV(RMSE) <= 20 % and |NMBE| <= 0.005 %
+    m_days: int = 0                           # reporting days used
+    n_excluded_days: int = 0                  # reporting days left out (incomplete data)
+    n_extrapolated_days: int = 0              # used days colder/warmer than any baseline day
+    adjusted_baseline_kwh: float | None = None
+    measured_kwh: float | None = None
+    savings_kwh: float | None = None          # adjusted baseline - measured
+    savings_pct: float | None = None
+    confidence: float = 0.90
+    uncertainty_kwh: float | None = None      # half-width of the band at ``confidence``
+    uncertainty_68_kwh: float | None = None   # the same at 68 % (Guideline 14 precision test)
+    price_yuan_per_kwh: float | None = None   # the month's average energy price of the site
+    savings_yuan: float | None = None
+    uncertainty_yuan: float | None = None
+    daily_adjusted_kwh: list[float | None] = field(default_factory=list)   # per day of month, None = not used
+    daily_measured_kwh: list[float | None] = field(default_factory=list)
+
+
+@dataclass
 class Savings:
     """Savings achieved against the customer's baseline (see docs/reports.md, "Baseline").
 
+    ``method = "regression"``: IPMVP Option C, adjusted baseline − measured, summed over the
+    sites (:class:`SiteRegression`), priced at each site's average energy price, with the
+    ASHRAE Guideline 14 uncertainty (site bands added in quadrature).  Otherwise
     ``saved_yuan = (baseline_yuan_per_kwh - actual_yuan_per_kwh) * actual_kwh``: the unit
     cost is compared so a month with more production is not counted as a loss.
     """
 
-    method: str                               # "configured" / "previous_months" / "none"
+    method: str                               # "regression" / "configured" / "previous_months" / "none"
     baseline_yuan_per_kwh: float | None = None
     baseline_kwh: float | None = None
     baseline_months: list[str] = field(default_factory=list)
@@ -125,6 +165,14 @@ class Savings:
     actual_kwh: float = 0.0
     saved_yuan: float | None = None
     saved_pct: float | None = None
+    # regression (IPMVP Option C) -- filled whenever the contract names a baseline period
+    regression_status: str = ""               # "" (no period) / "verified" / "uncertain" / "model_failed"
+    regression: list[SiteRegression] = field(default_factory=list)
+    saved_kwh: float | None = None            # avoided energy, all sites [kWh]
+    uncertainty_kwh: float | None = None      # its band at ``confidence`` [kWh]
+    uncertainty_yuan: float | None = None
+    confidence: float | None = None
+    fsu_68_pct: float | None = None           # 68 % band / |saved_kwh| [%] (Guideline 14: <= 50 %)
 
 
 @dataclass

@@ -49,7 +49,7 @@ def render_html(report: MonthlyReport, lang: str = "zh", *, tz: str = "Asia/Shan
                 charts: bool = True) -> str:
     """The report as one self-contained HTML page (charts embedded as PNG data URIs)."""
     # matplotlib is loaded when a report is rendered, not at app start
-    from api.report.charts import site_charts
+    from api.report.charts import baseline_chart, site_charts
 
     lab = labels(lang)
     site_pngs = {s.site_id: (site_charts(s, lang) if charts else {}) for s in report.sites}
@@ -57,8 +57,12 @@ def render_html(report: MonthlyReport, lang: str = "zh", *, tz: str = "Asia/Shan
     for pngs in site_pngs.values():
         for key in ("daily", "demand", "pv"):
             pngs.setdefault(key, b"")
+    names = {s.site_id: s.site_name for s in report.sites}
+    reg_pngs = {x.site_id: (baseline_chart(x, names.get(x.site_id, x.site_id), lang)
+                            if charts and any(v is not None for v in x.daily_measured_kwh) else b"")
+                for x in report.savings.regression}
     template = environment().get_template("report/monthly.html")
-    return template.render(r=report, L=lab, lang=lang, tz=tz, charts=site_pngs)
+    return template.render(r=report, L=lab, lang=lang, tz=tz, charts=site_pngs, regression_charts=reg_pngs)
 
 
 def render_pdf(html: str) -> bytes:

@@ -6,7 +6,7 @@ A customer's report for month M is due from ``day`` (default 1st) at ``hour`` (d
 every few minutes); a report is generated once and mailed once.
 
 Environment: ``EH_REPORT_DIR`` (archive), ``EH_REPORT_BASELINES`` (TOML of contracted
-baselines, see :func:`api.report.assemble.load_baselines`), ``EH_PUBLIC_URL`` (base of the
+baselines: unit cost and baseline period, see :func:`api.report.assemble.load_contracts`), ``EH_PUBLIC_URL`` (base of the
 survey link in the report and the e-mail), ``EH_SMTP_*`` (see :mod:`api.report.mail`).
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from api.report.archive import ReportArchive
-from api.report.assemble import build_monthly_report, load_baselines
+from api.report.assemble import BaselineContract, build_monthly_report, load_contracts
 from api.report.i18n import LANGS
 from api.report.mail import MailError, SmtpSettings, build_message, send
 from api.report.model import MonthlyReport
@@ -77,10 +77,10 @@ def survey_url(base_url: str, month: str) -> str:
 
 def generate(influx: Any, fleet: Fleet, customer_id: str, month: str, archive: ReportArchive, *,
              store: Any = None, langs: tuple[str, ...] = LANGS, baseline_yuan_per_kwh: float | None = None,
-             base_url: str = "", now_ns: int | None = None) -> MonthlyReport:
+             base_url: str = "", now_ns: int | None = None, contract: BaselineContract | None = None) -> MonthlyReport:
     """Build the report, render HTML and PDF in every language of ``langs``, archive them."""
     report = build_monthly_report(influx, fleet, customer_id, month, store=store, archive=archive,
-                                  baseline_yuan_per_kwh=baseline_yuan_per_kwh,
+                                  baseline_yuan_per_kwh=baseline_yuan_per_kwh, contract=contract,
                                   survey_url=survey_url(base_url, month) if base_url else "", now_ns=now_ns)
     tz = next(c for c in fleet.customers if c.id == customer_id).sites[0].timezone
     html = {lang: render_html(report, lang, tz=tz) for lang in langs}
@@ -125,7 +125,8 @@ class RunResult:
 
 def run_due_reports(now_ns: int, fleet: Fleet, influx: Any, archive: ReportArchive, *, store: Any = None,
                     smtp: SmtpSettings | None = None, baselines: dict[str, float] | None = None,
-                    base_url: str = "", day: int = 1, hour: int = 6) -> RunResult:
+                    base_url: str = "", day: int = 1, hour: int = 6,
+                    contracts: dict[str, BaselineContract] | None = None) -> RunResult:
     """Generate and archive every due report, then mail each unsent one (if ``smtp`` is given).
 
     One customer's failure (no data, SMTP down) is recorded in ``errors`` and does not stop
@@ -133,10 +134,11 @@ def run_due_reports(now_ns: int, fleet: Fleet, influx: Any, archive: ReportArchi
     """
     result = RunResult()
     baselines = baselines or {}
+    contracts = contracts or {}
     for cid, month in due_reports(now_ns, fleet, archive, day=day, hour=hour):
         try:
             generate(influx, fleet, cid, month, archive, store=store, baseline_yuan_per_kwh=baselines.get(cid),
-                     base_url=base_url, now_ns=now_ns)
+                     base_url=base_url, now_ns=now_ns, contract=contracts.get(cid))
             result.generated.append((cid, month))
         except Exception as exc:   # report-and-continue: one customer must not stop the others
             log.exception("report %s %s failed", cid, month)
@@ -162,7 +164,7 @@ def run_from_env(now_ns: int, fleet: Fleet, influx: Any, *, store: Any = None,
     """
     e = os.environ if env is None else env
     archive = ReportArchive.from_env(e)
-    baselines = load_baselines(e["EH_REPORT_BASELINES"]) if e.get("EH_REPORT_BASELINES") else {}
+    contracts = load_contracts(e["EH_REPORT_BASELINES"]) if e.get("EH_REPORT_BASELINES") else {}
     smtp = SmtpSettings.from_env(e) if e.get("EH_SMTP_HOST") else None
-    return run_due_reports(now_ns, fleet, influx, archive, store=store, smtp=smtp, baselines=baselines,
+    return run_due_reports(now_ns, fleet, influx, archive, store=store, smtp=smtp, contracts=contracts,
                            base_url=e.get("EH_PUBLIC_URL", ""))
