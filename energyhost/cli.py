@@ -201,8 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="run the whole stack on the simulated fleet (Ctrl-C stops everything)")
     fleet_arg(sp)
     sp.add_argument("--var", default=str(ROOT / "var" / "demo"), help="state directory (default: %(default)s)")
-    sp.add_argument("--backfill-days", type=int, default=31,
-                    help="days of simulated history written on first start (0 = none; default: %(default)s)")
+    sp.add_argument("--backfill-days", type=int, default=None,
+                    help="days of simulated history written on first start (0 = none; default: the whole previous "
+                         "month, the 28 baseline days before it and this month so far, so that the due monthly "
+                         "report shows verified savings)")
     sp.add_argument("--duration", type=float, default=None,
                     help="stop by itself after this many seconds (default: run until Ctrl-C)")
     sp.add_argument("--api-port", type=int, default=0, help="API port (default: a free one)")

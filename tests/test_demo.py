@@ -133,3 +133,26 @@ def test_demo_runs_the_whole_stack_and_stops_cleanly(tmp_path):
     assert "stopped." in rest
     for name, pid in pids.items():
         assert not _alive(pid), f"{name} (pid {pid}) still running after the demo stopped"
+
+
+def test_demo_history_covers_the_due_report_and_its_baseline(tmp_path):
+    """The automatic history holds last month and the 28 days before it; the contracts file declares that."""
+    from datetime import date, datetime
+    from pathlib import Path
+    from zoneinfo import ZoneInfo
+
+    from api.report.assemble import load_contracts
+    from energyhost.demo import history_plan, write_contracts
+
+    now = datetime(2026, 11, 28, 12, 30, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+    days, hosting = history_plan(now, "Asia/Shanghai")
+    assert hosting == date(2026, 10, 1)
+    # 2026-09-03 00:00 (28 days before October) to 2026-11-28 12:30 local: 86.5 days -> 87
+    assert days == 87
+    assert history_plan(datetime(2027, 1, 2, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp(),
+                        "Asia/Shanghai") == (60, date(2026, 12, 1))
+    path = tmp_path / "baselines.toml"
+    write_contracts(path, Path(__file__).resolve().parent.parent / "sites.example.toml", hosting)
+    c = load_contracts(path)
+    assert {k: (v.baseline_start, v.baseline_end) for k, v in c.items()} == {
+        "acme": (date(2026, 9, 3), date(2026, 9, 30)), "huadong": (date(2026, 9, 3), date(2026, 9, 30))}
