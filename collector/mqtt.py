@@ -507,7 +507,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", flush=True)
         return 2
     client = InfluxClient.from_settings(settings)
-    writer = Writer(client, settings.spool_dir, batch_size=args.batch_size, flush_interval_s=args.flush_interval)
+    writer = Writer(client, settings.spool_dir, batch_size=args.batch_size, flush_interval_s=args.flush_interval,
+                    spool_max_bytes=settings.spool_max_bytes, deadletter_max_bytes=settings.deadletter_max_bytes)
     col = MqttCollector(fleet, settings, writer, group=args.group, client_id=args.client_id)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

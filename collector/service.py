@@ -122,7 +122,8 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
     # one spool per process (core.spool locks it): the default instance uses EH_SPOOL_DIR itself,
     # every other instance a subdirectory named after it, so several collectors never share one
     spool_dir = Path(settings.spool_dir) if instance == "main" else Path(settings.spool_dir) / instance
-    writer = Writer(client, spool_dir, flush_interval_s=0.5, spool_max_bytes=settings.spool_max_bytes)
+    writer = Writer(client, spool_dir, flush_interval_s=0.5, spool_max_bytes=settings.spool_max_bytes,
+                    deadletter_max_bytes=settings.deadletter_max_bytes)
     sources: dict[str, Callable[[], dict]] = {"writer": writer.stats}
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()

@@ -50,6 +50,8 @@ import httpx
 import numpy as np
 import orjson
 
+from core.deadletter import DEFAULT_MAX_BYTES as DEFAULT_DEADLETTER_MAX_BYTES
+from core.deadletter import DeadLetterFile
 from core.model import FloatFields, Point
 from core.spool import DropLedger, Spool
 
@@ -762,7 +764,7 @@ class Writer:
 
     def __init__(self, client: InfluxClient, spool_dir: str | os.PathLike, *, batch_size: int = 5000,
                  flush_interval_s: float = 1.0, spool_max_bytes: int = 2**30, retry_max_s: float = 5.0,
-                 spool_fsync: bool = True) -> None:
+                 spool_fsync: bool = True, deadletter_max_bytes: int = DEFAULT_DEADLETTER_MAX_BYTES) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if flush_interval_s <= 0:
@@ -785,6 +787,7 @@ class Writer:
         self._drop_log_acc: dict[tuple[str, str], int] = {}
         self.spool = Spool(self.spool_dir, max_bytes=spool_max_bytes, fsync=spool_fsync, on_drop=self._on_spool_drop)
         self.deadletter_path = self.spool_dir / "deadletter.jsonl"
+        self.deadletter = DeadLetterFile(self.deadletter_path, max_bytes=deadletter_max_bytes)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._buf: list[bytes] = []
@@ -803,7 +806,6 @@ class Writer:
                    # found at open: quarantined, not counted as received (their count may be unknown)
                    "spool_corrupt_records": self.spool.corrupt_records,
                    "spool_corrupt_points_at_open": self.spool.corrupt_points}
-        self._dl_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
         self._thread.start()
 
@@ -1124,11 +1126,7 @@ class Writer:
 
     def _dead_letter(self, items: list[tuple[str, str]]) -> None:
         now = time.time_ns()
-        text = "".join(json.dumps({"time_ns": now, "reason": why, "line": line}) + "\n" for line, why in items)
-        with self._dl_lock, open(self.deadletter_path, "a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        self.deadletter.append([{"time_ns": now, "reason": why, "line": line} for line, why in items])
 
     def _release(self, tickets: list[_Ticket]) -> None:
         done = []

@@ -56,3 +56,20 @@ def test_setting_from_environment():
     assert Settings.from_env({}).deadletter_max_bytes == Settings.deadletter_max_bytes
     with pytest.raises(ConfigError, match="EH_DEADLETTER_MAX_BYTES"):
         Settings.from_env({"EH_DEADLETTER_MAX_BYTES": "12"})
+
+
+def test_writer_quarantine_is_bounded(tmp_path):
+    """Points the Writer cannot encode go to its dead-letter file, which rotates like any other."""
+    from core.influx import InfluxClient, Writer
+    from core.model import Point
+    w = Writer(InfluxClient("http://127.0.0.1:9", "db"), tmp_path / "spool", deadletter_max_bytes=4096)
+    try:
+        for i in range(300):        # a time that is not an int64: rejected at submit, never sent
+            w.submit([Point("meter", {"device": f"d{i}"}, {"active_power": 1.0}, "not-a-time")])
+        s = w.stats()
+        assert s["received"] == s["rejected"] == 300 and s["pending"] == 0
+        assert w.deadletter.total_bytes() <= 5 * 4096 and w.deadletter.rotations > 0
+        last = json.loads(w.deadletter_path.read_text().splitlines()[-1])
+        assert "d299" in last["line"] and "time_ns" in last["reason"]
+    finally:
+        w.close()
