@@ -97,12 +97,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     async def invalid(_: Request, exc: Invalid) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports):
@@ -117,6 +112,30 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
 
     instrument(app)   # Prometheus request counts and latency by route and status, at /metrics
     return app
+
+
+class BodySizeLimit:
+    """Pure-ASGI middleware: 413 for a request whose ``Content-Length`` is over ``max_bytes`` or malformed.
+
+    (``@app.middleware("http")``, Starlette's ``BaseHTTPMiddleware``, costs a task and a memory
+    stream per request; this costs a header scan.)
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    if not value.isdigit() or int(value) > self.max_bytes:
+                        response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"},
+                                                status_code=413)
+                        await response(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
 
 
 async def _sweep(store: Store, every_s: float) -> None:
