@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from api.alarm_cache import AlarmListCache
 from api.auth import LoginLimiter, RateLimiter
 from api.metrics import instrument
 from api.notify import sweep_escalations
@@ -84,6 +85,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app.state.login_limiter = LoginLimiter(settings.login_max_fails, clock)
     app.state.rate_limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit)
     app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
+    app.state.alarm_list_cache = AlarmListCache(int(settings.alarm_cache_mb * 2**20))
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -282,7 +282,7 @@ class _Database:
 
 
 # --------------------------------------------------------------------------- migrations
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
     (1, "users, registry, alarms, work orders, inspections, surveys", [
         """CREATE TABLE customers (
             id TEXT PRIMARY KEY, name TEXT NOT NULL, manager TEXT NOT NULL DEFAULT '',
@@ -393,6 +393,21 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "mail_error = 'escalated before e-mail notification existed (schema 3)'",
         "CREATE INDEX escalations_mail ON escalations(mail_state)",
     ]),
+    (4, "alarm change counter (bumped by triggers on every alarm write) and shelve-expiry index", [
+        "CREATE TABLE change_counters (name TEXT PRIMARY KEY, n BIGINT NOT NULL)",
+        "INSERT INTO change_counters (name, n) VALUES ('alarms', 0)",
+        "CREATE INDEX alarms_shelved_until ON alarms(shelved_until_ns) WHERE shelved_until_ns IS NOT NULL",
+        # SQLite: one writer at a time; a row trigger per kind of write
+        *({"sqlite": f"CREATE TRIGGER alarms_changed_{op.lower()} AFTER {op} ON alarms BEGIN "
+                     f"UPDATE change_counters SET n = n + 1 WHERE name = 'alarms'; END"}
+          for op in ("INSERT", "UPDATE", "DELETE")),
+        # PostgreSQL: a deferred constraint trigger bumps the counter at commit, after every other row
+        # lock of the transaction is taken, so two writers never wait on each other across the counter row
+        {"postgresql": "CREATE FUNCTION eh_alarms_changed() RETURNS trigger LANGUAGE plpgsql AS "
+                       "$$ BEGIN UPDATE change_counters SET n = n + 1 WHERE name = 'alarms'; RETURN NULL; END $$"},
+        {"postgresql": "CREATE CONSTRAINT TRIGGER alarms_changed AFTER INSERT OR UPDATE OR DELETE ON alarms "
+                       "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION eh_alarms_changed()"},
+    ]),
 ]
 
 
@@ -482,6 +497,10 @@ class Store:
                 if version <= current:
                     continue
                 for stmt in statements:
+                    if isinstance(stmt, dict):          # a dialect-specific statement
+                        if d not in stmt:
+                            continue
+                        stmt = stmt[d]
                     self.db.run(stmt.replace("{serial}", _SERIAL[d]).replace("{float}", _FLOAT[d]))
                 self.db.run("INSERT INTO schema_version (version, description, applied_ns) VALUES (?, ?, ?)",
                             (version, description, self.clock()))
@@ -905,8 +924,9 @@ class Store:
         self.db.run("INSERT INTO alarm_audit (alarm_id, time_ns, user_id, action, note, detail) "
                     "VALUES (?, ?, ?, ?, ?, ?)", (alarm_id, self.clock(), user_id, action, note, _json(detail or {})))
 
-    def _alarm_row(self, r: dict) -> dict:
-        r["evidence"] = json.loads(r["evidence"])
+    def _alarm_row(self, r: dict, raw_evidence: bool = False) -> dict:
+        if not raw_evidence:
+            r["evidence"] = json.loads(r["evidence"])
         r["active"] = bool(r["active"])
         r["acked"] = bool(r["acked"])
         return r
@@ -924,10 +944,12 @@ class Store:
     def alarms(self, site_ids: Collection[str] | None = None, *, site_id: str | None = None,
                device_id: str | None = None, severity: str | None = None, state: str | None = None,
                customer_id: str | None = None, since_ns: int | None = None, until_ns: int | None = None,
-               open_only: bool = False, limit: int = 100, offset: int = 0) -> list[dict]:
+               open_only: bool = False, limit: int = 100, offset: int = 0,
+               raw_evidence: bool = False) -> list[dict]:
         """Alarms visible in ``site_ids`` (None = all), newest first, filtered.
 
         ``since_ns``/``until_ns`` select alarms whose life [first raise, close] overlaps the interval.
+        ``raw_evidence`` leaves ``evidence`` as the stored JSON text (for a caller that only re-encodes it).
         """
         if state is not None and state not in ALARM_STATES:
             raise Invalid(f"state must be one of {ALARM_STATES}, got {state!r}")
@@ -955,7 +977,21 @@ class Store:
             sql = f"SELECT * FROM ({sql}) t WHERE state = ?"
             params.append(state)
         sql += " ORDER BY raised_ns DESC, id DESC LIMIT ? OFFSET ?"
-        return [self._alarm_row(r) for r in self.db.rows(sql, (now, *params, int(limit), int(offset)))]
+        return [self._alarm_row(r, raw_evidence) for r in self.db.rows(sql, (now, *params, int(limit), int(offset)))]
+
+    def alarms_version(self) -> int:
+        """A counter that changes with every committed write to the alarms table, by any process.
+
+        Database triggers bump it (migration 4), so it covers every instance sharing the
+        database.  Read it *before* reading the alarms it is to validate.
+        """
+        row = self.db.one("SELECT n FROM change_counters WHERE name = 'alarms'")
+        return int(row["n"]) if row else 0
+
+    def next_shelve_expiry_ns(self, now_ns: int) -> int | None:
+        """The earliest shelve expiry after ``now_ns``: when a derived alarm state next changes by itself."""
+        row = self.db.one("SELECT MIN(shelved_until_ns) AS t FROM alarms WHERE shelved_until_ns > ?", (now_ns,))
+        return int(row["t"]) if row and row["t"] is not None else None
 
     def ack_alarm(self, alarm_id: int, user_id: str, note: str = "",
                   site_ids: Collection[str] | None = None) -> dict:
