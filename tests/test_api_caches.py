@@ -1,16 +1,19 @@
-"""The API's response caches: the alarm list (api/alarm_cache.py); the pure-ASGI body-size limit.
+"""The API's response caches (the alarm list, api/alarm_cache.py; telemetry results) and the body-size limit.
 
 Alarm list: pre-serialised bodies equal the pydantic response model's; the cache is invalidated by
 every alarm write (new alarm, ack, shelve, unshelve, clear) made through the API, through another
 Store on the same database (another process or instance; SQLite and PostgreSQL) and by a shelve
 running out without any write; it never answers one tenant, or a customer user, with another's
-entry; filters and pagination answer what the uncached list answers.
+entry; filters and pagination answer what the uncached list answers.  Telemetry: concurrent
+identical queries share one InfluxDB query, a busy view is refreshed ahead, errors reach every waiter.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,6 +24,7 @@ from test_store import CHEAP, clock, ev, postgres, store, store_url  # noqa: F40
 from api.alarm_cache import AlarmListCache, encode_alarms
 from api.main import create_app
 from api.models import AlarmOut, alarm_out
+from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
 from core.model import AlarmEvent
 from core.store import Store
@@ -267,6 +271,68 @@ def test_cache_is_bounded_by_bytes():
     assert cache.get(("s",), 1, 150) == b"s"
     assert cache.get(("s",), 1, 200) is None and cache.get(("s",), 1, 99) is None
     assert not AlarmListCache(0).enabled
+
+
+# ----------------------------------------------------------------------------- telemetry cache
+def test_telemetry_cache_is_single_flight_and_refreshes_ahead():
+    now = [0.0]
+    cache = TtlCache(ttl_s=5, clock=lambda: now[0])
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def slow() -> int:
+        gate.wait(5)
+        calls.append(1)
+        return len(calls)
+
+    async def scenario() -> None:
+        waiters = [asyncio.create_task(cache.get_or_compute_async(("q",), slow)) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        waiters[0].cancel()                                # one client goes away: the others still get it
+        gate.set()
+        results = await asyncio.gather(*waiters[1:])
+        assert results == [1] * 19 and len(calls) == 1
+        now[0] = 3.0                                       # young entry: served, no query
+        assert await cache.get_or_compute_async(("q",), slow) == 1 and len(calls) == 1
+        now[0] = 4.5                                       # last fifth of its life: served, refreshed behind
+        assert await cache.get_or_compute_async(("q",), slow) == 1
+        for _ in range(100):
+            if len(calls) == 2 and not cache._running:
+                break
+            await asyncio.sleep(0.01)
+        assert len(calls) == 2
+        now[0] = 8.0                                       # 3.5 s after the refresh began: fresh, young
+        assert await cache.get_or_compute_async(("q",), slow) == 2 and len(calls) == 2 and not cache._running
+
+        def broken() -> int:
+            raise RuntimeError("influx down")
+
+        outcomes = await asyncio.gather(*(cache.get_or_compute_async(("bad",), broken) for _ in range(5)),
+                                        return_exceptions=True)
+        assert all(isinstance(o, RuntimeError) for o in outcomes)
+        assert await cache.get_or_compute_async(("bad",), lambda: "recovered") == "recovered"
+
+    asyncio.run(scenario())
+
+
+def test_telemetry_series_served_from_the_cache_equals_a_fresh_query(env):
+    """The encoded series body is what the response model describes, on a miss and on a hit."""
+    from api.models import SeriesOut
+
+    dev = CUSTOMERS["acme"]["meter"]
+    h = env.as_("acme-user")
+    params = {"start": iso_ns(env.t0 - 3600 * NS), "end": iso_ns(env.t0), "interval_s": 300,
+              "channels": "active_power,voltage_l1,frequency"}
+    first = env.client.get(f"/api/v1/telemetry/{dev}/series", headers=h, params=params)
+    second = env.client.get(f"/api/v1/telemetry/{dev}/series", headers=h, params=params)
+    assert first.status_code == 200 and first.content == second.content
+    s = SeriesOut.model_validate_json(first.content)
+    assert len(s.times) == 12 and s.values["frequency"] == [None] * 12
+    assert s.times[0].timestamp() == (env.t0 - 3600 * NS) / NS and s.times[0].tzinfo is not None
+    assert all(v is not None and v > 0 for v in s.values["active_power"])
+    assert json.loads(first.content)["start"].endswith("Z")
+    foreign = env.client.get(f"/api/v1/telemetry/{dev}/series", headers=env.as_("huadong-user"), params=params)
+    assert foreign.status_code == 404                      # the tenancy check runs before the cache
 
 
 def test_body_limit_is_pure_asgi(env):

@@ -11,6 +11,7 @@ responses over ``max_points`` are refused with 422 (OWASP API4:2023).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
@@ -20,7 +21,9 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import numpy as np
+import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
 
 from api.deps import ClockDep, InfluxDep, ScopeDep, SettingsDep, StoreDep
 from api.models import EnergyTouOut, LatestOut, SeriesOut, TouPeriodOut, to_ns, ts
@@ -40,36 +43,91 @@ NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 720
 MAX_AUTO_POINTS = 1000
 
 
+_MISS = object()
+
+
 class TtlCache:
     """A small thread-safe LRU of query results, each kept ``ttl_s`` seconds.
 
     Dashboards ask for the same "last 24 h" view again and again; with the default end
     aligned to the interval, those requests share one InfluxDB query per ``ttl_s``.
     Keys hold the device and site, and are looked up only after the tenancy check.
+
+    :meth:`get_or_compute_async` is single-flight: while one request computes a key (in a
+    worker thread), the other requests for that key wait for its result instead of sending
+    the same query again, so an expiring entry under 50 dashboards costs one InfluxDB query,
+    not a burst of them.  A key still asked for in the last fifth of its life is refreshed ahead in
+    the background (the current value is served meanwhile, never older than ``ttl_s``), so a busy
+    view does not make its requests wait for InfluxDB every ``ttl_s``.  ``ttl_s <= 0`` caches
+    nothing (but still shares a running query).
     """
 
     def __init__(self, ttl_s: float = 5.0, size: int = 256, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_s, self.size, self.clock = ttl_s, size, clock
         self._d: OrderedDict[tuple, tuple[float, object]] = OrderedDict()
         self._lock = threading.Lock()
+        self._running: dict[tuple, asyncio.Task] = {}      # touched only from event loops
         self.hits = self.misses = 0
 
-    def get_or_compute(self, key: tuple, compute: Callable[[], object]) -> object:
-        now = self.clock()
+    def _fresh(self, key: tuple, now: float, age: list[float] | None = None) -> object:
         with self._lock:
             hit = self._d.get(key)
-            if hit is not None and now - hit[0] < self.ttl_s:
+            if hit is not None and 0 <= now - hit[0] < self.ttl_s:
                 self._d.move_to_end(key)
                 self.hits += 1
+                if age is not None:
+                    age.append(now - hit[0])
                 return hit[1]
-        value = compute()
+        return _MISS
+
+    def _put(self, key: tuple, t: float, value: object) -> None:
         with self._lock:
             self.misses += 1
-            self._d[key] = (now, value)
+            if self.ttl_s <= 0:
+                return
+            self._d[key] = (t, value)
             self._d.move_to_end(key)
             while len(self._d) > self.size:
                 self._d.popitem(last=False)
+
+    def get_or_compute(self, key: tuple, compute: Callable[[], object]) -> object:
+        now = self.clock()
+        value = self._fresh(key, now)
+        if value is _MISS:
+            value = compute()
+            self._put(key, now, value)
         return value
+
+    async def get_or_compute_async(self, key: tuple, compute: Callable[[], object]) -> object:
+        """Like :meth:`get_or_compute`, ``compute`` (blocking) running in a worker thread, single-flight."""
+        now = self.clock()
+        age: list[float] = []
+        value = self._fresh(key, now, age)
+        loop = asyncio.get_running_loop()
+        run_key = (id(loop), key)
+        task = self._running.get(run_key)
+        if value is not _MISS:
+            if task is None and age[0] >= 0.8 * self.ttl_s:
+                self._start(loop, run_key, key, compute)          # refresh ahead; serve the current value
+            return value
+        if task is None:
+            task = self._start(loop, run_key, key, compute)
+        return await asyncio.shield(task)       # a waiter that goes away does not cancel the shared query
+
+    def _start(self, loop: asyncio.AbstractEventLoop, run_key: tuple, key: tuple,
+               compute: Callable[[], object]) -> asyncio.Task:
+        async def fill() -> object:
+            try:
+                t = self.clock()
+                v = await asyncio.to_thread(compute)
+                self._put(key, t, v)
+                return v
+            finally:
+                self._running.pop(run_key, None)
+
+        task = self._running[run_key] = loop.create_task(fill())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())   # retrieved even if nobody waits
+        return task
 
 
 def auto_interval_s(span_s: float, poll_s: float) -> int:
@@ -149,15 +207,19 @@ def latest(device_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep, 
 
 
 @router.get("/{device_id}/series", response_model=SeriesOut)
-def series(device_id: str, request: Request, scope: ScopeDep, store: StoreDep, influx: InfluxDep,
-           settings: SettingsDep, clock: ClockDep, channels: ChannelsQuery = None,
-           start: datetime | None = None, end: datetime | None = None,
-           interval_s: Annotated[int | None, Query(ge=1, le=31 * 86400)] = None,
-           agg: Literal["mean", "min", "max"] = "mean") -> SeriesOut:
+async def series(device_id: str, request: Request, scope: ScopeDep, store: StoreDep, influx: InfluxDep,
+                 settings: SettingsDep, clock: ClockDep, channels: ChannelsQuery = None,
+                 start: datetime | None = None, end: datetime | None = None,
+                 interval_s: Annotated[int | None, Query(ge=1, le=31 * 86400)] = None,
+                 agg: Literal["mean", "min", "max"] = "mean") -> Response:
     """Downsampled time range (mean/min/max per interval) of some channels of a device.
 
     Default range: the 24 h up to now, with its end rounded up to the interval; default
     interval: the smallest "nice" one (>= the poll interval) giving at most 1000 buckets.
+
+    The checks run on the event loop; the InfluxDB query and the encoding run in a worker
+    thread, once per ``EH_TELEMETRY_CACHE_S`` for identical queries (single-flight: concurrent
+    requests for the same view share one query), and the cache holds the encoded JSON.
     """
     dev = visible_device(store, scope, device_id)
     names = parse_channels(channels) or ["active_power"]
@@ -179,7 +241,7 @@ def series(device_id: str, request: Request, scope: ScopeDep, store: StoreDep, i
     q = series_query(dev["kind"], names, agg, interval_s)
     params = {"site": dev["site_id"], "device": dev["id"], "start": _rfc3339(start_ns), "end": _rfc3339(end_ns)}
 
-    def compute() -> SeriesOut:
+    def compute() -> bytes:
         cols = _query(influx, q, params)
         t = cols.get("time", np.empty(0, dtype=np.int64))
         values = {}
@@ -189,12 +251,15 @@ def series(device_id: str, request: Request, scope: ScopeDep, store: StoreDep, i
                 values[c] = [None] * len(t)
             else:
                 arr = np.asarray(v, dtype=np.float64)
-                values[c] = [None if math.isnan(x) else x for x in arr.tolist()]
-        return SeriesOut(device_id=dev["id"], kind=dev["kind"], start=ts(start_ns), end=ts(end_ns),
-                         interval_s=interval_s, agg=agg, times=[ts(int(x)) for x in t], values=values)
+                values[c] = [x if math.isfinite(x) else None for x in arr.tolist()]
+        # the fields of SeriesOut, in its order; orjson writes datetimes as pydantic does (...Z)
+        return orjson.dumps({"device_id": dev["id"], "kind": dev["kind"], "start": ts(start_ns), "end": ts(end_ns),
+                             "interval_s": interval_s, "agg": agg, "times": [ts(int(x)) for x in t],
+                             "values": values}, option=orjson.OPT_UTC_Z)
 
     cache: TtlCache = request.app.state.telemetry_cache
-    return cache.get_or_compute((q, tuple(sorted(params.items()))), compute)
+    body = await cache.get_or_compute_async((q, tuple(sorted(params.items()))), compute)
+    return Response(body, media_type="application/json")
 
 
 @router.get("/sites/{site_id}/energy", response_model=EnergyTouOut)
