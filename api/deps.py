@@ -14,7 +14,10 @@ object lookup so another tenant's object still answers 404.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -56,15 +59,101 @@ _UNAUTHORIZED = HTTPException(401, "not authenticated: give a valid bearer token
                               headers={"WWW-Authenticate": "Bearer"})
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class PrincipalCache:
+    """Who a credential is, and what that user may see, remembered for at most ``ttl_s`` (<= 1 s).
+
+    Saves the token lookup and the tenancy query of back-to-back reads by one console.  An entry
+    is used only while both the monotonic clock and the app clock are less than ``ttl_s`` past
+    its creation (an app clock moved past a token's expiry ends it at once).  A request with a
+    method other than GET/HEAD/OPTIONS (logout, key revocation, user/customer/site edits, ...)
+    neither reads nor fills the cache, and :class:`ForgetPrincipalsOnWrite` empties it when such a
+    request starts and again when it has finished, so in this process a revocation is in force
+    for the next request.  One done by another process or API instance takes effect within
+    ``ttl_s``.  ``ttl_s <= 0`` = off.
+    """
+
+    def __init__(self, ttl_s: float, clock: Callable[[], int], size: int = 10_000) -> None:
+        self.ttl_s, self.clock, self.size = min(ttl_s, 1.0), clock, size
+        self._d: OrderedDict[Hashable, tuple[float, int, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        if self.ttl_s <= 0:
+            return None
+        with self._lock:
+            hit = self._d.get(key)
+            if hit is None:
+                return None
+            mono, at_ns, value = hit
+            if 0 <= time.monotonic() - mono < self.ttl_s and 0 <= self.clock() - at_ns < self.ttl_s * 1e9:
+                return value
+            del self._d[key]
+            return None
+
+    def put(self, key: Hashable, value: Any) -> None:
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            self._d[key] = (time.monotonic(), self.clock(), value)
+            self._d.move_to_end(key)
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+
+
+_NO_CACHE = PrincipalCache(0, time.time_ns)      # an app built without create_app: no caching
+
+
+class ForgetPrincipalsOnWrite:
+    """Pure-ASGI middleware: empty the :class:`PrincipalCache` before and after every non-read request."""
+
+    def __init__(self, app, cache: PrincipalCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        self.cache.clear()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.cache.clear()
+
+
 async def get_current_user(request: Request, store: StoreDep,
                            cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
                            api_key: Annotated[str | None, Security(api_key_header)]) -> dict:
     """The active user behind the bearer token or API key; 401 otherwise, 429 over the rate limit."""
     user = None
+    cache: PrincipalCache = getattr(request.app.state, "principal_cache", None) or _NO_CACHE
+    if request.method not in SAFE_METHODS:
+        cache = _NO_CACHE              # a write may revoke, deactivate or re-scope: always from the store
     if cred is not None and cred.scheme.lower() == "bearer":
-        user = store.user_for_token(cred.credentials)
+        key = ("token", cred.credentials)
+        user = cache.get(key)
+        if user is None:
+            user = store.user_for_token(cred.credentials)
+            if user is not None:
+                cache.put(key, dict(user))
+        else:
+            user = dict(user)          # every request its own copy
     elif api_key:
-        user = store.user_for_api_key(api_key)
+        key = ("key", api_key)
+        user = cache.get(key)
+        if user is None:
+            user = store.user_for_api_key(api_key)
+            if user is not None:
+                cache.put(key, dict(user))
+        else:
+            user = dict(user)
     if user is None:
         raise _UNAUTHORIZED
     if not request.app.state.rate_limiter.allow(user["id"]):
@@ -119,9 +208,17 @@ class Scope:
             raise HTTPException(403, f"this function needs one of the roles {list(roles)}")
 
 
-async def get_scope(user: UserDep, store: StoreDep) -> Scope:
+async def get_scope(request: Request, user: UserDep, store: StoreDep) -> Scope:
     """THE tenancy dependency: principal → allowed customer and site ids."""
-    customers, sites = store.allowed_sites(user)
+    cache: PrincipalCache = getattr(request.app.state, "principal_cache", None) or _NO_CACHE
+    if request.method not in SAFE_METHODS:
+        cache = _NO_CACHE
+    key = ("scope", user["id"], user["role"], user["customer_id"])
+    allowed = cache.get(key)
+    if allowed is None:
+        allowed = store.allowed_sites(user)
+        cache.put(key, allowed)
+    customers, sites = allowed
     return Scope(user=user, customer_ids=customers, site_ids=sites)
 
 

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 
 from api.alarm_cache import AlarmListCache
 from api.auth import LoginLimiter, RateLimiter
+from api.deps import ForgetPrincipalsOnWrite, PrincipalCache
 from api.metrics import instrument
 from api.notify import sweep_escalations
 from api.routes import alarms, auth, inspections, registry, reports, surveys, telemetry, web, workorders
@@ -86,6 +87,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app.state.rate_limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit)
     app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
     app.state.alarm_list_cache = AlarmListCache(int(settings.alarm_cache_mb * 2**20))
+    app.state.principal_cache = PrincipalCache(settings.auth_cache_s, clock)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -100,6 +102,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(ForgetPrincipalsOnWrite, cache=app.state.principal_cache)
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports):

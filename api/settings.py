@@ -8,6 +8,7 @@
 ``EH_TELEMETRY_CACHE_S`` identical telemetry range queries share one result this long [s] (default 5)
 ``EH_RATE_LIMIT``       requests/s per user or API key, bursts of twice that; 0 = off (default 20)
 ``EH_ALARM_CACHE_MB``   memory for cached alarm-list responses [MiB] (default 16; 0 = off)
+``EH_AUTH_CACHE_S``     a credential's user and tenancy scope are remembered this long [s] (default 1, at most 1; 0 = off)
 ``EH_ESCALATE_EVERY_S`` period of the background escalation / inspection sweep [s] (default 60; 0 = off)
 plus the InfluxDB settings of :class:`core.config.Settings` (``EH_INFLUX_*``).
 """
@@ -33,6 +34,7 @@ class ApiSettings:
     telemetry_cache_s: float = 5.0         # identical telemetry queries share one result this long
     rate_limit: float = 20.0               # requests/s per principal (burst 2x); 0 = off
     alarm_cache_mb: float = 16.0           # alarm-list response cache (api/alarm_cache.py); 0 = off
+    auth_cache_s: float = 1.0              # principal + scope cache (api.deps.PrincipalCache), <= 1 s; 0 = off
     influx: Settings = field(default_factory=Settings)
 
     @classmethod
@@ -64,5 +66,6 @@ class ApiSettings:
             telemetry_cache_s=number("EH_TELEMETRY_CACHE_S", cls.telemetry_cache_s, 0, 3600),
             rate_limit=number("EH_RATE_LIMIT", cls.rate_limit, 0, 100_000),
             alarm_cache_mb=number("EH_ALARM_CACHE_MB", cls.alarm_cache_mb, 0, 4096),
+            auth_cache_s=number("EH_AUTH_CACHE_S", cls.auth_cache_s, 0, 1),
             influx=Settings.from_env(e),
         )

@@ -14,6 +14,7 @@ import asyncio
 import json
 import math
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -344,3 +345,61 @@ def test_body_limit_is_pure_asgi(env):
                         headers={"Content-Type": "application/json"})
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
     assert env.client.post("/api/v1/auth/token", json={"username": "x", "password": "y" * 12}).status_code == 401
+
+
+# ----------------------------------------------------------------------------- principal cache
+def test_principal_cache_honours_logout_deactivation_scope_and_expiry(env):
+    """Writes through this app take effect on the next request; others' writes within 1 s (or at once
+    when the app clock moves on, e.g. past a token's expiry)."""
+    c = env.client
+    r = c.post("/api/v1/auth/token", json={"username": "engineer2", "password": "engineer2-password"})
+    h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert c.get("/api/v1/auth/me", headers=h).status_code == 200
+    assert c.patch("/api/v1/users/engineer2", headers=env.as_("admin"), json={"active": False}).status_code == 200
+    assert c.get("/api/v1/auth/me", headers=h).status_code == 401         # deactivated: at once
+    assert c.patch("/api/v1/users/engineer2", headers=env.as_("admin"), json={"active": True}).status_code == 200
+    assert c.get("/api/v1/auth/me", headers=h).status_code == 401         # its sessions were ended
+    r = c.post("/api/v1/auth/token", json={"username": "engineer2", "password": "engineer2-password"})
+    h = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    # a new site of acme is visible to the acme user at once (the POST empties the cache)
+    assert c.get("/api/v1/sites/acme-annex", headers=env.as_("acme-user")).status_code == 404
+    r = c.post("/api/v1/sites", headers=env.as_("admin"), json={"id": "acme-annex", "customer_id": "acme",
+                                                                "name": "Annex"})
+    assert r.status_code == 201
+    assert c.get("/api/v1/sites/acme-annex", headers=env.as_("acme-user")).status_code == 200
+    # revoked by another process (the store directly): in force within the cache's second ...
+    token = h["Authorization"].split()[1]
+    assert c.get("/api/v1/auth/me", headers=h).status_code == 200
+    env.store.revoke_token(token)
+    deadline = time.monotonic() + 1.5
+    while c.get("/api/v1/auth/me", headers=h).status_code == 200:
+        assert time.monotonic() < deadline, "revocation not in force after 1.5 s"
+        time.sleep(0.05)
+    # ... and at once when the app clock moves (a token's expiry is measured on it)
+    r = c.post("/api/v1/auth/token", json={"username": "engineer2", "password": "engineer2-password"})
+    h2 = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert c.get("/api/v1/auth/me", headers=h2).status_code == 200
+    env.store.revoke_token(h2["Authorization"].split()[1])
+    env.clock.advance(1)
+    try:
+        assert c.get("/api/v1/auth/me", headers=h2).status_code == 401
+    finally:
+        env.clock.advance(-1)
+
+
+def test_principal_cache_off(tmp_path, influxd):
+    e = build_env(tmp_path, influxd)
+    try:
+        app = create_app(ApiSettings(escalate_every_s=0, rate_limit=0, auth_cache_s=0), store=e.store,
+                         influx=e.influx, clock=e.clock, background=False)
+        with TestClient(app) as c:
+            r = c.post("/api/v1/auth/token", json={"username": "engineer2", "password": "engineer2-password"})
+            token = r.json()["access_token"]
+            h = {"Authorization": f"Bearer {token}"}
+            assert c.get("/api/v1/auth/me", headers=h).status_code == 200
+            e.store.revoke_token(token)
+            assert c.get("/api/v1/auth/me", headers=h).status_code == 401
+        with pytest.raises(Exception, match="EH_AUTH_CACHE_S"):
+            ApiSettings.from_env({"EH_AUTH_CACHE_S": "5"})
+    finally:
+        e.client.close()
