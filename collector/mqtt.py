@@ -331,7 +331,7 @@ class MqttCollector:
         self.deadletter = DeadLetterFile(self.deadletter_path, max_bytes=getattr(
             settings, "deadletter_max_bytes", DEFAULT_DEADLETTER_MAX_BYTES))
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter(messages=0, points=0, rejects=0, messages_with_rejects=0, acked=0)
         self._reasons: Counter[str] = Counter()
         self._gen = 0
         self._connected = threading.Event()
@@ -439,13 +439,14 @@ class MqttCollector:
                           extra={"topic": msg.topic, "site": parts[2] if len(parts) > 3 else None})
             points, rejects = [], [Reject("bad_schema", f"parser error: {exc!r}")]
         with self._lock:
-            self._counts["messages"] += 1
-            self._counts["points"] += len(points)
-            self._counts["rejects"] += len(rejects)
+            counts = self._counts
+            counts["messages"] += 1
+            counts["points"] += len(points)
             if rejects:
-                self._counts["messages_with_rejects"] += 1
-            for r in rejects:
-                self._reasons[r.reason] += 1
+                counts["rejects"] += len(rejects)
+                counts["messages_with_rejects"] += 1
+                for r in rejects:
+                    self._reasons[r.reason] += 1
             gen = self._gen
         mid, qos = msg.mid, msg.qos
         if rejects:

@@ -232,6 +232,7 @@ class Encoded(NamedTuple):
 _prefix_b_cache: dict[tuple, bytes] = {}
 _plain_keysets: set[tuple] = set()
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FIELDSET = bytes.maketrans(b":", b"=")         # with '"{}' deleted: {"a":1.5,"b":2.0} -> a=1.5,b=2.0
 
 
 def _float_fields_line(p: Point) -> bytes | None:
@@ -270,7 +271,7 @@ def _float_fields_line(p: Point) -> bytes | None:
         if len(_prefix_b_cache) > 50_000:
             _prefix_b_cache.clear()
         _prefix_b_cache[key] = prefix
-    return b"%s %s %d" % (prefix, body[1:-1].replace(b'"', b"").replace(b":", b"="), t)
+    return b"%s %s %d" % (prefix, body.translate(_FIELDSET, b'"{}'), t)
 
 
 def encode_points(points: Iterable[Point]) -> Encoded:
@@ -816,12 +817,15 @@ class Writer:
         enc = encode_points(points)
         if enc.rejected:
             self._dead_letter([(repr(p), why) for p, why in enc.rejected])
-        with self._cond:
+        with self._lock:        # the Condition's own lock (a plain `with` is cheaper than the Condition's)
             if self._closing:
                 raise RuntimeError("Writer is closed")
-            self._c["received"] += len(points)
-            self._c["rejected"] += len(enc.rejected)
-            self._c["nonfinite_fields_dropped"] += enc.nonfinite_dropped
+            c = self._c
+            c["received"] += len(points)
+            if enc.rejected:
+                c["rejected"] += len(enc.rejected)
+            if enc.nonfinite_dropped:
+                c["nonfinite_fields_dropped"] += enc.nonfinite_dropped
             if enc.lines:
                 if not self._buf:
                     self._buf_since = time.monotonic()
