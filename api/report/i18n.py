@@ -87,6 +87,7 @@ _LABELS: dict[str, dict[str, str]] = {
     "no_workflow": {"zh": "未接入工单数据", "en": "Workflow data not available"},
     "recommendations": {"zh": "节能建议", "en": "Recommendations"},
     "per_month": {"zh": "元/月", "en": "yuan/month"},
+    "kwh_per_month": {"zh": "kWh/月", "en": "kWh/month"},
     "no_recommendations": {"zh": "本月无新的节能建议", "en": "No new recommendation this month"},
     "savings": {"zh": "节能成效(对比基准)", "en": "Savings achieved against the baseline"},
     "baseline": {"zh": "基准", "en": "Baseline"},
