@@ -22,7 +22,8 @@ Checks printed at the end (and returned by :func:`run_soak`):
   <= 12 (sockets to daemons that are being killed come and go) and back to the start count +- 4;
 * the spool drained to 0 and nothing quarantined.
 
-    .venv/bin/python bench/soak.py --hours 24        # the 24-h soak (bounded by --hours)
+    .venv/bin/python bench/soak.py --hours 24 --workdir var/soak24   # the 24-h soak; progress
+                                                     # records in var/soak24/soak-progress.jsonl
     .venv/bin/python bench/soak.py --minutes 10      # the CI-sized run
 """
 
@@ -132,8 +133,14 @@ def _stats_by_run(log: Path) -> list[list[dict]]:
     return runs
 
 
-def run_soak(seconds: float, workdir: Path, *, fault_every_s: float | None = None, say=print) -> dict:
-    """Run the soak for ``seconds`` in ``workdir``; return the checks and figures."""
+def run_soak(seconds: float, workdir: Path, *, fault_every_s: float | None = None, say=print,
+             progress_every_s: float = 600.0) -> dict:
+    """Run the soak for ``seconds`` in ``workdir``; return the checks and figures.
+
+    Every ``progress_every_s`` a line goes to ``<workdir>/soak-progress.jsonl`` (and ``say``):
+    elapsed time, faults so far, the collector run, its RSS and fds, readings published and
+    stored so far — so a long soak that is cut short still leaves its record.
+    """
     fault_every = fault_every_s or min(60.0, seconds / 10)
     fault_len = fault_every / 3
     fleet_path = _fleet_file(workdir)
@@ -169,10 +176,14 @@ def run_soak(seconds: float, workdir: Path, *, fault_every_s: float | None = Non
         gw.run(MQTT_INTERVAL, rounds=int(seconds / MQTT_INTERVAL), t0=time.time())
         k = 0
         next_fault = t_start + fault_every
+        next_progress = t_start + progress_every_s
         deadline = t_start + seconds
         while time.time() < deadline:
             time.sleep(min(2.0, max(0.0, deadline - time.time())))
             sample()
+            if time.time() >= next_progress:
+                next_progress += progress_every_s
+                _progress(workdir, t_start, runs, faults_done, gw.readings, client, say)
             if time.time() < next_fault or time.time() + fault_len > deadline:
                 continue
             fault = FAULTS[k % len(FAULTS)]
@@ -215,6 +226,21 @@ def run_soak(seconds: float, workdir: Path, *, fault_every_s: float | None = Non
         sim.stop()
         mosq.stop()
         influxd.stop()
+
+
+def _progress(workdir: Path, t_start: float, runs: list[dict], faults: list, published: int,
+              client: InfluxClient, say) -> None:
+    """One progress record (stored count may lag the published one by the pipeline's latency)."""
+    try:
+        stored = count(client, "pv_inverter")
+    except Exception as exc:  # noqa: BLE001 - influxd may be down for a fault right now
+        stored = f"unavailable ({type(exc).__name__})"
+    last = runs[-1]["samples"][-1] if runs[-1]["samples"] else (0, None, None)
+    rec = {"elapsed_s": round(time.time() - t_start, 1), "faults": len(faults), "collector_runs": len(runs),
+           "rss_kib": last[1], "fds": last[2], "mqtt_published": published, "mqtt_stored": stored}
+    with open(workdir / "soak-progress.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(rec) + "\n")
+    say(f"[{rec['elapsed_s']:7.1f} s] progress {json.dumps(rec)}")
 
 
 def _growth_ok(samples: list[tuple[float, int, int]], warmup_s: float) -> tuple[bool, bool, dict]:
@@ -295,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--minutes", type=float, help="soak duration [min]")
     ap.add_argument("--fault-every", type=float, default=60.0, help="[s] between faults")
     ap.add_argument("--workdir", default=None, help="keep logs here (default: a temp dir, removed)")
+    ap.add_argument("--progress-every", type=float, default=600.0,
+                    help="[s] between progress records (<workdir>/soak-progress.jsonl and stdout)")
     args = ap.parse_args(argv)
     seconds = (args.hours or 0) * 3600 + (args.minutes or 0) * 60
     if not 60 <= seconds <= 7 * 86400:
@@ -302,10 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.workdir:
         wd = Path(args.workdir)
         wd.mkdir(parents=True, exist_ok=True)
-        res = run_soak(seconds, wd, fault_every_s=args.fault_every)
+        res = run_soak(seconds, wd, fault_every_s=args.fault_every, progress_every_s=args.progress_every)
     else:
         with tempfile.TemporaryDirectory(prefix="eh-soak-") as tmp:
-            res = run_soak(seconds, Path(tmp), fault_every_s=args.fault_every)
+            res = run_soak(seconds, Path(tmp), fault_every_s=args.fault_every,
+                           progress_every_s=args.progress_every)
     print("SOAK", "PASSED" if res["ok"] else "FAILED", json.dumps(res["checks"]))
     return 0 if res["ok"] else 1
 
