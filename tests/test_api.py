@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from test_store import postgres  # noqa: F401  (session fixture: a real PostgreSQL server)
+from waiting import Clock
 
 from analytics.tariffs import energy_cost, load_tariff
 from api.auth import seed_demo_users
@@ -43,19 +44,6 @@ CUSTOMERS = {"acme": {"site": "acme-plant1", "meter": "acme-plant1-t1-meter", "t
                          "temp": "huadong-coldstore-temp", "manager": "zhang.min"}}
 _db_counter = itertools.count(1)
 TOKEN_TTL_S = 3 * 86400       # long enough for the clock jumps of the workflow tests
-
-
-class Clock:
-    """A controllable clock [ns]."""
-
-    def __init__(self, t: int) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += int(seconds * NS)
 
 
 @dataclass

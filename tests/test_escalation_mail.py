@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
+from waiting import Clock, wait_for
 
 import core.store as store_mod
 from api.auth import seed_demo_users
@@ -29,17 +30,6 @@ CHEAP = {"n": 2**10, "r": 8, "p": 1}
 SWEEP_S = 0.05
 
 
-class Clock:
-    def __init__(self, t: int) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += int(seconds * NS)
-
-
 class _Sink:
     def __init__(self) -> None:
         self.messages: list[tuple[str, list[str], bytes]] = []
@@ -50,15 +40,6 @@ class _Sink:
 
     def to(self, rcpt: str) -> list:
         return [message_from_bytes(raw, policy=default_policy) for _, r, raw in self.messages if r == [rcpt]]
-
-
-def wait_until(pred, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
 
 
 @pytest.fixture
@@ -103,7 +84,7 @@ def test_overdue_order_mails_manager_then_admins_once_each(env):
             time.sleep(5 * SWEEP_S)
             assert sink.messages == []                           # not overdue yet: nobody is told
             clock.advance(15 * 60 + 61)                          # response limit 15 min, 61 s late
-            assert wait_until(lambda: sink.to("zhang.min@example.invalid")), sink.messages
+            assert wait_for(lambda: sink.to("zhang.min@example.invalid")), sink.messages
             [msg] = sink.to("zhang.min@example.invalid")
             assert sink.messages[0][0] == "alerts@energyhost.test"
             assert f"Work order #{wo['id']} overdue (response), escalation level 1" in msg["Subject"]
@@ -120,7 +101,7 @@ def test_overdue_order_mails_manager_then_admins_once_each(env):
             time.sleep(10 * SWEEP_S)                             # further sweeps: not sent again
             assert len(sink.messages) == 1
             clock.advance(15 * 60)                               # overdue by one more limit: the admins
-            assert wait_until(lambda: sink.to("admin@example.invalid"))
+            assert wait_for(lambda: sink.to("admin@example.invalid"))
             [adm] = sink.to("admin@example.invalid")
             assert "escalation level 2" in adm["Subject"]
             assert "level 2, admins" in adm.get_body(("plain",)).get_content()
@@ -143,7 +124,7 @@ def test_smtp_down_keeps_it_pending_then_delivers_exactly_once(env):
                                  created_by="engineer1")
     clock.advance(16 * 60)
     with TestClient(app) as c:                                  # nothing listens on the SMTP port
-        assert wait_until(lambda: any(e["mail_attempts"] >= 2 for e in store.escalations(work_order_id=wo["id"])))
+        assert wait_for(lambda: any(e["mail_attempts"] >= 2 for e in store.escalations(work_order_id=wo["id"])))
         [esc] = store.escalations(work_order_id=wo["id"])
         assert esc["mail_state"] == "pending" and esc["notified"] == "li.wei"
         assert f"127.0.0.1:{port}" in esc["mail_error"] and "failed" in esc["mail_error"]
@@ -151,7 +132,7 @@ def test_smtp_down_keeps_it_pending_then_delivers_exactly_once(env):
         assert [(e["mail_state"], e["mail_error"] != "") for e in seen] == [("pending", True)]
         ctl, sink = _smtp(port)                                  # the server comes back
         try:
-            assert wait_until(lambda: store.escalations(work_order_id=wo["id"])[0]["mail_state"] == "sent")
+            assert wait_for(lambda: store.escalations(work_order_id=wo["id"])[0]["mail_state"] == "sent")
             time.sleep(10 * SWEEP_S)                             # many more sweeps
             assert [m[1] for m in sink.messages] == [["li.wei@example.invalid"]]
             [esc] = store.escalations(work_order_id=wo["id"])
@@ -174,7 +155,7 @@ def test_user_without_address_is_recorded_visible_and_mailed_once_set(env):
             wo = store.create_work_order(site_id="acme-office", title="door alarm", severity="critical",
                                          created_by="engineer1")
             clock.advance(16 * 60)
-            assert wait_until(lambda: [e["mail_state"] for e in store.escalations(work_order_id=wo["id"])]
+            assert wait_for(lambda: [e["mail_state"] for e in store.escalations(work_order_id=wo["id"])]
                               == ["no_address"])
             got = c.get("/api/v1/workorders/escalations", headers=admin, params={"notified": "li.wei"}).json()
             assert [(e["mail_state"], e["mail_error"]) for e in got] == \
@@ -182,7 +163,7 @@ def test_user_without_address_is_recorded_visible_and_mailed_once_set(env):
             assert sink.messages == []
             r = c.patch("/api/v1/users/li.wei", headers=admin, json={"email": "li.wei@acme.example"})
             assert r.status_code == 200
-            assert wait_until(lambda: sink.to("li.wei@acme.example"))
+            assert wait_for(lambda: sink.to("li.wei@acme.example"))
             time.sleep(10 * SWEEP_S)
             assert len(sink.messages) == 1
             assert store.escalations(work_order_id=wo["id"])[0]["mail_state"] == "sent"

@@ -32,6 +32,7 @@ from test_report_month import (
     synthetic_month,
     write_month,
 )
+from waiting import Clock
 
 from analytics import assess, faults, savings
 from analytics import power_quality as pq
@@ -56,17 +57,6 @@ from core.store import Store, month_bounds_ns
 NS = 10**9
 FEB10 = 1_770_652_800 * NS           # 2026-02-09T16:00:00Z = 2026-02-10 00:00 Asia/Shanghai
 MAR2 = 1_772_409_600 * NS            # 2026-03-02 08:00 Asia/Shanghai (report due)
-
-
-class Clock:
-    def __init__(self, t: int) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += int(seconds * NS)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from waiting import wait_for
 
 from analytics.alarms import findings_to_events, readings_dropped_findings
 from core.influx import points_to_lines
@@ -99,7 +100,7 @@ def test_writer_records_a_previous_runs_drops_and_says_so_when_influxdb_refuses(
         DropLedger(spool, fsync=False).add([(_payload(site, "d1", 3) + b"\n" + _payload(site, "d2", 2), 5)], 100)
     w = Writer(client, tmp_path / "ok", flush_interval_s=0.05, retry_max_s=0.2)
     try:
-        assert wait_until(lambda: w.stats()["drops_unrecorded"] == 0)
+        assert wait_for(lambda: w.stats()["drops_unrecorded"] == 0)
         assert w.stats()["drops_total"] == 5
     finally:
         w.close()
@@ -112,7 +113,7 @@ def test_writer_records_a_previous_runs_drops_and_says_so_when_influxdb_refuses(
     other.write_lines(b"ingest_health,device=d1,reason=spool_cap,site=s2 dropped_points=1.5 %d" % now)
     w = Writer(other, tmp_path / "conflict", flush_interval_s=0.05, retry_max_s=0.2)
     try:
-        assert wait_until(lambda: any("refuses the drop record" in r.getMessage() for r in caplog.records))
+        assert wait_for(lambda: any("refuses the drop record" in r.getMessage() for r in caplog.records))
         assert w.stats()["drops_unrecorded"] == 5
     finally:
         w.close()
@@ -120,13 +121,3 @@ def test_writer_records_a_previous_runs_drops_and_says_so_when_influxdb_refuses(
     assert any("not recorded in InfluxDB yet" in r.getMessage() and r.levelno == logging.ERROR
                for r in caplog.records)
 
-
-def wait_until(pred, timeout: float = 10.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())

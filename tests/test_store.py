@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import Clock
 
 from core.config import load_fleet
 from core.model import AlarmEvent
@@ -35,22 +36,9 @@ T0 = 1_767_225_600 * NS          # 2026-01-01T00:00:00Z
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 
 
-class Clock:
-    """A controllable clock [ns]."""
-
-    def __init__(self, t: int = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> int:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += int(seconds * NS)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(T0)
 
 
 PG_BIN = Path("/usr/local/bin")
@@ -425,7 +413,7 @@ def test_two_instances_on_postgres_keep_one_open_alarm_per_key(postgres):
     import threading
 
     url = postgres.url(postgres.create_database())
-    clock = Clock()
+    clock = Clock(T0)
     a = Store(url, clock=clock, password_cost=CHEAP)
     b = Store(url, clock=clock, password_cost=CHEAP)
     a.seed_fleet(load_fleet(ROOT / "sites.example.toml"))
