@@ -6,13 +6,11 @@ a user without an address is recorded and visible, and mailed once an address is
 from __future__ import annotations
 
 import time
-from email import message_from_bytes
-from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
+from smtp_sink import start_smtp
 from waiting import Clock, wait_for
 
 import core.store as store_mod
@@ -28,18 +26,6 @@ NS = 10**9
 T0 = 1_767_225_600 * NS           # 2026-01-01 00:00 UTC = 08:00 Asia/Shanghai
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 SWEEP_S = 0.05
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):   # noqa: N802 - aiosmtpd hook name
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-    def to(self, rcpt: str) -> list:
-        return [message_from_bytes(raw, policy=default_policy) for _, r, raw in self.messages if r == [rcpt]]
 
 
 @pytest.fixture
@@ -61,13 +47,6 @@ def env(tmp_path, monkeypatch):
     store.close()
 
 
-def _smtp(port: int) -> tuple[Controller, _Sink]:
-    sink = _Sink()
-    ctl = Controller(sink, hostname="127.0.0.1", port=port)
-    ctl.start()
-    return ctl, sink
-
-
 def _token(c: TestClient, user: str, password: str) -> dict[str, str]:
     r = c.post("/api/v1/auth/token", json={"username": user, "password": password})
     assert r.status_code == 200, r.text
@@ -76,7 +55,7 @@ def _token(c: TestClient, user: str, password: str) -> dict[str, str]:
 
 def test_overdue_order_mails_manager_then_admins_once_each(env):
     store, clock, app, port, pw = env
-    ctl, sink = _smtp(port)
+    ctl, sink = start_smtp(port)
     try:
         wo = store.create_work_order(site_id="huadong-coldstore", title="compressor trip", severity="critical",
                                      created_by="engineer1")
@@ -130,7 +109,7 @@ def test_smtp_down_keeps_it_pending_then_delivers_exactly_once(env):
         assert f"127.0.0.1:{port}" in esc["mail_error"] and "failed" in esc["mail_error"]
         seen = c.get("/api/v1/workorders/escalations", headers=_token(c, "li.wei", pw["li.wei"])).json()
         assert [(e["mail_state"], e["mail_error"] != "") for e in seen] == [("pending", True)]
-        ctl, sink = _smtp(port)                                  # the server comes back
+        ctl, sink = start_smtp(port)                                  # the server comes back
         try:
             assert wait_for(lambda: store.escalations(work_order_id=wo["id"])[0]["mail_state"] == "sent")
             time.sleep(10 * SWEEP_S)                             # many more sweeps
@@ -143,7 +122,7 @@ def test_smtp_down_keeps_it_pending_then_delivers_exactly_once(env):
 
 def test_user_without_address_is_recorded_visible_and_mailed_once_set(env):
     store, clock, app, port, pw = env
-    ctl, sink = _smtp(port)
+    ctl, sink = start_smtp(port)
     try:
         with TestClient(app) as c:
             admin = _token(c, "admin", pw["admin"])

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from aiosmtpd.controller import Controller
+from smtp_sink import start_smtp
 from test_report_month import (
     CUSTOMER,
     EV,
@@ -281,20 +281,9 @@ def test_html_and_pdf_render_in_both_languages(report, tmp_path, lang, title):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
 
-class _Sink:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):   # noqa: N802 - aiosmtpd hook name
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp_server():
-    sink = _Sink()
-    ctl = Controller(sink, hostname="127.0.0.1", port=free_port())
-    ctl.start()
+    ctl, sink = start_smtp()
     yield sink, ctl.port
     ctl.stop()
 

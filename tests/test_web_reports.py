@@ -19,7 +19,7 @@ from email.policy import default as default_policy
 import httpx
 import pytest
 import uvicorn
-from aiosmtpd.controller import Controller
+from smtp_sink import start_smtp
 from test_report_month import (
     CUSTOMER,
     METER,
@@ -42,15 +42,6 @@ from core.store import Store
 
 NS = 10**9
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-class _Sink:
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):   # noqa: N802 - aiosmtpd hook name
-        self.messages.append((list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +155,7 @@ def test_bad_parameters_are_rejected(live):
 
 
 def test_send_by_email_through_real_smtp(live, monkeypatch):
-    sink = _Sink()
-    ctl = Controller(sink, hostname="127.0.0.1", port=free_port())
-    ctl.start()
+    ctl, sink = start_smtp()
     try:
         monkeypatch.setenv("EH_SMTP_HOST", "127.0.0.1")
         monkeypatch.setenv("EH_SMTP_PORT", str(ctl.port))
@@ -176,7 +165,7 @@ def test_send_by_email_through_real_smtp(live, monkeypatch):
         assert r.json()["to"] == ["energy@acme.example"]
     finally:
         ctl.stop()
-    rcpt, raw = sink.messages[-1]
+    _, rcpt, raw = sink.messages[-1]
     msg = message_from_bytes(raw, policy=default_policy)
     assert rcpt == ["energy@acme.example"] and "monthly energy saving report" in msg["Subject"]
     (att,) = [p for p in msg.iter_attachments() if p.get_content_type() == "application/pdf"]
