@@ -327,8 +327,13 @@ class PeriodicJobs:
         return out
 
     def run(self, stop: threading.Event, every_s: float = 86400.0, first_after_s: float = 120.0) -> None:
-        """Run once after ``first_after_s``, then every ``every_s``, until ``stop``."""
+        """Run once after ``first_after_s``, then every ``every_s``, until ``stop``.
+
+        A failed run (InfluxDB down or slow) is retried after ``first_after_s``, doubling up to
+        ``every_s``, rather than a whole period later.
+        """
         wait = first_after_s
+        failures = 0
         while not stop.wait(wait):
             t0 = time.monotonic()
             try:
@@ -340,7 +345,12 @@ class PeriodicJobs:
                     print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} analyze: daily {sid}: PQ non-compliant "
                           f"{bad or 'none'}, no data {nodata or 'none'}; {sav}", file=sys.stderr, flush=True)
             except Exception as exc:  # noqa: BLE001 - the periodic job must not stop the follower
-                print(f"analyze: periodic job failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                failures += 1
+                wait = min(every_s, max(1.0, first_after_s) * 2 ** (failures - 1))
+                print(f"analyze: periodic job failed: {type(exc).__name__}: {exc}; retrying in {wait:.0f} s",
+                      file=sys.stderr, flush=True)
+                continue
+            failures = 0
             wait = max(1.0, every_s - (time.monotonic() - t0))
 
 
@@ -387,7 +397,7 @@ def main(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         interval = min((d.poll_interval_s for d in fleet.devices.values()), default=5.0) / 2
-        periodic = PeriodicJobs(fleet, InfluxClient.from_settings(Settings.from_env()),
+        periodic = PeriodicJobs(fleet, InfluxClient.from_settings(Settings.from_env(), timeout=120.0),  # 30-day reads
                                 os.environ.get("EH_FINDINGS_DIR") or None, site_ids=sites)
         th = threading.Thread(target=periodic.run, args=(stop,), name="analytics-periodic", daemon=True)
         th.start()

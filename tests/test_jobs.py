@@ -202,6 +202,33 @@ def test_periodic_jobs_write_daily_pq_and_savings(loaded, fleet, tmp_path):
     assert json.loads(f.read_text())["window_pq"] == [(T0 + 86400) * NS - 86400 * NS, (T0 + 86400) * NS]
 
 
+def test_periodic_jobs_retry_soon_after_a_failed_run(loaded, fleet, tmp_path, capsys):
+    """InfluxDB unreachable at the first run: retried after first_after_s (doubling), not a day later."""
+    import threading
+    import time
+
+    from core.services import free_port
+
+    client, _, _ = loaded
+    p = jobs.PeriodicJobs(fleet, InfluxClient(f"http://127.0.0.1:{free_port()}", client.database, timeout=1.0),
+                          tmp_path, site_ids=[SITE], clock=lambda: (T0 + 86400 + 30) * NS)
+    stop = threading.Event()
+    th = threading.Thread(target=p.run, args=(stop,), kwargs={"every_s": 86400.0, "first_after_s": 0.3})
+    th.start()
+    try:
+        deadline = time.monotonic() + 20
+        while "periodic job failed" not in capsys.readouterr().err and time.monotonic() < deadline:
+            time.sleep(0.05)
+        p.client = client                               # InfluxDB "comes back"
+        f = tmp_path / SITE / "2026-03-02.json"
+        while not f.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert f.exists(), "the failed run was not retried within seconds"
+    finally:
+        stop.set()
+        th.join(10)
+
+
 # ---------------------------------------------------------------- the backfill path (eng-signals' writer)
 
 BF_DAYS = 8
