@@ -132,6 +132,7 @@ demand caused by faults (it includes the increases).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import random
@@ -1062,6 +1063,10 @@ class FleetSignals:
         self._faults: list[FaultWindow] = []
         self._schedule: list[FaultWindow] = []
         self._lock = threading.RLock()     # caches and computation
+        # counter value after each completed fault window, keyed by the window and every power
+        # fault up to its end (windows are replaced, never mutated, so the key is the content)
+        self._window_memo: dict[tuple, dict[str, float]] = {}
+        self._counter_memo: dict[tuple, dict[str, np.ndarray]] = {}
         self._flock = threading.Lock()     # the fault lists (never held during a computation)
 
     # ------------------------------------------------------------------ public API
@@ -1279,6 +1284,25 @@ class FleetSignals:
 
     def _counters(self, sm: _SiteModel, dev: str, times: np.ndarray, ws: list[FaultWindow],
                   days: np.ndarray | None = None, *, resets: bool = True) -> dict[str, np.ndarray]:
+        """:meth:`_counters_at`, memoised for the few fixed instants asked again and again (meter
+        reset times, EV plug-in times, the previous demand interval): the result depends only on the
+        instants, the device and the fault windows, which the key holds."""
+        if len(times) > 64:
+            return self._counters_at(sm, dev, times, ws, days, resets=resets)
+        sig = tuple((w.device_id, w.fault, w.start, w.end) for w in ws
+                    if w.fault in _POWER_FAULTS or (w.fault == "meter_reset" and w.device_id == dev))
+        key = (dev, resets, np.asarray(times, dtype=np.float64).tobytes(), sig)
+        hit = self._counter_memo.get(key)
+        if hit is None:
+            hit = self._counters_at(sm, dev, times, ws, days, resets=resets)
+            if len(self._counter_memo) > 20_000:
+                self._counter_memo.clear()
+            self._counter_memo[key] = {c: v.copy() for c, v in hit.items()}
+            return hit
+        return {c: v.copy() for c, v in hit.items()}
+
+    def _counters_at(self, sm: _SiteModel, dev: str, times: np.ndarray, ws: list[FaultWindow],
+                     days: np.ndarray | None = None, *, resets: bool = True) -> dict[str, np.ndarray]:
         """Counters [Wh, varh] at ``times`` with faults, restarted at meter resets.
 
         Outside fault windows a counter is the base counter plus a constant; inside a (merged) window
@@ -1303,8 +1327,23 @@ class FleetSignals:
                 base_at = self._base_counters(sm, dev, edges, sm.day_of(edges))
                 base = dict(out)
                 k_prev: dict[str, float] = {}
+                by_start = sorted(pw, key=lambda w: w.start)
+                starts = [w.start for w in by_start]
+                sig = tuple((w.device_id, w.fault, w.start, w.end) for w in by_start)
                 for j, (a, e) in enumerate(merged):
                     end = min(e, tmax)
+                    key = None
+                    if e <= tmax:
+                        # a completed window: its integral is the same for every later query, so a
+                        # live simulator does not re-integrate months of history at every update
+                        key = (dev, a, e, sig[:bisect.bisect_left(starts, e)])
+                        hit = self._window_memo.get(key)
+                        if hit is not None and not ((times >= a) & (times < e)).any():
+                            k_prev = dict(hit)
+                            after = times >= e
+                            for c in out:
+                                out[c] = np.where(after, k_prev[c] + (base[c] - base_at[c][2 * j + 1]), out[c])
+                            continue
                     grid = np.arange(math.ceil(a / GRID_S) * GRID_S, end, GRID_S)
                     inner = [x for x in bps if a < x <= end]
                     pts = np.concatenate([grid, [a, end], inner, [x - _EPS_S for x in inner]])
@@ -1323,6 +1362,10 @@ class FleetSignals:
                         if e <= tmax:
                             k_prev[c] = c_a + float(cum[-1])
                             out[c] = np.where(after, k_prev[c] + (base[c] - base_at[c][2 * j + 1]), out[c])
+                    if key is not None:
+                        if len(self._window_memo) > 100_000:
+                            self._window_memo.clear()
+                        self._window_memo[key] = dict(k_prev)
         if resets:
             rs = sorted(w.start for w in ws if w.fault == "meter_reset" and w.device_id == dev)
             if rs:
@@ -1378,21 +1421,55 @@ class FleetSignals:
             b = sm.block(int(day))
             k = np.clip(((tt - b.day_start) // GRID_S).astype(np.int64), 0, len(b.demand_runmax[dev]) - 1)
             mx[sel] = np.maximum(prev, b.demand_runmax[dev][k])
-            # faulted demand at grid points inside fault windows (+ demand window) of this month
+            # faulted demand at grid points inside fault windows (+ demand window) of this month.
+            # The running maximum over a set of points is the maximum of the running maxima over any
+            # split of it, so the windows already over (with their demand interval) are evaluated
+            # once and memoised; only the windows still running are evaluated at every call.
             ms = sm.day_start(month_day)
-            gpts = []
+            tmax = float(tt.max())
+            done, active = [], []
             for w in pw:
                 a = max(w.start, ms)
-                e = min(w.end + DEMAND_S, float(tt.max()) + 1)
-                if e > a:
-                    gpts.append(np.arange(math.ceil(a / GRID_S) * GRID_S, e, GRID_S))
-            g = np.unique(np.concatenate(gpts)) if gpts else np.zeros(0)
-            if len(g):
-                dg = (net(g) - net(g - DEMAND_S)) * 3600.0 / DEMAND_S
-                run = np.maximum.accumulate(dg)
+                if w.end + DEMAND_S <= tmax:
+                    if w.end + DEMAND_S > a:
+                        done.append((a, w.end + DEMAND_S))
+                else:
+                    e = min(w.end + DEMAND_S, tmax + 1)
+                    if e > a:
+                        active.append((a, e))
+            parts = [self._window_demand(sm, dev, ms, done, pw, net)] if done else []
+            if active:
+                parts.append(_running_demand(active, net))
+            for g, run in parts:
+                if not len(g):
+                    continue
                 j = np.searchsorted(g, tt, side="right") - 1
                 mx[sel] = np.where(j >= 0, np.maximum(mx[sel], run[np.maximum(j, 0)]), mx[sel])
         return {"demand_active_power": present, "demand_active_power_max": mx}
+
+    def _window_demand(self, sm: _SiteModel, dev: str, ms: float, spans: list[tuple[float, float]],
+                       pw: list[FaultWindow], net) -> tuple[np.ndarray, np.ndarray]:
+        """(grid points, running max demand) over completed fault windows of the month, memoised on
+        the device, the month and every power fault that starts before the last of those points."""
+        last = max(e for _, e in spans)
+        key = ("demand", dev, ms, tuple(sorted(spans)),
+               tuple(sorted((w.device_id, w.fault, w.start, w.end) for w in pw if w.start < last)))
+        hit = self._window_memo.get(key)
+        if hit is None:
+            hit = _running_demand(spans, net)
+            if len(self._window_memo) > 100_000:
+                self._window_memo.clear()
+            self._window_memo[key] = hit
+        return hit
+
+
+def _running_demand(spans: list[tuple[float, float]], net) -> tuple[np.ndarray, np.ndarray]:
+    """Grid points of ``spans`` [s] and the running maximum of the demand there [W]."""
+    g = np.unique(np.concatenate([np.arange(math.ceil(a / GRID_S) * GRID_S, e, GRID_S) for a, e in spans]))
+    if not len(g):
+        return g, g
+    dg = (net(g) - net(g - DEMAND_S)) * 3600.0 / DEMAND_S
+    return g, np.maximum.accumulate(dg)
 
 
 def _cum_trapz_var(s: np.ndarray, y: np.ndarray) -> np.ndarray:

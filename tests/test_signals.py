@@ -556,3 +556,38 @@ def test_a_window_starting_on_the_counter_origin_day():
     t0 = 1767196800.0            # 2026-01-01 00:00 Asia/Shanghai
     out = sig.values_array("acme-plant1-t1-meter", np.arange(t0, t0 + 3600, 60.0))
     assert np.all(np.diff(out["energy_import"]) >= 0)
+
+
+def test_memoised_history_equals_a_fresh_evaluation(fleet):
+    """The live simulator memoises completed fault windows (counter offsets, monthly max demand) and
+    counters at fixed instants; every value must equal what a memo-free evaluation gives — before,
+    inside and after windows, and after a fault is injected or cleared (the memo key changes)."""
+    sched = [("s1-pv1", "string_loss", local(0, 9), local(3, 15), {}),
+             ("s1-pv2", "inverter_trip", local(1, 11), local(1, 13), {}),
+             ("s1-main", "low_power_factor", local(2, 8), local(2, 10), {})]
+    live, fresh = FleetSignals(fleet, seed=7), FleetSignals(fleet, seed=7)
+    live.schedule(sched)
+    fresh.schedule(sched)
+    times = [local(0, 8), local(0, 12), local(1, 12), local(3, 14.9), local(3, 15.1), local(3, 15.3),
+             local(4, 10), local(4, 10) + 5, local(4, 10) + 10]
+
+    def check():
+        for t in times:
+            for dev in ("s1-main", "s1-feeder", "s1-pv1", "s1-pv2", "s1-ev1"):
+                a = live.values(dev, t)
+                fresh._window_memo.clear()
+                fresh._counter_memo.clear()
+                b = fresh.values(dev, t)
+                assert a.keys() == b.keys()
+                for k in a:
+                    assert a[k] == pytest.approx(b[k], rel=1e-12, abs=1e-9), (dev, t, k)
+
+    check()
+    check()                                      # second pass: answered from the memo
+    for s in (live, fresh):
+        s.inject("s1-pv2", "string_loss", start=local(3, 9), end=local(3, 16))
+        s.clear("s1-pv1", "string_loss", at=local(2, 12))
+    check()
+    for s in (live, fresh):                      # inside a completed window: same extent, new content
+        s.inject("s1-pv2", "inverter_trip", start=local(0, 10), end=local(0, 12))
+    check()
