@@ -105,14 +105,14 @@ def gateway_status_topic(site: str, gateway: str) -> str:
     return f"{TOPIC_PREFIX}/{site}/gateway/{gateway}/status"
 
 
-def _ts_ns(reading: dict, now_ns: int, who: Any) -> tuple[int | None, Reject | None]:
+def _ts_ns(reading: dict, now_ns: int, device_id: str | None) -> tuple[int | None, Reject | None]:
+    """The reading's time [ns] or its reject; ``device_id`` names it in the reject (None: a status)."""
     ts = reading.get("ts")
     if type(ts) is int:     # the common case: integer epoch ms well inside the window
         t = ts * 1_000_000
         if now_ns - MAX_PAST_NS <= t <= now_ns + MAX_FUTURE_NS:
             return t, None
-    if not isinstance(who, str):
-        who = f"device {who!r}"
+    who = "status" if device_id is None else f"device {device_id!r}"   # formatted only for a reject
     if "ts" not in reading:
         return None, Reject("missing_field", f"{who}: no 'ts'")
     ts = reading["ts"]
@@ -217,7 +217,7 @@ def _status_points(fleet: Fleet, site: str, device_ids: list[str], doc: Any, now
         return []
     t = now_ns
     if isinstance(doc, dict) and "ts" in doc:
-        t, rej = _ts_ns(doc, now_ns, "status")
+        t, rej = _ts_ns(doc, now_ns, None)
         if rej is not None:
             rejects.append(rej)
             return []

@@ -134,6 +134,15 @@ def test_bad_payloads(name, topic, payload, reasons):
     assert all(r.reason in REASONS and r.detail for r in rej)
 
 
+def test_time_rejects_name_the_device():
+    for doc, reason in (({"values": {"active_power": 1.0}}, "missing_field"),
+                        ({"ts": NOW_MS + 360_000, "values": {"active_power": 1.0}}, "timestamp_future")):
+        _, rej = parse("eh/v1/s1/pv1/telemetry", doc)
+        assert [r.reason for r in rej] == [reason] and rej[0].detail.startswith("device 'pv1': "), rej
+    _, rej = parse("eh/v1/s1/pv1/status", {"online": True, "ts": "x"})
+    assert rej[0].detail.startswith("status: "), rej
+
+
 def test_one_bad_value_keeps_the_others():
     pts, rej = parse("eh/v1/s1/m1/telemetry", None,
                      raw=b'{"ts": %d, "values": {"frequency": 50.0, "kw": 3, "voltage_l1": NaN}}' % NOW_MS)
