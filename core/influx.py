@@ -159,18 +159,20 @@ def format_field_value(value: Any) -> str | None:
     raise LineProtocolError(f"unsupported field type {type(value).__name__} ({value!r})")
 
 
-_prefix_cache: dict[tuple, str] = {}
+_prefix_cache: dict[tuple, tuple[str, bytes]] = {}
 _fkey_cache: dict[str, str] = {}
 
 
-def _prefix(measurement: str, tags: dict[str, str]) -> str:
+def _prefix(measurement: str, tags: dict[str, str]) -> tuple[str, bytes]:
+    """The escaped ``measurement,tag=value,...`` of a series, as text and as bytes (cached)."""
     key = (measurement, *tags.items())
     got = _prefix_cache.get(key)
     if got is None:
         parts = [escape_measurement(measurement)]
         for k in sorted(tags):
             parts.append(f"{escape_key(k)}={escape_key(tags[k], f'tag {k!r} value')}")
-        got = ",".join(parts)
+        text = ",".join(parts)
+        got = (text, text.encode())
         if len(_prefix_cache) > 50_000:
             _prefix_cache.clear()
         _prefix_cache[key] = got
@@ -180,7 +182,7 @@ def _prefix(measurement: str, tags: dict[str, str]) -> str:
 def _encode(p: Point) -> tuple[str | None, int, str | None]:
     """(line or None, non-finite fields dropped, reason when no line)."""
     try:
-        prefix = _prefix(p.measurement, p.tags)
+        prefix = _prefix(p.measurement, p.tags)[0]
         parts = []
         dropped = 0
         for k, v in p.fields.items():
@@ -229,7 +231,6 @@ class Encoded(NamedTuple):
     rejected: list[tuple[Point, str]]           # points with no line, and why
 
 
-_prefix_b_cache: dict[tuple, bytes] = {}
 _plain_keysets: set[tuple] = set()
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELDSET = bytes.maketrans(b":", b"=")         # with '"{}' deleted: {"a":1.5,"b":2.0} -> a=1.5,b=2.0
@@ -261,16 +262,10 @@ def _float_fields_line(p: Point) -> bytes | None:
     # Values are the builder's promise (finite floats) and are not re-checked here: a broken
     # promise (NaN written as null, a str, a bool) makes InfluxDB refuse that one line with a 400,
     # which quarantines it, counted as rejected (never lost silently, never spoils the batch).
-    key = (p.measurement, *p.tags.items())
-    prefix = _prefix_b_cache.get(key)
-    if prefix is None:
-        try:
-            prefix = _prefix(p.measurement, p.tags).encode()
-        except (LineProtocolError, AttributeError, TypeError):
-            return None
-        if len(_prefix_b_cache) > 50_000:
-            _prefix_b_cache.clear()
-        _prefix_b_cache[key] = prefix
+    try:
+        prefix = _prefix(p.measurement, p.tags)[1]
+    except (LineProtocolError, AttributeError, TypeError):      # the general encoder names the fault
+        return None
     return b"%s %s %d" % (prefix, body.translate(_FIELDSET, b'"{}'), t)
 
 
