@@ -32,8 +32,9 @@ when it is given none: constant scale factors), ``note``; SunSpec rows add ``mod
 address is then relative to the model's ID register) and ``repeat = true`` (the address
 is relative to each repeating module; ``{n}`` in the channel is the module number).
 
-Decoding is struct-based: one ``itemgetter`` (word-order permutation), one ``pack`` and
-two ``unpack`` calls per block, then one pass to scale; no per-register converter call.
+Decoding is struct-based: one ``itemgetter`` (word-order permutation, skipped when every
+value is big-endian), one ``pack`` and two ``unpack`` calls per block, then one pass to scale; no
+per-register converter call.
 """
 
 from __future__ import annotations
@@ -196,7 +197,8 @@ class Block:
             fields.append((r.key, r.is_channel, float(r.scale), float(r.offset),
                            -1 if sent is None else sent, sfi))
         self._fields = tuple(fields)
-        self._perm = operator.itemgetter(*perm) if count > 1 else (lambda w: (w[0],))
+        identity = perm == list(range(count))
+        self._perm = None if identity else operator.itemgetter(*perm) if count > 1 else (lambda w: (w[0],))
         self._pack = struct.Struct(f">{count}H").pack
         self._typed = struct.Struct("".join(typed)).unpack
         self._unsigned = struct.Struct("".join(unsigned)).unpack
@@ -212,33 +214,44 @@ class Block:
         self._plain = tuple(x[:4] for x in plain)
         self._guarded = tuple(guarded)
         self._general = tuple(general)
+        # the raw unsigned patterns are needed only where one may differ from the typed value
+        # (a signed or float row among the guarded or general ones, or a scale factor); else
+        # the typed tuple stands in for them (the general loop compares u[i] with -1 too)
+        self._needs_unsigned = bool(self._sf_sentinel) or any(
+            TYPES[self.registers[i].type].typed != TYPES[self.registers[i].type].unsigned
+            for i in [g[0] for g in guarded] + [g[0] for g in general])
 
     def __repr__(self) -> str:
         return f"Block({self.table}@{self.start}+{self.count}, {len(self.registers)} registers)"
 
-    def decode(self, words: Sequence[int], *, helpers: bool = False) -> dict[str, float]:
+    def decode(self, words: Sequence[int], *, helpers: bool = False,
+               into: dict[str, float] | None = None) -> dict[str, float]:
         """Decode the words of one read into channel values in canonical units.
 
         A value equal to its sentinel, a NaN, or a value whose scale factor is "not
         implemented" is left out.  ``helpers=True`` also returns helper rows (by name).
+        ``into``: a dict to add the values to (and return) instead of a new one.
         Raises ``ValueError`` if the word count is wrong or a word is not 0..65535.
         """
         if len(words) != self.count:
             raise ValueError(f"block {self.table}@{self.start}: expected {self.count} words, got {len(words)}")
         try:
-            raw = self._pack(*self._perm(words))
+            raw = self._pack(*words) if self._perm is None else self._pack(*self._perm(words))
         except struct.error as exc:
             raise ValueError(f"block {self.table}@{self.start}: word out of range 0..65535 ({exc})") from None
         t = self._typed(raw)
-        out: dict[str, float] = {k: t[i] * s + o for i, k, s, o in self._plain}
+        out: dict[str, float] = {} if into is None else into
+        for i, k, sc, o in self._plain:          # a plain loop: fewer instructions than map/zip here
+            out[k] = t[i] * sc + o
         if not (self._guarded or self._general):
             return out
-        u = self._unsigned(raw)
-        for i, k, s, o, sent in self._guarded:
+        u = self._unsigned(raw) if self._needs_unsigned else t
+        for i, k, sc, o, sent in self._guarded:
             if u[i] != sent:
-                out[k] = t[i] * s + o
+                out[k] = t[i] * sc + o
         # a scale factor "not implemented" or outside SunSpec's -10..10 leaves its values out
-        sf_bad = {i for i, s in self._sf_sentinel.items() if u[i] == s or not -10 <= t[i] <= 10}
+        sf_bad = {i for i, s in self._sf_sentinel.items() if u[i] == s or not -10 <= t[i] <= 10} \
+            if self._sf_sentinel else ()
         for i, (key, is_channel, scale, offset, sent, sfi) in self._general:
             if not (is_channel or helpers) or u[i] == sent:
                 continue

@@ -139,6 +139,26 @@ def test_offset_gap_and_several_rows_in_one_block():
         "winding_temperature_l1": pytest.approx(25.0), "energy_import": 65538.0}
 
 
+def test_typed_values_stand_in_for_raw_patterns_only_where_they_are_equal():
+    """A block decodes sentinels from the typed tuple when every guarded row is unsigned; a
+    signed, float or helper row beside them must still be compared on its raw pattern, so a
+    value of -1 (the "no sentinel" marker) or -1.0 is kept, and 0xFFFF/0x8000 left out."""
+    only_unsigned = Block("holding", 0, 2, [_reg("uint16", 0, key="thd_voltage_l1", nan=0xFFFF),
+                                            _reg("uint16", 1, key="thd_voltage_l2", nan=0xFFFF)])
+    assert not only_unsigned._needs_unsigned
+    assert only_unsigned.decode([0xFFFF, 31]) == {"thd_voltage_l2": 31.0}
+    mixed = Block("holding", 0, 4, [_reg("uint16", 0, key="thd_voltage_l1", nan=0xFFFF),
+                                    _reg("int16", 1, key="winding_temperature_l1", nan=0x8000),
+                                    _reg("float32", 2, key="active_power")])
+    assert mixed._needs_unsigned
+    minus_one = list(struct.unpack(">2H", struct.pack(">f", -1.0)))
+    assert mixed.decode([7, 0xFFFF, *minus_one]) == {"thd_voltage_l1": 7.0, "winding_temperature_l1": -1.0,
+                                                     "active_power": -1.0}
+    assert mixed.decode([0xFFFF, 0x8000, *minus_one]) == {"active_power": -1.0}
+    into = {"x": 1.0}
+    assert mixed.decode([7, 0xFFFF, *minus_one], into=into) is into and into["x"] == 1.0 and len(into) == 4
+
+
 @pytest.mark.parametrize("sf_word,expected", [(0xFFFE, 45.67), (0x0001, 45670.0), (0x0000, 4567.0), (0x7FFF, None),
                                               (0x8000, None)])
 def test_scale_factor_register(sf_word, expected):
