@@ -24,9 +24,19 @@ import pymodbus.pdu.register_message  # noqa: F401 - imported so every request c
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymodbus.exceptions import ModbusIOException
 from pymodbus.pdu import ModbusPDU
+from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
-from collector.modbus import READ_FUNCTION_CODES, Link, ModbusCollector, ReadOnlyClient, WriteRefused
+from collector.modbus import (
+    READ_FUNCTION_CODES,
+    HoldingRegistersAnswer,
+    InputRegistersAnswer,
+    Link,
+    ModbusCollector,
+    ReadOnlyClient,
+    WriteRefused,
+)
 from core.config import parse_fleet
 from core.profiles import TYPES, load_profiles, plan_blocks, precision, sunspec_layout
 from core.services import free_port as _free_port
@@ -624,12 +634,15 @@ MALFORMED = {
     "wrong_fc": lambda tid, unit, fc, n: _mbap(tid, unit, 3 if fc == 4 else 4, n),
     "short": lambda tid, unit, fc, n: _mbap(tid, unit, fc, n - 1),
     "bad_length": lambda tid, unit, fc, n: _mbap(tid, unit, fc, n)[:4] + b"\x00\x02" + _mbap(tid, unit, fc, n)[6:],
+    "odd_byte_count": lambda tid, unit, fc, n: _mbap(tid, unit, fc, n, byte_count=2 * n - 1, cut=1),
+    "byte_count_beyond_frame": lambda tid, unit, fc, n: _mbap(tid, unit, fc, n, byte_count=2 * n + 2),
     "reset": None,
 }
 
 
-def _mbap(tid: int, unit: int, fc: int, n: int) -> bytes:
-    body = bytes([unit, fc, 2 * n]) + b"\x01\x2c" * n          # every register 300
+def _mbap(tid: int, unit: int, fc: int, n: int, *, byte_count: int | None = None, cut: int = 0) -> bytes:
+    body = bytes([unit, fc, 2 * n if byte_count is None else byte_count]) + b"\x01\x2c" * n   # registers 300
+    body = body[:len(body) - cut]
     return tid.to_bytes(2, "big") + b"\x00\x00" + len(body).to_bytes(2, "big") + body
 
 
@@ -674,6 +687,35 @@ def test_malformed_answers_never_become_data_and_never_stop_the_poller(mode):
     assert not [p for p in points if p.measurement == "transformer"]
     assert set(status) <= {"timeout", "decode_error", "connect_failed"}
     assert stats["offline"] == ["x"] and requests and set(requests) == {4}
+
+
+def test_register_answers_are_decoded_in_one_unpack_with_pymodbus_checks():
+    """Our FC 03/04 answer classes give pymodbus's registers, refuse what it refuses, and keep
+    the registers out of the PDU's text (pymodbus formats it for a debug line at every answer)."""
+    for cls, fc in ((HoldingRegistersAnswer, 3), (InputRegistersAnswer, 4)):
+        stock = {3: ReadHoldingRegistersResponse, 4: ReadInputRegistersResponse}[fc]()
+        ours = cls()
+        frame = bytes([6, 0x00, 0x01, 0xFF, 0xFF, 0x80, 0x00])
+        stock.decode(frame)
+        ours.decode(frame)
+        assert ours.registers == stock.registers == [1, 0xFFFF, 0x8000] and ours.function_code == fc
+        assert "65535" not in str(ours) and "3 registers" in str(ours)
+        for bad in (bytes([8, 0, 1, 0, 2]), bytes([3, 0, 1, 0])):       # beyond the frame; odd
+            with pytest.raises(ModbusIOException):
+                cls().decode(bad)
+        ours.decode(bytes([0]))
+        assert ours.registers == []
+
+
+def test_clients_decode_answers_with_our_classes():
+    async def make():
+        return ReadOnlyClient("127.0.0.1", 1)
+
+    c = asyncio.run(make())
+    table = c._client.ctx.framer.decoder.pdu_table
+    assert table[3][1] is HoldingRegistersAnswer and table[4][1] is InputRegistersAnswer
+    from pymodbus.pdu.decoders import DecodePDU
+    assert DecodePDU.pdu_table[3][1] is ReadHoldingRegistersResponse     # pymodbus's own table untouched
 
 
 def test_bad_block_is_asked_again_every_tenth_poll_and_recovers():
