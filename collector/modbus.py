@@ -26,6 +26,9 @@ Reliability rules (docs reliability.md §3, §0 row 10):
 * the poll's scheduled time (a multiple of the interval) is the Point timestamp; a slot
   missed because a poll ran long is skipped and counted (``skipped_slots``), and a wall clock
   stepped back re-aligns the schedule at once (``clock_steps_back``) instead of pausing polls;
+* a meter wired through instrument transformers (``ct_ratio``/``pt_ratio`` in the fleet) has its
+  secondary-side voltages, currents, powers and energies turned into primary values
+  (:func:`core.channels.primary_factor`) before they are stored;
 * read function codes 01–04 only: :class:`ReadOnlyClient` has no write method and refuses
   any other outgoing PDU in pymodbus's send path (IEC 62443 FR3 least privilege).
 
@@ -51,6 +54,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
+from core.channels import primary_factor
 from core.config import Device, Fleet
 from core.model import Point
 from core.profiles import (
@@ -275,6 +279,10 @@ class DevicePoller:
         self.status_tags = {**device.tags, "source": "modbus"}
         self._ctx = {"site": device.site_id, "device": device.id}     # log extras (core.logjson)
         self.bad_blocks: dict[tuple[str, int], tuple[str, int]] = {}   # block -> (status, poll to retry at)
+        # a meter read through CTs/PTs reports secondary values: channel -> factor to the primary side
+        self.primary = {} if (device.ct_ratio, device.pt_ratio) == (1.0, 1.0) else {
+            ch: f for ch in profile.channels
+            if (f := primary_factor(ch, device.ct_ratio, device.pt_ratio)) != 1.0}
 
     async def _read(self, table: str, address: int, count: int) -> list[int]:
         tries = 1 + (self.device.retries if self.state.online is not False else 0)
@@ -356,6 +364,10 @@ class DevicePoller:
                 except ValueError as exc:
                     status = "decode_error"
                     log.warning("%s: %s", self.device.id, exc, extra=self._ctx)
+            if self.primary:
+                for ch, factor in self.primary.items():
+                    if ch in fields:
+                        fields[ch] *= factor
         except PollFailure as exc:
             status = exc.status
         except WriteRefused:

@@ -134,3 +134,28 @@ def channel(name: str) -> Channel:
         return CHANNELS[name]
     except KeyError:
         raise KeyError(f"unknown channel {name!r}: channels are listed in core/channels.py") from None
+
+
+#: units that instrument transformers scale: voltage by the VT (PT) ratio, current by the CT ratio,
+#: power and energy by both
+_RATIO_BY_UNIT = {"V": "pt", "A": "ct", "W": "both", "var": "both", "VA": "both", "Wh": "both", "varh": "both"}
+
+
+def primary_factor(name: str, ct_ratio: float = 1.0, pt_ratio: float = 1.0) -> float:
+    """Factor from a meter's secondary-side value of channel ``name`` to the primary side.
+
+    A meter wired through current transformers (CT, e.g. 200/5 A: ratio 40) and, on a 10 kV
+    feeder, voltage transformers (PT/VT, 10 kV/100 V: ratio 100) measures secondary
+    quantities; unless it is set up to apply the ratios itself, the collector multiplies
+    voltages by the PT ratio, currents by the CT ratio, and powers and energies by both
+    (P_primary = P_secondary × CT × PT).  Power factor, frequency, THD and states are
+    ratio-free.  Only AC meter channels are meant; DC channels are the caller's to exclude.
+    """
+    which = _RATIO_BY_UNIT.get(channel(name).unit)
+    if which == "pt":
+        return pt_ratio
+    if which == "ct":
+        return ct_ratio
+    if which == "both":
+        return ct_ratio * pt_ratio
+    return 1.0

@@ -58,6 +58,8 @@ class Device:
     retries: int = 1
     rated_power_kw: float | None = None   # PV inverter AC rating / charger rating
     name: str = ""
+    ct_ratio: float = 1.0        # meter read through current transformers: primary/secondary (200/5 A -> 40)
+    pt_ratio: float = 1.0        # ... and voltage transformers (10 kV/100 V -> 100); 1 = reads primary values
 
     @property
     def tags(self) -> dict[str, str]:
@@ -183,6 +185,16 @@ def load_fleet(path: str | os.PathLike, *, known_profiles: set[str] | None = Non
     return parse_fleet(raw, str(p), known_profiles=known_profiles, path=p)
 
 
+def _ratio(dr: _Reader, key: str, kind: str, transport: str) -> float:
+    """An instrument-transformer ratio: only for Modbus meters (the collector scales their values)."""
+    value = dr.get(key, float, 1.0, check=lambda v: 1.0 <= v <= 100_000.0,
+                   why="must be 1..100000 (primary/secondary, e.g. 40 for a 200/5 A CT)")
+    if value != 1.0 and (kind != "meter" or transport != "modbus"):
+        raise dr.fail(key, "applies to Modbus meters only (the collector turns their secondary-side values into "
+                           f"primary ones); this device is a {transport} {kind}")
+    return value
+
+
 def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] | None = None,
                 path: Path | None = None) -> Fleet:
     top = _Reader(where, "top level", raw)
@@ -282,6 +294,8 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                     retries=dr.get("retries", int, 1, check=lambda v: 0 <= v <= 5, why="must be 0..5"),
                     rated_power_kw=dr.get("rated_power_kw", float, None, check=_positive, why="must be > 0"),
                     name=dr.get("name", str, ""),
+                    ct_ratio=_ratio(dr, "ct_ratio", kind, transport),
+                    pt_ratio=_ratio(dr, "pt_ratio", kind, transport),
                 )
                 dr.finish()
                 devices.append(dev)

@@ -34,6 +34,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from core.channels import primary_factor
 from core.config import Device, Fleet
 from core.profiles import Profile, Register, encode, plan_blocks, sunspec_layout
 
@@ -64,6 +65,10 @@ class DeviceImage:
         self.updated = 0.0
         self.clamped: Counter = Counter()
         self.late_s = 1.5 * device.timeout_s      # "late" answers come after the poller's timeout
+        # a meter behind CTs/PTs serves secondary values: the model's primary value / factor
+        self.secondary = {} if (device.ct_ratio, device.pt_ratio) == (1.0, 1.0) else {
+            ch: f for ch in profile.channels
+            if (f := primary_factor(ch, device.ct_ratio, device.pt_ratio)) != 1.0}
 
     def update(self, values: Mapping[str, float]) -> None:
         """Encode ``values``; a value out of its register's range saturates (counted in ``clamped``)."""
@@ -72,6 +77,8 @@ class DeviceImage:
     def encode(self, values: Mapping[str, float]) -> tuple[dict[tuple[str, int], int], list[str]]:
         """Words for ``values`` (pure: may run in a worker thread) and the keys that saturated."""
         clamped: list[str] = []
+        if self.secondary:
+            values = {k: v / self.secondary[k] if k in self.secondary else v for k, v in values.items()}
         return encode(self.registers, values, clamp=True, clamped=clamped), clamped
 
     def apply(self, words: Mapping[tuple[str, int], int], clamped: list[str]) -> None:

@@ -47,6 +47,11 @@ MODBUS = {"id": "d1", "kind": "meter", "transport": "modbus", "profile": "p", "h
         ({"profile": None}, ["device 'd1'", "'profile'", "required"]),
         ({"host": None}, ["device 'd1'", "'host'", "required"]),
         ({"gateway": "nope", "host": None, "port": None}, ["device 'd1'", "'gateway'", "nope"]),
+        ({"ct_ratio": 0.5}, ["device 'd1'", "'ct_ratio'", "1..100000", "0.5"]),
+        ({"pt_ratio": "100"}, ["device 'd1'", "'pt_ratio'", "expected float"]),
+        ({"kind": "transformer", "ct_ratio": 40}, ["device 'd1'", "'ct_ratio'", "Modbus meters only", "transformer"]),
+        ({"transport": "mqtt", "host": None, "port": None, "pt_ratio": 100},
+         ["device 'd1'", "'pt_ratio'", "Modbus meters only", "mqtt meter"]),
     ],
 )
 def test_bad_device_is_named_with_file_and_key(change, words):
@@ -57,6 +62,14 @@ def test_bad_device_is_named_with_file_and_key(change, words):
     assert msg.startswith("fleet.toml: ")
     for w in words:
         assert w in msg
+
+
+def test_instrument_transformer_ratios_on_a_meter():
+    fleet = parse_fleet(_fleet({**MODBUS, "ct_ratio": 40, "pt_ratio": 100.0}), "fleet.toml")
+    d = fleet.devices["d1"]
+    assert (d.ct_ratio, d.pt_ratio) == (40.0, 100.0)
+    plain = parse_fleet(_fleet(MODBUS), "fleet.toml").devices["d1"]
+    assert (plain.ct_ratio, plain.pt_ratio) == (1.0, 1.0)
 
 
 def test_unknown_profile_names_the_known_ones():

@@ -689,6 +689,37 @@ def test_malformed_answers_never_become_data_and_never_stop_the_poller(mode):
     assert stats["offline"] == ["x"] and requests and set(requests) == {4}
 
 
+def test_meter_behind_instrument_transformers_is_stored_in_primary_values():
+    """A 10 kV feeder meter behind 200/5 A CTs and 10 kV/100 V PTs: the simulator serves secondary
+    values (its registers hold 105.0 V for 10.5 kV), the collector stores primary ones."""
+    port = free_port()
+    prof = PROFILES["meter_acrel_dtsd1352"]
+    fleet = _fleet([{**_dev("hv", "meter_acrel_dtsd1352", port=port), "ct_ratio": 40, "pt_ratio": 100}])
+    primary = {**expected_values(prof), "voltage_l1": 10_500.0, "current_l1": 180.0, "active_power": 2_000_000.0,
+               "energy_import": 123_456_000.0, "power_factor": 0.95, "frequency": 50.0}
+    points: list = []
+
+    async def main():
+        sim = await serve_fleet(fleet, PROFILES, lambda dev, t: primary, update_interval_s=60)
+        try:
+            words = sim.images["hv"].read("holding", 0x61, 1)
+            await _run(ModbusCollector(fleet, PROFILES, points.extend), 1.2)
+            return words
+        finally:
+            await sim.stop()
+
+    words = asyncio.run(main())
+    assert words == [1050]                                 # 105.0 V on the secondary side, 0.1 V per count
+    rows = [p for p in points if p.measurement == "meter"]
+    assert rows, "no meter points"
+    f = rows[-1].fields
+    regs = {r.key: r for r in prof.registers if r.is_channel}
+    for ch, factor in (("voltage_l1", 100), ("current_l1", 40), ("active_power", 4000), ("energy_import", 4000),
+                       ("power_factor", 1), ("frequency", 1)):
+        tol = precision(regs[ch]) * factor + 1e-9 * abs(primary[ch])
+        assert math.isclose(f[ch], primary[ch], abs_tol=tol), (ch, f[ch], primary[ch])
+
+
 def test_register_answers_are_decoded_in_one_unpack_with_pymodbus_checks():
     """Our FC 03/04 answer classes give pymodbus's registers, refuse what it refuses, and keep
     the registers out of the PDU's text (pymodbus formats it for a debug line at every answer)."""

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.channels import CHANNELS
+from core.channels import CHANNELS, primary_factor
 from core.profiles import (
     PROFILES_DIR,
     TYPES,
@@ -339,3 +339,15 @@ def test_encode_clamp_saturates_like_a_device_and_reports_it():
     assert clamped == ["active_power"] * 3
     with pytest.raises(ValueError, match="does not fit float32"):
         encode([_reg("float32", 0)], {"active_power": 1e300})
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("voltage_l1", 100.0), ("voltage_l31", 100.0), ("current_l2", 40.0), ("current_n", 40.0),
+    ("active_power", 4000.0), ("reactive_power_l3", 4000.0), ("apparent_power", 4000.0),
+    ("energy_import", 4000.0), ("reactive_energy_export", 4000.0), ("demand_active_power_max", 4000.0),
+    ("power_factor", 1.0), ("frequency", 1.0), ("thd_current_l1", 1.0),
+])
+def test_primary_factor_by_unit(name, expected):
+    """200/5 A CTs (40) and 10 kV/100 V PTs (100): P = P_secondary x CT x PT, U x PT, I x CT."""
+    assert primary_factor(name, ct_ratio=40.0, pt_ratio=100.0) == expected
+    assert primary_factor(name) == 1.0
