@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import multiprocessing as mp
 import sys
@@ -63,6 +64,24 @@ def _serve(raw: dict, ready, stop) -> None:
         await sim.stop()
 
     asyncio.run(main())
+
+
+@contextlib.contextmanager
+def simulator(raw: dict, timeout_s: float = 60.0):
+    """The simulated devices of fleet ``raw`` in a child process (not the measured one), until exit."""
+    ctx = mp.get_context("spawn")
+    ready, stop = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_serve, args=(raw, ready, stop), daemon=True)
+    proc.start()
+    try:
+        if not ready.wait(timeout_s):
+            raise SystemExit("simulator did not start")
+        yield proc
+    finally:
+        stop.set()
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
 
 
 async def bare(fleet, profiles, seconds: float, answers: bool = False) -> tuple[int, float]:
@@ -134,13 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     prof = profiles[args.profile]
     raw = fleet_raw(args.devices, args.profile, prof.kind, interval=0.1)
     fleet = parse_fleet(raw)
-    ctx = mp.get_context("spawn")
-    ready, stop = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_serve, args=(raw, ready, stop), daemon=True)
-    proc.start()
-    try:
-        if not ready.wait(60):
-            raise SystemExit("simulator did not start")
+    with simulator(raw):
         asyncio.run(bare(fleet, profiles, 2.0))            # warm-up (connections, caches), not counted
         runs = []
         for _ in range(max(1, min(args.rounds, 9))):       # alternate, so machine load hits all alike
@@ -154,11 +167,6 @@ def main(argv: list[str] | None = None) -> None:
                   f"{100 * o_polls / a_polls:5.1f} %", flush=True)
         runs.sort(key=lambda r: r[0])
         _, b_polls, b_cpu, o_polls, o_cpu, stats, a_polls, a_cpu = runs[len(runs) // 2]
-    finally:
-        stop.set()
-        proc.join(10)
-        if proc.is_alive():
-            proc.terminate()
     b_rate, o_rate = b_polls / args.seconds, o_polls / args.seconds
     print(f"median round: {args.devices} devices x {len(prof.blocks)} blocks ({args.profile}), "
           f"{args.seconds:.0f} s each, simulator in a separate process")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing as mp
 import re
 import shutil
 import subprocess
@@ -74,7 +73,7 @@ async def _ours(fleet, profiles, per_dev: int) -> None:
 def _child(variant: str, devices: int, per_dev: int) -> None:
     """Run one variant for a fixed number of polls (this process is the one under valgrind)."""
     sys.path.insert(0, str(ROOT / "bench"))
-    from bench_modbus import _serve, fleet_raw
+    from bench_modbus import fleet_raw, simulator
 
     from core.config import parse_fleet
     from core.profiles import load_profiles
@@ -82,20 +81,11 @@ def _child(variant: str, devices: int, per_dev: int) -> None:
     profiles = load_profiles()
     raw = fleet_raw(devices, PROFILE, profiles[PROFILE].kind, 0.1)
     fleet = parse_fleet(raw)
-    ctx = mp.get_context("spawn")
-    ready, stop = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_serve, args=(raw, ready, stop), daemon=True)
-    proc.start()
-    try:
-        if not ready.wait(120):
-            raise SystemExit("simulator did not start")
+    with simulator(raw, timeout_s=120):
         if variant == "ours":
             asyncio.run(_ours(fleet, profiles, per_dev))
         else:
             asyncio.run(_bare(fleet, profiles, per_dev, answers=variant == "bare_answers"))
-    finally:
-        stop.set()
-        proc.join(10)
 
 
 def _instructions(variant: str, devices: int, per_dev: int) -> int:
