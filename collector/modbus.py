@@ -54,7 +54,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
-from core.channels import primary_factor
+from core.channels import primary_factors
 from core.config import Device, Fleet
 from core.model import Point
 from core.profiles import (
@@ -280,9 +280,7 @@ class DevicePoller:
         self._ctx = {"site": device.site_id, "device": device.id}     # log extras (core.logjson)
         self.bad_blocks: dict[tuple[str, int], tuple[str, int]] = {}   # block -> (status, poll to retry at)
         # a meter read through CTs/PTs reports secondary values: channel -> factor to the primary side
-        self.primary = {} if (device.ct_ratio, device.pt_ratio) == (1.0, 1.0) else {
-            ch: f for ch in profile.channels
-            if (f := primary_factor(ch, device.ct_ratio, device.pt_ratio)) != 1.0}
+        self.primary = primary_factors(profile.channels, device.ct_ratio, device.pt_ratio)
 
     async def _read(self, table: str, address: int, count: int) -> list[int]:
         tries = 1 + (self.device.retries if self.state.online is not False else 0)

@@ -18,6 +18,7 @@ Sign rules, one per device kind (OpenEMS "nature" style):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 DEVICE_KINDS: tuple[str, ...] = ("meter", "transformer", "pv_inverter", "ev_charger")
@@ -159,3 +160,11 @@ def primary_factor(name: str, ct_ratio: float = 1.0, pt_ratio: float = 1.0) -> f
     if which == "both":
         return ct_ratio * pt_ratio
     return 1.0
+
+
+def primary_factors(names: Iterable[str], ct_ratio: float = 1.0, pt_ratio: float = 1.0) -> dict[str, float]:
+    """:func:`primary_factor` of each channel in ``names`` whose factor is not 1; ``{}`` without ratios
+    (then ``names`` is not looked at, so templated SunSpec names such as ``mppt{n}_...`` pass)."""
+    if ct_ratio == 1.0 and pt_ratio == 1.0:
+        return {}
+    return {n: f for n in names if (f := primary_factor(n, ct_ratio, pt_ratio)) != 1.0}

@@ -34,7 +34,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from core.channels import primary_factor
+from core.channels import primary_factors
 from core.config import Device, Fleet
 from core.profiles import Profile, Register, encode, plan_blocks, sunspec_layout
 
@@ -66,9 +66,7 @@ class DeviceImage:
         self.clamped: Counter = Counter()
         self.late_s = 1.5 * device.timeout_s      # "late" answers come after the poller's timeout
         # a meter behind CTs/PTs serves secondary values: the model's primary value / factor
-        self.secondary = {} if (device.ct_ratio, device.pt_ratio) == (1.0, 1.0) else {
-            ch: f for ch in profile.channels
-            if (f := primary_factor(ch, device.ct_ratio, device.pt_ratio)) != 1.0}
+        self.secondary = primary_factors(profile.channels, device.ct_ratio, device.pt_ratio)
 
     def update(self, values: Mapping[str, float]) -> None:
         """Encode ``values``; a value out of its register's range saturates (counted in ``clamped``)."""
