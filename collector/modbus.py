@@ -180,10 +180,10 @@ class ReadOnlyClient:
 class Link:
     """One TCP connection (direct device or gateway), serialized, with pause and backoff.
 
-    ``exclusive=True`` says that one task alone reads through this link (a direct device:
-    one poller, one request at a time), so the link's own lock is not taken; pymodbus still
-    serializes requests on the client.  A gateway link, shared by the unit ids behind it, is
-    never exclusive.
+    ``exclusive=True`` says that one task alone reads through this link (one poller, one request
+    at a time), so the link's own lock is not taken; pymodbus still serializes requests on the
+    client, and the gateway pause is kept (it only needs the previous request's end).  A link
+    shared by several unit ids takes the lock.
     """
 
     def __init__(self, name: str, host: str, port: int, *, framer: str = "socket", pause_s: float = 0.0,
@@ -206,8 +206,8 @@ class Link:
             self.client.close()
             self.client = None
 
-    async def _ensure(self) -> ReadOnlyClient:
-        """A connected client: the current one, or a new connection (subject to the backoff)."""
+    async def _connect(self) -> ReadOnlyClient:
+        """A new connection, replacing the broken one (subject to the backoff)."""
         self._close()
         now = time.monotonic()
         if now < self.next_attempt:
@@ -240,7 +240,7 @@ class Link:
         try:
             client = self.client
             if client is None or not client.connected:
-                client = await self._ensure()
+                client = await self._connect()
             if self.pause_s:
                 wait = self.last_end + self.pause_s - time.monotonic()
                 if wait > 0:
@@ -435,7 +435,7 @@ class ModbusCollector:
             self.pollers.append(DevicePoller(dev, profiles[dev.profile], self.links[key]))
         users = Counter(p.link.name for p in self.pollers)
         for name, link in self.links.items():
-            link.exclusive = users[name] == 1 and not name.startswith("gateway:")
+            link.exclusive = users[name] == 1
 
     async def _device_loop(self, poller: DevicePoller, stop: asyncio.Event) -> None:
         interval_ns = round(poller.device.poll_interval_s * 1e9)
