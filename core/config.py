@@ -399,7 +399,7 @@ class Settings:
             mqtt_user=e.get("EH_MQTT_USER") or None, mqtt_password=secret("EH_MQTT_PASSWORD"),
             mqtt_tls_ca=e.get("EH_MQTT_TLS_CA") or None,
             spool_dir=e.get("EH_SPOOL_DIR", cls.spool_dir),
-            spool_max_bytes=_spool_cap(e.get("EH_SPOOL_MAX_BYTES")),
+            spool_max_bytes=_bytes_setting(e, "EH_SPOOL_MAX_BYTES", cls.spool_max_bytes, 1 << 20),
             deadletter_max_bytes=_bytes_setting(e, "EH_DEADLETTER_MAX_BYTES", cls.deadletter_max_bytes, 1 << 16),
         )
 
@@ -425,12 +425,4 @@ def _bytes_setting(e, name: str, default: int, minimum: int) -> int:
         return default
     if not raw.isdigit() or int(raw) < minimum:
         raise ConfigError(f"{name}: a whole number of bytes >= {minimum}, got {raw!r}")
-    return int(raw)
-
-
-def _spool_cap(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return Settings.spool_max_bytes
-    if not raw.isdigit() or int(raw) < 1 << 20:
-        raise ConfigError(f"EH_SPOOL_MAX_BYTES: a whole number of bytes >= 1048576, got {raw!r}")
     return int(raw)
