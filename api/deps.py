@@ -128,32 +128,35 @@ class ForgetPrincipalsOnWrite:
             self.cache.clear()
 
 
+def _principal_cache(request: Request) -> PrincipalCache:
+    """The app's principal cache for a read; none for a write (it may revoke, deactivate or re-scope:
+    always from the store)."""
+    if request.method not in SAFE_METHODS:
+        return _NO_CACHE
+    return getattr(request.app.state, "principal_cache", None) or _NO_CACHE
+
+
+def _cached_user(cache: PrincipalCache, key: tuple, lookup: Callable[[], dict | None]) -> dict | None:
+    """The user under ``key``: from ``cache``, else from ``lookup()`` (then cached); every request its own copy."""
+    user = cache.get(key)
+    if user is not None:
+        return dict(user)
+    user = lookup()
+    if user is not None:
+        cache.put(key, dict(user))
+    return user
+
+
 async def get_current_user(request: Request, store: StoreDep,
                            cred: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
                            api_key: Annotated[str | None, Security(api_key_header)]) -> dict:
     """The active user behind the bearer token or API key; 401 otherwise, 429 over the rate limit."""
     user = None
-    cache: PrincipalCache = getattr(request.app.state, "principal_cache", None) or _NO_CACHE
-    if request.method not in SAFE_METHODS:
-        cache = _NO_CACHE              # a write may revoke, deactivate or re-scope: always from the store
+    cache = _principal_cache(request)
     if cred is not None and cred.scheme.lower() == "bearer":
-        key = ("token", cred.credentials)
-        user = cache.get(key)
-        if user is None:
-            user = store.user_for_token(cred.credentials)
-            if user is not None:
-                cache.put(key, dict(user))
-        else:
-            user = dict(user)          # every request its own copy
+        user = _cached_user(cache, ("token", cred.credentials), lambda: store.user_for_token(cred.credentials))
     elif api_key:
-        key = ("key", api_key)
-        user = cache.get(key)
-        if user is None:
-            user = store.user_for_api_key(api_key)
-            if user is not None:
-                cache.put(key, dict(user))
-        else:
-            user = dict(user)
+        user = _cached_user(cache, ("key", api_key), lambda: store.user_for_api_key(api_key))
     if user is None:
         raise _UNAUTHORIZED
     if not request.app.state.rate_limiter.allow(user["id"]):
@@ -210,9 +213,7 @@ class Scope:
 
 async def get_scope(request: Request, user: UserDep, store: StoreDep) -> Scope:
     """THE tenancy dependency: principal → allowed customer and site ids."""
-    cache: PrincipalCache = getattr(request.app.state, "principal_cache", None) or _NO_CACHE
-    if request.method not in SAFE_METHODS:
-        cache = _NO_CACHE
+    cache = _principal_cache(request)
     key = ("scope", user["id"], user["role"], user["customer_id"])
     allowed = cache.get(key)
     if allowed is None:
