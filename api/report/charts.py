@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from api.report.i18n import labels, period_label  # noqa: E402
@@ -68,11 +69,24 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _figure(lang: str, height: float) -> tuple[dict[str, str], Figure, Axes]:
+    """Labels of ``lang`` and one 7.2-inch-wide axes, CJK font set."""
+    use_cjk_font()
+    fig, ax = plt.subplots(figsize=(7.2, height))
+    return labels(lang), fig, ax
+
+
+def _day_axes(ax: Axes, lab: dict[str, str], title: str, ylabel: str = "kWh", grid_axis: str = "y") -> None:
+    """The frame every chart of the month shares: day of month along x, unit, title, grid."""
+    ax.set_xlabel(lab["day"])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis=grid_axis, alpha=0.3)
+
+
 def daily_energy_chart(site: SiteMonth, lang: str) -> bytes:
     """Stacked bars: imported energy per day [kWh], one colour per TOU period."""
-    use_cjk_font()
-    lab = labels(lang)
-    fig, ax = plt.subplots(figsize=(7.2, 2.6))
+    lab, fig, ax = _figure(lang, 2.6)
     bottom: np.ndarray | None = None
     for period, values in site.daily_kwh.items():
         y = np.asarray(values, dtype=float)
@@ -80,20 +94,15 @@ def daily_energy_chart(site: SiteMonth, lang: str) -> bytes:
         ax.bar(x, y, bottom=bottom, color=PERIOD_COLOURS.get(period, "#999999"),
                label=period_label(period, lang), width=0.8)
         bottom = y if bottom is None else bottom + y
-    ax.set_xlabel(lab["day"])
-    ax.set_ylabel("kWh")
-    ax.set_title(f"{site.site_name} — {lab['chart_daily']}", fontsize=10)
+    _day_axes(ax, lab, f"{site.site_name} — {lab['chart_daily']}")
     if site.daily_kwh:
         ax.legend(fontsize=8, ncols=len(site.daily_kwh), loc="upper right")
-    ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 
 def demand_chart(site: SiteMonth, lang: str) -> bytes:
     """15-min block demand over the month [kW], with the billed (sliding-window) maximum marked."""
-    use_cjk_font()
-    lab = labels(lang)
-    fig, ax = plt.subplots(figsize=(7.2, 2.4))
+    lab, fig, ax = _figure(lang, 2.4)
     y = np.asarray(site.demand_kw, dtype=float)
     days = np.arange(len(y)) / 96.0 + 1.0     # 96 windows of 15 min per day
     ax.plot(days, y, lw=0.7, color="#2166ac")
@@ -103,29 +112,21 @@ def demand_chart(site: SiteMonth, lang: str) -> bytes:
         ax.plot(x, site.max_demand_kw, "o", color="#b2182b")
         ax.annotate(f"{site.max_demand_kw:.0f} kW", (x, site.max_demand_kw), textcoords="offset points",
                     xytext=(6, -4), fontsize=8, color="#b2182b")
-    ax.set_xlabel(lab["day"])
-    ax.set_ylabel("kW")
-    ax.set_title(f"{site.site_name} — {lab['chart_demand']}", fontsize=10)
-    ax.grid(alpha=0.3)
+    _day_axes(ax, lab, f"{site.site_name} — {lab['chart_demand']}", ylabel="kW", grid_axis="both")
     return _png(fig)
 
 
 def pv_chart(site: SiteMonth, lang: str) -> bytes:
     """Bars: PV generation per day and the self-consumed part [kWh]."""
-    use_cjk_font()
-    lab = labels(lang)
-    fig, ax = plt.subplots(figsize=(7.2, 2.4))
+    lab, fig, ax = _figure(lang, 2.4)
     gen = np.asarray(site.daily_pv_kwh, dtype=float)
     own = np.asarray(site.daily_pv_self_kwh, dtype=float)
     x = np.arange(1, len(gen) + 1)
     ax.bar(x, gen, color="#fdb863", width=0.8, label=lab["pv_generation"])
     if own.size == gen.size:
         ax.bar(x, own, color="#5e3c99", width=0.5, label=lab["pv_self"])
-    ax.set_xlabel(lab["day"])
-    ax.set_ylabel("kWh")
-    ax.set_title(f"{site.site_name} — {lab['chart_pv']}", fontsize=10)
+    _day_axes(ax, lab, f"{site.site_name} — {lab['chart_pv']}")
     ax.legend(fontsize=8, loc="upper right")
-    ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 
@@ -134,19 +135,14 @@ def baseline_chart(reg: SiteRegression, site_name: str, lang: str) -> bytes:
 
     Days left out of the savings (incomplete data) have neither.
     """
-    use_cjk_font()
-    lab = labels(lang)
-    fig, ax = plt.subplots(figsize=(7.2, 2.4))
+    lab, fig, ax = _figure(lang, 2.4)
     meas = np.array([np.nan if v is None else v for v in reg.daily_measured_kwh], dtype=float)
     adj = np.array([np.nan if v is None else v for v in reg.daily_adjusted_kwh], dtype=float)
     x = np.arange(1, meas.size + 1)
     ax.bar(x, meas, color="#67a9cf", width=0.8, label=lab["reg_used"])
     ax.plot(x, adj, "o-", color="#b2182b", lw=1.2, ms=3, label=lab["reg_model"])
-    ax.set_xlabel(lab["day"])
-    ax.set_ylabel("kWh")
-    ax.set_title(f"{site_name} — {lab['chart_baseline']}", fontsize=10)
+    _day_axes(ax, lab, f"{site_name} — {lab['chart_baseline']}")
     ax.legend(fontsize=8, loc="lower right")
-    ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 
