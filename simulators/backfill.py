@@ -101,11 +101,17 @@ def device_lines(device: Device, values: dict[str, np.ndarray], seconds: np.ndar
     if not np.all(np.isfinite(cols)):
         bad = names[int(np.nonzero(~np.isfinite(cols).all(axis=0))[0][0])]
         raise ValueError(f"device {device.id!r}: channel {bad!r} has a non-finite value")
-    prefix = f"{escape_measurement(device.kind)},{_tags(device)}".replace("%", "%%")
-    body = ",".join(f"{escape_field_key(c).replace('%', '%%')}={_fmt(c)}" for c in names)
-    tmpl = f"{prefix} {body} %d000000000"
-    rows = np.column_stack([cols, seconds]).tolist()
-    return [tmpl % tuple(r) for r in rows]
+    return _lines(f"{escape_measurement(device.kind)},{_tags(device)}", [(c, _fmt(c)) for c in names], cols,
+                  seconds)
+
+
+def _lines(series: str, fields: list[tuple[str, str]], cols: np.ndarray, seconds: np.ndarray) -> list[str]:
+    """One line per row of ``cols`` (a column per field, ``fields`` = (name, %-format)): ``series``
+    (measurement and tags, already escaped), the field set and the instant ``seconds`` as ns, by
+    one %-template."""
+    body = ",".join(f"{escape_field_key(c).replace('%', '%%')}={fmt}" for c, fmt in fields)
+    tmpl = f"{series.replace('%', '%%')} {body} %d000000000"
+    return [tmpl % tuple(r) for r in np.column_stack([cols, seconds]).tolist()]
 
 
 def weather_lines(customer_id: str, site_id: str, values: dict[str, np.ndarray], seconds: np.ndarray) -> list[str]:
@@ -114,10 +120,8 @@ def weather_lines(customer_id: str, site_id: str, values: dict[str, np.ndarray],
     names = [c for c in values if np.all(np.isfinite(values[c]))]
     if not names:
         return []
-    body = ",".join(f"{escape_field_key(c).replace('%', '%%')}=%.2f" for c in names)
-    tmpl = f"weather,{tags.replace('%', '%%')} {body} %d000000000"
-    rows = np.column_stack([*(values[c] for c in names), seconds]).tolist()
-    return [tmpl % tuple(r) for r in rows]
+    return _lines(f"weather,{tags}", [(c, "%.2f") for c in names], np.column_stack([values[c] for c in names]),
+                  seconds)
 
 
 def status_lines(device: Device, seconds: np.ndarray, status: np.ndarray, latency_ms: np.ndarray) -> list[str]:
