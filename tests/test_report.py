@@ -369,18 +369,24 @@ def test_completeness_counts_expected_intervals(influxd):
     client.close()
 
 
-@pytest.fixture(scope="module")
-def backfilled(influxd):
-    """The last 7 days of February written by eng-signals' simulators.backfill (FleetSignals, 1-min steps)."""
+def _backfill_to_month_end(influxd, name: str, days: int, devices: list[str], **kw):
+    """A new database ``name`` holding the ``days`` before the end of February, written by
+    simulators.backfill (FleetSignals seed 3, 1-min steps): (client, signals, backfill result)."""
     from simulators.backfill import backfill
     from simulators.signals import FleetSignals
 
-    name = f"backfill_{os.getpid()}"
     influxd.create_database(name)
     client = InfluxClient(influxd.url, name, timeout=60)
     fl = fleet()
+    sig = FleetSignals(fl, 3)
     _, end = month_bounds_ns(MONTH, "Asia/Shanghai")
-    backfill(fl, FleetSignals(fl, 3), client, days=7, end=end / NS, devices=[METER, PV, EV])
+    return client, sig, backfill(fl, sig, client, days=days, end=end / NS, devices=devices, **kw)
+
+
+@pytest.fixture(scope="module")
+def backfilled(influxd):
+    """The last 7 days of February written by eng-signals' simulators.backfill (FleetSignals, 1-min steps)."""
+    client, _, _ = _backfill_to_month_end(influxd, f"backfill_{os.getpid()}", 7, [METER, PV, EV])
     yield client
     client.close()
 
@@ -445,16 +451,7 @@ BASE_START, BASE_END = date(2026, 1, 4), date(2026, 1, 31)     # the 28 days bef
 @pytest.fixture(scope="module")
 def verified(influxd):
     """January 4 - February 28 2026 of the meter and the inverter, with the site's weather, by simulators.backfill."""
-    from simulators.backfill import backfill
-    from simulators.signals import FleetSignals
-
-    name = f"verified_{os.getpid()}"
-    influxd.create_database(name)
-    client = InfluxClient(influxd.url, name, timeout=60)
-    fl = fleet()
-    sig = FleetSignals(fl, 3)
-    _, end = month_bounds_ns(MONTH, "Asia/Shanghai")
-    res = backfill(fl, sig, client, days=56, end=end / NS, devices=[METER, PV], status=False)
+    client, sig, res = _backfill_to_month_end(influxd, f"verified_{os.getpid()}", 56, [METER, PV], status=False)
     assert res["weather_points"] == 56 * 1440
     yield client, sig
     client.close()
