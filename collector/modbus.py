@@ -96,7 +96,7 @@ class _OneUnpack:
     Stock pymodbus 3.16 unpacks an answer one register at a time (a slice, an ``unpack`` and an
     ``append`` each) and formats the whole PDU, every register included, for a debug message
     even when debug logging is off; for a 57-register meter poll that was about a tenth of the
-    collector's CPU (cachegrind, ``bench/bench_modbus.py``).  Same checks as pymodbus: a byte
+    collector's CPU (cachegrind, ``bench/modbus_instructions.py``).  Same checks as pymodbus: a byte
     count beyond the frame is refused (``ModbusIOException``), and so is an odd one (pymodbus
     fails on its last half register); both reach the caller as no answer, i.e. a timeout.
     """
