@@ -2,7 +2,7 @@
 
 Every device carries its supplier, category and installation date.  Per supplier and
 category, per year, four aspects are scored 0–100 from what the system already records, and
-weighted into a total by ``contracts/supplier_rating.toml``:
+weighted into a total by ``suppliers/rating.toml``:
 
 * **quality** — faults per device-year from the alarms of the supplier's devices; a fault
   within ``early_failure_days`` of installation counts double;

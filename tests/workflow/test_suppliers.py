@@ -15,7 +15,7 @@ NS = 10**9
 DAY = 86_400 * NS
 Y0 = 1_735_660_800 * NS                      # 2025-01-01T00:00Z
 YEAR = int(365 * DAY)
-RULES = sp.load_rules(ROOT / "contracts" / "supplier_rating.toml")
+RULES = sp.load_rules(ROOT / "suppliers" / "rating.toml")
 
 
 def _fleet(rng, suppliers=("alpha", "beta", "gamma"), per=6, category="pv_inverter"):
@@ -93,7 +93,7 @@ def test_a_category_with_one_supplier_flags_nobody():
 
 
 def test_weights_that_do_not_add_up_are_refused(tmp_path):
-    text = (ROOT / "contracts" / "supplier_rating.toml").read_text(encoding="utf-8").replace(
+    text = (ROOT / "suppliers" / "rating.toml").read_text(encoding="utf-8").replace(
         "quality = 0.35", "quality = 0.45")
     f = tmp_path / "rating.toml"
     f.write_text(text, encoding="utf-8")
