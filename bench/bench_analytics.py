@@ -177,7 +177,7 @@ def bench_influx(fleet, site) -> None:
 
     from core.influx import InfluxClient, points_to_lines
     from core.model import Point
-    from core.services import Influxd
+    from energyhost.devstack import Influxd
 
     _MsgpackOnlyClient = _msgpack_only_client()   # noqa: N806
     print("\n== 3. loading the site-month from InfluxDB 1.6.7 (own influxd on loopback) ==")

@@ -41,7 +41,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-from core.services import Influxd, Mosquitto  # noqa: E402
+from energyhost.devstack import Influxd, Mosquitto  # noqa: E402
 
 CHANNELS15 = ["voltage_l1", "voltage_l2", "voltage_l3", "current_l1", "current_l2", "current_l3",
               "active_power", "reactive_power", "apparent_power", "power_factor", "frequency",

@@ -39,7 +39,7 @@ class MqttGateway:
     mode : ``"single"`` (one message per reading) or ``"batch"`` (one message per round).
     gateway_id : id used in the batch and status topics.
     max_inflight : QoS 1 messages in flight before paho queues (paho's default is 20).
-    username, password : MQTT credentials (the ACL of :mod:`core.mqtt_acl` names the gateway
+    username, password : MQTT credentials (the ACL of :mod:`energyhost.devstack.mqtt_acl` names the gateway
         user ``<site>-mqttgw``).
     tls_ca : CA file: connect over TLS and verify the broker's certificate.
     """

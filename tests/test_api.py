@@ -32,8 +32,8 @@ from api.settings import ApiSettings
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import AlarmEvent, Point
-from core.services import free_port, listener_pid_matches
 from core.store import Store
+from energyhost.devstack import free_port, listener_pid_matches
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 10**9

@@ -18,8 +18,8 @@ from api.auth import seed_demo_users
 from api.main import create_app
 from api.settings import ApiSettings
 from core.config import load_fleet
-from core.services import free_port
 from core.store import Store
+from energyhost.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 10**9

@@ -129,7 +129,7 @@ def test_write_errors_carry_status(influxd, influx_db):
         c.query("SELEC 1")
     with pytest.raises(ValueError, match="precision"):
         c.write_lines(b"m v=1 1", precision="xs")
-    from core.services import free_port
+    from energyhost.devstack import free_port
     down = InfluxClient(f"http://127.0.0.1:{free_port()}", "x", timeout=1)
     with pytest.raises(InfluxWriteError) as e:
         down.write_lines(b"m v=1 1")

@@ -207,7 +207,7 @@ def test_periodic_jobs_retry_soon_after_a_failed_run(loaded, fleet, tmp_path, ca
     import threading
     import time
 
-    from core.services import free_port
+    from energyhost.devstack import free_port
 
     client, _, _ = loaded
     p = jobs.PeriodicJobs(fleet, InfluxClient(f"http://127.0.0.1:{free_port()}", client.database, timeout=1.0),

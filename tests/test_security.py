@@ -1,6 +1,6 @@
 """Access locked down, on real mosquitto and influxd processes (issue 5 §2).
 
-* MQTT: password file + per-device ACL generated from the fleet (core.mqtt_acl): a device cannot
+* MQTT: password file + per-device ACL generated from the fleet (energyhost.devstack.mqtt_acl): a device cannot
   publish as another (PUBACK 0x87 "Not authorized", nothing stored), a gateway only for its own
   site, the collector only reads; user names "+" / "#" are refused at CONNECT.
 * MQTT over TLS (certificates made at test time with openssl): collector and gateway with a CA file.
@@ -20,11 +20,17 @@ import pytest
 from waiting import wait_for
 
 from collector.mqtt import MqttCollector
-from core.certs import make_loopback_tls
 from core.config import Settings, load_fleet
 from core.influx import InfluxClient, InfluxQueryError, InfluxWriteError, Writer
-from core.mqtt_acl import COLLECTOR_USER, fleet_acl, gateway_user, read_secrets, write_secrets
-from core.services import Mosquitto
+from energyhost.devstack import (
+    COLLECTOR_USER,
+    Mosquitto,
+    fleet_acl,
+    gateway_user,
+    make_loopback_tls,
+    read_secrets,
+    write_secrets,
+)
 from simulators.mqtt_gateway import MqttGateway
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,6 @@ from waiting import Clock
 
 from core.config import load_fleet
 from core.model import AlarmEvent
-from core.services import free_port
 from core.store import (
     MIGRATIONS,
     Conflict,
@@ -29,6 +28,7 @@ from core.store import (
     month_bounds_ns,
     verify_password,
 )
+from energyhost.devstack import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 10**9
@@ -97,13 +97,7 @@ class Postgres:
         return name
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)         # fast shutdown
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20, signal.SIGINT)       # SIGINT: postgres' fast shutdown
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
