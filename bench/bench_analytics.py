@@ -163,8 +163,8 @@ def _msgpack_only_client():
 
         def query_arrays(self, q, params=None, *, db=None):
             r = self._query_raw(q, params, "ns", db, "application/x-msgpack")
-            body = ci._MsgpackReader(r.content).read() if "msgpack" in r.headers.get("content-type", "") else r.json()
-            return ci._series_to_arrays(ci._series_of(body))
+            body = ci.decode_msgpack(r.content) if "msgpack" in r.headers.get("content-type", "") else r.json()
+            return ci.series_to_arrays(ci.series_of(body))
 
     return MsgpackOnly
 

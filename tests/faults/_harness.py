@@ -82,7 +82,7 @@ def account(name: str, *, received: int, written: int, pending: int, rejected: i
 
 
 def invariant(ws: dict) -> bool:
-    """The Writer's accounting identity (core/influx.py)."""
+    """The Writer's accounting identity (core/influx/writer.py)."""
     return ws["received"] == ws["written"] + ws["pending"] + ws["rejected"] + ws["dropped"]
 
 
