@@ -47,7 +47,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-NS = 10**9
+from core.units import NS  # noqa: E402
+
 DEVICE = "acme-plant1-t1-meter"
 
 

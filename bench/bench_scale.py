@@ -48,6 +48,7 @@ from waiting import wait_for  # noqa: E402
 
 from core.config import load_fleet, parse_fleet  # noqa: E402
 from core.influx import InfluxClient  # noqa: E402
+from core.topics import batch_topic  # noqa: E402
 from energyhost.devstack import (  # noqa: E402
     COLLECTOR_USER,
     Influxd,
@@ -138,7 +139,7 @@ def bench_mqtt(tmp: Path, influx: Influxd, n_readings: int) -> dict:
         for k in range(n_msgs):
             readings = [{"device": f"m{d}", "ts": t0 + k, "values": {c: 100.0 + i + d + k % 7 for i, c in enumerate(CH15)}}
                         for d in range(per_msg)]
-            pub.publish(f"eh/v1/s-b/gateway/{gw}/batch", json.dumps({"readings": readings}), qos=1)
+            pub.publish(batch_topic("s-b", gw), json.dumps({"readings": readings}), qos=1)
         wait_for(lambda: acked[0] >= n_msgs, 120, 0.05)
         pub.disconnect()
         pub.loop_stop()

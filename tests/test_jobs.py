@@ -16,11 +16,11 @@ from analytics import assess, jobs
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import Point
+from core.units import NS
 from simulators.signals import FleetSignals
 
 pytestmark = pytest.mark.integration
 
-NS = 10**9
 H = 3600
 T0 = 1772409600 - 8 * H              # 2026-03-02T00:00 local (Monday)
 SITE = "acme-office"

@@ -270,7 +270,7 @@ def test_example_fleet_acl_covers_what_the_simulator_publishes():
     """The demo's ACL (from sites.example.toml) grants each simulated site gateway exactly the
     topics it publishes (its batch/status topics and its site's devices' telemetry), and no
     other site's."""
-    from core.config import TOPIC_PREFIX
+    from core.topics import TOPIC_PREFIX
 
     root = Path(__file__).resolve().parents[1]
     fleet = load_fleet(root / "sites.example.toml")

@@ -28,10 +28,10 @@ from core.store import (
     month_bounds_ns,
     verify_password,
 )
+from core.units import NS
 from energyhost.devstack import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
-NS = 10**9
 T0 = 1_767_225_600 * NS          # 2026-01-01T00:00:00Z
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 

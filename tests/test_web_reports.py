@@ -38,9 +38,9 @@ from api.settings import ApiSettings
 from core.influx import InfluxClient
 from core.model import AlarmEvent
 from core.store import Store
+from core.units import NS
 from energyhost.devstack import free_port, stop_process
 
-NS = 10**9
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
