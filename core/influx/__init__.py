@@ -19,6 +19,7 @@ Error policy::
     ├── InfluxWriteError(status, message)   /write failed; status 0 = transport (refused, timeout,
     │                                       TLS certificate not verified, plain HTTP to an HTTPS server)
     └── InfluxQueryError(status, message)   /query failed or a statement returned an error
+        └── StatementRefused(message)       not a read-only statement: never sent (status 0)
     LineProtocolError (ValueError)          a point that line protocol cannot carry
 
 Writer accounting (``Writer.stats()``), true at every instant::
@@ -35,8 +36,14 @@ shape the escaping rules were measured on that version (reliability.md §9).
 """
 
 from core.influx.arrays import Table, decode_msgpack, series_of, series_to_arrays
-from core.influx.client import ARRAYS_ACCEPT, InfluxClient, tls_context
-from core.influx.errors import InfluxError, InfluxQueryError, InfluxWriteError, LineProtocolError
+from core.influx.client import ARRAYS_ACCEPT, InfluxClient, check_read_only, tls_context
+from core.influx.errors import (
+    InfluxError,
+    InfluxQueryError,
+    InfluxWriteError,
+    LineProtocolError,
+    StatementRefused,
+)
 from core.influx.lineprotocol import (
     INT64_MAX,
     INT64_MIN,
@@ -54,7 +61,7 @@ from core.influx.writer import INGEST_HEALTH, Writer
 
 __all__ = [
     "ARRAYS_ACCEPT", "INGEST_HEALTH", "INT64_MAX", "INT64_MIN", "Encoded", "InfluxClient", "InfluxError",
-    "InfluxQueryError", "InfluxWriteError", "LineProtocolError", "Table", "Writer", "decode_msgpack",
+    "InfluxQueryError", "InfluxWriteError", "LineProtocolError", "StatementRefused", "Table", "Writer", "decode_msgpack",
     "encode_points", "escape_field_key", "escape_key", "escape_measurement", "escape_string",
-    "format_field_value", "point_to_line", "points_to_lines", "series_of", "series_to_arrays", "tls_context",
+    "format_field_value", "point_to_line", "points_to_lines", "series_of", "series_to_arrays", "tls_context", "check_read_only",
 ]

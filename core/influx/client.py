@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import ssl
 
@@ -12,7 +13,7 @@ import httpx
 import numpy as np
 
 from core.influx.arrays import decode_msgpack, msgpack_error, series_of, series_to_arrays
-from core.influx.errors import InfluxError, InfluxQueryError, InfluxWriteError
+from core.influx.errors import InfluxError, InfluxQueryError, InfluxWriteError, StatementRefused
 
 ARRAYS_ACCEPT = "application/x-msgpack"
 _PRECISIONS = {"ns": "ns", "n": "ns", "u": "u", "us": "u", "ms": "ms", "s": "s", "m": "m", "h": "h"}
@@ -26,6 +27,28 @@ def _error_text(resp: httpx.Response) -> str:
     except (ValueError, UnicodeDecodeError):
         pass
     return resp.text[:2000] or resp.reason_phrase
+
+
+_READ_ONLY = re.compile(r"(SELECT|SHOW)\s", re.IGNORECASE)
+_INTO = re.compile(r"\bINTO\b", re.IGNORECASE)
+
+
+def check_read_only(q: str) -> str:
+    """``q`` if it is one read-only InfluxQL statement, else :class:`StatementRefused`.
+
+    The allow-list: one ``SELECT`` without ``INTO``, or one ``SHOW``.  InfluxDB 1.x lets a user
+    with READ privilege run ``CREATE CONTINUOUS QUERY ... INTO``, after which the server itself
+    writes every interval; ``SELECT ... INTO`` writes too.  So a ``;`` anywhere (a second
+    statement), a leading comment, and the word ``INTO`` anywhere (even quoted: user values
+    travel as bound ``params``, never in the text) are refused before anything is sent.
+    """
+    if not isinstance(q, str) or not _READ_ONLY.match(q.lstrip()):
+        raise StatementRefused(f"only SELECT and SHOW statements are sent, got {str(q)[:80]!r}")
+    if ";" in q:
+        raise StatementRefused(f"one statement per query (no ';'), got {q[:80]!r}")
+    if _INTO.search(q):
+        raise StatementRefused(f"SELECT ... INTO writes to the database, got {q[:80]!r}")
+    return q
 
 
 # Go's net/http answer when a plain-HTTP request reaches a TLS listener (influxd with https-enabled)
@@ -163,7 +186,8 @@ class InfluxClient:
     def create_database(self, name: str | None = None) -> None:
         """``CREATE DATABASE`` (idempotent) for ``name`` or the client's database."""
         ident = '"' + (name or self.database).replace("\\", "\\\\").replace('"', '\\"') + '"'
-        self.query(f"CREATE DATABASE {ident}", db="")
+        r = self._query_raw(f"CREATE DATABASE {ident}", None, None, "", "application/json")
+        series_of(r.json())
 
     def write_lines(self, body: bytes | str, precision: str = "ns") -> None:
         """POST line protocol to ``/write``; raise :class:`InfluxWriteError` unless 204."""
@@ -210,12 +234,13 @@ class InfluxClient:
 
     def query(self, q: str, params: dict | None = None, epoch: str | None = "ns", *,
               db: str | None = None) -> list[dict]:
-        """Run InfluxQL; user values only through ``params`` (bound ``$name`` in WHERE clauses).
+        """Run one read-only InfluxQL statement (:func:`check_read_only`); user values only through
+        ``params`` (bound ``$name`` in WHERE clauses).
 
         Returns the series of every statement, each ``{"name", "tags", "columns", "values"}``
         (``statement_id`` added).  A statement error raises :class:`InfluxQueryError`.
         """
-        r = self._query_raw(q, params, epoch, db, "application/json")
+        r = self._query_raw(check_read_only(q), params, epoch, db, "application/json")
         return series_of(r.json())
 
     def query_arrays(self, q: str, params: dict | None = None, *, db: str | None = None) -> dict[str, np.ndarray]:
@@ -230,7 +255,7 @@ class InfluxClient:
         (``application/x-msgpack, application/json;q=0.5``) with JSON.  A server that answers
         JSON anyway (2.x/3.x v1 compatibility) is parsed as JSON (by Content-Type).
         """
-        r = self._query_raw(q, params, "ns", db, ARRAYS_ACCEPT)
+        r = self._query_raw(check_read_only(q), params, "ns", db, ARRAYS_ACCEPT)
         if "msgpack" in r.headers.get("content-type", ""):
             body = decode_msgpack(r.content)
         else:

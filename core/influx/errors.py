@@ -6,6 +6,7 @@ Error policy::
     ├── InfluxWriteError(status, message)   /write failed; status 0 = transport (refused, timeout,
     │                                       TLS certificate not verified, plain HTTP to an HTTPS server)
     └── InfluxQueryError(status, message)   /query failed or a statement returned an error
+        └── StatementRefused(message)       not a read-only statement: never sent (status 0)
     LineProtocolError (ValueError)          a point that line protocol cannot carry
 """
 
@@ -36,6 +37,15 @@ class InfluxQueryError(InfluxError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"InfluxDB query failed ({status or 'no HTTP answer'}): {message}")
         self.status = status
+        self.message = message
+
+
+class StatementRefused(InfluxQueryError):
+    """A statement the read path does not send: anything but one ``SELECT`` without ``INTO`` or one ``SHOW``."""
+
+    def __init__(self, message: str) -> None:
+        InfluxError.__init__(self, f"InfluxDB query refused before sending: {message}")
+        self.status = 0
         self.message = message
 
 

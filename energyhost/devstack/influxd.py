@@ -33,7 +33,9 @@ class Influxd(_Daemon):
         it); :attr:`url` is then ``https://...`` and the readiness check and :meth:`query`
         verify the server certificate against ``cafile`` (see :func:`energyhost.devstack.make_loopback_tls`).
 
-    Reporting to InfluxData and pprof are disabled; the ``_internal`` monitor store is off.
+    Reporting to InfluxData and pprof are disabled; the ``_internal`` monitor store is off; the
+    continuous-query service is off (InfluxDB 1.x lets a READ user create a continuous query, which
+    the server then runs, writing, every interval).
     """
 
     name = "influxd"
@@ -117,6 +119,7 @@ bind-address = "{self.host}:{self.backup_port}"
   unix-socket-enabled = false
 
 [continuous_queries]
+  enabled = false
   log-enabled = false
 """)
 

@@ -11,6 +11,8 @@ from core.influx import (
     InfluxClient,
     InfluxQueryError,
     InfluxWriteError,
+    StatementRefused,
+    check_read_only,
     points_to_lines,
 )
 from core.model import Point
@@ -64,7 +66,7 @@ def test_write_errors_carry_status(influxd, influx_db):
         InfluxClient(influxd.url, "no_such_db").write_lines(b"m v=1 1")
     assert e.value.status == 404 and "database not found" in e.value.message
     with pytest.raises(InfluxQueryError, match="error parsing query"):
-        c.query("SELEC 1")
+        c.query("SELECT FROM")
     with pytest.raises(ValueError, match="precision"):
         c.write_lines(b"m v=1 1", precision="xs")
     from energyhost.devstack import free_port
@@ -115,7 +117,7 @@ def test_query_arrays_mixed_types(influxd, influx_db):
     assert list(a["status"]) == ["ok", "timeout"]
     assert a["online"].tolist() == [1.0, 0.0] and a["latency_ms"].tolist() == [3.5, 1000.0]
     with pytest.raises(InfluxQueryError, match="error parsing query"):
-        c.query_arrays("SELEC 1")
+        c.query_arrays("SELECT FROM")
 
 
 @pytest.mark.integration
@@ -133,8 +135,8 @@ def test_auth_basic_header_and_token(make_influxd):
     r = InfluxClient(d.url, "authdb", username="r", password="rpw")
     assert r.query("SELECT v FROM m")[0]["values"] == [[1, 1.0]]
     with pytest.raises(InfluxQueryError) as e:
-        r.query("DROP DATABASE authdb")
-    assert e.value.status == 403
+        r.query('SELECT v FROM "no_such_db".."m"')          # a statement the server refuses for r
+    assert e.value.status == 403 or "not authorized" in e.value.message
 
 
 @pytest.mark.integration
@@ -148,3 +150,46 @@ def test_float_fields_round_trip_exactly(influxd, influx_db):
     s = c.query("SELECT * FROM ff")[0]
     row = dict(zip(s["columns"], s["values"][0], strict=True))
     assert all(row[k] == v for k, v in fields.items()), row
+
+
+@pytest.mark.parametrize("q", [
+    'SELECT "v" FROM "m" WHERE "site" = $site', "select mean(v) from m group by time(1m)",
+    '  SHOW FIELD KEYS FROM "meter"', "SHOW MEASUREMENTS", 'SELECT "v" FROM "intoxicated"'])
+def test_read_only_statements_pass(q):
+    assert check_read_only(q) == q
+
+
+@pytest.mark.parametrize("q", [
+    'CREATE CONTINUOUS QUERY "cq" ON "eh" BEGIN SELECT count("v") INTO "x" FROM "m" GROUP BY time(1m) END',
+    'SELECT * INTO "copy" FROM "m"', 'select * into copy from m', 'SELECT "v" FROM "m"; DROP DATABASE "eh"',
+    '-- c\nDROP DATABASE "eh"', 'DROP MEASUREMENT "m"', 'DELETE FROM "m"', "GRANT ALL TO r", "KILL QUERY 1",
+    'SELECT * FROM (SELECT "v" INTO "x" FROM "m")', "", "SHOWS"])
+def test_other_statements_are_refused(q):
+    with pytest.raises(StatementRefused):
+        check_read_only(q)
+
+
+@pytest.mark.integration
+def test_reader_path_cannot_make_influxd_write(make_influxd):
+    """A READ user may CREATE CONTINUOUS QUERY on InfluxDB 1.x, and the server then writes every
+    interval: the client refuses such statements and SELECT INTO before sending, and the influxd
+    the project starts runs no continuous-query service at all."""
+    d = make_influxd(auth=True)
+    d.add_user("r", "rpw", database="eh", privilege="READ")
+    InfluxClient(d.url, "eh", username=d.admin_user, password=d.admin_password).write_lines(b"m v=1 1")
+    reader = InfluxClient(d.url, "eh", username="r", password="rpw")
+    for q in ('CREATE CONTINUOUS QUERY "cq" ON "eh" BEGIN SELECT count("v") INTO "x" FROM "m" '
+              'GROUP BY time(1m) END',
+              'SELECT * INTO "copy" FROM "m"',
+              'SELECT "v" FROM "m"; CREATE CONTINUOUS QUERY "cq2" ON "eh" BEGIN SELECT count("v") INTO "y" '
+              'FROM "m" GROUP BY time(1m) END'):
+        with pytest.raises(StatementRefused):
+            reader.query(q)
+        with pytest.raises(StatementRefused):
+            reader.query_arrays(q)
+    cqs = [v for s in d.query("SHOW CONTINUOUS QUERIES")["results"][0].get("series", []) for v in s.get("values") or []]
+    assert cqs == []
+    assert d.query("SHOW MEASUREMENTS", db="eh")["results"][0]["series"][0]["values"] == [["m"]]
+    stats = {s["name"] for s in d.query("SHOW STATS")["results"][0]["series"]}
+    assert "cq" not in stats and "httpd" in stats, stats        # the CQ service is not running
+    reader.close()
