@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 
 from core.model import SEVERITIES, AlarmEvent, Finding
+from core.units import NS
 
-NS = 10**9
 COMMS_TYPE = "comms_loss"
 DROPPED_TYPE = "readings_dropped"
 TEN_MIN_NS = 600 * NS

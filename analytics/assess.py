@@ -33,8 +33,7 @@ from analytics import faults as fl
 from analytics import power_quality as pq
 from core.config import Device, Site
 from core.model import Finding
-
-NS = 10**9
+from core.units import NS
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from analytics import _checks
+from core.units import NS
 
-NS = 10**9
 OCPP_PREPARING, OCPP_CHARGING, OCPP_UNAVAILABLE, OCPP_FAULTED = 1, 2, 7, 8
 INVERTER_FAULT_STATES = (1, 7)          # SunSpec: 1 off, 7 fault (2 sleeping, 4 MPPT, 5 throttled)
 

@@ -36,8 +36,8 @@ from core.channels import CHANNELS, DEVICE_KINDS
 from core.config import Fleet, Site
 from core.influx import INGEST_HEALTH
 from core.model import AlarmEvent, Finding
+from core.units import NS
 
-NS = 10**9
 MINUTE_NS = 60 * NS
 
 # near-real-time delays: state faults at once, level faults on 2 consecutive polls (5 s polling)

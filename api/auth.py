@@ -17,8 +17,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 
 from core.store import Conflict, Store
-
-NS = 10**9
+from core.units import NS
 
 
 class LoginLimiter:

@@ -14,7 +14,10 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-IdStr = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", max_length=64)
+from core.channels import DEVICE_KINDS
+from core.ids import ID_PATTERN
+
+IdStr = Field(pattern=ID_PATTERN, max_length=64)
 Severity = Literal["critical", "major", "minor", "warning"]
 Role = Literal["admin", "engineer", "customer_manager", "customer"]
 AlarmState = Literal["active-unacked", "active-acked", "rtn-unacked", "cleared", "shelved", "suppressed-by-design"]
@@ -173,7 +176,7 @@ class DevicePatch(In):
 class DeviceCreate(DevicePatch):
     id: str = IdStr
     site_id: str = IdStr
-    kind: Literal["meter", "transformer", "pv_inverter", "ev_charger"]
+    kind: Literal[DEVICE_KINDS]
     transport: Literal["modbus", "mqtt"]
 
 

@@ -32,10 +32,10 @@ from zoneinfo import ZoneInfo
 
 from api.report.mail import MailError, SmtpSettings, build_message, send
 from core.store import Store
+from core.units import NS
 
 log = logging.getLogger("energyhost.api.notify")
 
-NS = 10**9
 STAGES = {"response": ("response (dispatch an engineer)", "响应（派工）"),
           "arrival": ("arrival (engineer on site)", "到场"),
           "repair": ("repair (resolved)", "修复")}

@@ -163,8 +163,8 @@ def _msgpack_only_client():
 
         def query_arrays(self, q, params=None, *, db=None):
             r = self._query_raw(q, params, "ns", db, "application/x-msgpack")
-            body = ci._MsgpackReader(r.content).read() if "msgpack" in r.headers.get("content-type", "") else r.json()
-            return ci._series_to_arrays(ci._series_of(body))
+            body = ci.decode_msgpack(r.content) if "msgpack" in r.headers.get("content-type", "") else r.json()
+            return ci.series_to_arrays(ci.series_of(body))
 
     return MsgpackOnly
 
@@ -177,7 +177,7 @@ def bench_influx(fleet, site) -> None:
 
     from core.influx import InfluxClient, points_to_lines
     from core.model import Point
-    from core.services import Influxd
+    from energyhost.devstack import Influxd
 
     _MsgpackOnlyClient = _msgpack_only_client()   # noqa: N806
     print("\n== 3. loading the site-month from InfluxDB 1.6.7 (own influxd on loopback) ==")

@@ -5,7 +5,7 @@ Usage::
     .venv/bin/python bench/bench_api.py [--requests 3000] [--concurrency 50] [--max-seconds 30]
                                         [--wrk-seconds 8] [--wrk-only] [--alarm-cache-mb 16]
 
-Starts its own ``influxd`` (core.services, free loopback ports, temp dir), writes one day
+Starts its own ``influxd`` (energyhost.devstack, free loopback ports, temp dir), writes one day
 of 5-s meter snapshots, seeds a SQLite workflow store with 500 alarms, then runs the app
 in a separate ``uvicorn`` process on 127.0.0.1 and drives it from this process with
 ``--concurrency`` asyncio clients over keep-alive connections.  Each scenario is bounded
@@ -47,7 +47,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-NS = 10**9
+from core.units import NS  # noqa: E402
+
 DEVICE = "acme-plant1-t1-meter"
 
 
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wrk_only and not shutil.which("wrk"):
         ap.error("--wrk-only needs wrk (Debian package wrk)")
 
-    from core.services import Influxd, free_port, listener_pid_matches
+    from energyhost.devstack import Influxd, free_port, listener_pid_matches
 
     with tempfile.TemporaryDirectory(prefix="eh-bench-api-") as tmp:
         work = Path(tmp)

@@ -34,7 +34,7 @@ from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
 from collector.modbus import HoldingRegistersAnswer, InputRegistersAnswer, ModbusCollector  # noqa: E402
 from core.config import parse_fleet  # noqa: E402
 from core.profiles import load_profiles  # noqa: E402
-from core.services import free_port  # noqa: E402
+from energyhost.devstack import free_port, stop_process  # noqa: E402
 from simulators.modbus_server import serve_fleet  # noqa: E402
 
 
@@ -80,8 +80,7 @@ def simulator(raw: dict, timeout_s: float = 60.0):
     finally:
         stop.set()
         proc.join(10)
-        if proc.is_alive():
-            proc.terminate()
+        stop_process(proc, 10)
 
 
 async def bare(fleet, profiles, seconds: float, answers: bool = False) -> tuple[int, float]:

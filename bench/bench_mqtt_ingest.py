@@ -41,7 +41,8 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.packettypes import PacketTypes  # noqa: E402
 from paho.mqtt.properties import Properties  # noqa: E402
 
-from core.services import Influxd, Mosquitto  # noqa: E402
+from core.topics import SUBSCRIPTIONS, batch_topic, telemetry_topic  # noqa: E402
+from energyhost.devstack import Influxd, Mosquitto  # noqa: E402
 
 CHANNELS15 = ["voltage_l1", "voltage_l2", "voltage_l3", "current_l1", "current_l2", "current_l3",
               "active_power", "reactive_power", "apparent_power", "power_factor", "frequency",
@@ -68,7 +69,7 @@ def single_messages(n: int, t0_ms: int) -> list[tuple[str, bytes]]:
     for k in range(n):
         d = k % N_DEVICES
         t = t0_ms + (k // N_DEVICES) * 100
-        out.append((f"eh/v1/{SITE}/dev{d:03d}/telemetry",
+        out.append((telemetry_topic(SITE, f"dev{d:03d}"),
                     json.dumps({"ts": t, "values": reading(d, k, t)}).encode()))
     return out
 
@@ -78,7 +79,7 @@ def batch_messages(n: int, t0_ms: int) -> list[tuple[str, bytes]]:
     for k in range(n):
         t = t0_ms + k * 100
         rs = [{"device": f"dev{d:03d}", "ts": t, "values": reading(d, k, t)} for d in range(N_DEVICES)]
-        out.append((f"eh/v1/{SITE}/gateway/gw1/batch", json.dumps({"readings": rs}).encode()))
+        out.append((batch_topic(SITE, "gw1"), json.dumps({"readings": rs}).encode()))
     return out
 
 
@@ -248,8 +249,7 @@ def main() -> int:
         fleet_toml(fleet)
         mosq = Mosquitto(tmp / "mosquitto", autosave_changes=1_000_000).start()
         influxd = Influxd(tmp / "influxd").start()
-        topics = ["eh/v1/+/+/telemetry", "eh/v1/+/gateway/+/batch", "eh/v1/+/+/status",
-                  "eh/v1/+/gateway/+/status"]
+        topics = list(SUBSCRIPTIONS)
         a = {"col": [], "sub": [], "write": [], "col_cpu": [], "sub_cpu": [], "stored": []}
         b = {"col": [], "write": [], "stored": []}
         try:

@@ -32,7 +32,6 @@ import logging
 import multiprocessing as mp
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
@@ -49,8 +48,17 @@ from waiting import wait_for  # noqa: E402
 
 from core.config import load_fleet, parse_fleet  # noqa: E402
 from core.influx import InfluxClient  # noqa: E402
-from core.mqtt_acl import COLLECTOR_USER, fleet_acl, gateway_user, write_secrets  # noqa: E402
-from core.services import Influxd, Mosquitto, free_port  # noqa: E402
+from core.topics import batch_topic  # noqa: E402
+from energyhost.devstack import (  # noqa: E402
+    COLLECTOR_USER,
+    Influxd,
+    Mosquitto,
+    fleet_acl,
+    free_port,
+    gateway_user,
+    stop_process,
+    write_secrets,
+)
 
 CH15 = ["voltage_l1", "voltage_l2", "voltage_l3", "current_l1", "current_l2", "current_l3", "active_power",
         "reactive_power", "apparent_power", "power_factor", "frequency", "energy_import", "energy_export",
@@ -76,13 +84,7 @@ class Collect:
             raise RuntimeError(f"collector did not start: {log.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(10)
+        stop_process(self.p, 60)
 
 
 def count(client: InfluxClient, meas: str, field: str) -> int:
@@ -137,7 +139,7 @@ def bench_mqtt(tmp: Path, influx: Influxd, n_readings: int) -> dict:
         for k in range(n_msgs):
             readings = [{"device": f"m{d}", "ts": t0 + k, "values": {c: 100.0 + i + d + k % 7 for i, c in enumerate(CH15)}}
                         for d in range(per_msg)]
-            pub.publish(f"eh/v1/s-b/gateway/{gw}/batch", json.dumps({"readings": readings}), qos=1)
+            pub.publish(batch_topic("s-b", gw), json.dumps({"readings": readings}), qos=1)
         wait_for(lambda: acked[0] >= n_msgs, 120, 0.05)
         pub.disconnect()
         pub.loop_stop()

@@ -49,7 +49,7 @@ from _harness import CollectorProc, count, proc_fds, proc_rss_kib, values_fn, wa
 from core.config import load_fleet  # noqa: E402
 from core.influx import InfluxClient  # noqa: E402
 from core.profiles import load_profiles  # noqa: E402
-from core.services import Influxd, Mosquitto, free_port  # noqa: E402
+from energyhost.devstack import Influxd, Mosquitto, free_port  # noqa: E402
 from simulators.modbus_server import serve_fleet  # noqa: E402
 from simulators.mqtt_gateway import MqttGateway  # noqa: E402
 from simulators.signals import FleetSignals  # noqa: E402

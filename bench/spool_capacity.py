@@ -34,8 +34,8 @@ from core.config import load_fleet  # noqa: E402
 from core.influx import InfluxClient, Writer, encode_points  # noqa: E402
 from core.model import Point  # noqa: E402
 from core.profiles import load_profiles  # noqa: E402
-from core.services import Influxd  # noqa: E402
 from core.spool import Spool, encode_record  # noqa: E402
+from energyhost.devstack import Influxd  # noqa: E402
 from simulators.backfill import served_channels  # noqa: E402
 from simulators.signals import FleetSignals  # noqa: E402
 

@@ -40,10 +40,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.channels import CHANNELS
-from core.config import ID_RE, TOPIC_PREFIX, Fleet
+from core.config import Fleet
 from core.deadletter import DEFAULT_MAX_BYTES as DEFAULT_DEADLETTER_MAX_BYTES
 from core.deadletter import DeadLetterFile
+from core.ids import ID_RE
 from core.model import FloatFields, Point
+from core.topics import SUBSCRIPTIONS, TOPIC_PREFIX
 
 log = logging.getLogger("energyhost.mqtt")
 
@@ -87,22 +89,6 @@ def _load_json(payload: bytes) -> tuple[Any, bool]:
         return orjson.loads(payload), True
     except orjson.JSONDecodeError:
         return _DECODER.decode(payload.decode("utf-8")), False
-
-
-def telemetry_topic(site: str, device: str) -> str:
-    return f"{TOPIC_PREFIX}/{site}/{device}/telemetry"
-
-
-def batch_topic(site: str, gateway: str) -> str:
-    return f"{TOPIC_PREFIX}/{site}/gateway/{gateway}/batch"
-
-
-def status_topic(site: str, device: str) -> str:
-    return f"{TOPIC_PREFIX}/{site}/{device}/status"
-
-
-def gateway_status_topic(site: str, gateway: str) -> str:
-    return f"{TOPIC_PREFIX}/{site}/gateway/{gateway}/status"
 
 
 def _ts_ns(reading: dict, now_ns: int, device_id: str | None) -> tuple[int | None, Reject | None]:
@@ -342,8 +328,7 @@ class MqttCollector:
 
     @property
     def topics(self) -> list[str]:
-        base = [f"{TOPIC_PREFIX}/+/+/telemetry", f"{TOPIC_PREFIX}/+/gateway/+/batch",
-                f"{TOPIC_PREFIX}/+/+/status", f"{TOPIC_PREFIX}/+/gateway/+/status"]
+        base = list(SUBSCRIPTIONS)
         return [f"$share/{self.group}/{t}" for t in base] if self.group else base
 
     def _make_client(self) -> mqtt.Client:

@@ -13,15 +13,14 @@ Endpoints and secrets never live in the fleet file: they come from the environme
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-KINDS = ("meter", "transformer", "pv_inverter", "ev_charger")
-TOPIC_PREFIX = "eh/v1"
+from core.channels import DEVICE_KINDS
+from core.ids import ID_RE, ID_RULE
+from core.topics import telemetry_topic
 
 
 class ConfigError(ValueError):
@@ -68,7 +67,7 @@ class Device:
     @property
     def topic(self) -> str:
         """MQTT telemetry topic of this device (see docs/mqtt.md)."""
-        return f"{TOPIC_PREFIX}/{self.site_id}/{self.id}/telemetry"
+        return telemetry_topic(self.site_id, self.id)
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,7 @@ class _Reader:
         raise self.fail(key, "is required")
 
     def ident(self, key: str) -> str:
-        return self.get(key, str, check=ID_RE.match, why="must match [a-z0-9][a-z0-9_.-]{0,63}")
+        return self.get(key, str, check=ID_RE.match, why=ID_RULE)
 
     def finish(self, allowed_children: tuple[str, ...] = ()) -> None:
         unknown = set(self.table) - self.used - set(allowed_children)
@@ -254,7 +253,8 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                 did = dr.ident("id")
                 dr.owner = f"device {did!r}"
                 unique("device", did, dr)
-                kind = dr.get("kind", str, check=lambda v: v in KINDS, why=f"must be one of {KINDS}")
+                kind = dr.get("kind", str, check=lambda v: v in DEVICE_KINDS,
+                                 why=f"must be one of {DEVICE_KINDS}")
                 transport = dr.get("transport", str, check=lambda v: v in ("modbus", "mqtt"),
                                    why="must be 'modbus' or 'mqtt'")
                 profile = dr.get("profile", str, None)

@@ -49,7 +49,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from core.ids import ID_RE
 from core.model import SEVERITIES, AlarmEvent
+from core.units import NS
 
 Clock = Callable[[], int]
 
@@ -62,7 +64,6 @@ WO_NEXT: dict[str, str] = {"new": "dispatched", "dispatched": "on_site", "on_sit
                            "resolved": "closed"}
 SURVEY_KINDS: tuple[str, ...] = ("work_order", "monthly_report")
 MAX_SHELVE_NS = 8 * 3600 * 10**9          # one shift: ISA-18.2 clause 16.3 "shelving shall be time-limited"
-NS = 10**9
 SYSTEM = "system"                          # user id recorded for automatic actions
 
 
@@ -438,7 +439,6 @@ def month_bounds_ns(month: str, tz: str = "Asia/Shanghai") -> tuple[int, int]:
     return int(start.timestamp()) * NS, int(end.timestamp()) * NS
 
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 # one plain address (no display name, no list, nothing that could end a header line)
 EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 MAIL_STATES: tuple[str, ...] = ("pending", "sent", "no_address", "skipped")

@@ -4,7 +4,7 @@ Layout under ``--var`` (default ``var/demo``)::
 
     influxdb/   InfluxDB 1.x data, config and log (HTTPS; auth on: admin, a write-only and a read-only user)
     tls/        loopback CA and server certificate (InfluxDB HTTPS and the MQTT TLS listener)
-    mosquitto/  Mosquitto config (password file + per-device ACL, core.mqtt_acl), persistence and log
+    mosquitto/  Mosquitto config (password file + per-device ACL, energyhost.devstack.mqtt_acl), persistence and log
     secrets/    generated passwords (mode 0600; mqtt_<user> per MQTT user); never in the repository
     spool/      the collectors' on-disk spool and dead letters
     sites.toml  the fleet with every port remapped to a free loopback port
@@ -41,10 +41,18 @@ from zoneinfo import ZoneInfo
 
 import tomli_w
 
-from core.certs import make_loopback_tls
 from core.config import load_fleet
-from core.mqtt_acl import COLLECTOR_USER, fleet_acl, read_secrets, write_secrets
-from core.services import Influxd, Mosquitto, free_port
+from energyhost.devstack import (
+    COLLECTOR_USER,
+    Influxd,
+    Mosquitto,
+    fleet_acl,
+    free_port,
+    make_loopback_tls,
+    read_secrets,
+    stop_process,
+    write_secrets,
+)
 
 DB = "energyhost"
 BASELINE_DAYS = 28          # baseline period of the demo's contracts: the 4 weeks before hosting starts
@@ -119,7 +127,7 @@ class Stack:
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            stop_process(proc, 5.0)
             raise RuntimeError(f"{name} did not finish in {timeout:.0f} s (see {self.logs / name}.log)") from None
         finally:
             self.children.pop(name, None)
@@ -140,13 +148,9 @@ class Stack:
         for proc in self.children.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 15       # all were signalled: they shut down in parallel
         for proc in self.children.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, max(0.1, deadline - time.monotonic()))
         for svc in reversed(self.services):
             svc.stop()
 
@@ -181,7 +185,7 @@ def run_demo(args) -> int:
             influx.add_user("collector", pw_writer, database=DB, privilege="WRITE")
             influx.add_user("reader", pw_reader, database=DB, privilege="READ")
         fleet_file = remap_ports(args.fleet, var / "sites.toml")
-        # MQTT auth on: a password file and a per-device ACL from the fleet (core.mqtt_acl); the
+        # MQTT auth on: a password file and a per-device ACL from the fleet (energyhost.devstack.mqtt_acl); the
         # passwords are kept in secrets/mqtt_<user> (0600) and reused on the next start
         mqtt_access = fleet_acl(load_fleet(fleet_file), passwords=read_secrets(sec))
         write_secrets(mqtt_access, sec)

@@ -23,7 +23,8 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 
 from core.channels import CHANNELS
-from core.config import TOPIC_PREFIX, Device, Fleet
+from core.config import Device, Fleet
+from core.topics import batch_topic, gateway_status_topic
 
 ValuesFn = Callable[[Device, float], dict[str, float]]
 
@@ -39,7 +40,7 @@ class MqttGateway:
     mode : ``"single"`` (one message per reading) or ``"batch"`` (one message per round).
     gateway_id : id used in the batch and status topics.
     max_inflight : QoS 1 messages in flight before paho queues (paho's default is 20).
-    username, password : MQTT credentials (the ACL of :mod:`core.mqtt_acl` names the gateway
+    username, password : MQTT credentials (the ACL of :mod:`energyhost.devstack.mqtt_acl` names the gateway
         user ``<site>-mqttgw``).
     tls_ca : CA file: connect over TLS and verify the broker's certificate.
     """
@@ -61,8 +62,8 @@ class MqttGateway:
         self.values_fn = values_fn
         self.mode = mode
         self.gateway_id = gateway_id or f"{site_id}-mqttgw"
-        self.batch_topic = f"{TOPIC_PREFIX}/{site_id}/gateway/{self.gateway_id}/batch"
-        self.status_topic = f"{TOPIC_PREFIX}/{site_id}/gateway/{self.gateway_id}/status"
+        self.batch_topic = batch_topic(site_id, self.gateway_id)
+        self.status_topic = gateway_status_topic(site_id, self.gateway_id)
         self.published = 0          # messages handed to paho
         self.readings = 0           # device readings inside them
         self.acked = 0              # PUBACKs received

@@ -27,7 +27,7 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
                          control_port: int = 0, seed: int = 0, mqtt: bool = True,
                          mqtt_interval_s: float = 5.0, history: tuple[float, float] | None = None,
                          stop: asyncio.Event | None = None) -> int:
-    from core.mqtt_acl import gateway_user, read_secrets
+    from core.topics import gateway_user, read_secrets
     from simulators.backfill import example_fault_schedule
     from simulators.control import ControlServer
     from simulators.modbus_server import serve_fleet
@@ -54,7 +54,7 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
     gateways = []
     if mqtt:
         # MQTT auth: each site gateway logs in as "<site>-mqttgw" with the password in
-        # $EH_MQTT_SECRETS_DIR/mqtt_<user> (written by core.mqtt_acl.write_secrets); none → anonymous
+        # $EH_MQTT_SECRETS_DIR/mqtt_<user> (written by energyhost.devstack.write_secrets); none → anonymous
         secrets_dir = os.environ.get("EH_MQTT_SECRETS_DIR")
         passwords = read_secrets(secrets_dir) if secrets_dir else {}
         gateways = [MqttGateway(fleet, s.id, settings.mqtt_host, settings.mqtt_port,

@@ -149,7 +149,7 @@ import pandas as pd
 import pvlib
 
 from core import workdays as wd
-from core.channels import CHANNELS
+from core.channels import CHANNELS, DEVICE_KINDS
 from core.config import Device, Fleet, Site, Transformer
 
 GRID_S = 60.0                      # base grid step [s]
@@ -171,7 +171,7 @@ SUNSPEC_EVENTS = ("GROUND_FAULT", "DC_OVER_VOLT", "AC_DISCONNECT", "DC_DISCONNEC
                   "HW_TEST_FAILED")
 
 _COUNTER_KINDS = ("meter", "pv_inverter", "ev_charger")
-_ALL_KINDS = ("meter", "transformer", "pv_inverter", "ev_charger")
+_ALL_KINDS = DEVICE_KINDS
 
 #: fault name -> (device kinds it applies to, default parameters)
 FAULT_TYPES: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {

@@ -16,7 +16,7 @@ import os
 
 import pytest
 
-from core.services import Influxd, Mosquitto
+from energyhost.devstack import Influxd, Mosquitto
 
 _counter = itertools.count(1)
 

@@ -7,7 +7,7 @@ from email.policy import default as default_policy
 
 from aiosmtpd.controller import Controller
 
-from core.services import free_port
+from energyhost.devstack import free_port
 
 
 class SmtpSink:

@@ -32,11 +32,11 @@ from api.settings import ApiSettings
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import AlarmEvent, Point
-from core.services import free_port, listener_pid_matches
 from core.store import Store
+from core.units import NS
+from energyhost.devstack import free_port, listener_pid_matches
 
 ROOT = Path(__file__).resolve().parents[1]
-NS = 10**9
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 CUSTOMERS = {"acme": {"site": "acme-plant1", "meter": "acme-plant1-t1-meter", "temp": "acme-plant1-t1-temp",
                       "manager": "li.wei"},

@@ -18,11 +18,11 @@ from api.auth import seed_demo_users
 from api.main import create_app
 from api.settings import ApiSettings
 from core.config import load_fleet
-from core.services import free_port
 from core.store import Store
+from core.units import NS
+from energyhost.devstack import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-NS = 10**9
 T0 = 1_767_225_600 * NS           # 2026-01-01 00:00 UTC = 08:00 Asia/Shanghai
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 SWEEP_S = 0.05

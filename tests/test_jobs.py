@@ -16,11 +16,11 @@ from analytics import assess, jobs
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import Point
+from core.units import NS
 from simulators.signals import FleetSignals
 
 pytestmark = pytest.mark.integration
 
-NS = 10**9
 H = 3600
 T0 = 1772409600 - 8 * H              # 2026-03-02T00:00 local (Monday)
 SITE = "acme-office"
@@ -207,7 +207,7 @@ def test_periodic_jobs_retry_soon_after_a_failed_run(loaded, fleet, tmp_path, ca
     import threading
     import time
 
-    from core.services import free_port
+    from energyhost.devstack import free_port
 
     client, _, _ = loaded
     p = jobs.PeriodicJobs(fleet, InfluxClient(f"http://127.0.0.1:{free_port()}", client.database, timeout=1.0),

@@ -39,7 +39,7 @@ from collector.modbus import (
 )
 from core.config import parse_fleet
 from core.profiles import TYPES, load_profiles, plan_blocks, precision, sunspec_layout
-from core.services import free_port as _free_port
+from energyhost.devstack import free_port as _free_port
 from simulators.modbus_server import serve_fleet
 
 PROFILES = load_profiles()
@@ -52,7 +52,7 @@ _RNG = random.Random()
 def free_port() -> int:
     """A free loopback port, never handed out before in this process, below the kernel's ephemeral
     range (32768-60999) so that no outgoing connection of a concurrent test can take it before the
-    simulator binds it (core.services.free_port picks from that range)."""
+    simulator binds it (energyhost.devstack.free_port picks from that range)."""
     for _ in range(500):
         p = _RNG.randrange(20000, 32000)
         if p in _GIVEN:

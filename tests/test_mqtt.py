@@ -21,6 +21,7 @@ from waiting import wait_for
 from collector.mqtt import MqttCollector
 from core.config import Settings, load_fleet
 from core.influx import InfluxClient, Writer
+from energyhost.devstack import stop_process
 from simulators.mqtt_gateway import MqttGateway
 
 pytestmark = pytest.mark.integration
@@ -232,9 +233,7 @@ def test_collector_sigkill_and_restart_loses_no_qos1_message(dedicated_mosquitto
         assert 0 < stored_at_kill < gw.readings == 6000
     finally:
         gw.stop()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(20)
+        stop_process(proc, 20)
     last = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")][-1]
     assert last.get("stopped") is True
     w = last["writer"]

@@ -19,13 +19,14 @@ import numpy as np
 
 from core.config import parse_fleet
 from core.store import month_bounds_ns
+from core.units import NS
 
 MONTH = "2026-02"
 TZ = "Asia/Shanghai"
 CUSTOMER, SITE = "acme", "acme-site"
 METER, PV, EV = "acme-site-m1", "acme-site-pv1", "acme-site-ev1"
 OTHER_CUSTOMER, OTHER_SITE, OTHER_METER = "beta", "beta-site", "beta-site-m1"
-NS, MIN = 10**9, 60 * 10**9
+MIN = 60 * NS
 
 FLEET_RAW = {
     "customer": [

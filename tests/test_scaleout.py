@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -25,9 +24,16 @@ from waiting import wait_for
 
 from core.config import load_fleet
 from core.influx import InfluxClient
-from core.mqtt_acl import COLLECTOR_USER, fleet_acl, gateway_user, write_secrets
-from core.services import Mosquitto, free_port
 from energyhost.demo import remap_ports
+from energyhost.devstack import (
+    COLLECTOR_USER,
+    Mosquitto,
+    fleet_acl,
+    free_port,
+    gateway_user,
+    stop_process,
+    write_secrets,
+)
 from simulators.mqtt_gateway import MqttGateway
 
 pytestmark = pytest.mark.integration
@@ -55,14 +61,7 @@ class Proc:
         assert ok and self.p.poll() is None and needle in self.text(), self.text()[-3000:]
 
     def stop(self) -> int:
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(10)
-        return self.p.returncode
+        return stop_process(self.p, 30)
 
 
 def _env(**kw: str) -> dict[str, str]:

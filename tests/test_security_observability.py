@@ -19,8 +19,8 @@ from api.main import create_app
 from api.metrics import instrument
 from api.settings import ApiSettings
 from core.logjson import JsonFormatter, configure_logging
-from core.services import free_port
 from core.store import Store
+from energyhost.devstack import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,8 +127,7 @@ id = "c-log"
         while time.monotonic() < deadline and "offline" not in log.read_text():
             time.sleep(0.2)
     finally:
-        p.terminate()
-        p.wait(30)
+        stop_process(p, 30)
     lines = [x for x in log.read_text().splitlines() if x.strip()]
     docs = [json.loads(x) for x in lines]            # every line parses: nothing but JSON on stdout
     off = [d for d in docs if "offline" in d["msg"]]

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import base64
+import multiprocessing
+import signal
 import subprocess
+import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from core.services import Influxd, Mosquitto, ServiceError, free_port, listener_pid_matches
+from energyhost.devstack import (
+    Influxd,
+    Mosquitto,
+    ServiceError,
+    free_port,
+    listener_pid_matches,
+    stop_process,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -132,3 +143,30 @@ def test_influxd_auth_reopen_existing_dir(tmp_path):
         assert _query(again.url, "SHOW DATABASES") == 401
     finally:
         again.stop()
+
+
+def _sleep_forever() -> None:
+    time.sleep(300)
+
+
+def test_stop_process_terminates_then_kills():
+    """SIGTERM first (a polite child exits with -15); a child that ignores it is killed after the wait."""
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    assert stop_process(polite, 10) == -signal.SIGTERM
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                 "print('ready', flush=True)\ntime.sleep(300)"], stdout=subprocess.PIPE)
+    assert stubborn.stdout.readline().strip() == b"ready"
+    t0 = time.monotonic()
+    assert stop_process(stubborn, 0.5) == -signal.SIGKILL
+    assert time.monotonic() - t0 < 10
+    stubborn.stdout.close()
+    assert stop_process(stubborn) == -signal.SIGKILL       # already reaped: only the code
+    assert stop_process(None) is None
+
+
+def test_stop_process_multiprocessing():
+    proc = multiprocessing.get_context("spawn").Process(target=_sleep_forever, daemon=True)
+    proc.start()
+    assert stop_process(proc, 10) == -signal.SIGTERM
+    assert not proc.is_alive()

@@ -15,8 +15,7 @@ from analytics.alarms import findings_to_events, readings_dropped_findings
 from core.influx import points_to_lines
 from core.model import Point
 from core.spool import DropLedger, Spool, line_tags
-
-NS = 10**9
+from core.units import NS
 
 
 def _payload(site: str, device: str, n: int, t0: int = 1_700_000_000 * NS) -> bytes:

@@ -17,7 +17,6 @@ from waiting import Clock
 
 from core.config import load_fleet
 from core.model import AlarmEvent
-from core.services import free_port
 from core.store import (
     MIGRATIONS,
     Conflict,
@@ -29,9 +28,10 @@ from core.store import (
     month_bounds_ns,
     verify_password,
 )
+from core.units import NS
+from energyhost.devstack import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[1]
-NS = 10**9
 T0 = 1_767_225_600 * NS          # 2026-01-01T00:00:00Z
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 
@@ -97,13 +97,7 @@ class Postgres:
         return name
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)         # fast shutdown
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 20, signal.SIGINT)       # SIGINT: postgres' fast shutdown
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -37,10 +37,10 @@ from api.report.archive import ReportArchive
 from api.settings import ApiSettings
 from core.influx import InfluxClient
 from core.model import AlarmEvent
-from core.services import free_port
 from core.store import Store
+from core.units import NS
+from energyhost.devstack import free_port, stop_process
 
-NS = 10**9
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -304,12 +304,7 @@ class _Cdp:
         raise AssertionError(f"timed out waiting for {expression!r}")
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        stop_process(self.proc, 10)
         os.close(self._w)
         os.close(self._r)
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from core.channels import CHANNELS, DEVICE_KINDS, SITE_MEASUREMENTS
 from core.config import Site
+from core.units import NS
 
-NS = 10**9
 MINUTE_NS = 60 * NS
 
 #: Meter channels fetched for power-quality checks (1-min means).

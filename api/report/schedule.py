@@ -27,9 +27,9 @@ from api.report.mail import MailError, SmtpSettings, build_message, send
 from api.report.model import MonthlyReport
 from api.report.render import render_html, render_pdf
 from core.config import Customer, Fleet
+from core.units import NS
 
 log = logging.getLogger("energyhost.reports")
-NS = 10**9
 
 
 def _local(now_ns: int, tz: str) -> datetime:

@@ -28,9 +28,9 @@ from api.models import (
     ts,
 )
 from core.model import AlarmEvent
+from core.units import NS
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
-NS = 10**9
 
 
 @router.get("", response_model=list[AlarmOut])

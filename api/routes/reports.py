@@ -25,16 +25,17 @@ from api.report.archive import ReportArchive, ReportEntry
 from api.report.i18n import LANGS
 from api.report.mail import MailError, SmtpSettings
 from core.config import ConfigError, Fleet, load_fleet
+from core.ids import ID_PATTERN
 from core.influx import InfluxError
+from core.units import NS
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
-CUSTOMER_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+CUSTOMER_PATTERN = ID_PATTERN
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 CustomerPath = Annotated[str, Path(pattern=CUSTOMER_PATTERN, max_length=64)]
 MonthPath = Annotated[str, Path(pattern=MONTH_PATTERN, description="report month YYYY-MM")]
 Lang = Literal["zh", "en"]
-NS = 10**9
 MAX_CONCURRENT_GENERATIONS = 2
 _generating = threading.BoundedSemaphore(MAX_CONCURRENT_GENERATIONS)
 # The HTML report is a self-contained page: no script, images only as data URIs.

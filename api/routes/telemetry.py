@@ -30,9 +30,9 @@ from api.models import EnergyTouOut, LatestOut, SeriesOut, TouPeriodOut, to_ns, 
 from api.routes.registry import visible_device, visible_site
 from core.channels import CHANNELS, DEVICE_KINDS
 from core.influx import InfluxError
+from core.units import NS
 
 router = APIRouter(prefix="/telemetry", tags=["telemetry"])
-NS = 10**9
 AGGREGATES = ("mean", "min", "max")
 ChannelsQuery = Annotated[str | None, Query(max_length=2000, description="comma-separated channel names "
                                                                          "(core/channels.py); default: all")]

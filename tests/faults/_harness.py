@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import signal
 import socketserver
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from core.config import load_fleet
 from core.influx import InfluxClient
-from core.services import free_port
+from energyhost.devstack import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "tests") not in sys.path:
@@ -81,7 +82,7 @@ def account(name: str, *, received: int, written: int, pending: int, rejected: i
 
 
 def invariant(ws: dict) -> bool:
-    """The Writer's accounting identity (core/influx.py)."""
+    """The Writer's accounting identity (core/influx/writer.py)."""
     return ws["received"] == ws["written"] + ws["pending"] + ws["rejected"] + ws["dropped"]
 
 
@@ -141,21 +142,12 @@ class CollectorProc:
         return self.proc.pid
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        stop_process(self.proc, 10, signal.SIGKILL)
 
     def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_process(self.proc, timeout)
 
     def stats_lines(self) -> list[dict]:
         out = []

@@ -22,7 +22,7 @@ from collector.mqtt import MqttCollector
 from core.config import Settings, parse_fleet
 from core.influx import InfluxClient, Writer
 from core.profiles import load_profiles
-from core.services import free_port
+from energyhost.devstack import free_port
 from simulators.modbus_server import serve_fleet
 from simulators.mqtt_gateway import MqttGateway
 from simulators.signals import FleetSignals

@@ -16,7 +16,7 @@ from collector.modbus import ModbusCollector
 from core.config import parse_fleet
 from core.influx import InfluxClient, Writer
 from core.profiles import load_profiles
-from core.services import free_port
+from energyhost.devstack import free_port
 from simulators.modbus_server import serve_fleet
 from simulators.signals import FleetSignals
 

@@ -25,6 +25,7 @@ from core.influx import InfluxClient, Writer
 from core.model import Point
 from core.spool import HEADER_SIZE
 from core.store import Store
+from energyhost.devstack import stop_process
 from energyhost.status import collect_status
 from simulators.mqtt_gateway import MqttGateway
 
@@ -138,8 +139,7 @@ def test_spool_cap_reached_drops_oldest_counted_alarmed_and_exposed(dedicated_mo
         assert wait_for(lambda: any(a["type"] == "readings_dropped" for a in store.alarms(limit=1000)), 60), \
             (tmp_path / "analyze.log").read_text()[-2000:]
     finally:
-        analyze.terminate()
-        analyze.wait(30)
+        stop_process(analyze, 30)
     store.create_user("ops", "engineer", password="cap-alarm-pass-1")
     with TestClient(create_app(ApiSettings(escalate_every_s=0, rate_limit=0), store=store, background=False)) as c:
         tok = c.post("/api/v1/auth/token", json={"username": "ops", "password": "cap-alarm-pass-1"}).json()

@@ -9,13 +9,13 @@ Who may do what (topic scheme: docs/mqtt.md, ``eh/v1/<site>/<device>/...``)::
 
 Anything not granted is denied: Mosquitto answers a QoS 1 PUBLISH outside the ACL with
 PUBACK reason code 0x87 "Not authorized" (MQTT 5.0 §3.4.2.1) and does not forward it, and
-refuses a SUBSCRIBE with SUBACK 0x87.  Every user name is a fleet id (``core.config.ID_RE``),
+refuses a SUBSCRIBE with SUBACK 0x87.  Every user name is a fleet id (``core.ids.ID_RE``),
 so no user name carries the wildcards ``+`` / ``#`` or ``/`` (MQTT 5.0 §4.7.1 reserves them in
 topic filters); :func:`fleet_acl` refuses any other name with ``ValueError``.
 
 Passwords are generated (``secrets.token_urlsafe``) and written by :func:`write_secrets` to a
-directory of 0600 files, one per user, which the processes read through ``*_FILE``
-variables (``EH_MQTT_PASSWORD_FILE``); they are never in the repository.
+directory of 0600 files, one per user (read back by :func:`core.topics.read_secrets`), which the
+processes read through ``*_FILE`` variables (``EH_MQTT_PASSWORD_FILE``); they are never in the repository.
 """
 
 from __future__ import annotations
@@ -25,14 +25,19 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import ID_RE, TOPIC_PREFIX, Fleet
+from core.config import Fleet
+from core.ids import ID_RE
+from core.topics import (
+    ALL_TOPICS,
+    COLLECTOR_USER,
+    SECRET_PREFIX,
+    device_filter,
+    gateway_filter,
+    gateway_user,
+    read_secrets,
+)
 
-COLLECTOR_USER = "collector"
-
-
-def gateway_user(site_id: str) -> str:
-    """MQTT user (and gateway id) of the field gateway of ``site_id``, as the simulator names it."""
-    return f"{site_id}-mqttgw"
+__all__ = ["COLLECTOR_USER", "MqttAccess", "fleet_acl", "gateway_user", "read_secrets", "write_secrets"]
 
 
 def _check_name(name: str) -> str:
@@ -51,7 +56,7 @@ class MqttAccess:
 
     def acl_text(self) -> str:
         """The Mosquitto ``acl_file`` text (``user`` blocks of ``topic read|write <filter>`` lines)."""
-        out = ["# generated from the fleet by core.mqtt_acl; anything not listed is denied"]
+        out = ["# generated from the fleet by energyhost.devstack.mqtt_acl; anything not listed is denied"]
         for user, rules in self.grants.items():
             out.append(f"\nuser {user}")
             out += [f"topic {access} {flt}" for access, flt in rules]
@@ -77,21 +82,21 @@ def fleet_acl(fleet: Fleet, *, collector_user: str = COLLECTOR_USER,
         acc.grants[user] = rules
         acc.passwords[user] = passwords.get(user) or secrets.token_urlsafe(18)
 
-    add(collector_user, [("read", f"{TOPIC_PREFIX}/#")])
+    add(collector_user, [("read", ALL_TOPICS)])
     for site in fleet.sites.values():
         mqtt_devices = [d for d in site.devices if d.transport == "mqtt"]
         if not mqtt_devices:
             continue
         gw = gateway_user(site.id)
-        rules = [("write", f"{TOPIC_PREFIX}/{site.id}/gateway/{gw}/#")]
-        rules += [("write", f"{TOPIC_PREFIX}/{site.id}/{d.id}/#") for d in mqtt_devices]
+        rules = [("write", gateway_filter(site.id, gw))]
+        rules += [("write", device_filter(site.id, d.id)) for d in mqtt_devices]
         add(gw, rules)
         for d in mqtt_devices:
-            add(d.id, [("write", f"{TOPIC_PREFIX}/{site.id}/{d.id}/#")])
+            add(d.id, [("write", device_filter(site.id, d.id))])
     return acc
 
 
-def write_secrets(access: MqttAccess, directory: str | os.PathLike, prefix: str = "mqtt_") -> dict[str, Path]:
+def write_secrets(access: MqttAccess, directory: str | os.PathLike, prefix: str = SECRET_PREFIX) -> dict[str, Path]:
     """Write each password to ``<directory>/<prefix><user>`` (mode 0600, directory 0700)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -104,11 +109,3 @@ def write_secrets(access: MqttAccess, directory: str | os.PathLike, prefix: str 
         p.chmod(0o600)
         out[user] = p
     return out
-
-
-def read_secrets(directory: str | os.PathLike, prefix: str = "mqtt_") -> dict[str, str]:
-    """Passwords written by :func:`write_secrets` (``{}`` if the directory does not exist)."""
-    d = Path(directory)
-    if not d.is_dir():
-        return {}
-    return {p.name[len(prefix):]: p.read_text().strip() for p in d.glob(f"{prefix}*") if p.is_file()}

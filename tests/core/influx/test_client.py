@@ -1,28 +1,24 @@
-"""core.influx against a real influxd: escaping, /write, /query with bound params, arrays."""
+"""core.influx.client against a real influxd: /write, /query with bound params, arrays, auth."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from test_lineprotocol import EXTREME_FLOATS
 
 from core.influx import (
     ARRAYS_ACCEPT,
     InfluxClient,
     InfluxQueryError,
     InfluxWriteError,
-    LineProtocolError,
-    encode_points,
-    escape_key,
-    escape_measurement,
-    escape_string,
-    point_to_line,
+    StatementRefused,
+    check_read_only,
     points_to_lines,
 )
 from core.model import Point
 
 T0 = 1_700_000_000_000_000_000
+
 
 # (tag value as given, the same value read back from InfluxDB)
 INJECTION_TAGS = [
@@ -36,62 +32,6 @@ INJECTION_TAGS = [
     "x' OR site =~ /.*/ OR site='y",
     "中文站点",
 ]
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("meter", "meter"), ("a b", "a\\ b"), ("a,b", "a\\,b"), ("a=b", "a=b"),
-])
-def test_escape_measurement(text, expected):
-    assert escape_measurement(text) == expected
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("site", "site"), ("a b", "a\\ b"), ("a,b", "a\\,b"), ("a=b", "a\\=b"), ('a"b', 'a"b'),
-])
-def test_escape_key(text, expected):
-    assert escape_key(text) == expected
-
-
-@pytest.mark.parametrize(("text", "expected"), [
-    ("ok", '"ok"'), ('say "hi"', '"say \\"hi\\""'), ("back\\slash", '"back\\\\slash"'),
-    ("two\nlines", '"two\nlines"'),
-])
-def test_escape_string(text, expected):
-    assert escape_string(text) == expected
-
-
-@pytest.mark.parametrize("bad", ["new\nline", "carriage\rreturn", "back\\slash", "trailing\\", ""])
-def test_unrepresentable_tag_values_are_refused(bad):
-    with pytest.raises(LineProtocolError, match="tag 'device' value|is empty"):
-        point_to_line(Point("meter", {"device": bad}, {"v": 1.0}, T0))
-
-
-def test_measurement_comment_refused():
-    with pytest.raises(LineProtocolError, match="comment"):
-        point_to_line(Point("#meter", {}, {"v": 1.0}, T0))
-
-
-def test_line_format_table():
-    p = Point("meter", {"site": "s 1", "device": "d,1", "customer": "c=1"},
-              {"active_power": 1.0, "n": 3, "ok": True, "status": 'ti"me\\out', "big": 1e20,
-               "np": np.float64(0.1), "npi": np.int32(-7)}, T0)
-    assert point_to_line(p) == (
-        'meter,customer=c\\=1,device=d\\,1,site=s\\ 1 active_power=1.0,n=3i,ok=true,'
-        'status="ti\\"me\\\\out",big=1e+20,np=0.1,npi=-7i 1700000000000000000')
-
-
-def test_nonfinite_dropped_and_counted():
-    pts = [Point("m", {"d": "a"}, {"x": math.nan, "y": 2.0, "z": math.inf}, T0),
-           Point("m", {"d": "b"}, {"x": -math.inf}, T0),
-           Point("m", {"d": "c"}, {"x": [1]}, T0),
-           Point("m", {"d": "d"}, {"x": 1.5}, True)]
-    enc = encode_points(pts)
-    assert enc.lines == [b"m,d=a y=2.0 1700000000000000000"]
-    assert enc.nonfinite_dropped == 3
-    reasons = [why for _, why in enc.rejected]
-    assert "NaN/Inf" in reasons[0] and "unsupported field type list" in reasons[1] and "time_ns" in reasons[2]
-    with pytest.raises(LineProtocolError, match="NaN/Inf"):
-        points_to_lines(pts[:2])
 
 
 def test_client_refuses_credentials_in_url():
@@ -126,10 +66,10 @@ def test_write_errors_carry_status(influxd, influx_db):
         InfluxClient(influxd.url, "no_such_db").write_lines(b"m v=1 1")
     assert e.value.status == 404 and "database not found" in e.value.message
     with pytest.raises(InfluxQueryError, match="error parsing query"):
-        c.query("SELEC 1")
+        c.query("SELECT FROM")
     with pytest.raises(ValueError, match="precision"):
         c.write_lines(b"m v=1 1", precision="xs")
-    from core.services import free_port
+    from energyhost.devstack import free_port
     down = InfluxClient(f"http://127.0.0.1:{free_port()}", "x", timeout=1)
     with pytest.raises(InfluxWriteError) as e:
         down.write_lines(b"m v=1 1")
@@ -177,7 +117,7 @@ def test_query_arrays_mixed_types(influxd, influx_db):
     assert list(a["status"]) == ["ok", "timeout"]
     assert a["online"].tolist() == [1.0, 0.0] and a["latency_ms"].tolist() == [3.5, 1000.0]
     with pytest.raises(InfluxQueryError, match="error parsing query"):
-        c.query_arrays("SELEC 1")
+        c.query_arrays("SELECT FROM")
 
 
 @pytest.mark.integration
@@ -195,40 +135,8 @@ def test_auth_basic_header_and_token(make_influxd):
     r = InfluxClient(d.url, "authdb", username="r", password="rpw")
     assert r.query("SELECT v FROM m")[0]["values"] == [[1, 1.0]]
     with pytest.raises(InfluxQueryError) as e:
-        r.query("DROP DATABASE authdb")
-    assert e.value.status == 403
-
-
-# ---------------------------------------------------------------- FloatFields fast path
-EXTREME_FLOATS = [0.0, -0.0, 0.1, -230.25, 1e16, 1.5e-5, 5e-324, 2.2250738585072014e-308,
-                  1.7976931348623157e308, -1.7976931348623157e308, 123456789.123456789, 1 / 3]
-
-
-def _field_values(line: bytes) -> dict[str, float]:
-    fields = line.rsplit(b" ", 2)[1]          # the tag part may hold escaped spaces
-    return {k.decode(): float(v) for k, v in (kv.split(b"=") for kv in fields.split(b","))}
-
-
-def test_float_fields_line_matches_the_general_encoder():
-    from core.model import FloatFields
-    fields = {f"ch_{i}": v for i, v in enumerate(EXTREME_FLOATS)}
-    fast = encode_points([Point("meter", {"site": "a b", "device": "d,1"}, FloatFields(fields), T0)]).lines[0]
-    slow = encode_points([Point("meter", {"site": "a b", "device": "d,1"}, dict(fields), T0)]).lines[0]
-    assert fast.rsplit(b" ", 2)[0::2] == slow.rsplit(b" ", 2)[0::2]         # same series key and time
-    assert fast.startswith(b"meter,device=d\\,1,site=a\\ b ")
-    got = _field_values(fast)
-    assert list(got) == list(fields)
-    assert all(got[k] == v and math.copysign(1, got[k]) == math.copysign(1, v) for k, v in fields.items())
-
-
-def test_float_fields_fall_back_when_keys_need_escaping_or_types_do_not_fit():
-    from core.model import FloatFields
-    # a key with a space cannot take the fast path; a numpy scalar neither: both still encode right
-    enc = encode_points([Point("m", {"d": "x"}, FloatFields({"a b": 1.0}), T0),
-                         Point("m", {"d": "x"}, FloatFields({"v": np.float64(2.5)}), T0),
-                         Point("m", {"d": "x"}, FloatFields({"v": 1.0}), 1.5)])      # bad time: rejected
-    assert enc.lines == [b"m,d=x a\\ b=1.0 %d" % T0, b"m,d=x v=2.5 %d" % T0]
-    assert len(enc.rejected) == 1 and "time_ns" in enc.rejected[0][1]
+        r.query('SELECT v FROM "no_such_db".."m"')          # a statement the server refuses for r
+    assert e.value.status == 403 or "not authorized" in e.value.message
 
 
 @pytest.mark.integration
@@ -242,3 +150,46 @@ def test_float_fields_round_trip_exactly(influxd, influx_db):
     s = c.query("SELECT * FROM ff")[0]
     row = dict(zip(s["columns"], s["values"][0], strict=True))
     assert all(row[k] == v for k, v in fields.items()), row
+
+
+@pytest.mark.parametrize("q", [
+    'SELECT "v" FROM "m" WHERE "site" = $site', "select mean(v) from m group by time(1m)",
+    '  SHOW FIELD KEYS FROM "meter"', "SHOW MEASUREMENTS", 'SELECT "v" FROM "intoxicated"'])
+def test_read_only_statements_pass(q):
+    assert check_read_only(q) == q
+
+
+@pytest.mark.parametrize("q", [
+    'CREATE CONTINUOUS QUERY "cq" ON "eh" BEGIN SELECT count("v") INTO "x" FROM "m" GROUP BY time(1m) END',
+    'SELECT * INTO "copy" FROM "m"', 'select * into copy from m', 'SELECT "v" FROM "m"; DROP DATABASE "eh"',
+    '-- c\nDROP DATABASE "eh"', 'DROP MEASUREMENT "m"', 'DELETE FROM "m"', "GRANT ALL TO r", "KILL QUERY 1",
+    'SELECT * FROM (SELECT "v" INTO "x" FROM "m")', "", "SHOWS"])
+def test_other_statements_are_refused(q):
+    with pytest.raises(StatementRefused):
+        check_read_only(q)
+
+
+@pytest.mark.integration
+def test_reader_path_cannot_make_influxd_write(make_influxd):
+    """A READ user may CREATE CONTINUOUS QUERY on InfluxDB 1.x, and the server then writes every
+    interval: the client refuses such statements and SELECT INTO before sending, and the influxd
+    the project starts runs no continuous-query service at all."""
+    d = make_influxd(auth=True)
+    d.add_user("r", "rpw", database="eh", privilege="READ")
+    InfluxClient(d.url, "eh", username=d.admin_user, password=d.admin_password).write_lines(b"m v=1 1")
+    reader = InfluxClient(d.url, "eh", username="r", password="rpw")
+    for q in ('CREATE CONTINUOUS QUERY "cq" ON "eh" BEGIN SELECT count("v") INTO "x" FROM "m" '
+              'GROUP BY time(1m) END',
+              'SELECT * INTO "copy" FROM "m"',
+              'SELECT "v" FROM "m"; CREATE CONTINUOUS QUERY "cq2" ON "eh" BEGIN SELECT count("v") INTO "y" '
+              'FROM "m" GROUP BY time(1m) END'):
+        with pytest.raises(StatementRefused):
+            reader.query(q)
+        with pytest.raises(StatementRefused):
+            reader.query_arrays(q)
+    cqs = [v for s in d.query("SHOW CONTINUOUS QUERIES")["results"][0].get("series", []) for v in s.get("values") or []]
+    assert cqs == []
+    assert d.query("SHOW MEASUREMENTS", db="eh")["results"][0]["series"][0]["values"] == [["m"]]
+    stats = {s["name"] for s in d.query("SHOW STATS")["results"][0]["series"]}
+    assert "cq" not in stats and "httpd" in stats, stats        # the CQ service is not running
+    reader.close()

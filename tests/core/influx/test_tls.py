@@ -1,6 +1,6 @@
 """InfluxDB over HTTPS, end to end, against a real influxd 1.6 with ``https-enabled``.
 
-Certificates come from :func:`core.certs.make_loopback_tls` (a throw-away CA and a server
+Certificates come from :func:`energyhost.devstack.make_loopback_tls` (a throw-away CA and a server
 certificate for 127.0.0.1); a second, unrelated CA plays the wrong trust anchor.
 """
 
@@ -13,10 +13,10 @@ import time
 
 import pytest
 
-from core.certs import make_loopback_tls
 from core.config import ConfigError, Settings
 from core.influx import InfluxClient, InfluxError, InfluxQueryError, InfluxWriteError, Writer
 from core.model import Point
+from energyhost.devstack import make_loopback_tls
 from energyhost.status import collect_status
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,3 @@
+"""Time units: InfluxDB and every timestamp in energyhost count nanoseconds since the Unix epoch."""
+
+NS = 10**9          # nanoseconds per second
