@@ -15,7 +15,9 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LIBRARY = ("core", "collector", "analytics", "api", "simulators", "energyhost")
+# the packages setuptools installs, as pyproject.toml lists them ("core*" -> "core")
+LIBRARY = tuple(p.rstrip("*") for p in tomllib.loads((ROOT / "pyproject.toml").read_text())
+                ["tool"]["setuptools"]["packages"]["find"]["include"])
 OURS = set(LIBRARY) | {"tests", "bench"}
 # used by the tools, not imported: the test runner's plugins, the linter, the ASGI server's CLI
 TOOLS = {"pytest-timeout", "ruff", "uvicorn"}
