@@ -18,11 +18,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import signal
-import sys
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -37,6 +34,8 @@ from core.config import Fleet, Site
 from core.influx import INGEST_HEALTH
 from core.model import AlarmEvent, Finding
 from core.units import NS
+
+log = logging.getLogger("energyhost.analyze")
 
 MINUTE_NS = 60 * NS
 
@@ -175,7 +174,7 @@ def evaluate_period(fleet: Fleet, client, start_ns: int, end_ns: int, site_ids: 
             try:
                 tariff = tf.load_tariff(site.tariff, tariff_dir)
             except tf.TariffError as exc:
-                print(f"energyhost analyze: site {sid}: no savings: {exc}", file=sys.stderr)
+                log.warning("site %s: no savings: %s", sid, exc)
             else:
                 f += assess.site_savings(site, _common_grid(data, start_ns, end_ns), tariff,
                                          min_days=min_savings_days)
@@ -285,10 +284,9 @@ class Follower:
                     state = "CLEAR" if e.cleared_ns is not None else "RAISE"
                     sup = f" (suppressed by {e.suppressed_by})" if e.suppressed_by else ""
                     at = datetime.fromtimestamp((e.cleared_ns or e.raised_ns) / NS, UTC).strftime("%H:%M:%S")
-                    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} analyze: {state} {e.key} {e.severity} "
-                          f"(at {at}Z){sup}", file=sys.stderr, flush=True)
+                    log.warning("%s %s %s (at %sZ)%s", state, e.key, e.severity, at, sup)
             except Exception as exc:  # noqa: BLE001 - a follower must survive a database hiccup
-                print(f"analyze: evaluation failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+                log.error("evaluation failed: %s: %s", type(exc).__name__, exc)
             stop.wait(max(0.0, interval_s - (time.monotonic() - t0)))
 
 
@@ -342,95 +340,18 @@ class PeriodicJobs:
                     nodata = sorted({x["type"] for x in r["pq"] if x["evidence"].get("compliant") is None})
                     sav = (f"savings {sum(x['yuan_month'] or 0 for x in r['savings']):,.0f} yuan/month"
                            if r["savings"] else "savings: not enough data (< 3 days)")
-                    print(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} analyze: daily {sid}: PQ non-compliant "
-                          f"{bad or 'none'}, no data {nodata or 'none'}; {sav}", file=sys.stderr, flush=True)
+                    log.warning("daily %s: PQ non-compliant %s, no data %s; %s", sid, bad or "none",
+                                nodata or "none", sav)
             except Exception as exc:  # noqa: BLE001 - the periodic job must not stop the follower
                 failures += 1
                 wait = min(every_s, max(1.0, first_after_s) * 2 ** (failures - 1))
-                print(f"analyze: periodic job failed: {type(exc).__name__}: {exc}; retrying in {wait:.0f} s",
-                      file=sys.stderr, flush=True)
+                log.error("periodic job failed: %s: %s; retrying in %.0f s", type(exc).__name__, exc, wait)
                 continue
             failures = 0
             wait = max(1.0, every_s - (time.monotonic() - t0))
 
 
 # ---------------------------------------------------------------- CLI
-
-
-def _parse_time(text: str | None, default_ns: int, name: str) -> int:
-    if text is None:
-        return default_ns
-    try:
-        d = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"--{name}: not an ISO date/time: {text!r}") from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=UTC)
-    return int(d.timestamp()) * NS
-
-
-def _store(args):
-    url = getattr(args, "db", None) or os.environ.get("EH_STORE_URL")
-    if not url:
-        return None
-    from core.store import Store
-
-    return Store(url if "://" in url else f"sqlite:///{url}")
-
-
-def main(args: argparse.Namespace) -> int:
-    """``energyhost analyze``: ``--follow`` (live alarms) or a period (``--start``/``--end``, default last 30 days)."""
-    from core.config import Settings, load_fleet
-    from core.influx import InfluxClient
-
-    fleet = load_fleet(args.fleet)
-    sites = [args.site] if getattr(args, "site", None) else None
-    if sites and sites[0] not in fleet.sites:
-        print(f"energyhost analyze: unknown site {sites[0]!r}; sites: {', '.join(fleet.sites)}", file=sys.stderr)
-        return 2
-    client = InfluxClient.from_settings(Settings.from_env())
-    store = _store(args)
-    if store is not None:
-        store.seed_fleet(fleet)
-    if args.follow:
-        stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
-        interval = min((d.poll_interval_s for d in fleet.devices.values()), default=5.0) / 2
-        periodic = PeriodicJobs(fleet, InfluxClient.from_settings(Settings.from_env(), timeout=120.0),  # 30-day reads
-                                os.environ.get("EH_FINDINGS_DIR") or None, site_ids=sites)
-        th = threading.Thread(target=periodic.run, args=(stop,), name="analytics-periodic", daemon=True)
-        th.start()
-        Follower(fleet, client, store, site_ids=sites).run(stop, interval)
-        th.join(timeout=5.0)
-        return 0
-    now = time.time_ns()
-    try:
-        end = _parse_time(args.end, now - now % MINUTE_NS, "end")
-        start = _parse_time(args.start, end - 30 * 86400 * NS, "start")
-    except ValueError as exc:
-        print(f"energyhost analyze: {exc}", file=sys.stderr)
-        return 2
-    if end <= start:
-        print("energyhost analyze: --end must be after --start", file=sys.stderr)
-        return 2
-    res = evaluate_period(fleet, client, start, end, sites)
-    events = period_events([f for fs in res.values() for f in fs], end, fleet)
-    stored = store.upsert_alarm_events(events) if store is not None else None
-    if args.json:
-        print(json.dumps({"findings": {s: [f._asdict() for f in fs] for s, fs in res.items()},
-                          "alarm_events": [e._asdict() for e in events], "stored": stored}, default=_jsonable,
-                         ensure_ascii=False))
-    else:
-        for sid, fs in res.items():
-            faults_ = [f for f in fs if not f.type.startswith(("pq_", "saving_"))]
-            sav = [f for f in fs if f.type.startswith("saving_")]
-            print(f"{sid}: {len(faults_)} fault findings, {sum(1 for f in fs if f.type.startswith('pq_'))} PQ rows, "
-                  f"savings {sum(f.yuan_month or 0 for f in sav):,.0f} yuan/month")
-            for f in sav:
-                print(f"  {f.type:32s} {f.yuan_month or 0:>12,.0f} yuan/month  {f.kwh_month or 0:>10,.0f} kWh/month")
-        print(f"alarm events: {len(events)}" + (f"; store: {stored}" if stored else ""))
-    return 0
 
 
 def _jsonable(o):

@@ -153,7 +153,8 @@ async def _sweep(store: Store, every_s: float) -> None:
         await asyncio.sleep(every_s)
 
 
-def build_app_from_env(fleet_path: str | None = None, *, seed_users: bool = True) -> tuple[FastAPI, dict[str, str]]:
+def build_app_from_env(fleet_path: str | None = None, *, seed_users: bool = True,
+                       settings: ApiSettings | None = None) -> tuple[FastAPI, dict[str, str]]:
     """Build the app from the environment (``energyhost serve``).
 
     Opens the store (``EH_STORE_URL``), seeds the registry from ``fleet_path`` and, when
@@ -164,7 +165,7 @@ def build_app_from_env(fleet_path: str | None = None, *, seed_users: bool = True
     from core.config import load_fleet
     from core.influx import InfluxClient
 
-    settings = ApiSettings.from_env()
+    settings = settings or ApiSettings.from_env()
     limits = TimeLimits.from_toml(settings.time_limits_file) if settings.time_limits_file else None
     store = Store(settings.store_url, limits=limits)
     generated: dict[str, str] = {}

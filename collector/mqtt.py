@@ -19,13 +19,11 @@ Error policy::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
 import math
 import os
-import signal
 import socket
 import threading
 import time
@@ -465,54 +463,3 @@ class MqttCollector:
         text = payload[:4096].decode("utf-8", errors="replace")
         self.deadletter.append([{"time_ns": time.time_ns(), "topic": topic, "bytes": len(payload),
                                  "rejects": [r._asdict() for r in rejects], "payload": text}])
-
-
-# ====================================================================== stand-alone process
-def main(argv: list[str] | None = None) -> int:
-    """Run one MQTT collector process: ``python -m collector.mqtt --fleet sites.toml``.
-
-    Endpoints come from the environment (:meth:`core.config.Settings.from_env`).  Prints one
-    JSON stats line per ``--stats-interval`` seconds on stdout; SIGTERM/SIGINT stop cleanly.
-    """
-    from core.config import ConfigError, Settings, load_fleet
-    from core.influx import InfluxClient, Writer
-
-    ap = argparse.ArgumentParser(prog="python -m collector.mqtt", description=main.__doc__)
-    ap.add_argument("--fleet", required=True, help="fleet TOML file")
-    ap.add_argument("--client-id", default=None, help="stable MQTT client id")
-    ap.add_argument("--group", default=None, help="shared-subscription group")
-    ap.add_argument("--batch-size", type=int, default=5000)
-    ap.add_argument("--flush-interval", type=float, default=0.2, help="[s]")
-    ap.add_argument("--stats-interval", type=float, default=1.0, help="[s]")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        settings = Settings.from_env()
-        fleet = load_fleet(args.fleet)
-    except ConfigError as exc:
-        print(f"error: {exc}", flush=True)
-        return 2
-    client = InfluxClient.from_settings(settings)
-    writer = Writer(client, settings.spool_dir, batch_size=args.batch_size, flush_interval_s=args.flush_interval,
-                    spool_max_bytes=settings.spool_max_bytes, deadletter_max_bytes=settings.deadletter_max_bytes)
-    col = MqttCollector(fleet, settings, writer, group=args.group, client_id=args.client_id)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        col.start()
-    except MqttCollectorError as exc:
-        print(f"error: {exc}", flush=True)
-        writer.close()
-        return 1
-    print(json.dumps({"started": True, "client_id": col.client_id}), flush=True)
-    while not stop.wait(args.stats_interval):
-        print(json.dumps({"collector": col.stats(), "writer": writer.stats()}), flush=True)
-    col.stop()
-    writer.close()
-    print(json.dumps({"collector": col.stats(), "writer": writer.stats(), "stopped": True}), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

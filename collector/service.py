@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import time
 import zlib
@@ -111,12 +110,12 @@ class Metrics:
 async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings: Settings, *,
                          group: str | None = None, shard: str | None = None, metrics_port: int = 0,
                          modbus: bool = True, mqtt: bool = True, stats_interval_s: float = 30.0, instance: str = "main",
-                         stop: asyncio.Event | None = None) -> int:
+                         stop: asyncio.Event | None = None, log_format: str = "text") -> int:
     """Run until SIGINT/SIGTERM (or ``stop``); flush the writer; return an exit code."""
     from collector.modbus import ModbusCollector
     from collector.mqtt import MqttCollector
 
-    configure_logging(os.environ.get("EH_LOG_FORMAT", "text"))     # "json": one object per line, site/device ids
+    configure_logging(log_format)     # "json": one object per line, site/device ids
     shard_t = parse_shard(shard)
     client = InfluxClient.from_settings(settings)
     # one spool per process (core.spool locks it): the default instance uses EH_SPOOL_DIR itself,

@@ -1,7 +1,9 @@
-"""The ``energyhost`` command: a thin dispatcher over the wings.
+"""The ``energyhost`` command: a thin dispatcher over the packages.
 
-Each subcommand imports its wing only when it runs, so ``--help`` is instant and one
-wing's trouble never breaks another's command.  Errors print one line
+Each subcommand imports its package only when it runs, so ``--help`` is instant and one
+package's trouble never breaks another's command.  The settings tree
+(:class:`~energyhost.settings.AppSettings`) is read from the environment once, after the
+arguments, and handed to the subcommand as ``args.settings``.  Errors print one line
 (``energyhost: error: ...``) and exit non-zero, without a traceback.
 """
 
@@ -9,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_FLEET = os.environ.get("EH_FLEET", str(ROOT / "sites.example.toml"))
 
 
 class CliError(Exception):
@@ -40,10 +41,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"{args.fleet}: OK — {len(fleet.customers)} customers, {len(fleet.sites)} sites, "
           f"{len(fleet.devices)} devices {kinds}, {len(profiles)} profiles")
     # the endpoints every component will use (EH_*), validated the same way they will be
-    from core.config import Settings
     from core.influx import InfluxClient
 
-    settings = Settings.from_env()
+    settings = args.settings.core
+    args.settings.api()           # the API's EH_* too
     try:
         client = InfluxClient.from_settings(settings, timeout=5.0)   # loads EH_INFLUX_TLS_CA
     except ValueError as exc:
@@ -67,38 +68,41 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     from collector.service import run_collectors
-    from core.config import Settings
 
     fleet, profiles = _load(args.fleet)
-    settings = Settings.from_env()
-    return asyncio.run(run_collectors(fleet, profiles, settings, group=args.group, shard=args.shard,
+    return asyncio.run(run_collectors(fleet, profiles, args.settings.core, group=args.group, shard=args.shard,
                                       metrics_port=args.metrics_port, modbus=not args.no_modbus,
-                                      mqtt=not args.no_mqtt, instance=args.instance))
+                                      mqtt=not args.no_mqtt, instance=args.instance,
+                                      log_format=args.settings.run.log_format))
+
+
+def cmd_collect_mqtt(args: argparse.Namespace) -> int:
+    from energyhost.collect_mqtt import run_collect_mqtt
+
+    return run_collect_mqtt(args, args.settings)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.service import run_simulators
 
     fleet, profiles = _load(args.fleet)
-    from core.config import Settings
-
     history = None
     if args.history_days:
         if args.history_end is None:
             raise CliError("--history-days needs --history-end (the end time given to `energyhost backfill`)")
         history = (args.history_days, args.history_end)
-    return asyncio.run(run_simulators(fleet, profiles, Settings.from_env(), control_port=args.control_port,
-                                      seed=args.seed, mqtt=not args.no_mqtt, history=history))
+    return asyncio.run(run_simulators(fleet, profiles, args.settings.core, control_port=args.control_port,
+                                      seed=args.seed, mqtt=not args.no_mqtt, history=history,
+                                      mqtt_secrets_dir=args.settings.run.mqtt_secrets_dir))
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from core.config import Settings
     from core.influx import InfluxClient, InfluxError
     from simulators.backfill import backfill, example_fault_schedule
     from simulators.signals import FleetSignals
 
     fleet, profiles = _load(args.fleet)
-    client = InfluxClient.from_settings(Settings.from_env())
+    client = InfluxClient.from_settings(args.settings.core)
     try:
         client.create_database()
     except InfluxError as exc:   # a write-only user may not create databases: the admin made it already
@@ -116,6 +120,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 def cmd_fault(args: argparse.Namespace) -> int:
     from simulators.control import clear_remote, inject_remote, list_remote
 
+    args.url = args.url or args.settings.run.sim_control_url
+
     if args.action == "list":
         print(json.dumps(list_remote(args.url), indent=2))
     elif args.action == "inject":
@@ -127,9 +133,9 @@ def cmd_fault(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from analytics.jobs import main as analytics_main
+    from energyhost.analyze import run_analyze
 
-    return analytics_main(args)
+    return run_analyze(args, args.settings)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -137,11 +143,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from api.main import build_app_from_env
 
+    api = args.settings.api()
     if args.db:
-        os.environ["EH_STORE_URL"] = args.db if "://" in args.db else f"sqlite:///{Path(args.db).resolve()}"
-    app, generated = build_app_from_env(args.fleet)
+        api = dataclasses.replace(api, store_url=args.db if "://" in args.db else f"sqlite:///{Path(args.db).resolve()}")
+    app, generated = build_app_from_env(args.fleet, settings=api)
     if generated:
-        secrets_dir = os.environ.get("EH_SECRETS_DIR")
+        secrets_dir = args.settings.run.secrets_dir
         if secrets_dir:   # the demo keeps generated passwords beside its other secrets (mode 0600)
             f = Path(secrets_dir) / "api_users.json"
             old = json.loads(f.read_text()) if f.exists() else {}
@@ -156,16 +163,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_reports(args: argparse.Namespace) -> int:
-    from api.report.__main__ import main as reports_main
+    from energyhost.reports import run_reports
 
-    argv = ["--fleet", args.fleet, args.action]
-    if args.action == "run":
-        argv += ["--every", str(args.every)]
-    else:
-        if not (args.customer and args.month):
-            raise CliError("reports generate needs --customer and --month YYYY-MM")
-        argv += ["--customer", args.customer, "--month", args.month, "--lang", args.lang]
-    return reports_main(argv)
+    if args.action == "generate" and not (args.customer and args.month):
+        raise CliError("reports generate needs --customer and --month YYYY-MM")
+    return run_reports(args, args.settings)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -196,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def fleet_arg(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--fleet", default=DEFAULT_FLEET, help="fleet TOML file (default: %(default)s)")
+        sp.add_argument("--fleet", default=None, help="fleet TOML file (default: $EH_FLEET or sites.example.toml)")
 
     sp = sub.add_parser("demo", help="run the whole stack on the simulated fleet (Ctrl-C stops everything)")
     fleet_arg(sp)
@@ -222,6 +224,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-modbus", action="store_true", help="do not poll Modbus devices")
     sp.add_argument("--no-mqtt", action="store_true", help="do not subscribe to MQTT")
     sp.set_defaults(func=cmd_collect)
+
+    sp = sub.add_parser("collect-mqtt", help="one bare MQTT collector process printing JSON stats lines "
+                                             "(what the fault tests and benchmarks drive)")
+    fleet_arg(sp)
+    from energyhost.collect_mqtt import add_arguments
+
+    add_arguments(sp)
+    sp.set_defaults(func=cmd_collect_mqtt)
 
     sp = sub.add_parser("simulate", help="serve the fleet's simulated devices (Modbus servers, MQTT gateway)")
     fleet_arg(sp)
@@ -250,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("device", nargs="?")
     sp.add_argument("type", nargs="?", help="fault type, e.g. inverter_trip (see `energyhost fault list`)")
     sp.add_argument("--params", default=None, help="JSON object of fault parameters")
-    sp.add_argument("--url", default=os.environ.get("EH_SIM_CONTROL_URL", "http://127.0.0.1:8765"),
-                    help="simulator control URL (default: $EH_SIM_CONTROL_URL or %(default)s)")
+    sp.add_argument("--url", default=None,
+                    help="simulator control URL (default: $EH_SIM_CONTROL_URL or http://127.0.0.1:8765)")
     sp.set_defaults(func=cmd_fault)
 
     sp = sub.add_parser("analyze", help="run analytics: follow live data, or over a past period")
@@ -311,7 +321,14 @@ def main(argv: list[str] | None = None) -> int:
         from simulators.control import ControlError
 
         user_errors += (ControlError,)
+    from energyhost.settings import AppSettings
+
+    debug = False
     try:
+        args.settings = AppSettings.from_env()      # the one read of the environment
+        debug = args.settings.run.debug
+        if hasattr(args, "fleet") and args.fleet is None:
+            args.fleet = args.settings.run.fleet
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
@@ -320,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # a bug or an unreachable service: one line, and where to look
         print(f"energyhost: error: {type(exc).__name__}: {exc} (set EH_DEBUG=1 for a traceback)", file=sys.stderr)
-        if os.environ.get("EH_DEBUG"):
+        if debug:
             raise
         return 1
 

@@ -244,7 +244,7 @@ def run_demo(args) -> int:
                 write_contracts(contracts, fleet_file, hosting)
             print(f"energyhost demo: history written in {time.monotonic() - t0:.1f} s", flush=True)
 
-        if contracts.exists() and "EH_REPORT_BASELINES" not in os.environ:
+        if contracts.exists() and args.settings.run.report_baselines is None:
             reader_env["EH_REPORT_BASELINES"] = str(contracts)
         stack.spawn("analyze", ["analyze", "--follow", "--fleet", str(fleet_file)], reader_env)
         stack.spawn("serve", ["serve", "--fleet", str(fleet_file), "--port", str(api_port)], reader_env)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
@@ -26,7 +25,7 @@ log = logging.getLogger("energyhost.simulate")
 async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings: Settings, *,
                          control_port: int = 0, seed: int = 0, mqtt: bool = True,
                          mqtt_interval_s: float = 5.0, history: tuple[float, float] | None = None,
-                         stop: asyncio.Event | None = None) -> int:
+                         stop: asyncio.Event | None = None, mqtt_secrets_dir: str | None = None) -> int:
     from core.topics import gateway_user, read_secrets
     from simulators.backfill import example_fault_schedule
     from simulators.control import ControlServer
@@ -54,9 +53,8 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
     gateways = []
     if mqtt:
         # MQTT auth: each site gateway logs in as "<site>-mqttgw" with the password in
-        # $EH_MQTT_SECRETS_DIR/mqtt_<user> (written by energyhost.devstack.write_secrets); none → anonymous
-        secrets_dir = os.environ.get("EH_MQTT_SECRETS_DIR")
-        passwords = read_secrets(secrets_dir) if secrets_dir else {}
+        # <mqtt_secrets_dir>/mqtt_<user> (written by energyhost.devstack.write_secrets); none → anonymous
+        passwords = read_secrets(mqtt_secrets_dir) if mqtt_secrets_dir else {}
         gateways = [MqttGateway(fleet, s.id, settings.mqtt_host, settings.mqtt_port,
                                 lambda d, t: signals.values(d, t),
                                 username=gateway_user(s.id) if gateway_user(s.id) in passwords else None,

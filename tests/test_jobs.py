@@ -141,16 +141,20 @@ def test_cli_main_period_json(loaded, influxd, jobs_db, tmp_path, monkeypatch, c
 
     monkeypatch.setenv("EH_INFLUX_URL", influxd.url)
     monkeypatch.setenv("EH_INFLUX_DB", jobs_db)
+    from energyhost.analyze import run_analyze
+    from energyhost.settings import AppSettings
+
+    settings = AppSettings.from_env()
     args = argparse.Namespace(fleet="sites.example.toml", follow=False, site=SITE, start="2026-03-01T16:00:00",
                               end="2026-03-02T16:00:00", db=str(tmp_path / "wf.db"), json=True)
-    assert jobs.main(args) == 0
+    assert run_analyze(args, settings) == 0
     out = json.loads(capsys.readouterr().out)
     types = sorted(f["type"] for f in out["findings"][SITE] if not f["type"].startswith(("pq_", "saving_")))
     assert types == ["comms_loss", "ev_fault", "low_power_factor"]
     assert out["stored"]["raised"] == 3
     bad = argparse.Namespace(**{**vars(args), "start": "yesterday"})
-    assert jobs.main(bad) == 2 and "--start" in capsys.readouterr().err
-    assert jobs.main(argparse.Namespace(**{**vars(args), "site": "atlantis"})) == 2
+    assert run_analyze(bad, settings) == 2 and "--start" in capsys.readouterr().err
+    assert run_analyze(argparse.Namespace(**{**vars(args), "site": "atlantis"}), settings) == 2
 
 
 def test_follower_start_up_grace_and_monitoring_start(loaded, fleet):
@@ -202,7 +206,7 @@ def test_periodic_jobs_write_daily_pq_and_savings(loaded, fleet, tmp_path):
     assert json.loads(f.read_text())["window_pq"] == [(T0 + 86400) * NS - 86400 * NS, (T0 + 86400) * NS]
 
 
-def test_periodic_jobs_retry_soon_after_a_failed_run(loaded, fleet, tmp_path, capsys):
+def test_periodic_jobs_retry_soon_after_a_failed_run(loaded, fleet, tmp_path, caplog):
     """InfluxDB unreachable at the first run: retried after first_after_s (doubling), not a day later."""
     import threading
     import time
@@ -217,7 +221,7 @@ def test_periodic_jobs_retry_soon_after_a_failed_run(loaded, fleet, tmp_path, ca
     th.start()
     try:
         deadline = time.monotonic() + 20
-        while "periodic job failed" not in capsys.readouterr().err and time.monotonic() < deadline:
+        while "periodic job failed" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.05)
         p.client = client                               # InfluxDB "comes back"
         f = tmp_path / SITE / "2026-03-02.json"

@@ -201,7 +201,7 @@ def test_influxdb_outage_mid_stream_loses_nothing(dedicated_mosquitto, dedicated
 def _collector_proc(fleet_path: Path, mosq, influxd, db: str, spool: Path, log: Path) -> subprocess.Popen:
     env = {**os.environ, "EH_INFLUX_URL": influxd.url, "EH_INFLUX_DB": db, "EH_MQTT_HOST": "127.0.0.1",
            "EH_MQTT_PORT": str(mosq.port), "EH_SPOOL_DIR": str(spool), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "collector.mqtt", "--fleet", str(fleet_path),
+    return subprocess.Popen([sys.executable, "-m", "energyhost", "collect-mqtt", "--fleet", str(fleet_path),
                              "--client-id", "kill-test", "--flush-interval", "0.2", "--stats-interval", "0.5"],
                             cwd=ROOT, env=env, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
 

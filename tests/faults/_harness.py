@@ -88,7 +88,7 @@ def invariant(ws: dict) -> bool:
 
 # ---------------------------------------------------------------------- collector processes
 class CollectorProc:
-    """A collector subprocess (``python -m collector.mqtt`` or ``energyhost collect``), started and
+    """A collector subprocess (``energyhost collect-mqtt`` or ``energyhost collect``), started and
     killed by its own PID only; its stdout is a log file we parse."""
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, *, preload: dict | None = None,
@@ -103,7 +103,7 @@ class CollectorProc:
              client_id: str, **kw) -> CollectorProc:
         env = {"EH_INFLUX_URL": influx_url, "EH_INFLUX_DB": db, "EH_MQTT_HOST": "127.0.0.1",
                "EH_MQTT_PORT": str(mqtt_port), "EH_SPOOL_DIR": str(spool)}
-        return cls([sys.executable, "-m", "collector.mqtt", "--fleet", str(fleet_path), "--client-id", client_id,
+        return cls([sys.executable, "-m", "energyhost", "collect-mqtt", "--fleet", str(fleet_path), "--client-id", client_id,
                     "--flush-interval", "0.2", "--stats-interval", "0.5"], env, log, **kw)
 
     @classmethod

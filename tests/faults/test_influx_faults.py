@@ -1,7 +1,7 @@
 """InfluxDB faults under a running collector: SIGKILL mid-stream, 500/503 answers, 413 and 400.
 
 Real processes: ``influxd`` 1.6.7 and ``mosquitto`` 2.0.11 (own dirs, free loopback ports), the
-collector as ``python -m collector.mqtt``, and a QoS-1 gateway simulator.  The 500/503 answers
+collector as ``energyhost collect-mqtt``, and a QoS-1 gateway simulator.  The 500/503 answers
 come from a loopback proxy in front of the real influxd (the database itself stays real).
 """
 
