@@ -827,17 +827,21 @@ class Store:
                   "WHEN a.active = 1 THEN 'active-unacked' ELSE 'rtn-unacked' END")
 
     def upsert_alarm_events(self, events: Iterable[AlarmEvent]) -> dict[str, int]:
-        """Store alarm raises and clears from analytics; idempotent.
+        """Store alarm raises, updates and clears from analytics; idempotent.
 
         Dedup by ``key``: at most one open alarm per key.  A raise for a key with an open
         alarm updates it (a new activation if the alarm had returned to normal); a clear
         returns it to normal (ISA-18.2: ``rtn-unacked`` if not yet acknowledged, else closed
-        as ``cleared``).  Re-sending an event already stored changes nothing.  A new
-        critical alarm that is not suppressed opens a work order automatically.
+        as ``cleared``).  An event for the current activation (same key and raise time) with
+        another severity, evidence, message or suppression updates the open alarm.  Re-sending
+        an event already stored changes nothing.  An open critical alarm that is not suppressed
+        by design has an automatic work order: raised as critical, updated to critical or
+        released from suppression, it opens one unless the key has an open order already.
 
-        Returns counts: ``raised``, ``reactivated``, ``cleared``, ``unchanged``, ``work_orders``.
+        Returns counts: ``raised``, ``reactivated``, ``updated``, ``cleared``, ``unchanged``,
+        ``work_orders``.
         """
-        out = {"raised": 0, "reactivated": 0, "cleared": 0, "unchanged": 0, "work_orders": 0}
+        out = {"raised": 0, "reactivated": 0, "updated": 0, "cleared": 0, "unchanged": 0, "work_orders": 0}
         with self.db.tx():
             if self.db.dialect == "postgresql":       # several API / analytics instances: one writer at a time
                 self.db.run("SELECT pg_advisory_xact_lock(4242002)")
@@ -845,27 +849,31 @@ class Store:
                 self._apply_event(ev, out)
         return out
 
-    def _apply_event(self, ev: AlarmEvent, out: dict[str, int]) -> None:
+    def _check_event(self, ev: AlarmEvent) -> None:
         if ev.severity not in SEVERITIES:
             raise Invalid(f"alarm {ev.key!r}: severity must be one of {SEVERITIES}, got {ev.severity!r}")
         if not self.db.one("SELECT id FROM sites WHERE id = ?", (ev.site_id,)):
             raise NotFound(f"alarm {ev.key!r}: site {ev.site_id!r} does not exist")
         if ev.cleared_ns is not None and ev.cleared_ns < ev.raised_ns:
             raise Invalid(f"alarm {ev.key!r}: cleared_ns {ev.cleared_ns} before raised_ns {ev.raised_ns}")
+
+    def _apply_event(self, ev: AlarmEvent, out: dict[str, int]) -> None:
+        self._check_event(ev)
         now = self.clock()
         seen = self.db.one("SELECT alarm_id, cleared_ns FROM alarm_activations WHERE key = ? AND raised_ns = ?",
                            (ev.key, ev.raised_ns))
         if seen is not None:
+            updated = seen["cleared_ns"] is None and self._update_current(seen["alarm_id"], ev, now, out)
             if ev.cleared_ns is not None and seen["cleared_ns"] is None:
-                self._clear(seen["alarm_id"], ev, now)
+                out["work_orders"] += self._clear(seen["alarm_id"], ev, now)
                 out["cleared"] += 1
-            else:
+            elif not updated:
                 out["unchanged"] += 1
             return
         if ev.raised_ns < (self._last_cleared(ev.key) or -1):
             out["unchanged"] += 1           # an old activation arriving after a newer one was cleared
             return
-        open_ = self.db.one("SELECT * FROM alarms WHERE key = ? AND closed_ns IS NULL", (ev.key,))
+        open_ = self.db.one("SELECT id FROM alarms WHERE key = ? AND closed_ns IS NULL", (ev.key,))
         if open_ is None:
             alarm_id = self.db.insert(
                 "INSERT INTO alarms (key, type, site_id, device_id, severity, first_raised_ns, raised_ns, active, "
@@ -875,11 +883,6 @@ class Store:
                  ev.suppressed_by, ev.message_zh, ev.message_en, _json(ev.evidence), now))
             self._audit(alarm_id, SYSTEM, "raise", detail={"raised_ns": ev.raised_ns})
             out["raised"] += 1
-            if ev.severity == "critical" and ev.suppressed_by is None and self._no_open_order_for_key(ev.key):
-                self._create_work_order(site_id=ev.site_id, device_id=ev.device_id, alarm_id=alarm_id,
-                                        title=ev.message_en or ev.type, description=ev.message_zh,
-                                        severity=ev.severity, created_by=SYSTEM)
-                out["work_orders"] += 1
         else:
             alarm_id = open_["id"]
             self.db.run("UPDATE alarms SET raised_ns = ?, cleared_ns = NULL, active = 1, acked = 0, "
@@ -889,11 +892,48 @@ class Store:
                          _json(ev.evidence), now, alarm_id))
             self._audit(alarm_id, SYSTEM, "reactivate", detail={"raised_ns": ev.raised_ns})
             out["reactivated"] += 1
+        out["work_orders"] += self._auto_work_order(alarm_id)
         self.db.run("INSERT INTO alarm_activations (alarm_id, key, raised_ns) VALUES (?, ?, ?)",
                     (alarm_id, ev.key, ev.raised_ns))
         if ev.cleared_ns is not None:
-            self._clear(alarm_id, ev, now)
+            out["work_orders"] += self._clear(alarm_id, ev, now)
             out["cleared"] += 1
+
+    def _update_current(self, alarm_id: int, ev: AlarmEvent, now: int, out: dict[str, int]) -> bool:
+        """Take a new severity, evidence, message or suppression of the open alarm's current activation."""
+        a = self.db.one("SELECT raised_ns, closed_ns, severity, suppressed_by, message_zh, message_en, evidence "
+                        "FROM alarms WHERE id = ?", (alarm_id,))
+        if a is None or a["closed_ns"] is not None or a["raised_ns"] != ev.raised_ns:
+            return False
+        new = {"severity": ev.severity, "suppressed_by": ev.suppressed_by, "message_zh": ev.message_zh,
+               "message_en": ev.message_en, "evidence": _json(ev.evidence)}
+        changed = {k: v for k, v in new.items() if a[k] != v}
+        if not changed:
+            return False
+        self.db.run(f"UPDATE alarms SET {', '.join(f'{k} = ?' for k in changed)}, updated_ns = ? WHERE id = ?",
+                    (*changed.values(), now, alarm_id))
+        detail: dict[str, Any] = {k: [a[k], v] for k, v in changed.items() if k in ("severity", "suppressed_by")}
+        if "evidence" in changed:
+            detail["evidence"] = ev.evidence
+        self._audit(alarm_id, SYSTEM, "update", detail=detail)
+        out["updated"] += 1
+        out["work_orders"] += self._auto_work_order(alarm_id)
+        return True
+
+    def _auto_work_order(self, alarm_id: int) -> int:
+        """Open the automatic work order of an open, critical, not suppressed alarm; 1 if one was opened.
+
+        One open order per alarm key: a key whose order is still open gets no second one.
+        """
+        a = self.db.one("SELECT key, site_id, device_id, severity, suppressed_by, closed_ns, type, message_zh, "
+                        "message_en FROM alarms WHERE id = ?", (alarm_id,))
+        if (a is None or a["closed_ns"] is not None or a["severity"] != "critical"
+                or a["suppressed_by"] is not None or not self._no_open_order_for_key(a["key"])):
+            return 0
+        self._create_work_order(site_id=a["site_id"], device_id=a["device_id"], alarm_id=alarm_id,
+                                title=a["message_en"] or a["type"], description=a["message_zh"],
+                                severity="critical", created_by=SYSTEM)
+        return 1
 
     def _last_cleared(self, key: str) -> int | None:
         row = self.db.one("SELECT MAX(cleared_ns) AS c FROM alarm_activations WHERE key = ?", (key,))
@@ -903,21 +943,25 @@ class Store:
         return self.db.one("SELECT w.id FROM work_orders w JOIN alarms a ON a.id = w.alarm_id "
                            "WHERE a.key = ? AND w.state <> 'closed'", (key,)) is None
 
-    def _clear(self, alarm_id: int, ev: AlarmEvent, now: int) -> None:
+    def _clear(self, alarm_id: int, ev: AlarmEvent, now: int) -> int:
+        """Return the alarm's current activation to normal; return the work orders this opened."""
         a = self.db.one("SELECT * FROM alarms WHERE id = ?", (alarm_id,))
         assert a is not None
         self.db.run("UPDATE alarm_activations SET cleared_ns = ? WHERE key = ? AND raised_ns = ?",
                     (ev.cleared_ns, ev.key, ev.raised_ns))
         if a["closed_ns"] is not None or a["raised_ns"] != ev.raised_ns:
-            return                       # a clear of an older activation: the current one stays
+            return 0                     # a clear of an older activation: the current one stays
         shelved = a["shelved_until_ns"] is not None and a["shelved_until_ns"] > now
         close = bool(a["acked"]) or a["suppressed_by"] is not None or shelved
         self.db.run("UPDATE alarms SET active = 0, cleared_ns = ?, closed_ns = ?, updated_ns = ? WHERE id = ?",
                     (ev.cleared_ns, now if close else None, now, alarm_id))
         self._audit(alarm_id, SYSTEM, "clear", detail={"cleared_ns": ev.cleared_ns, "closed": close})
-        # alarms suppressed by this one come back into annunciation (ISA-18.2 clause 17 designed suppression)
+        # alarms suppressed by this one come back into annunciation (ISA-18.2 clause 17 designed suppression);
+        # a critical one among them starts what a new critical alarm starts
+        back = self.db.rows("SELECT id FROM alarms WHERE suppressed_by = ? AND closed_ns IS NULL", (a["key"],))
         self.db.run("UPDATE alarms SET suppressed_by = NULL, updated_ns = ? WHERE suppressed_by = ? "
                     "AND closed_ns IS NULL", (now, a["key"]))
+        return sum(self._auto_work_order(r["id"]) for r in back)
 
     def _audit(self, alarm_id: int, user_id: str | None, action: str, note: str = "",
                detail: dict | None = None) -> None:
@@ -1245,17 +1289,22 @@ class Store:
                     self.db.run("UPDATE work_orders SET escalation_level = ? WHERE id = ?", (top, w["id"]))
         return made
 
-    def escalations(self, notified: str | None = None, work_order_id: int | None = None) -> list[dict]:
-        where, params = ["1=1"], []
+    def escalations(self, notified: str | None = None, work_order_id: int | None = None,
+                    site_ids: Collection[str] | None = None) -> list[dict]:
+        """Escalations with their order's ``site_id``, oldest first; ``site_ids`` (None = all) limits them
+        to the orders of those sites."""
+        frag, params = _in("w.site_id", site_ids)
+        where = [frag]
         if notified is not None:
-            where.append("notified = ?")
+            where.append("e.notified = ?")
             params.append(notified)
         if work_order_id is not None:
-            where.append("work_order_id = ?")
+            where.append("e.work_order_id = ?")
             params.append(work_order_id)
-        return self.db.rows(f"SELECT id, work_order_id, time_ns, stage, level, notified, mail_state, mail_to, "
-                            f"mail_attempts, mail_error, mail_sent_ns FROM escalations "
-                            f"WHERE {' AND '.join(where)} ORDER BY id", params)
+        return self.db.rows(f"SELECT e.id, e.work_order_id, w.site_id, e.time_ns, e.stage, e.level, e.notified, "
+                            f"e.mail_state, e.mail_to, e.mail_attempts, e.mail_error, e.mail_sent_ns "
+                            f"FROM escalations e JOIN work_orders w ON w.id = e.work_order_id "
+                            f"WHERE {' AND '.join(where)} ORDER BY e.id", params)
 
     # e-mail delivery of escalations (the sender is api/notify.py; SMTP lives outside core)
     def escalation_mails_due(self, limit: int = 100) -> list[dict]:

@@ -577,6 +577,32 @@ def test_work_order_escalation_with_controllable_clock(env):
         env.clock.t = saved
 
 
+def test_escalate_answer_is_limited_to_the_callers_customers(env):
+    """A customer manager running the sweep sees the escalations of their own customers only."""
+    c, h = env.client, env.as_("engineer1")
+    orders = {}
+    for cid in ("acme", "huadong"):
+        r = c.post("/api/v1/workorders", headers=h, json={"site_id": CUSTOMERS[cid]["site"], "severity": "critical",
+                                                          "title": f"{cid} breaker trip"})
+        orders[cid] = r.json()["id"]
+    acme_sites = {s["id"] for s in c.get("/api/v1/sites", headers=env.as_("li.wei")).json()}
+    saved = env.clock.t
+    try:
+        env.clock.advance(15 * 60 + 1)                       # both response limits pass
+        made = c.post("/api/v1/workorders/escalate", headers=env.as_("li.wei")).json()
+        assert orders["acme"] in {m["work_order_id"] for m in made}
+        assert orders["huadong"] not in {m["work_order_id"] for m in made}
+        assert all(env.store.work_order(m["work_order_id"])["site_id"] in acme_sites for m in made)
+        assert "zhang.min" not in {m["notified"] for m in made}
+        # the other customer's escalation was made all the same, and staff see everything
+        assert [e["notified"] for e in env.store.escalations(work_order_id=orders["huadong"])] == ["zhang.min"]
+        env.clock.advance(15 * 60)                           # overdue by one more limit: level 2 for both
+        made = c.post("/api/v1/workorders/escalate", headers=env.as_("admin")).json()
+        assert {orders["acme"], orders["huadong"]} <= {m["work_order_id"] for m in made}
+    finally:
+        env.clock.t = saved
+
+
 def test_closing_needs_the_alarm_cleared(env):
     c, h = env.client, env.as_("engineer1")
     ids = env.ids["acme"]

@@ -476,3 +476,55 @@ def test_migration_from_version_1_applies_only_the_new_steps(tmp_path, clock):
     assert new.schema_version() == len(MIGRATIONS) and new.customer("c1")["name"] == "Customer 1"
     assert new.db.one("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'alarms_raised'")
     new.close()
+
+
+def test_follower_severity_and_evidence_updates_reach_the_store(store, clock):
+    """The follower re-sends an open alarm with its first raise time when severity or evidence change.
+
+    A dry-type transformer trends towards 150 °C (major), then reaches 165 °C with its trip bit
+    set (critical): the store must take the new severity and evidence and start what a new
+    critical alarm starts (automatic work order, response clock, escalation).
+    """
+    from analytics.alarms import reconcile
+
+    key = "acme-plant1/acme-plant1-t1-temp/overtemp"
+    trend = ev(severity="major")._replace(evidence={"temp_c": 80.7, "forecast_c": 150.0})
+    send, open_, done = reconcile({}, [trend], T0)
+    store.upsert_alarm_events(send)
+    assert store.work_orders() == []
+    clock.advance(600)
+    hot = trend._replace(severity="critical", evidence={"temp_c": 165.0, "trip": 1})
+    send, open_, done = reconcile(open_, [hot], clock(), done)
+    assert [(e.raised_ns, e.severity) for e in send] == [(T0, "critical")]       # same activation, new severity
+    out = store.upsert_alarm_events(send)
+    assert out["updated"] == 1 and out["work_orders"] == 1
+    a = store.alarms(open_only=True)[0]
+    assert (a["key"], a["severity"], a["evidence"], a["activations"]) == (key, "critical",
+                                                                         {"temp_c": 165.0, "trip": 1}, 1)
+    wo = store.work_orders()[0]
+    assert (wo["alarm_id"], wo["severity"], wo["created_by"]) == (a["id"], "critical", "system")
+    assert wo["response_due_ns"] == clock() + 15 * 60 * NS                       # the critical response clock
+    clock.advance(15 * 60 + 1)
+    assert [(m["level"], m["notified"]) for m in store.escalate_overdue()] == [(1, "li.wei")]
+    # severity down and a new evidence reach the store too; the order stays open
+    cooler = trend._replace(severity="minor", evidence={"temp_c": 120.0})
+    assert store.upsert_alarm_events([cooler])["updated"] == 1
+    assert store.alarm(a["id"])["severity"] == "minor" and store.alarm(a["id"])["evidence"] == {"temp_c": 120.0}
+    assert store.upsert_alarm_events([cooler._replace(evidence={"temp_c": 118.5})])["updated"] == 1
+    assert store.alarm(a["id"])["evidence"] == {"temp_c": 118.5}
+    assert store.upsert_alarm_events([cooler._replace(evidence={"temp_c": 118.5})])["unchanged"] == 1
+    assert len(store.work_orders()) == 1
+    upd = [x for x in store.alarm_audit(a["id"]) if x["action"] == "update"]
+    assert [x["detail"].get("severity") for x in upd] == [["major", "critical"], ["critical", "minor"], None]
+    # the clear with the original raise time still closes the activation
+    store.upsert_alarm_events([cooler._replace(cleared_ns=clock())])
+    assert store.alarm(a["id"])["state"] == "rtn-unacked"
+
+
+def test_critical_alarm_released_from_suppression_opens_its_work_order(store, clock):
+    comms = "acme-plant1/acme-plant1-t1-temp/comms_lost"
+    out = store.upsert_alarm_events([ev(key=comms), ev(severity="critical", suppressed_by=comms)])
+    assert out["work_orders"] == 0                                   # suppressed by design: no order yet
+    out = store.upsert_alarm_events([ev(key=comms, cleared=T0 + 10 * NS)])
+    assert out["work_orders"] == 1
+    assert [w["severity"] for w in store.work_orders()] == ["critical"]

@@ -76,9 +76,10 @@ def weekly_review(scope: ScopeDep, store: StoreDep, clock: ClockDep,
 @router.post("/escalate", response_model=list[EscalationOut])
 def escalate(scope: ScopeDep, store: StoreDep) -> list[EscalationOut]:
     """Run the escalation sweep now (it also runs in the background): escalate, then e-mail every
-    escalation not mailed yet; returns the new escalations with their mail state (staff)."""
+    escalation not mailed yet; returns the new escalations of the caller's sites with their mail
+    state (staff; a customer manager sees those of the customers they manage)."""
     scope.require_staff()
-    return [_esc_out(e) for e in sweep_escalations(store)]
+    return [_esc_out(e) for e in sweep_escalations(store) if scope.sees_site(e["site_id"])]
 
 
 @router.get("/escalations", response_model=list[EscalationOut])
