@@ -12,8 +12,8 @@
   logged and written as JSON to ``$EH_FINDINGS_DIR/<site>/<date>.json`` (started with ``--follow``).
 * :class:`Follower` — near-real-time evaluation of a sliding window every few seconds
   (``energyhost analyze --follow``), with on-delays short enough to raise within two poll
-  intervals + 10 s for state faults, and raises/clears upserted once each to the workflow
-  store (``core.store.Store.upsert_alarm_events``).
+  intervals + 10 s for state faults, and raises, updates and clears sent once each to an
+  :class:`analytics.sink.AlarmSink` (the workflow store; analytics never imports it).
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import numpy as np
 
 from analytics import alarms, assess
 from analytics import tariffs as tf
+from analytics.sink import AlarmSink
 from core.channels import CHANNELS, DEVICE_KINDS
 from core.config import Fleet, Site
 from core.influx import INGEST_HEALTH
@@ -218,12 +219,12 @@ def _gateway_groups(fleet: Fleet) -> dict[str, list[str]]:
 
 class Follower:
     """Near-real-time evaluation: every ``interval_s`` read the last ``lookback_s`` of raw data,
-    evaluate, and upsert new raises and clears (each once) to ``store``."""
+    evaluate, and send new raises, severity/suppression updates and clears (each once) to ``sink``."""
 
-    def __init__(self, fleet: Fleet, client, store=None, *, site_ids: Iterable[str] | None = None,
+    def __init__(self, fleet: Fleet, client, sink: AlarmSink | None = None, *, site_ids: Iterable[str] | None = None,
                  lookback_s: float = 2100.0, rules: assess.Rules = LIVE_RULES, clock=time.time_ns,
                  startup_grace_s: float = 60.0, unseen_grace_s: float = 300.0, started_ns: int | None = None):
-        self.fleet, self.client, self.store = fleet, client, store
+        self.fleet, self.client, self.sink = fleet, client, sink
         self.started_ns = clock() if started_ns is None else started_ns
         self.grace_ns = int(startup_grace_s * NS)
         self.unseen_grace_ns = int(unseen_grace_s * NS)
@@ -261,8 +262,8 @@ class Follower:
         gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
         events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)
         send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done)
-        if send and self.store is not None:
-            self.store.upsert_alarm_events(send)
+        if send and self.sink is not None:
+            self.sink.record(send)
         return send
 
     def _comms_counts(self, f: Finding, now: int) -> bool:
@@ -369,17 +370,11 @@ def _parse_time(text: str | None, default_ns: int, name: str) -> int:
     return int(d.timestamp()) * NS
 
 
-def _store(args):
-    url = getattr(args, "db", None) or os.environ.get("EH_STORE_URL")
-    if not url:
-        return None
-    from core.store import Store
+def main(args: argparse.Namespace, open_sink: Callable[[Fleet], AlarmSink | None] | None = None) -> int:
+    """``energyhost analyze``: ``--follow`` (live alarms) or a period (``--start``/``--end``, default last 30 days).
 
-    return Store(url if "://" in url else f"sqlite:///{url}")
-
-
-def main(args: argparse.Namespace) -> int:
-    """``energyhost analyze``: ``--follow`` (live alarms) or a period (``--start``/``--end``, default last 30 days)."""
+    ``open_sink(fleet)`` gives where alarm events go (the CLI opens the workflow store); None: nowhere.
+    """
     from core.config import Settings, load_fleet
     from core.influx import InfluxClient
 
@@ -389,9 +384,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"energyhost analyze: unknown site {sites[0]!r}; sites: {', '.join(fleet.sites)}", file=sys.stderr)
         return 2
     client = InfluxClient.from_settings(Settings.from_env())
-    store = _store(args)
-    if store is not None:
-        store.seed_fleet(fleet)
+    sink = open_sink(fleet) if open_sink is not None else None
     if args.follow:
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -401,7 +394,7 @@ def main(args: argparse.Namespace) -> int:
                                 os.environ.get("EH_FINDINGS_DIR") or None, site_ids=sites)
         th = threading.Thread(target=periodic.run, args=(stop,), name="analytics-periodic", daemon=True)
         th.start()
-        Follower(fleet, client, store, site_ids=sites).run(stop, interval)
+        Follower(fleet, client, sink, site_ids=sites).run(stop, interval)
         th.join(timeout=5.0)
         return 0
     now = time.time_ns()
@@ -416,7 +409,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     res = evaluate_period(fleet, client, start, end, sites)
     events = period_events([f for fs in res.values() for f in fs], end, fleet)
-    stored = store.upsert_alarm_events(events) if store is not None else None
+    stored = sink.record(events) if sink is not None else None
     if args.json:
         print(json.dumps({"findings": {s: [f._asdict() for f in fs] for s, fs in res.items()},
                           "alarm_events": [e._asdict() for e in events], "stored": stored}, default=_jsonable,

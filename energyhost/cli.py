@@ -126,10 +126,27 @@ def cmd_fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _alarm_store(args: argparse.Namespace):
+    """``open_sink`` of ``energyhost analyze``: the workflow store of ``--db`` / ``EH_STORE_URL``, seeded
+    with the fleet; None when neither is given."""
+    url = getattr(args, "db", None) or os.environ.get("EH_STORE_URL")
+    if not url:
+        return lambda fleet: None
+
+    def open_store(fleet):
+        from workflow import Store
+
+        store = Store(url if "://" in url else f"sqlite:///{url}")
+        store.seed_fleet(fleet)
+        return store
+
+    return open_store
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from analytics.jobs import main as analytics_main
 
-    return analytics_main(args)
+    return analytics_main(args, _alarm_store(args))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from test_store import postgres  # noqa: F401  (session fixture: a real PostgreSQL server)
 from waiting import Clock
 
 from analytics.tariffs import energy_cost, load_tariff
@@ -33,7 +32,7 @@ from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import AlarmEvent, Point
 from core.services import free_port, listener_pid_matches
-from core.store import Store
+from workflow import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 10**9
@@ -718,7 +717,7 @@ def test_auto_interval_and_result_cache():
     assert cache.hits == 2
 
 
-def test_api_on_postgresql(tmp_path, influxd, postgres):  # noqa: F811 - the imported fixture
+def test_api_on_postgresql(tmp_path, influxd, postgres):
     """The same app over a PostgreSQL store: tenancy, alarm ack and the work-order flow with escalation."""
     pg_env = build_env(tmp_path, influxd, store_url=postgres.url(postgres.create_database()))
     try:

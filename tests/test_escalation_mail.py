@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 from smtp_sink import start_smtp
 from waiting import Clock, wait_for
 
-import core.store as store_mod
+import workflow.db as store_mod
 from api.auth import seed_demo_users
 from api.main import create_app
 from api.settings import ApiSettings
 from core.config import load_fleet
 from core.services import free_port
-from core.store import Store
+from workflow import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 10**9

@@ -104,7 +104,7 @@ def test_period_evaluation_matches_in_memory_and_stores_alarms(loaded, fleet, tm
     assert sav and sav == sorted(sav, key=lambda f: -(f.yuan_month or 0))
     assert all(f.inputs and f.kwh_month is not None for f in sav)
     assert {f.type for f in res if f.type.startswith("pq_")} >= {"pq_voltage", "pq_unbalance"}
-    from core.store import Store
+    from workflow import Store
 
     st = Store(f"sqlite:///{tmp_path / 'wf.db'}", clock=lambda: end)
     st.seed_fleet(fleet)
@@ -115,7 +115,7 @@ def test_period_evaluation_matches_in_memory_and_stores_alarms(loaded, fleet, tm
 
 def test_follower_raises_then_clears_once(loaded, fleet, tmp_path):
     client, _, _ = loaded
-    from core.store import Store
+    from workflow import Store
 
     now = {"t": (T0 + 9 * H + 30) * NS}                        # 30 s after the EV fault started
     st = Store(f"sqlite:///{tmp_path / 'wf.db'}", clock=lambda: now["t"])
@@ -143,7 +143,9 @@ def test_cli_main_period_json(loaded, influxd, jobs_db, tmp_path, monkeypatch, c
     monkeypatch.setenv("EH_INFLUX_DB", jobs_db)
     args = argparse.Namespace(fleet="sites.example.toml", follow=False, site=SITE, start="2026-03-01T16:00:00",
                               end="2026-03-02T16:00:00", db=str(tmp_path / "wf.db"), json=True)
-    assert jobs.main(args) == 0
+    from energyhost.cli import cmd_analyze
+
+    assert cmd_analyze(args) == 0
     out = json.loads(capsys.readouterr().out)
     types = sorted(f["type"] for f in out["findings"][SITE] if not f["type"].startswith(("pq_", "saving_")))
     assert types == ["comms_loss", "ev_fault", "low_power_factor"]

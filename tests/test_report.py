@@ -52,7 +52,7 @@ from api.report.schedule import due_reports, generate, mail_report, previous_mon
 from core.influx import InfluxClient
 from core.model import AlarmEvent
 from core.services import free_port
-from core.store import Store, month_bounds_ns
+from workflow import Store, month_bounds_ns
 
 NS = 10**9
 FEB10 = 1_770_652_800 * NS           # 2026-02-09T16:00:00Z = 2026-02-10 00:00 Asia/Shanghai

@@ -20,7 +20,7 @@ from api.metrics import instrument
 from api.settings import ApiSettings
 from core.logjson import JsonFormatter, configure_logging
 from core.services import free_port
-from core.store import Store
+from workflow import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -38,7 +38,7 @@ from api.settings import ApiSettings
 from core.influx import InfluxClient
 from core.model import AlarmEvent
 from core.services import free_port
-from core.store import Store
+from workflow import Store
 
 NS = 10**9
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     influx = InfluxClient.from_settings(Settings.from_env(), timeout=120.0)
     store = None
     if os.environ.get("EH_STORE_URL"):
-        from core.store import Store
+        from workflow import Store
 
         store = Store(os.environ["EH_STORE_URL"])
     try:

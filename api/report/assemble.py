@@ -59,7 +59,7 @@ from api.report.workflow import workflow_summary
 from core import workdays
 from core.config import Fleet, Site
 from core.model import Finding
-from core.store import month_bounds_ns
+from workflow import month_bounds_ns
 
 NS = 10**9
 EV_CHARGING_W = 1000.0          # a charger drawing more than this is in a charging session
