@@ -643,6 +643,11 @@ def test_inspection_plan_results_and_missed(env):
                                      "cabinet doors": {"ok": False, "note": "lock broken"},
                                      "fire extinguisher": {"ok": True}}, "note": "lock ordered"})
         assert r.status_code == 200 and r.json()["state"] == "done" and r.json()["engineer"] == "engineer1"
+        [wo_id] = r.json()["follow_up_orders"]                          # the failed item's follow-up order
+        wo = c.get(f"/api/v1/workorders/{wo_id}", headers=h).json()
+        assert (wo["site_id"], wo["inspection_id"], wo["inspection_item"]) == ("acme-office", nxt["id"],
+                                                                               "cabinet doors")
+        assert "lock broken" in wo["description"]
         assert c.post(f"/api/v1/inspections/{nxt['id']}/result", headers=env.as_("acme-user"),
                       json={"results": {}}).status_code == 403
     finally:

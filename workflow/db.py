@@ -290,6 +290,12 @@ MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
         {"postgresql": "CREATE CONSTRAINT TRIGGER alarms_changed AFTER INSERT OR UPDATE OR DELETE ON alarms "
                        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION eh_alarms_changed()"},
     ]),
+    (5, "follow-up work orders of failed inspection items", [
+        "ALTER TABLE work_orders ADD COLUMN inspection_id BIGINT REFERENCES inspections(id)",
+        "ALTER TABLE work_orders ADD COLUMN inspection_item TEXT",
+        "CREATE UNIQUE INDEX work_orders_inspection_item ON work_orders(inspection_id, inspection_item) "
+        "WHERE inspection_id IS NOT NULL",
+    ]),
 ]
 
 

@@ -97,9 +97,11 @@ class Inspections:
         rows = self.db.rows(f"SELECT i.*, p.name AS plan_name, p.checklist FROM inspections i "
                             f"JOIN inspection_plans p ON p.id = i.plan_id WHERE {frag} "
                             f"ORDER BY i.due_ns DESC, i.id DESC LIMIT ? OFFSET ?", (*params, int(limit), int(offset)))
+        follow = self._follow_ups([r["id"] for r in rows])
         for r in rows:
             r["checklist"] = json.loads(r["checklist"])
             r["results"] = json.loads(r["results"])
+            r["follow_up_orders"] = follow.get(r["id"], [])
         return rows
 
     def inspection(self, inspection_id: int, site_ids: Collection[str] | None = None) -> dict:
@@ -111,7 +113,16 @@ class Inspections:
             raise NotFound(f"inspection {inspection_id} does not exist")
         row["checklist"] = json.loads(row["checklist"])
         row["results"] = json.loads(row["results"])
+        row["follow_up_orders"] = self._follow_ups([inspection_id]).get(inspection_id, [])
         return row
+
+    def _follow_ups(self, inspection_ids: list[int]) -> dict[int, list[int]]:
+        """inspection id → ids of the work orders its failed items opened."""
+        frag, params = sql_in("inspection_id", inspection_ids)
+        out: dict[int, list[int]] = {}
+        for r in self.db.rows(f"SELECT id, inspection_id FROM work_orders WHERE {frag} ORDER BY id", params):
+            out.setdefault(int(r["inspection_id"]), []).append(int(r["id"]))
+        return out
 
     def record_inspection(self, inspection_id: int, engineer: str, results: dict[str, dict], note: str = "",
                           site_ids: Collection[str] | None = None) -> dict:
@@ -134,4 +145,8 @@ class Inspections:
             p = self.inspection_plan(i["plan_id"])
             self.db.run("INSERT INTO inspections (plan_id, site_id, due_ns, state) VALUES (?, ?, ?, 'scheduled') "
                         "ON CONFLICT DO NOTHING", (p["id"], p["site_id"], i["due_ns"] + p["interval_s"] * NS))
+            for item in i["checklist"]:                   # a failed item opens its follow-up order
+                if not results[item]["ok"]:
+                    self.orders.follow_up_inspection_item(inspection_id, i["site_id"], item,
+                                                          str(results[item].get("note") or ""), engineer)
         return self.inspection(inspection_id)

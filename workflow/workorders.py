@@ -108,22 +108,36 @@ class WorkOrders:
                                 severity="critical", created_by=SYSTEM)
         return 1
 
+    def follow_up_inspection_item(self, inspection_id: int, site_id: str, item: str, note: str,
+                                  created_by: str, severity: str = "minor") -> int | None:
+        """Open the follow-up order of a failed patrol item (once per inspection and item); its id, or
+        None if the item has one already."""
+        if self.db.one("SELECT id FROM work_orders WHERE inspection_id = ? AND inspection_item = ?",
+                       (inspection_id, item)):
+            return None
+        return self._create_work_order(site_id=site_id, device_id=None, alarm_id=None,
+                                       title=f"Patrol finding: {item}",
+                                       description=f"巡检不合格 / failed patrol item: {item}" + (f" — {note}" if note else ""),
+                                       severity=severity, created_by=created_by, inspection=(inspection_id, item))
+
     def _no_open_order_for_key(self, key: str) -> bool:
         return self.db.one("SELECT w.id FROM work_orders w JOIN alarms a ON a.id = w.alarm_id "
                            "WHERE a.key = ? AND w.state <> 'closed'", (key,)) is None
 
     def _create_work_order(self, *, site_id: str, device_id: str | None, alarm_id: int | None, title: str,
-                           description: str, severity: str, created_by: str, assignee: str | None = None) -> int:
+                           description: str, severity: str, created_by: str, assignee: str | None = None,
+                           inspection: tuple[int, str] | None = None) -> int:
         site = self.registry.site(site_id)
         owner = self.registry.customer(site["customer_id"])["manager"]
         lim = self.limits.limits[severity]
         now = self.clock()
+        insp_id, item = inspection or (None, None)
         wo = self.db.insert(
             "INSERT INTO work_orders (site_id, device_id, alarm_id, title, description, severity, state, owner, "
-            "created_ns, created_by, response_due_ns, arrival_due_ns, repair_due_ns, updated_ns) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?)",
+            "created_ns, created_by, response_due_ns, arrival_due_ns, repair_due_ns, updated_ns, inspection_id, "
+            "inspection_item) VALUES (?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (site_id, device_id, alarm_id, title, description, severity, owner, now, created_by,
-             now + lim.response_s * NS, now + lim.arrival_s * NS, now + lim.repair_s * NS, now))
+             now + lim.response_s * NS, now + lim.arrival_s * NS, now + lim.repair_s * NS, now, insp_id, item))
         self._wo_log(wo, created_by, "create", None, "new", description)
         if assignee is not None:
             self._assign(wo, assignee, created_by)
