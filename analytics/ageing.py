@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NS = 10**9
+from core.units import NS
+
 DAY_S = 86_400.0
 
 #: IEC 60076-12 Table 1: insulation class [degC] -> (A [h], B [K], rated hot spot [degC])

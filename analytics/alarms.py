@@ -1,6 +1,6 @@
 """Findings → alarms: dedup keys, raise/clear times, suppression by design, chattering, flood KPIs.
 
-Pure functions: no clock, no storage.  The workflow store (``core.store.Store.upsert_alarm_events``)
+Pure functions: no clock, no storage.  The workflow store (``workflow.Store.upsert_alarm_events``)
 persists what :func:`findings_to_events` returns; re-sending the same events is idempotent
 there because an activation is identified by ``(key, raised_ns)``.
 

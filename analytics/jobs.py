@@ -12,8 +12,8 @@
   logged and written as JSON to ``$EH_FINDINGS_DIR/<site>/<date>.json`` (started with ``--follow``).
 * :class:`Follower` — near-real-time evaluation of a sliding window every few seconds
   (``energyhost analyze --follow``), with on-delays short enough to raise within two poll
-  intervals + 10 s for state faults, and raises/clears upserted once each to the workflow
-  store (``core.store.Store.upsert_alarm_events``).
+  intervals + 10 s for state faults, and raises, updates and clears sent once each to an
+  :class:`analytics.sink.AlarmSink` (the workflow store; analytics never imports it).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 
 from analytics import alarms, assess
 from analytics import tariffs as tf
+from analytics.sink import AlarmSink
 from core.channels import CHANNELS, DEVICE_KINDS
 from core.config import Fleet, Site
 from core.influx import INGEST_HEALTH
@@ -217,12 +218,12 @@ def _gateway_groups(fleet: Fleet) -> dict[str, list[str]]:
 
 class Follower:
     """Near-real-time evaluation: every ``interval_s`` read the last ``lookback_s`` of raw data,
-    evaluate, and upsert new raises and clears (each once) to ``store``."""
+    evaluate, and send new raises, severity/suppression updates and clears (each once) to ``sink``."""
 
-    def __init__(self, fleet: Fleet, client, store=None, *, site_ids: Iterable[str] | None = None,
+    def __init__(self, fleet: Fleet, client, sink: AlarmSink | None = None, *, site_ids: Iterable[str] | None = None,
                  lookback_s: float = 2100.0, rules: assess.Rules = LIVE_RULES, clock=time.time_ns,
                  startup_grace_s: float = 60.0, unseen_grace_s: float = 300.0, started_ns: int | None = None):
-        self.fleet, self.client, self.store = fleet, client, store
+        self.fleet, self.client, self.sink = fleet, client, sink
         self.started_ns = clock() if started_ns is None else started_ns
         self.grace_ns = int(startup_grace_s * NS)
         self.unseen_grace_ns = int(unseen_grace_s * NS)
@@ -260,8 +261,8 @@ class Follower:
         gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
         events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)
         send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done)
-        if send and self.store is not None:
-            self.store.upsert_alarm_events(send)
+        if send and self.sink is not None:
+            self.sink.record(send)
         return send
 
     def _comms_counts(self, f: Finding, now: int) -> bool:

@@ -11,7 +11,7 @@ things make it cheap:
 * :class:`AlarmListCache` keeps such bodies keyed on (staff or not, visible site ids, query).
   An entry is used only while
 
-  - the store's alarm change counter (:meth:`core.store.Store.alarms_version`, bumped by
+  - the store's alarm change counter (:meth:`workflow.Store.alarms_version`, bumped by
     database triggers on every write to the alarms table, by this or any other process or
     instance sharing the database) still has the value read *before* the rows were read, and
   - the store clock lies in ``[computed at, next shelve expiry)``: the only part of an

@@ -1,7 +1,7 @@
 """Login throttling and demo user seeding.
 
-Passwords are hashed by :func:`core.store.hash_password` (scrypt); bearer tokens are
-opaque random strings stored as SHA-256 with an expiry (:meth:`core.store.Store.issue_token`),
+Passwords are hashed by :func:`workflow.hash_password` (scrypt); bearer tokens are
+opaque random strings stored as SHA-256 with an expiry (:meth:`workflow.Store.issue_token`),
 so there is no signing key to leak and no ``alg`` header to forge; API keys
 (``ehk_<id>_<secret>``) serve service accounts such as the analytics job.
 """
@@ -16,8 +16,8 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 
-from core.store import Conflict, Store
 from core.units import NS
+from workflow import Conflict, Store
 
 
 class LoginLimiter:

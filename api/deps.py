@@ -25,7 +25,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.settings import ApiSettings
-from core.store import STAFF_ROLES, NotFound, Store
+from workflow import STAFF_ROLES, NotFound, Store
 
 bearer = HTTPBearer(auto_error=False, description="Token from POST /api/v1/auth/token")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key of a service account")

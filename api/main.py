@@ -33,7 +33,7 @@ from api.notify import sweep_escalations
 from api.routes import alarms, auth, inspections, registry, reports, surveys, telemetry, web, workorders
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
-from core.store import Conflict, Invalid, NotFound, Store, TimeLimits
+from workflow import Conflict, Invalid, NotFound, Store, TimeLimits
 
 log = logging.getLogger("energyhost.api")
 API_PREFIX = "/api/v1"
@@ -49,7 +49,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     settings
         :class:`api.settings.ApiSettings` (default: built-in defaults).
     store
-        The workflow store (:class:`core.store.Store`); its clock should be ``clock``.
+        The workflow store (:class:`workflow.Store`); its clock should be ``clock``.
     influx
         A :class:`core.influx.InfluxClient` (READ-only credentials recommended) or None (telemetry 503).
     clock

@@ -1,7 +1,10 @@
 """Request and response models of the API (pydantic).
 
-Times are ISO 8601 with offset (UTC) in the API and ns integers in the store; the
-``*_out`` helpers convert store rows.  Fields that only staff may read (device network
+Times are ISO 8601 with offset (UTC) in the API and ns integers in the store: a response
+field ``x`` or ``x_at`` is filled from the store record's ``x``, else its ``x_ns`` converted
+(:func:`record_fields`), so the ``*_out`` helpers only state what differs from that rule.
+The closed vocabularies (severity, role, alarm and work-order state) come from
+:mod:`workflow.vocab`.  Fields that only staff may read (device network
 addresses and Modbus maps, work-order internals) are ``None`` for customer users
 (OWASP API3:2023, property-level authorization).
 """
@@ -14,14 +17,20 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.channels import DEVICE_KINDS
 from core.ids import ID_PATTERN
+from workflow import vocab
 
 IdStr = Field(pattern=ID_PATTERN, max_length=64)
-Severity = Literal["critical", "major", "minor", "warning"]
-Role = Literal["admin", "engineer", "customer_manager", "customer"]
-AlarmState = Literal["active-unacked", "active-acked", "rtn-unacked", "cleared", "shelved", "suppressed-by-design"]
-WoState = Literal["new", "dispatched", "on_site", "resolved", "closed"]
+# Literal[tuple] is Literal[*tuple]: each type lists exactly the names of its vocabulary
+Severity = Literal[vocab.SEVERITIES]
+Role = Literal[vocab.ROLES]
+AlarmState = Literal[vocab.ALARM_STATES]
+WoState = Literal[vocab.WO_STATES]
+InspectionState = Literal[vocab.INSPECTION_STATES]
+MailState = Literal[vocab.MAIL_STATES]
+SurveyKind = Literal[vocab.SURVEY_KINDS]
+DeviceKind = Literal[vocab.DEVICE_KINDS]
+Transport = Literal[vocab.TRANSPORTS]
 
 
 def ts(ns: int | None) -> datetime | None:
@@ -34,6 +43,20 @@ def to_ns(t: datetime) -> int:
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return int(t.timestamp() * 1e6) * 1000
+
+
+def record_fields(model: type[BaseModel], rec: Any) -> dict[str, Any]:
+    """The fields of response ``model`` found in store record ``rec``: ``name`` from ``rec[name]``,
+    else from ``rec[name_ns]`` or, for ``name_at``, ``rec[name_ns]`` as a UTC datetime."""
+    out: dict[str, Any] = {}
+    for name in model.model_fields:
+        if name in rec:
+            out[name] = rec[name]
+            continue
+        stem = name[:-3] if name.endswith("_at") else name
+        if f"{stem}_ns" in rec:
+            out[name] = ts(rec[f"{stem}_ns"])
+    return out
 
 
 class In(BaseModel):
@@ -176,8 +199,8 @@ class DevicePatch(In):
 class DeviceCreate(DevicePatch):
     id: str = IdStr
     site_id: str = IdStr
-    kind: Literal[DEVICE_KINDS]
-    transport: Literal["modbus", "mqtt"]
+    kind: DeviceKind
+    transport: Transport
 
 
 # ----------------------------------------------------------------------------- alarms
@@ -210,19 +233,12 @@ class AlarmOut(BaseModel):
 def alarm_out(a: dict, staff: bool = True) -> dict:
     """A store alarm row as the fields of :class:`AlarmOut` (validated once, by the response model).
 
-    For customer users (``staff=False``) the operators' notes and names are blanked.
+    Shelving fields show only while the alarm is shelved; for customer users (``staff=False``)
+    the operators' notes and names are blanked.
     """
-    shelved = a["state"] == "shelved"
-    out = {
-        "id": a["id"], "key": a["key"], "type": a["type"], "site_id": a["site_id"], "customer_id": a["customer_id"],
-        "device_id": a["device_id"], "severity": a["severity"], "state": a["state"],
-        "first_raised_at": ts(a["first_raised_ns"]), "raised_at": ts(a["raised_ns"]),
-        "cleared_at": ts(a["cleared_ns"]), "closed_at": ts(a["closed_ns"]), "acked": a["acked"],
-        "acked_at": ts(a["acked_ns"]), "acked_by": a["acked_by"], "ack_note": a["ack_note"],
-        "shelved_until": ts(a["shelved_until_ns"]) if shelved else None,
-        "shelve_reason": a["shelve_reason"] if shelved else "", "suppressed_by": a["suppressed_by"],
-        "activations": a["activations"], "message_zh": a["message_zh"], "message_en": a["message_en"],
-        "evidence": a["evidence"]}
+    out = record_fields(AlarmOut, a)
+    if a["state"] != "shelved":
+        out.update(shelved_until=None, shelve_reason="")
     if not staff:
         out.update(acked_by=None, ack_note="", shelve_reason="")
     return out
@@ -302,21 +318,16 @@ class WorkOrderOut(BaseModel):
     owner: str | None = Field(default=None, description="staff only")
     created_by: str | None = Field(default=None, description="staff only")
     escalation_level: int | None = Field(default=None, description="staff only")
+    inspection_id: int | None = Field(default=None, description="the patrol whose failed item opened this order")
+    inspection_item: str | None = Field(default=None, description="the failed checklist item")
+
+
+_WO_STAFF_ONLY = {"description": None, "owner": None, "created_by": None, "escalation_level": None}
 
 
 def work_order_out(w: dict, staff: bool) -> WorkOrderOut:
-    out = WorkOrderOut(
-        id=w["id"], site_id=w["site_id"], customer_id=w["customer_id"], device_id=w["device_id"],
-        alarm_id=w["alarm_id"], title=w["title"], severity=w["severity"], state=w["state"], assignee=w["assignee"],
-        created_at=ts(w["created_ns"]), response_due=ts(w["response_due_ns"]), arrival_due=ts(w["arrival_due_ns"]),
-        repair_due=ts(w["repair_due_ns"]), due_at=ts(w["due_ns"]), stage=w["stage"], overdue=w["overdue"],
-        dispatched_at=ts(w["dispatched_ns"]), on_site_at=ts(w["on_site_ns"]), resolved_at=ts(w["resolved_ns"]),
-        closed_at=ts(w["closed_ns"]), resolution_note=w["resolution_note"], response_ok=w["response_ok"],
-        arrival_ok=w["arrival_ok"], repair_ok=w["repair_ok"], in_time=w["in_time"])
-    if staff:
-        out.description, out.owner = w["description"], w["owner"]
-        out.created_by, out.escalation_level = w["created_by"], w["escalation_level"]
-    return out
+    out = record_fields(WorkOrderOut, w)
+    return WorkOrderOut(**out) if staff else WorkOrderOut(**(out | _WO_STAFF_ONLY))
 
 
 class WorkOrderCreate(In):
@@ -354,7 +365,7 @@ class EscalationOut(BaseModel):
     stage: str
     level: int
     notified: str
-    mail_state: Literal["pending", "sent", "no_address", "skipped"] = Field(
+    mail_state: MailState = Field(
         description="e-mail delivery: pending (retried every sweep; mail_error says why), sent, "
                     "no_address (the user has no e-mail address; re-checked every sweep), skipped (before schema 3)")
     mail_to: str
@@ -400,9 +411,8 @@ class InspectionPlanOut(BaseModel):
 
 
 def plan_out(p: dict) -> InspectionPlanOut:
-    return InspectionPlanOut(id=p["id"], site_id=p["site_id"], name=p["name"], interval_days=p["interval_s"] / 86400,
-                             grace_hours=p["grace_s"] / 3600, checklist=p["checklist"],
-                             first_due=ts(p["first_due_ns"]))
+    return InspectionPlanOut(**record_fields(InspectionPlanOut, p), interval_days=p["interval_s"] / 86400,
+                             grace_hours=p["grace_s"] / 3600)
 
 
 class ItemResult(In):
@@ -421,23 +431,23 @@ class InspectionOut(BaseModel):
     plan_name: str
     site_id: str
     due: datetime
-    state: Literal["scheduled", "done", "missed"]
+    state: InspectionState
     done_at: datetime | None
     engineer: str | None
     checklist: list[str]
     results: dict[str, ItemResult]
     note: str
+    follow_up_orders: list[int] = Field(default_factory=list,
+                                        description="work orders opened for the failed items, one per item")
 
 
 def inspection_out(i: dict) -> InspectionOut:
-    return InspectionOut(id=i["id"], plan_id=i["plan_id"], plan_name=i["plan_name"], site_id=i["site_id"],
-                         due=ts(i["due_ns"]), state=i["state"], done_at=ts(i["done_ns"]), engineer=i["engineer"],
-                         checklist=i["checklist"], results=i["results"], note=i["note"])
+    return InspectionOut(**record_fields(InspectionOut, i))
 
 
 # ----------------------------------------------------------------------------- surveys
 class SurveyIn(In):
-    kind: Literal["work_order", "monthly_report"]
+    kind: SurveyKind
     ref: str = Field(min_length=1, max_length=20, pattern=r"^(\d{1,18}|\d{4}-\d{2})$",
                      description="work order id, or report month YYYY-MM")
     rating: int = Field(ge=1, le=5)
@@ -456,8 +466,7 @@ class SurveyOut(BaseModel):
 
 
 def survey_out(s: dict) -> SurveyOut:
-    return SurveyOut(id=s["id"], customer_id=s["customer_id"], kind=s["kind"], ref=s["ref"], rating=s["rating"],
-                     comment=s["comment"], user_id=s["user_id"], created_at=ts(s["created_ns"]))
+    return SurveyOut(**record_fields(SurveyOut, s))
 
 
 class SurveySummary(BaseModel):

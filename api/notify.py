@@ -1,7 +1,7 @@
 """E-mail for escalated work orders: who is told, what the mail says, and that it arrives once.
 
 :func:`sweep_escalations` is what the API's background sweep (and ``POST /workorders/escalate``)
-runs: :meth:`core.store.Store.escalate_overdue` records the new escalations, then every
+runs: :meth:`workflow.Store.escalate_overdue` records the new escalations, then every
 escalation whose mail is not sent yet is delivered over SMTP with the settings of the monthly
 report mailer (``EH_SMTP_*``, :class:`api.report.mail.SmtpSettings`).  Level 1 goes to the site's
 customer manager, level 2 to each admin (one escalation row, one mail, per person).
@@ -31,8 +31,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from api.report.mail import MailError, SmtpSettings, build_message, send
-from core.store import Store
 from core.units import NS
+from workflow import Store
 
 log = logging.getLogger("energyhost.api.notify")
 

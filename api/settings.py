@@ -2,7 +2,7 @@
 
 ``EH_STORE_URL``        workflow database, ``sqlite:///var/energyhost.db`` (default) or ``postgresql://...``
 ``EH_TOKEN_TTL_S``      lifetime of bearer tokens [s] (default 28800 = one 8-h shift)
-``EH_TIME_LIMITS``      TOML file of per-severity time limits (see :meth:`core.store.TimeLimits.from_toml`)
+``EH_TIME_LIMITS``      TOML file of per-severity time limits (see :meth:`workflow.TimeLimits.from_toml`)
 ``EH_DOCS``             ``1`` (default) serves OpenAPI docs at /docs; ``0`` hides them in production
 ``EH_LOGIN_MAX_FAILS``  failed logins per user name and minute before 429 (default 5)
 ``EH_TELEMETRY_CACHE_S`` identical telemetry range queries share one result this long [s] (default 5)

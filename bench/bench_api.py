@@ -59,7 +59,7 @@ def serve(args: argparse.Namespace) -> None:
     from api.main import create_app
     from api.settings import ApiSettings
     from core.influx import InfluxClient
-    from core.store import Store
+    from workflow import Store
 
     store = Store(f"sqlite:///{args.store}")
     app = create_app(ApiSettings(escalate_every_s=0, rate_limit=0, alarm_cache_mb=args.alarm_cache_mb), store=store,
@@ -79,7 +79,7 @@ def prepare(workdir: Path, influx_url: str, db: str) -> tuple[str, str]:
     from core.config import load_fleet
     from core.influx import InfluxClient, points_to_lines
     from core.model import AlarmEvent, Point
-    from core.store import Store
+    from workflow import Store
 
     store_path = str(workdir / "workflow.db")
     store = Store(f"sqlite:///{store_path}")

@@ -36,7 +36,7 @@ def _store(args: argparse.Namespace, settings: AppSettings):
     url = getattr(args, "db", None) or settings.run.store_url
     if not url:
         return None
-    from core.store import Store
+    from workflow import Store
 
     return Store(url if "://" in url else f"sqlite:///{url}")
 
@@ -103,6 +103,6 @@ def run_analyze(args: argparse.Namespace, settings: AppSettings) -> int:
         return 2
     res = evaluate_period(fleet, client, start, end, sites)
     events = period_events([f for fs in res.values() for f in fs], end, fleet)
-    stored = store.upsert_alarm_events(events) if store is not None else None
+    stored = store.record(events) if store is not None else None
     _print_period(res, events, stored, args.json)
     return 0

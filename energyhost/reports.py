@@ -29,7 +29,7 @@ def run_reports(args: argparse.Namespace, settings: AppSettings) -> int:
     influx = InfluxClient.from_settings(settings.core, timeout=120.0)
     store = None
     if settings.run.store_url:
-        from core.store import Store
+        from workflow import Store
 
         store = Store(settings.run.store_url)
     try:

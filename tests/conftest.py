@@ -71,3 +71,44 @@ def dedicated_mosquitto(tmp_path):
     m.start()
     yield m
     m.stop()
+
+
+# ----------------------------------------------------------------------------- workflow store
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on a free loopback port for the whole run (skipped without its binaries)."""
+    from energyhost.devstack.postgres import Postgres, postgres_available
+
+    if not postgres_available():
+        pytest.skip("PostgreSQL binaries or root (to run them as user postgres) not available")
+    pg = Postgres().start()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+def clock():
+    """A controllable clock at 2026-01-01T00:00:00Z."""
+    from waiting import Clock
+    from wf_helpers import T0
+
+    return Clock(T0)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A fresh workflow database: SQLite, then PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'wf.db'}"
+    pg = request.getfixturevalue("postgres")
+    return pg.url(pg.create_database())
+
+
+@pytest.fixture
+def store(store_url, clock):
+    """A workflow store with the example fleet and users of every role, on SQLite and on PostgreSQL."""
+    from wf_helpers import seeded_store
+
+    s = seeded_store(store_url, clock)
+    yield s
+    s.close()

@@ -88,7 +88,7 @@ def test_chattering_and_kpis():
 
 
 def test_events_round_trip_through_workflow_store(tmp_path):
-    from core.store import Store
+    from workflow import Store
 
     st = Store(f"sqlite:///{tmp_path / 'wf.db'}", clock=lambda: T0)
     st.create_customer("c1", "Customer")

@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from test_store import postgres  # noqa: F401  (session fixture: a real PostgreSQL server)
 from waiting import Clock
 
 from analytics.tariffs import energy_cost, load_tariff
@@ -32,9 +31,9 @@ from api.settings import ApiSettings
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import AlarmEvent, Point
-from core.store import Store
 from core.units import NS
 from energyhost.devstack import free_port, listener_pid_matches
+from workflow import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
@@ -577,6 +576,32 @@ def test_work_order_escalation_with_controllable_clock(env):
         env.clock.t = saved
 
 
+def test_escalate_answer_is_limited_to_the_callers_customers(env):
+    """A customer manager running the sweep sees the escalations of their own customers only."""
+    c, h = env.client, env.as_("engineer1")
+    orders = {}
+    for cid in ("acme", "huadong"):
+        r = c.post("/api/v1/workorders", headers=h, json={"site_id": CUSTOMERS[cid]["site"], "severity": "critical",
+                                                          "title": f"{cid} breaker trip"})
+        orders[cid] = r.json()["id"]
+    acme_sites = {s["id"] for s in c.get("/api/v1/sites", headers=env.as_("li.wei")).json()}
+    saved = env.clock.t
+    try:
+        env.clock.advance(15 * 60 + 1)                       # both response limits pass
+        made = c.post("/api/v1/workorders/escalate", headers=env.as_("li.wei")).json()
+        assert orders["acme"] in {m["work_order_id"] for m in made}
+        assert orders["huadong"] not in {m["work_order_id"] for m in made}
+        assert all(env.store.work_order(m["work_order_id"])["site_id"] in acme_sites for m in made)
+        assert "zhang.min" not in {m["notified"] for m in made}
+        # the other customer's escalation was made all the same, and staff see everything
+        assert [e["notified"] for e in env.store.escalations(work_order_id=orders["huadong"])] == ["zhang.min"]
+        env.clock.advance(15 * 60)                           # overdue by one more limit: level 2 for both
+        made = c.post("/api/v1/workorders/escalate", headers=env.as_("admin")).json()
+        assert {orders["acme"], orders["huadong"]} <= {m["work_order_id"] for m in made}
+    finally:
+        env.clock.t = saved
+
+
 def test_closing_needs_the_alarm_cleared(env):
     c, h = env.client, env.as_("engineer1")
     ids = env.ids["acme"]
@@ -618,6 +643,11 @@ def test_inspection_plan_results_and_missed(env):
                                      "cabinet doors": {"ok": False, "note": "lock broken"},
                                      "fire extinguisher": {"ok": True}}, "note": "lock ordered"})
         assert r.status_code == 200 and r.json()["state"] == "done" and r.json()["engineer"] == "engineer1"
+        [wo_id] = r.json()["follow_up_orders"]                          # the failed item's follow-up order
+        wo = c.get(f"/api/v1/workorders/{wo_id}", headers=h).json()
+        assert (wo["site_id"], wo["inspection_id"], wo["inspection_item"]) == ("acme-office", nxt["id"],
+                                                                               "cabinet doors")
+        assert "lock broken" in wo["description"]
         assert c.post(f"/api/v1/inspections/{nxt['id']}/result", headers=env.as_("acme-user"),
                       json={"results": {}}).status_code == 403
     finally:
@@ -692,7 +722,7 @@ def test_auto_interval_and_result_cache():
     assert cache.hits == 2
 
 
-def test_api_on_postgresql(tmp_path, influxd, postgres):  # noqa: F811 - the imported fixture
+def test_api_on_postgresql(tmp_path, influxd, postgres):
     """The same app over a PostgreSQL store: tenancy, alarm ack and the work-order flow with escalation."""
     pg_env = build_env(tmp_path, influxd, store_url=postgres.url(postgres.create_database()))
     try:

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 from test_api import CUSTOMERS, NS, build_env, iso_ns
-from test_store import CHEAP, clock, ev, postgres, store, store_url  # noqa: F401  (fixtures)
+from wf_helpers import CHEAP, ev
 
 from api.alarm_cache import AlarmListCache, encode_alarms
 from api.main import create_app
@@ -28,7 +28,7 @@ from api.models import AlarmOut, alarm_out
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
 from core.model import AlarmEvent
-from core.store import Store
+from workflow import Store
 
 _REFERENCE = TypeAdapter(list[AlarmOut])
 
@@ -210,7 +210,7 @@ def test_a_write_by_another_process_invalidates(env):
         other.close()
 
 
-def test_two_instances_on_postgresql(tmp_path, influxd, postgres):  # noqa: F811 - the imported fixture
+def test_two_instances_on_postgresql(tmp_path, influxd, postgres):
     """Two API instances on one PostgreSQL database: a write through one is seen by the other's cache."""
     e = build_env(tmp_path, influxd, store_url=postgres.url(postgres.create_database()))
     second = Store(e.store.db.url, clock=e.clock, password_cost=CHEAP)
@@ -236,7 +236,7 @@ def test_two_instances_on_postgresql(tmp_path, influxd, postgres):  # noqa: F811
         e.client.close()
 
 
-def test_change_counter_moves_with_every_alarm_write(store, clock):  # noqa: F811 - the imported fixture
+def test_change_counter_moves_with_every_alarm_write(store, clock):
     """Store level, SQLite and PostgreSQL: writes bump the counter (at commit), reads do not."""
     v0 = store.alarms_version()
     store.upsert_alarm_events([ev()])

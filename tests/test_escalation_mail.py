@@ -13,14 +13,14 @@ from fastapi.testclient import TestClient
 from smtp_sink import start_smtp
 from waiting import Clock, wait_for
 
-import core.store as store_mod
+import workflow.db as store_mod
 from api.auth import seed_demo_users
 from api.main import create_app
 from api.settings import ApiSettings
 from core.config import load_fleet
-from core.store import Store
 from core.units import NS
 from energyhost.devstack import free_port
+from workflow import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_767_225_600 * NS           # 2026-01-01 00:00 UTC = 08:00 Asia/Shanghai
@@ -177,7 +177,11 @@ def test_migration_marks_earlier_escalations_skipped(tmp_path, monkeypatch):
     old = Store(url, clock=Clock(T0), password_cost=CHEAP)
     old.seed_fleet(load_fleet(ROOT / "sites.example.toml"))
     old.create_user("li.wei", "customer_manager", email="li.wei@example.invalid")
-    wo = old.create_work_order(site_id="acme-plant1", title="x", severity="critical", created_by="system")
+    # an order as schema 2 stored it (today's code writes columns of later migrations)
+    wo = {"id": old.db.insert(
+        "INSERT INTO work_orders (site_id, title, severity, state, created_ns, created_by, response_due_ns, "
+        "arrival_due_ns, repair_due_ns, updated_ns) VALUES (?, 'x', 'critical', 'new', ?, 'system', ?, ?, ?, ?)",
+        ("acme-plant1", T0, T0 + 900 * NS, T0 + 7200 * NS, T0 + 28800 * NS, T0))}
     old.db.run("INSERT INTO escalations (work_order_id, time_ns, stage, level, notified) VALUES (?, ?, ?, ?, ?)",
                (wo["id"], T0, "response", 1, "li.wei"))
     old.close()

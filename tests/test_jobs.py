@@ -104,7 +104,7 @@ def test_period_evaluation_matches_in_memory_and_stores_alarms(loaded, fleet, tm
     assert sav and sav == sorted(sav, key=lambda f: -(f.yuan_month or 0))
     assert all(f.inputs and f.kwh_month is not None for f in sav)
     assert {f.type for f in res if f.type.startswith("pq_")} >= {"pq_voltage", "pq_unbalance"}
-    from core.store import Store
+    from workflow import Store
 
     st = Store(f"sqlite:///{tmp_path / 'wf.db'}", clock=lambda: end)
     st.seed_fleet(fleet)
@@ -115,7 +115,7 @@ def test_period_evaluation_matches_in_memory_and_stores_alarms(loaded, fleet, tm
 
 def test_follower_raises_then_clears_once(loaded, fleet, tmp_path):
     client, _, _ = loaded
-    from core.store import Store
+    from workflow import Store
 
     now = {"t": (T0 + 9 * H + 30) * NS}                        # 30 s after the EV fault started
     st = Store(f"sqlite:///{tmp_path / 'wf.db'}", clock=lambda: now["t"])

@@ -51,9 +51,9 @@ from api.report.render import render_html, render_pdf
 from api.report.schedule import due_reports, generate, mail_report, previous_month, run_due_reports
 from core.influx import InfluxClient
 from core.model import AlarmEvent
-from core.store import Store, month_bounds_ns
 from core.units import NS
 from energyhost.devstack import free_port
+from workflow import Store, month_bounds_ns
 
 FEB10 = 1_770_652_800 * NS           # 2026-02-09T16:00:00Z = 2026-02-10 00:00 Asia/Shanghai
 MAR2 = 1_772_409_600 * NS            # 2026-03-02 08:00 Asia/Shanghai (report due)

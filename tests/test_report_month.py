@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from core.config import parse_fleet
-from core.store import month_bounds_ns
 from core.units import NS
+from workflow import month_bounds_ns
 
 MONTH = "2026-02"
 TZ = "Asia/Shanghai"

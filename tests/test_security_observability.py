@@ -19,8 +19,8 @@ from api.main import create_app
 from api.metrics import instrument
 from api.settings import ApiSettings
 from core.logjson import JsonFormatter, configure_logging
-from core.store import Store
 from energyhost.devstack import free_port, stop_process
+from workflow import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -37,9 +37,9 @@ from api.report.archive import ReportArchive
 from api.settings import ApiSettings
 from core.influx import InfluxClient
 from core.model import AlarmEvent
-from core.store import Store
 from core.units import NS
 from energyhost.devstack import free_port, stop_process
+from workflow import Store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

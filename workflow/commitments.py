@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-NS = 10**9
+from core.units import NS
+
 MIN_NS = 60 * NS
 HOUR_NS = 3600 * NS
 
@@ -161,16 +162,7 @@ def load_contracts(folder: str | Path) -> dict[str, Contract]:
     return out
 
 
-# --------------------------------------------------------------------------- month bounds
-def month_window(month: str, tz: str) -> tuple[int, int]:
-    """``[start, end)`` of a ``YYYY-MM`` month in the site's time zone, as ns."""
-    y, m = (int(x) for x in month.split("-"))
-    zone = ZoneInfo(tz)
-    start = datetime(y, m, 1, tzinfo=zone)
-    end = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=zone)
-    return int(start.timestamp()) * NS, int(end.timestamp()) * NS
-
-
+# --------------------------------------------------------------------------- the report's due day
 def report_due_ns(month: str, tz: str, day: int) -> int:
     """End of day ``day`` (capped at the month's length) of ``month``, local time, as ns."""
     y, m = (int(x) for x in month.split("-"))

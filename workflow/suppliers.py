@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-NS = 10**9
+from core.units import NS
+
 DAY_NS = 86_400 * NS
 YEAR_DAYS = 365.25
 ASPECTS: tuple[str, ...] = ("quality", "operation", "after_sales", "delivery")

@@ -59,8 +59,8 @@ from api.report.workflow import workflow_summary
 from core import workdays
 from core.config import Fleet, Site
 from core.model import Finding
-from core.store import month_bounds_ns
 from core.units import NS
+from workflow import month_bounds_ns
 
 EV_CHARGING_W = 1000.0          # a charger drawing more than this is in a charging session
 BASELINE_MONTHS = 3             # previous archived months averaged for the fallback baseline

@@ -1,4 +1,4 @@
-"""Alarms and work orders of a customer's month, read from the workflow store (core.store)."""
+"""Alarms and work orders of a customer's month, read from the workflow store (workflow)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ def workflow_summary(store: Any, customer_id: str, site_ids: list[str], start_ns
     three times counts three times, as ISA-18.2 KPIs do); cleared = activations that
     returned to normal before ``end_ns``.  Work orders: created in the month; an order is
     *in time* when it was resolved or closed and met the response, arrival and repair
-    limits (core.store per-stage flags); *overdue* when any stage is late.
+    limits (workflow per-stage flags); *overdue* when any stage is late.
     Time-limit compliance = in time / resolved-or-closed orders [%].  Satisfaction: count and
     mean rating of the survey answers the customer gave in the month (a service KPI).
 
-    ``store`` is a :class:`core.store.Store` (or None: the summary says "not available").
+    ``store`` is a :class:`workflow.Store` (or None: the summary says "not available").
     """
     if store is None:
         return WorkflowSummary(available=False)

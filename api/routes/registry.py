@@ -18,7 +18,7 @@ from api.models import (
     SiteOut,
     SitePatch,
 )
-from core.store import NotFound
+from workflow import NotFound
 
 router = APIRouter(tags=["registry"])
 

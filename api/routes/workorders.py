@@ -19,6 +19,7 @@ from api.models import (
     WorkOrderCreate,
     WorkOrderOut,
     WoState,
+    record_fields,
     to_ns,
     ts,
     work_order_out,
@@ -76,9 +77,10 @@ def weekly_review(scope: ScopeDep, store: StoreDep, clock: ClockDep,
 @router.post("/escalate", response_model=list[EscalationOut])
 def escalate(scope: ScopeDep, store: StoreDep) -> list[EscalationOut]:
     """Run the escalation sweep now (it also runs in the background): escalate, then e-mail every
-    escalation not mailed yet; returns the new escalations with their mail state (staff)."""
+    escalation not mailed yet; returns the new escalations of the caller's sites with their mail
+    state (staff; a customer manager sees those of the customers they manage)."""
     scope.require_staff()
-    return [_esc_out(e) for e in sweep_escalations(store)]
+    return [_esc_out(e) for e in sweep_escalations(store) if scope.sees_site(e["site_id"])]
 
 
 @router.get("/escalations", response_model=list[EscalationOut])
@@ -91,10 +93,7 @@ def my_escalations(scope: ScopeDep, store: StoreDep, notified: Annotated[str | N
 
 
 def _esc_out(e: dict) -> EscalationOut:
-    return EscalationOut(id=e["id"], work_order_id=e["work_order_id"], time=ts(e["time_ns"]), stage=e["stage"],
-                         level=e["level"], notified=e["notified"], mail_state=e["mail_state"], mail_to=e["mail_to"],
-                         mail_attempts=e["mail_attempts"], mail_error=e["mail_error"],
-                         mail_sent_at=ts(e["mail_sent_ns"]) if e["mail_sent_ns"] is not None else None)
+    return EscalationOut(**record_fields(EscalationOut, e))
 
 
 @router.get("/{wo_id}", response_model=WorkOrderOut)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from analytics import ageing
+from core.units import NS
 
-NS = 10**9
 MIN = 60 * NS
 
 

@@ -24,10 +24,10 @@ from core.config import Settings
 from core.influx import InfluxClient, Writer
 from core.model import Point
 from core.spool import HEADER_SIZE
-from core.store import Store
 from energyhost.devstack import stop_process
 from energyhost.status import collect_status
 from simulators.mqtt_gateway import MqttGateway
+from workflow import Store
 
 pytestmark = pytest.mark.integration
 

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from core.units import NS
 from workflow import commitments as cm
+from workflow import month_bounds_ns
 
 ROOT = Path(__file__).resolve().parents[2]
-NS = 10**9
 MIN, HOUR, DAY = 60 * NS, 3600 * NS, 86_400 * NS
 TZ = "Asia/Shanghai"
-START, END = cm.month_window("2026-11", TZ)
+START, END = month_bounds_ns("2026-11", TZ)
 
 
 def _c(rule: str, target: float, **kw) -> cm.Commitment:
@@ -122,7 +123,7 @@ def test_report_by_day_is_due_at_the_end_of_that_local_day():
     assert v.status == cm.MISSED and v.misses[0].measured == pytest.approx(2.0)
     assert cm.report_by_day(c, _recs(now=due - HOUR)).status == cm.PENDING
     assert cm.report_by_day(c, _recs(now=due + DAY)).status == cm.MISSED
-    assert cm.report_due_ns("2026-02", TZ, 31) == cm.month_window("2026-03", TZ)[0]   # capped at month end
+    assert cm.report_due_ns("2026-02", TZ, 31) == month_bounds_ns("2026-03", TZ)[0]   # capped at month end
 
 
 def test_completeness_and_survey_score():

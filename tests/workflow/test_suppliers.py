@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.units import NS
 from workflow import suppliers as sp
 
 ROOT = Path(__file__).resolve().parents[2]
-NS = 10**9
 DAY = 86_400 * NS
 Y0 = 1_735_660_800 * NS                      # 2025-01-01T00:00Z
 YEAR = int(365 * DAY)
