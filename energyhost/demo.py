@@ -20,13 +20,19 @@ The simulator applies no saving measure: an honest report finds a saving within 
 uncertainty (not verified), which is what the demo shows.
 
 Processes: mosquitto, influxd, ``energyhost simulate``, ``energyhost collect``,
-``energyhost analyze --follow``, ``energyhost serve``, ``energyhost reports run``.  Ctrl-C (or ``--duration``) stops them
-all, children first, by the PIDs this command started.
+``energyhost analyze --follow``, ``energyhost serve``, ``energyhost reports run``.  Ctrl-C, SIGTERM, SIGHUP
+(or ``--duration``) stop them all, children first, by the PIDs this command started, also while the stack is
+still starting and when standard output is a pipe whose reader is gone (``demo | tee log`` and Ctrl-C).
+Should this supervisor die without cleaning up (SIGKILL, a crash), every child gets SIGTERM from the kernel:
+each is started with a parent-death signal (Linux ``prctl(PR_SET_PDEATHSIG)``; ``setpriv --pdeathsig`` for
+the two daemons, whose start-up ``core.services`` owns).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
 import math
 import os
 import secrets
@@ -47,6 +53,7 @@ from core.mqtt_acl import COLLECTOR_USER, fleet_acl, read_secrets, write_secrets
 from core.services import Influxd, Mosquitto, free_port
 
 DB = "energyhost"
+log = logging.getLogger("energyhost.demo")
 BASELINE_DAYS = 28          # baseline period of the demo's contracts: the 4 weeks before hosting starts
 
 
@@ -96,6 +103,59 @@ def remap_ports(src: str | os.PathLike, dst: Path) -> Path:
     return dst
 
 
+PR_SET_PDEATHSIG = 1        # linux/prctl.h
+
+
+def _die_with(parent_pid: int):
+    """A ``preexec_fn``: the child gets SIGTERM when ``parent_pid`` ends (or has ended already)."""
+    def preexec() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:    # the parent died before prctl: the signal would never come
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
+
+
+class _DiesWithParent:
+    """Mixin for a ``core.services`` daemon: its command runs under ``setpriv --pdeathsig TERM``.
+
+    ``setpriv`` (util-linux) sets the parent-death signal and execs the daemon, so the PID the
+    service checks on its port stays the daemon's.
+    """
+
+    def _command(self) -> list[str]:
+        return ["setpriv", "--pdeathsig", "TERM", *super()._command()]
+
+
+class DemoInfluxd(_DiesWithParent, Influxd):
+    pass
+
+
+class DemoMosquitto(_DiesWithParent, Mosquitto):
+    pass
+
+
+class _StopRequested(Exception):
+    """Raised in the main thread by the first SIGINT/SIGTERM/SIGHUP."""
+
+
+def _say(text: str, stream=None) -> None:
+    """Write a line for the operator; a closed pipe (``demo | tee`` after Ctrl-C) must not stop the clean-up."""
+    stream = stream or sys.stdout
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        # point the stream at /dev/null so the interpreter's final flush does not fail either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(devnull)
+
+
 class Stack:
     """The processes of one demo run; stops exactly what it started."""
 
@@ -108,8 +168,11 @@ class Stack:
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
+        # own session: a terminal's Ctrl-C reaches only the supervisor, which stops children in order;
+        # parent-death signal: the child ends with the supervisor even if that one is SIGKILLed
         proc = subprocess.Popen([sys.executable, "-m", "energyhost", *argv], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_die_with(os.getpid()))
         log.close()
         self.children[name] = proc
         return proc
@@ -120,9 +183,10 @@ class Stack:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise RuntimeError(f"{name} did not finish in {timeout:.0f} s (see {self.logs / name}.log)") from None
-        finally:
+            proc.wait()
             self.children.pop(name, None)
+            raise RuntimeError(f"{name} did not finish in {timeout:.0f} s (see {self.logs / name}.log)") from None
+        self.children.pop(name, None)   # (a stop signal while waiting leaves it to stop())
         if rc != 0:
             raise RuntimeError(f"{name} failed with exit code {rc}: {self.tail(name)}")
 
@@ -157,24 +221,17 @@ def run_demo(args) -> int:
     load_fleet(args.fleet)   # validate before starting anything
     sec = var / "secrets"
     stack = Stack(var)
-    stop_requested = False
-
-    def on_signal(signum, frame):
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    _on_stop_signals(_raise_stop)
     try:
-        print("energyhost demo: starting InfluxDB and Mosquitto ...", flush=True)
+        _say("energyhost demo: starting InfluxDB and Mosquitto ...")
         first_start = not (var / "influxdb" / "meta" / "meta.db").exists()
         # TLS for InfluxDB (HTTPS only) and for the MQTT listener the collector and the gateways use
         # (certificates made here, for loopback; a deployment brings its own)
         tls = make_loopback_tls(var / "tls", days=825)
-        influx = Influxd(var / "influxdb", auth=True, admin_password=_secret(sec / "influx_admin"),
+        influx = DemoInfluxd(var / "influxdb", auth=True, admin_password=_secret(sec / "influx_admin"),
                          tls=(tls.ca_cert, tls.server_cert, tls.server_key))
+        stack.services.append(influx)     # before start(): a stop signal during start-up still stops it
         influx.start()
-        stack.services.append(influx)
         pw_writer, pw_reader = _secret(sec / "influx_collector"), _secret(sec / "influx_reader")
         if first_start:
             influx.create_database(DB)
@@ -186,10 +243,10 @@ def run_demo(args) -> int:
         mqtt_access = fleet_acl(load_fleet(fleet_file), passwords=read_secrets(sec))
         write_secrets(mqtt_access, sec)
         # a plain loopback MQTT listener stays beside the TLS one for `mosquitto_sub` and status
-        mosq = Mosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text(),
+        mosq = DemoMosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text(),
                          tls=(tls.ca_cert, tls.server_cert, tls.server_key))
-        mosq.start()
         stack.services.append(mosq)
+        mosq.start()
 
         control_port = free_port()
         api_port = args.api_port or free_port()
@@ -231,14 +288,14 @@ def run_demo(args) -> int:
         stack.spawn("collect", ["collect", "--fleet", str(fleet_file), "--metrics-port", str(metrics_port)],
                     writer_env)
         if history and not marker.exists():
-            print(f"energyhost demo: writing {history['days']} days of simulated history ...", flush=True)
+            _say(f"energyhost demo: writing {history['days']} days of simulated history ...")
             t0 = time.monotonic()
             stack.run_to_end("backfill", ["backfill", "--fleet", str(fleet_file), "--days", str(history["days"]),
                                           "--end", str(history["end"])], writer_env, timeout=900)
             marker.write_text(json.dumps(history))
             if hosting is not None:
                 write_contracts(contracts, fleet_file, hosting)
-            print(f"energyhost demo: history written in {time.monotonic() - t0:.1f} s", flush=True)
+            _say(f"energyhost demo: history written in {time.monotonic() - t0:.1f} s")
 
         if contracts.exists() and "EH_REPORT_BASELINES" not in os.environ:
             reader_env["EH_REPORT_BASELINES"] = str(contracts)
@@ -257,19 +314,35 @@ def run_demo(args) -> int:
         _banner(state, var)
 
         deadline = time.monotonic() + args.duration if args.duration else None
-        while not stop_requested and (deadline is None or time.monotonic() < deadline):
+        while deadline is None or time.monotonic() < deadline:
             dead = stack.dead_children()
             if dead:
                 for name in dead:
-                    print(f"energyhost demo: component {name!r} exited "
-                          f"(code {stack.children[name].returncode}): {stack.tail(name)}", file=sys.stderr)
+                    _say(f"energyhost demo: component {name!r} exited "
+                         f"(code {stack.children[name].returncode}): {stack.tail(name)}", sys.stderr)
                 return 1
             time.sleep(0.5)
         return 0
+    except _StopRequested:
+        return 0
     finally:
-        print("energyhost demo: stopping ...", flush=True)
+        _on_stop_signals(_note_late_signal)   # a second Ctrl-C must not cut the clean-up short
+        _say("energyhost demo: stopping ...")
         stack.stop()
-        print("energyhost demo: stopped.", flush=True)
+        _say("energyhost demo: stopped.")
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def _note_late_signal(signum, frame) -> None:
+    log.info("%s during clean-up: still stopping", signal.Signals(signum).name)
+
+
+def _on_stop_signals(handler) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
 
 
 def _wait_http(url: str, timeout: float, stack: Stack, name: str) -> None:
@@ -293,7 +366,7 @@ def _wait_http(url: str, timeout: float, stack: Stack, name: str) -> None:
 
 def _banner(state: dict, var: Path) -> None:
     u = state["influx_url"]
-    print(f"""
+    _say(f"""
 energyhost demo is running (Ctrl-C stops everything)
 
   InfluxDB   {u}  database {state['influx_db']}  (HTTPS, CA {state['influx_ca']};
@@ -313,4 +386,4 @@ energyhost demo is running (Ctrl-C stops everything)
       --data-urlencode db=energyhost \\
       --data-urlencode "q=SELECT active_power, voltage_l1 FROM meter WHERE device = \\$d AND time > now() - 1m" \\
       --data-urlencode 'params={{"d": "acme-plant1-t1-meter"}}'
-""", flush=True)
+""")
