@@ -219,110 +219,13 @@ def run_demo(args) -> int:
     var = Path(args.var).resolve()
     var.mkdir(parents=True, exist_ok=True)
     load_fleet(args.fleet)   # validate before starting anything
-    sec = var / "secrets"
     stack = Stack(var)
     _on_stop_signals(_raise_stop)
     try:
-        _say("energyhost demo: starting InfluxDB and Mosquitto ...")
-        first_start = not (var / "influxdb" / "meta" / "meta.db").exists()
-        # TLS for InfluxDB (HTTPS only) and for the MQTT listener the collector and the gateways use
-        # (certificates made here, for loopback; a deployment brings its own)
-        tls = make_loopback_tls(var / "tls", days=825)
-        influx = DemoInfluxd(var / "influxdb", auth=True, admin_password=_secret(sec / "influx_admin"),
-                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
-        stack.services.append(influx)     # before start(): a stop signal during start-up still stops it
-        influx.start()
-        pw_writer, pw_reader = _secret(sec / "influx_collector"), _secret(sec / "influx_reader")
-        if first_start:
-            influx.create_database(DB)
-            influx.add_user("collector", pw_writer, database=DB, privilege="WRITE")
-            influx.add_user("reader", pw_reader, database=DB, privilege="READ")
-        fleet_file = remap_ports(args.fleet, var / "sites.toml")
-        # MQTT auth on: a password file and a per-device ACL from the fleet (core.mqtt_acl); the
-        # passwords are kept in secrets/mqtt_<user> (0600) and reused on the next start
-        mqtt_access = fleet_acl(load_fleet(fleet_file), passwords=read_secrets(sec))
-        write_secrets(mqtt_access, sec)
-        # a plain loopback MQTT listener stays beside the TLS one for `mosquitto_sub` and status
-        mosq = DemoMosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text(),
-                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
-        stack.services.append(mosq)
-        mosq.start()
-
-        control_port = free_port()
-        api_port = args.api_port or free_port()
-        base_env = {**os.environ, "EH_INFLUX_URL": influx.url, "EH_INFLUX_DB": DB,
-                    "EH_INFLUX_TLS_CA": str(tls.ca_cert),
-                    "EH_MQTT_HOST": mosq.host, "EH_MQTT_PORT": str(mosq.tls_port),
-                    "EH_MQTT_TLS_CA": str(tls.ca_cert),
-                    "EH_SPOOL_DIR": str(var / "spool"), "EH_FLEET": str(fleet_file),
-                    "EH_STORE_URL": f"sqlite:///{var / 'energyhost.sqlite'}", "EH_SECRETS_DIR": str(sec),
-                    "EH_REPORT_DIR": str(var / "reports"),
-                    "EH_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
-                    "EH_SIM_CONTROL_URL": f"http://127.0.0.1:{control_port}", "PYTHONUNBUFFERED": "1"}
-        writer_env = {**base_env, "EH_INFLUX_USER": "collector",
-                      "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_collector"),
-                      "EH_MQTT_USER": COLLECTOR_USER, "EH_MQTT_PASSWORD_FILE": str(sec / f"mqtt_{COLLECTOR_USER}")}
-        sim_env = {**base_env, "EH_MQTT_SECRETS_DIR": str(sec)}   # one secret per simulated site gateway
-        reader_env = {**base_env, "EH_INFLUX_USER": "reader",
-                      "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_reader")}
-
-        # history ends where live collection begins (no gap, no overlap), and the live simulator carries
-        # the history's incidents so that energy counters continue it
-        marker = var / "backfilled.json"
-        history = json.loads(marker.read_text()) if marker.exists() else None
-        live_since = time.time()
-        contracts = var / "baselines.toml"
-        hosting = None
-        if history is None and args.backfill_days != 0:
-            tz = next((c.sites[0].timezone for c in load_fleet(fleet_file).customers if c.sites), "Asia/Shanghai")
-            days, hosting = history_plan(live_since, tz)
-            if args.backfill_days is not None:
-                days, hosting = args.backfill_days, (hosting if args.backfill_days >= days else None)
-            history = {"days": days, "end": live_since}
-        sim_args = ["simulate", "--fleet", str(fleet_file), "--control-port", str(control_port)]
-        if history:
-            sim_args += ["--history-days", str(history["days"]), "--history-end", str(history["end"])]
-        stack.spawn("simulate", sim_args, sim_env)
-        _wait_http(base_env["EH_SIM_CONTROL_URL"] + "/faults", 120, stack, "simulate")
-        metrics_port = free_port()
-        stack.spawn("collect", ["collect", "--fleet", str(fleet_file), "--metrics-port", str(metrics_port)],
-                    writer_env)
-        if history and not marker.exists():
-            _say(f"energyhost demo: writing {history['days']} days of simulated history ...")
-            t0 = time.monotonic()
-            stack.run_to_end("backfill", ["backfill", "--fleet", str(fleet_file), "--days", str(history["days"]),
-                                          "--end", str(history["end"])], writer_env, timeout=900)
-            marker.write_text(json.dumps(history))
-            if hosting is not None:
-                write_contracts(contracts, fleet_file, hosting)
-            _say(f"energyhost demo: history written in {time.monotonic() - t0:.1f} s")
-
-        if contracts.exists() and "EH_REPORT_BASELINES" not in os.environ:
-            reader_env["EH_REPORT_BASELINES"] = str(contracts)
-        stack.spawn("analyze", ["analyze", "--follow", "--fleet", str(fleet_file)], reader_env)
-        stack.spawn("serve", ["serve", "--fleet", str(fleet_file), "--port", str(api_port)], reader_env)
-        stack.spawn("reports", ["reports", "--fleet", str(fleet_file), "run", "--every", "300"], reader_env)
-        _wait_http(f"http://127.0.0.1:{api_port}/healthz", 120, stack, "serve")
-
-        state = {"influx_url": influx.url, "influx_ca": str(tls.ca_cert), "influx_db": DB, "mqtt": mosq.url,
-                 "mqtt_tls": f"mqtts://{mosq.host}:{mosq.tls_port}", "mqtt_ca": str(tls.ca_cert),
-                 "api_url": f"http://127.0.0.1:{api_port}",
-                 "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "control_url": base_env["EH_SIM_CONTROL_URL"],
-                 "fleet": str(fleet_file), "pids": {n: p.pid for n, p in stack.children.items()}
-                 | {"influxd": influx.pid, "mosquitto": mosq.pid}, "var": str(var)}
+        state = _start_stack(args, var, stack)
         (var / "state.json").write_text(json.dumps(state, indent=2))
         _banner(state, var)
-
-        deadline = time.monotonic() + args.duration if args.duration else None
-        while deadline is None or time.monotonic() < deadline:
-            dead = stack.dead_children()
-            if dead:
-                for name in dead:
-                    _say(f"energyhost demo: component {name!r} exited "
-                         f"(code {stack.children[name].returncode}): {stack.tail(name)}", sys.stderr)
-                return 1
-            time.sleep(0.5)
-        return 0
+        return _supervise(stack, args.duration)
     except _StopRequested:
         return 0
     finally:
@@ -330,6 +233,131 @@ def run_demo(args) -> int:
         _say("energyhost demo: stopping ...")
         stack.stop()
         _say("energyhost demo: stopped.")
+
+
+def _start_daemons(var: Path, fleet_src, stack: Stack):
+    """InfluxDB (HTTPS, auth on, its users) and Mosquitto (TLS, per-device ACL); returns them, the
+    TLS files and the fleet file with its ports remapped."""
+    sec = var / "secrets"
+    _say("energyhost demo: starting InfluxDB and Mosquitto ...")
+    first_start = not (var / "influxdb" / "meta" / "meta.db").exists()
+    # TLS for InfluxDB (HTTPS only) and for the MQTT listener the collector and the gateways use
+    # (certificates made here, for loopback; a deployment brings its own)
+    tls = make_loopback_tls(var / "tls", days=825)
+    influx = DemoInfluxd(var / "influxdb", auth=True, admin_password=_secret(sec / "influx_admin"),
+                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
+    stack.services.append(influx)     # before start(): a stop signal during start-up still stops it
+    influx.start()
+    pw_writer, pw_reader = _secret(sec / "influx_collector"), _secret(sec / "influx_reader")
+    if first_start:
+        influx.create_database(DB)
+        influx.add_user("collector", pw_writer, database=DB, privilege="WRITE")
+        influx.add_user("reader", pw_reader, database=DB, privilege="READ")
+    fleet_file = remap_ports(fleet_src, var / "sites.toml")
+    # MQTT auth on: a password file and a per-device ACL from the fleet (core.mqtt_acl); the
+    # passwords are kept in secrets/mqtt_<user> (0600) and reused on the next start
+    mqtt_access = fleet_acl(load_fleet(fleet_file), passwords=read_secrets(sec))
+    write_secrets(mqtt_access, sec)
+    # a plain loopback MQTT listener stays beside the TLS one for `mosquitto_sub` and status
+    mosq = DemoMosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text(),
+                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
+    stack.services.append(mosq)
+    mosq.start()
+    return influx, mosq, tls, fleet_file
+
+
+def _environments(var: Path, influx, mosq, tls, fleet_file: Path, control_port: int, api_port: int
+                  ) -> dict[str, dict[str, str]]:
+    """The environment of each kind of component: base, writer (collector), sim, reader."""
+    sec = var / "secrets"
+    base = {**os.environ, "EH_INFLUX_URL": influx.url, "EH_INFLUX_DB": DB,
+            "EH_INFLUX_TLS_CA": str(tls.ca_cert),
+            "EH_MQTT_HOST": mosq.host, "EH_MQTT_PORT": str(mosq.tls_port),
+            "EH_MQTT_TLS_CA": str(tls.ca_cert),
+            "EH_SPOOL_DIR": str(var / "spool"), "EH_FLEET": str(fleet_file),
+            "EH_STORE_URL": f"sqlite:///{var / 'energyhost.sqlite'}", "EH_SECRETS_DIR": str(sec),
+            "EH_REPORT_DIR": str(var / "reports"),
+            "EH_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+            "EH_SIM_CONTROL_URL": f"http://127.0.0.1:{control_port}", "PYTHONUNBUFFERED": "1"}
+    return {"base": base,
+            "writer": {**base, "EH_INFLUX_USER": "collector",
+                       "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_collector"),
+                       "EH_MQTT_USER": COLLECTOR_USER, "EH_MQTT_PASSWORD_FILE": str(sec / f"mqtt_{COLLECTOR_USER}")},
+            "sim": {**base, "EH_MQTT_SECRETS_DIR": str(sec)},   # one secret per simulated site gateway
+            "reader": {**base, "EH_INFLUX_USER": "reader", "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_reader")}}
+
+
+def _plan_history(args, var: Path, fleet_file: Path) -> tuple[dict | None, date | None]:
+    """The history to write (or written already) and the hosting start of the demo contracts.
+
+    History ends where live collection begins (no gap, no overlap), and the live simulator carries
+    the history's incidents so that energy counters continue it.
+    """
+    marker = var / "backfilled.json"
+    history = json.loads(marker.read_text()) if marker.exists() else None
+    hosting = None
+    if history is None and args.backfill_days != 0:
+        live_since = time.time()
+        tz = next((c.sites[0].timezone for c in load_fleet(fleet_file).customers if c.sites), "Asia/Shanghai")
+        days, hosting = history_plan(live_since, tz)
+        if args.backfill_days is not None:
+            days, hosting = args.backfill_days, (hosting if args.backfill_days >= days else None)
+        history = {"days": days, "end": live_since}
+    return history, hosting
+
+
+def _start_stack(args, var: Path, stack: Stack) -> dict:
+    """Every daemon and component, the history if due; returns the run's state (URLs, PIDs)."""
+    influx, mosq, tls, fleet_file = _start_daemons(var, args.fleet, stack)
+    control_port = free_port()
+    api_port = args.api_port or free_port()
+    env = _environments(var, influx, mosq, tls, fleet_file, control_port, api_port)
+    history, hosting = _plan_history(args, var, fleet_file)
+    sim_args = ["simulate", "--fleet", str(fleet_file), "--control-port", str(control_port)]
+    if history:
+        sim_args += ["--history-days", str(history["days"]), "--history-end", str(history["end"])]
+    stack.spawn("simulate", sim_args, env["sim"])
+    _wait_http(env["base"]["EH_SIM_CONTROL_URL"] + "/faults", 120, stack, "simulate")
+    metrics_port = free_port()
+    stack.spawn("collect", ["collect", "--fleet", str(fleet_file), "--metrics-port", str(metrics_port)],
+                env["writer"])
+    marker, contracts = var / "backfilled.json", var / "baselines.toml"
+    if history and not marker.exists():
+        _say(f"energyhost demo: writing {history['days']} days of simulated history ...")
+        t0 = time.monotonic()
+        stack.run_to_end("backfill", ["backfill", "--fleet", str(fleet_file), "--days", str(history["days"]),
+                                      "--end", str(history["end"])], env["writer"], timeout=900)
+        marker.write_text(json.dumps(history))
+        if hosting is not None:
+            write_contracts(contracts, fleet_file, hosting)
+        _say(f"energyhost demo: history written in {time.monotonic() - t0:.1f} s")
+    reader_env = env["reader"]
+    if contracts.exists() and "EH_REPORT_BASELINES" not in os.environ:
+        reader_env["EH_REPORT_BASELINES"] = str(contracts)
+    stack.spawn("analyze", ["analyze", "--follow", "--fleet", str(fleet_file)], reader_env)
+    stack.spawn("serve", ["serve", "--fleet", str(fleet_file), "--port", str(api_port)], reader_env)
+    stack.spawn("reports", ["reports", "--fleet", str(fleet_file), "run", "--every", "300"], reader_env)
+    _wait_http(f"http://127.0.0.1:{api_port}/healthz", 120, stack, "serve")
+    return {"influx_url": influx.url, "influx_ca": str(tls.ca_cert), "influx_db": DB, "mqtt": mosq.url,
+            "mqtt_tls": f"mqtts://{mosq.host}:{mosq.tls_port}", "mqtt_ca": str(tls.ca_cert),
+            "api_url": f"http://127.0.0.1:{api_port}",
+            "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "control_url": env["base"]["EH_SIM_CONTROL_URL"],
+            "fleet": str(fleet_file), "pids": {n: p.pid for n, p in stack.children.items()}
+            | {"influxd": influx.pid, "mosquitto": mosq.pid}, "var": str(var)}
+
+
+def _supervise(stack: Stack, duration: float | None) -> int:
+    """Until ``duration`` [s] (None: a stop signal) is over: 0; 1 as soon as a component exits."""
+    deadline = time.monotonic() + duration if duration else None
+    while deadline is None or time.monotonic() < deadline:
+        dead = stack.dead_children()
+        if dead:
+            for name in dead:
+                _say(f"energyhost demo: component {name!r} exited "
+                     f"(code {stack.children[name].returncode}): {stack.tail(name)}", sys.stderr)
+            return 1
+        time.sleep(0.5)
+    return 0
 
 
 def _raise_stop(signum, frame) -> None:
