@@ -107,9 +107,13 @@ PR_SET_PDEATHSIG = 1        # linux/prctl.h
 
 
 def _die_with(parent_pid: int):
-    """A ``preexec_fn``: the child gets SIGTERM when ``parent_pid`` ends (or has ended already)."""
+    """A ``preexec_fn``: the child gets SIGTERM when ``parent_pid`` ends (or has ended already).
+
+    libc is looked up here, in the parent: between fork and exec the child only calls it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
     def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
         if os.getppid() != parent_pid:    # the parent died before prctl: the signal would never come
             os.kill(os.getpid(), signal.SIGTERM)
