@@ -1,4 +1,26 @@
-"""One site's signal model: its devices' parameters, the grid components and the device channels."""
+"""One site's signal model: its devices' parameters, the grid components and the device channels.
+
+Grid components (``grid_components``, a day block's ``comps``), by key:
+
+=====================  ==========================================================================
+``amb``                outdoor temperature [°C]
+``load``, ``pf``       site load [W] and its power factor
+``v1`` .. ``v3``       per-unit phase voltages at the busbar
+``freq``               frequency [Hz]
+``thdv``, ``thdi``     voltage and current THD [%] before the per-phase spread
+``pv_ac:<dev>``        AC power [W] (``pv_uncl``: before clipping; ``pv_dc``: DC power)
+``pv_vmp/voc:<dev>``   MPP and open-circuit voltage [V]
+``pv_poa/tmod:<dev>``  plane-of-array irradiance [W/m²], module temperature [°C]
+``ev_p:<dev>``         charging power [W]
+``load_s:<meter>``     apparent power a meter carries [VA] (day blocks; the transformers' load)
+``tw1..3:<dev>``       winding temperatures [°C]; ``fan:<dev>`` fan state with hysteresis
+``_cpgrid:<dev>:<c>``  the integrand of counter ``c`` on the day's grid
+=====================  ==========================================================================
+
+Channels carry ``_cp:<counter>`` (the power a counter integrates) and, for chargers,
+``_plug_at``; names starting with ``_`` never reach a caller.  The noise stream names
+(:data:`NOISE_STREAMS`) are part of the seed: renaming one changes the signals.
+"""
 
 from __future__ import annotations
 
