@@ -191,7 +191,9 @@ def _checked_values(dev, device_id: str, values: Any, t: int, rejects: list[Reje
 
 
 def _status_points(fleet: Fleet, site: str, device_ids: list[str], doc: Any, now_ns: int,
-                   rejects: list[Reject]) -> list[Point]:
+                   rejects: list[Reject], retained: bool = False) -> list[Point]:
+    """A status → one point per MQTT device of ``site``.  A retained status (the broker's copy, handed
+    to every new subscription) is stored at its own ``ts`` only: without one its time is unknown."""
     if isinstance(doc, dict) and isinstance(doc.get("online"), bool):
         online = doc["online"]
     elif doc in ("online", "offline"):
@@ -205,11 +207,16 @@ def _status_points(fleet: Fleet, site: str, device_ids: list[str], doc: Any, now
         if rej is not None:
             rejects.append(rej)
             return []
+    elif retained:
+        return []
     out = []
     for did in device_ids:
         dev = fleet.devices.get(did) if isinstance(did, str) else None
         if dev is None or dev.site_id != site:
             rejects.append(Reject("unknown_device", f"status for {did!r}: not a device of site {site!r}"))
+            continue
+        if dev.transport != "mqtt":     # its poller reports its status
+            rejects.append(Reject("not_mqtt_device", f"status for {did!r}: configured for {dev.transport}"))
             continue
         out.append(Point("collector_status", {**dev.tags, "source": "mqtt"},
                          {"status": "ok" if online else "offline", "online": int(online)}, t))
@@ -235,16 +242,21 @@ def _topic(topic: str) -> tuple[str, tuple[str, ...]] | tuple[None, Reject]:
     return kind, rest
 
 
-def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int) -> tuple[list[Point], list[Reject]]:
+def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int, *,
+                  retained: bool = False) -> tuple[list[Point], list[Reject]]:
     """Validate one MQTT message; return (points to store, rejects with reasons).
 
     Pure: the result depends only on the arguments.  ``now_ns`` bounds the timestamps
-    (now − 30 days … now + 5 min).  See docs/mqtt.md for topics and payloads.
+    (now − 30 days … now + 5 min); ``retained``: the broker's retained copy, not a live message.
+    An empty payload (how MQTT deletes a retained message) gives nothing and no reject.
+    See docs/mqtt.md for topics and payloads.
     """
     rejects: list[Reject] = []
     kind, rest = _topic(topic)
     if kind is None:
         return [], [rest]
+    if not payload:
+        return [], []
     site = rest[0]
     if site not in fleet.sites:
         return [], [Reject("unknown_device", f"site {site!r} is not in the fleet")]
@@ -260,14 +272,14 @@ def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int) -> tupl
         p = _reading(fleet, site, rest[1], doc, now_ns, rejects, finite)
         return ([p] if p is not None else []), rejects
     if kind == "status":
-        return _status_points(fleet, site, [rest[1]], doc, now_ns, rejects), rejects
+        return _status_points(fleet, site, [rest[1]], doc, now_ns, rejects, retained), rejects
     if kind == "gw_status":
         devices = doc.get("devices") if isinstance(doc, dict) else None
         if devices is None:
             devices = [d.id for d in fleet.sites[site].devices if d.transport == "mqtt"]
         elif not isinstance(devices, list):
             return [], [Reject("bad_schema", "'devices' of a gateway status must be a list of device ids")]
-        return _status_points(fleet, site, devices, doc, now_ns, rejects), rejects
+        return _status_points(fleet, site, devices, doc, now_ns, rejects, retained), rejects
     # gateway batch
     readings = doc.get("readings") if isinstance(doc, dict) else None
     if not isinstance(readings, list):
@@ -415,7 +427,7 @@ class MqttCollector:
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
-            points, rejects = parse_payload(msg.topic, msg.payload, self.fleet, time.time_ns())
+            points, rejects = parse_payload(msg.topic, msg.payload, self.fleet, time.time_ns(), retained=msg.retain)
         except Exception as exc:  # noqa: BLE001 - the parser is total; this is a last guard
             parts = msg.topic.split("/")
             log.exception("parser error on %s", msg.topic,

@@ -20,13 +20,19 @@ The simulator applies no saving measure: an honest report finds a saving within 
 uncertainty (not verified), which is what the demo shows.
 
 Processes: mosquitto, influxd, ``energyhost simulate``, ``energyhost collect``,
-``energyhost analyze --follow``, ``energyhost serve``, ``energyhost reports run``.  Ctrl-C (or ``--duration``) stops them
-all, children first, by the PIDs this command started.
+``energyhost analyze --follow``, ``energyhost serve``, ``energyhost reports run``.  Ctrl-C, SIGTERM, SIGHUP
+(or ``--duration``) stop them all, children first, by the PIDs this command started, also while the stack is
+still starting and when standard output is a pipe whose reader is gone (``demo | tee log`` and Ctrl-C).
+Should this supervisor die without cleaning up (SIGKILL, a crash), every child gets SIGTERM from the kernel:
+each is started with a parent-death signal (Linux ``prctl(PR_SET_PDEATHSIG)``; ``setpriv --pdeathsig`` for
+the two daemons, whose start-up ``energyhost.devstack`` owns).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import logging
 import math
 import os
 import secrets
@@ -55,6 +61,7 @@ from energyhost.devstack import (
 )
 
 DB = "energyhost"
+log = logging.getLogger("energyhost.demo")
 BASELINE_DAYS = 28          # baseline period of the demo's contracts: the 4 weeks before hosting starts
 
 
@@ -104,6 +111,63 @@ def remap_ports(src: str | os.PathLike, dst: Path) -> Path:
     return dst
 
 
+PR_SET_PDEATHSIG = 1        # linux/prctl.h
+
+
+def _die_with(parent_pid: int):
+    """A ``preexec_fn``: the child gets SIGTERM when ``parent_pid`` ends (or has ended already).
+
+    libc is looked up here, in the parent: between fork and exec the child only calls it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent_pid:    # the parent died before prctl: the signal would never come
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
+
+
+class _DiesWithParent:
+    """Mixin for a dev-stack daemon: its command runs under ``setpriv --pdeathsig TERM``.
+
+    ``setpriv`` (util-linux) sets the parent-death signal and execs the daemon, so the PID the
+    service checks on its port stays the daemon's.
+    """
+
+    def _command(self) -> list[str]:
+        return ["setpriv", "--pdeathsig", "TERM", *super()._command()]
+
+
+class DemoInfluxd(_DiesWithParent, Influxd):
+    pass
+
+
+class DemoMosquitto(_DiesWithParent, Mosquitto):
+    pass
+
+
+class _StopRequested(Exception):
+    """Raised in the main thread by the first SIGINT/SIGTERM/SIGHUP."""
+
+
+def _say(text: str, stream=None) -> None:
+    """Write a line for the operator; a closed pipe (``demo | tee`` after Ctrl-C) must not stop the clean-up."""
+    stream = stream or sys.stdout
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        # point the stream at /dev/null so the interpreter's final flush does not fail either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            pass
+        finally:
+            os.close(devnull)
+
+
 class Stack:
     """The processes of one demo run; stops exactly what it started."""
 
@@ -116,8 +180,11 @@ class Stack:
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = open(self.logs / f"{name}.log", "ab")
+        # own session: a terminal's Ctrl-C reaches only the supervisor, which stops children in order;
+        # parent-death signal: the child ends with the supervisor even if that one is SIGKILLed
         proc = subprocess.Popen([sys.executable, "-m", "energyhost", *argv], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                preexec_fn=_die_with(os.getpid()))
         log.close()
         self.children[name] = proc
         return proc
@@ -128,9 +195,9 @@ class Stack:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             stop_process(proc, 5.0)
-            raise RuntimeError(f"{name} did not finish in {timeout:.0f} s (see {self.logs / name}.log)") from None
-        finally:
             self.children.pop(name, None)
+            raise RuntimeError(f"{name} did not finish in {timeout:.0f} s (see {self.logs / name}.log)") from None
+        self.children.pop(name, None)   # (a stop signal while waiting leaves it to stop())
         if rc != 0:
             raise RuntimeError(f"{name} failed with exit code {rc}: {self.tail(name)}")
 
@@ -159,121 +226,158 @@ def run_demo(args) -> int:
     var = Path(args.var).resolve()
     var.mkdir(parents=True, exist_ok=True)
     load_fleet(args.fleet)   # validate before starting anything
-    sec = var / "secrets"
     stack = Stack(var)
-    stop_requested = False
-
-    def on_signal(signum, frame):
-        nonlocal stop_requested
-        stop_requested = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    _on_stop_signals(_raise_stop)
     try:
-        print("energyhost demo: starting InfluxDB and Mosquitto ...", flush=True)
-        first_start = not (var / "influxdb" / "meta" / "meta.db").exists()
-        # TLS for InfluxDB (HTTPS only) and for the MQTT listener the collector and the gateways use
-        # (certificates made here, for loopback; a deployment brings its own)
-        tls = make_loopback_tls(var / "tls", days=825)
-        influx = Influxd(var / "influxdb", auth=True, admin_password=_secret(sec / "influx_admin"),
-                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
-        influx.start()
-        stack.services.append(influx)
-        pw_writer, pw_reader = _secret(sec / "influx_collector"), _secret(sec / "influx_reader")
-        if first_start:
-            influx.create_database(DB)
-            influx.add_user("collector", pw_writer, database=DB, privilege="WRITE")
-            influx.add_user("reader", pw_reader, database=DB, privilege="READ")
-        fleet_file = remap_ports(args.fleet, var / "sites.toml")
-        # MQTT auth on: a password file and a per-device ACL from the fleet (energyhost.devstack.mqtt_acl); the
-        # passwords are kept in secrets/mqtt_<user> (0600) and reused on the next start
-        mqtt_access = fleet_acl(load_fleet(fleet_file), passwords=read_secrets(sec))
-        write_secrets(mqtt_access, sec)
-        # a plain loopback MQTT listener stays beside the TLS one for `mosquitto_sub` and status
-        mosq = Mosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text(),
-                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
-        mosq.start()
-        stack.services.append(mosq)
-
-        control_port = free_port()
-        api_port = args.api_port or free_port()
-        base_env = {**os.environ, "EH_INFLUX_URL": influx.url, "EH_INFLUX_DB": DB,
-                    "EH_INFLUX_TLS_CA": str(tls.ca_cert),
-                    "EH_MQTT_HOST": mosq.host, "EH_MQTT_PORT": str(mosq.tls_port),
-                    "EH_MQTT_TLS_CA": str(tls.ca_cert),
-                    "EH_SPOOL_DIR": str(var / "spool"), "EH_FLEET": str(fleet_file),
-                    "EH_STORE_URL": f"sqlite:///{var / 'energyhost.sqlite'}", "EH_SECRETS_DIR": str(sec),
-                    "EH_REPORT_DIR": str(var / "reports"),
-                    "EH_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
-                    "EH_SIM_CONTROL_URL": f"http://127.0.0.1:{control_port}", "PYTHONUNBUFFERED": "1"}
-        writer_env = {**base_env, "EH_INFLUX_USER": "collector",
-                      "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_collector"),
-                      "EH_MQTT_USER": COLLECTOR_USER, "EH_MQTT_PASSWORD_FILE": str(sec / f"mqtt_{COLLECTOR_USER}")}
-        sim_env = {**base_env, "EH_MQTT_SECRETS_DIR": str(sec)}   # one secret per simulated site gateway
-        reader_env = {**base_env, "EH_INFLUX_USER": "reader",
-                      "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_reader")}
-
-        # history ends where live collection begins (no gap, no overlap), and the live simulator carries
-        # the history's incidents so that energy counters continue it
-        marker = var / "backfilled.json"
-        history = json.loads(marker.read_text()) if marker.exists() else None
-        live_since = time.time()
-        contracts = var / "baselines.toml"
-        hosting = None
-        if history is None and args.backfill_days != 0:
-            tz = next((c.sites[0].timezone for c in load_fleet(fleet_file).customers if c.sites), "Asia/Shanghai")
-            days, hosting = history_plan(live_since, tz)
-            if args.backfill_days is not None:
-                days, hosting = args.backfill_days, (hosting if args.backfill_days >= days else None)
-            history = {"days": days, "end": live_since}
-        sim_args = ["simulate", "--fleet", str(fleet_file), "--control-port", str(control_port)]
-        if history:
-            sim_args += ["--history-days", str(history["days"]), "--history-end", str(history["end"])]
-        stack.spawn("simulate", sim_args, sim_env)
-        _wait_http(base_env["EH_SIM_CONTROL_URL"] + "/faults", 120, stack, "simulate")
-        metrics_port = free_port()
-        stack.spawn("collect", ["collect", "--fleet", str(fleet_file), "--metrics-port", str(metrics_port)],
-                    writer_env)
-        if history and not marker.exists():
-            print(f"energyhost demo: writing {history['days']} days of simulated history ...", flush=True)
-            t0 = time.monotonic()
-            stack.run_to_end("backfill", ["backfill", "--fleet", str(fleet_file), "--days", str(history["days"]),
-                                          "--end", str(history["end"])], writer_env, timeout=900)
-            marker.write_text(json.dumps(history))
-            if hosting is not None:
-                write_contracts(contracts, fleet_file, hosting)
-            print(f"energyhost demo: history written in {time.monotonic() - t0:.1f} s", flush=True)
-
-        if contracts.exists() and args.settings.run.report_baselines is None:
-            reader_env["EH_REPORT_BASELINES"] = str(contracts)
-        stack.spawn("analyze", ["analyze", "--follow", "--fleet", str(fleet_file)], reader_env)
-        stack.spawn("serve", ["serve", "--fleet", str(fleet_file), "--port", str(api_port)], reader_env)
-        stack.spawn("reports", ["reports", "--fleet", str(fleet_file), "run", "--every", "300"], reader_env)
-        _wait_http(f"http://127.0.0.1:{api_port}/healthz", 120, stack, "serve")
-
-        state = {"influx_url": influx.url, "influx_ca": str(tls.ca_cert), "influx_db": DB, "mqtt": mosq.url,
-                 "mqtt_tls": f"mqtts://{mosq.host}:{mosq.tls_port}", "mqtt_ca": str(tls.ca_cert),
-                 "api_url": f"http://127.0.0.1:{api_port}",
-                 "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "control_url": base_env["EH_SIM_CONTROL_URL"],
-                 "fleet": str(fleet_file), "pids": {n: p.pid for n, p in stack.children.items()}
-                 | {"influxd": influx.pid, "mosquitto": mosq.pid}, "var": str(var)}
+        state = _start_stack(args, var, stack)
         (var / "state.json").write_text(json.dumps(state, indent=2))
         _banner(state, var)
-
-        deadline = time.monotonic() + args.duration if args.duration else None
-        while not stop_requested and (deadline is None or time.monotonic() < deadline):
-            dead = stack.dead_children()
-            if dead:
-                for name in dead:
-                    print(f"energyhost demo: component {name!r} exited "
-                          f"(code {stack.children[name].returncode}): {stack.tail(name)}", file=sys.stderr)
-                return 1
-            time.sleep(0.5)
+        return _supervise(stack, args.duration)
+    except _StopRequested:
         return 0
     finally:
-        print("energyhost demo: stopping ...", flush=True)
+        _on_stop_signals(_note_late_signal)   # a second Ctrl-C must not cut the clean-up short
+        _say("energyhost demo: stopping ...")
         stack.stop()
-        print("energyhost demo: stopped.", flush=True)
+        _say("energyhost demo: stopped.")
+
+
+def _start_daemons(var: Path, fleet_src, stack: Stack):
+    """InfluxDB (HTTPS, auth on, its users) and Mosquitto (TLS, per-device ACL); returns them, the
+    TLS files and the fleet file with its ports remapped."""
+    sec = var / "secrets"
+    _say("energyhost demo: starting InfluxDB and Mosquitto ...")
+    first_start = not (var / "influxdb" / "meta" / "meta.db").exists()
+    # TLS for InfluxDB (HTTPS only) and for the MQTT listener the collector and the gateways use
+    # (certificates made here, for loopback; a deployment brings its own)
+    tls = make_loopback_tls(var / "tls", days=825)
+    influx = DemoInfluxd(var / "influxdb", auth=True, admin_password=_secret(sec / "influx_admin"),
+                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
+    stack.services.append(influx)     # before start(): a stop signal during start-up still stops it
+    influx.start()
+    pw_writer, pw_reader = _secret(sec / "influx_collector"), _secret(sec / "influx_reader")
+    if first_start:
+        influx.create_database(DB)
+        influx.add_user("collector", pw_writer, database=DB, privilege="WRITE")
+        influx.add_user("reader", pw_reader, database=DB, privilege="READ")
+    fleet_file = remap_ports(fleet_src, var / "sites.toml")
+    # MQTT auth on: a password file and a per-device ACL from the fleet (energyhost.devstack.mqtt_acl); the
+    # passwords are kept in secrets/mqtt_<user> (0600) and reused on the next start
+    mqtt_access = fleet_acl(load_fleet(fleet_file), passwords=read_secrets(sec))
+    write_secrets(mqtt_access, sec)
+    # a plain loopback MQTT listener stays beside the TLS one for `mosquitto_sub` and status
+    mosq = DemoMosquitto(var / "mosquitto", users=mqtt_access.passwords, acl=mqtt_access.acl_text(),
+                         tls=(tls.ca_cert, tls.server_cert, tls.server_key))
+    stack.services.append(mosq)
+    mosq.start()
+    return influx, mosq, tls, fleet_file
+
+
+def _environments(var: Path, influx, mosq, tls, fleet_file: Path, control_port: int, api_port: int
+                  ) -> dict[str, dict[str, str]]:
+    """The environment of each kind of component: base, writer (collector), sim, reader."""
+    sec = var / "secrets"
+    base = {**os.environ, "EH_INFLUX_URL": influx.url, "EH_INFLUX_DB": DB,
+            "EH_INFLUX_TLS_CA": str(tls.ca_cert),
+            "EH_MQTT_HOST": mosq.host, "EH_MQTT_PORT": str(mosq.tls_port),
+            "EH_MQTT_TLS_CA": str(tls.ca_cert),
+            "EH_SPOOL_DIR": str(var / "spool"), "EH_FLEET": str(fleet_file),
+            "EH_STORE_URL": f"sqlite:///{var / 'energyhost.sqlite'}", "EH_SECRETS_DIR": str(sec),
+            "EH_REPORT_DIR": str(var / "reports"),
+            "EH_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
+            "EH_SIM_CONTROL_URL": f"http://127.0.0.1:{control_port}", "PYTHONUNBUFFERED": "1"}
+    return {"base": base,
+            "writer": {**base, "EH_INFLUX_USER": "collector",
+                       "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_collector"),
+                       "EH_MQTT_USER": COLLECTOR_USER, "EH_MQTT_PASSWORD_FILE": str(sec / f"mqtt_{COLLECTOR_USER}")},
+            "sim": {**base, "EH_MQTT_SECRETS_DIR": str(sec)},   # one secret per simulated site gateway
+            "reader": {**base, "EH_INFLUX_USER": "reader", "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_reader")}}
+
+
+def _plan_history(args, var: Path, fleet_file: Path) -> tuple[dict | None, date | None]:
+    """The history to write (or written already) and the hosting start of the demo contracts.
+
+    History ends where live collection begins (no gap, no overlap), and the live simulator carries
+    the history's incidents so that energy counters continue it.
+    """
+    marker = var / "backfilled.json"
+    history = json.loads(marker.read_text()) if marker.exists() else None
+    hosting = None
+    if history is None and args.backfill_days != 0:
+        live_since = time.time()
+        tz = next((c.sites[0].timezone for c in load_fleet(fleet_file).customers if c.sites), "Asia/Shanghai")
+        days, hosting = history_plan(live_since, tz)
+        if args.backfill_days is not None:
+            days, hosting = args.backfill_days, (hosting if args.backfill_days >= days else None)
+        history = {"days": days, "end": live_since}
+    return history, hosting
+
+
+def _start_stack(args, var: Path, stack: Stack) -> dict:
+    """Every daemon and component, the history if due; returns the run's state (URLs, PIDs)."""
+    influx, mosq, tls, fleet_file = _start_daemons(var, args.fleet, stack)
+    control_port = free_port()
+    api_port = args.api_port or free_port()
+    env = _environments(var, influx, mosq, tls, fleet_file, control_port, api_port)
+    history, hosting = _plan_history(args, var, fleet_file)
+    sim_args = ["simulate", "--fleet", str(fleet_file), "--control-port", str(control_port)]
+    if history:
+        sim_args += ["--history-days", str(history["days"]), "--history-end", str(history["end"])]
+    stack.spawn("simulate", sim_args, env["sim"])
+    _wait_http(env["base"]["EH_SIM_CONTROL_URL"] + "/faults", 120, stack, "simulate")
+    metrics_port = free_port()
+    stack.spawn("collect", ["collect", "--fleet", str(fleet_file), "--metrics-port", str(metrics_port)],
+                env["writer"])
+    marker, contracts = var / "backfilled.json", var / "baselines.toml"
+    if history and not marker.exists():
+        _say(f"energyhost demo: writing {history['days']} days of simulated history ...")
+        t0 = time.monotonic()
+        stack.run_to_end("backfill", ["backfill", "--fleet", str(fleet_file), "--days", str(history["days"]),
+                                      "--end", str(history["end"])], env["writer"], timeout=900)
+        marker.write_text(json.dumps(history))
+        if hosting is not None:
+            write_contracts(contracts, fleet_file, hosting)
+        _say(f"energyhost demo: history written in {time.monotonic() - t0:.1f} s")
+    reader_env = env["reader"]
+    if contracts.exists() and args.settings.run.report_baselines is None:
+        reader_env["EH_REPORT_BASELINES"] = str(contracts)
+    stack.spawn("analyze", ["analyze", "--follow", "--fleet", str(fleet_file)], reader_env)
+    stack.spawn("serve", ["serve", "--fleet", str(fleet_file), "--port", str(api_port)], reader_env)
+    stack.spawn("reports", ["reports", "--fleet", str(fleet_file), "run", "--every", "300"], reader_env)
+    _wait_http(f"http://127.0.0.1:{api_port}/healthz", 120, stack, "serve")
+    return {"influx_url": influx.url, "influx_ca": str(tls.ca_cert), "influx_db": DB, "mqtt": mosq.url,
+            "mqtt_tls": f"mqtts://{mosq.host}:{mosq.tls_port}", "mqtt_ca": str(tls.ca_cert),
+            "api_url": f"http://127.0.0.1:{api_port}",
+            "metrics_url": f"http://127.0.0.1:{metrics_port}/metrics", "control_url": env["base"]["EH_SIM_CONTROL_URL"],
+            "fleet": str(fleet_file), "pids": {n: p.pid for n, p in stack.children.items()}
+            | {"influxd": influx.pid, "mosquitto": mosq.pid}, "var": str(var)}
+
+
+def _supervise(stack: Stack, duration: float | None) -> int:
+    """Until ``duration`` [s] (None: a stop signal) is over: 0; 1 as soon as a component exits."""
+    deadline = time.monotonic() + duration if duration else None
+    while deadline is None or time.monotonic() < deadline:
+        dead = stack.dead_children()
+        if dead:
+            for name in dead:
+                _say(f"energyhost demo: component {name!r} exited "
+                     f"(code {stack.children[name].returncode}): {stack.tail(name)}", sys.stderr)
+            return 1
+        time.sleep(0.5)
+    return 0
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _StopRequested(signal.Signals(signum).name)
+
+
+def _note_late_signal(signum, frame) -> None:
+    log.info("%s during clean-up: still stopping", signal.Signals(signum).name)
+
+
+def _on_stop_signals(handler) -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
 
 
 def _wait_http(url: str, timeout: float, stack: Stack, name: str) -> None:
@@ -297,7 +401,7 @@ def _wait_http(url: str, timeout: float, stack: Stack, name: str) -> None:
 
 def _banner(state: dict, var: Path) -> None:
     u = state["influx_url"]
-    print(f"""
+    _say(f"""
 energyhost demo is running (Ctrl-C stops everything)
 
   InfluxDB   {u}  database {state['influx_db']}  (HTTPS, CA {state['influx_ca']};
@@ -317,4 +421,4 @@ energyhost demo is running (Ctrl-C stops everything)
       --data-urlencode db=energyhost \\
       --data-urlencode "q=SELECT active_power, voltage_l1 FROM meter WHERE device = \\$d AND time > now() - 1m" \\
       --data-urlencode 'params={{"d": "acme-plant1-t1-meter"}}'
-""", flush=True)
+""")

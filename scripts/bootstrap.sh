@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 # mosquitto, influxd and postgres are started by the tests and the demo themselves, on free loopback ports;
 # weasyprint (PDF reports) needs pango/harfbuzz/fontconfig; fonts-noto-cjk renders Chinese.
+# util-linux: setpriv gives the demo's daemons a parent-death signal (energyhost/demo.py).
 APT_PKGS=(mosquitto mosquitto-clients influxdb postgresql fonts-noto-cjk poppler-utils chromium python3-venv
-          ca-certificates openssl libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 libfontconfig1)
+          ca-certificates openssl libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 libfontconfig1 util-linux)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -36,7 +36,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from core.channels import primary_factors
 from core.config import Device, Fleet
-from core.profiles import Profile, Register, encode, plan_blocks, sunspec_layout
+from core.profiles import Profile, Register, SunSpecModel, encode, plan_blocks, sunspec_layout
+from simulators import sunspec
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ class DeviceImage:
     """The register image of one simulated device."""
 
     def __init__(self, device: Device, profile: Profile, registers: tuple[Register, ...],
-                 fixed: Mapping[tuple[str, int], int], spans: list[tuple[str, int, int]]):
-        self.device, self.profile, self.registers = device, profile, registers
+                 fixed: Mapping[tuple[str, int], int], spans: list[tuple[str, int, int]],
+                 chain: tuple[SunSpecModel, ...] = ()):
+        self.device, self.profile, self.registers, self.chain = device, profile, registers, chain
         self.words: dict[str, dict[int, int]] = {"holding": {}, "input": {}}
         for table, start, count in spans:
             for a in range(start, start + count):
@@ -77,7 +79,10 @@ class DeviceImage:
         clamped: list[str] = []
         if self.secondary:
             values = {k: v / self.secondary[k] if k in self.secondary else v for k, v in values.items()}
-        return encode(self.registers, values, clamp=True, clamped=clamped), clamped
+        words = encode(self.registers, values, clamp=True, clamped=clamped)
+        if self.chain:
+            words.update(sunspec.derived_words(self.chain, words))
+        return words, clamped
 
     def apply(self, words: Mapping[tuple[str, int], int], clamped: list[str]) -> None:
         for (table, a), w in words.items():
@@ -94,18 +99,18 @@ class DeviceImage:
 
 def build_image(device: Device, profile: Profile, *, sunspec_base: int = 40000,
                 sunspec_modules: Mapping[int, int] | None = None) -> DeviceImage:
-    """Registers of ``device``: every planned block zero-filled, SunSpec chain headers written."""
+    """Registers of ``device``: every planned block zero-filled; a SunSpec map gets its chain headers
+    and every point the profile does not map (identity, counts, "not implemented": simulators.sunspec)."""
     if profile.protocol == "sunspec":
         chain, header = sunspec_layout(profile, sunspec_base, sunspec_modules)
         regs = profile.resolve(chain)
         end = max(header) + 1
         spans = [("holding", sunspec_base, end - sunspec_base)]
-        fixed = {("holding", a): w for a, w in header.items()}
-    else:
-        regs = profile.registers
-        spans = [(b.table, b.start, b.count) for b in plan_blocks(regs, max_gap=profile.max_gap)]
-        fixed = {}
-    return DeviceImage(device, profile, regs, fixed, spans)
+        fixed = {("holding", a): w for a, w in (sunspec.base_words(chain, device) | header).items()}
+        return DeviceImage(device, profile, regs, fixed, spans, tuple(chain))
+    regs = profile.registers
+    spans = [(b.table, b.start, b.count) for b in plan_blocks(regs, max_gap=profile.max_gap)]
+    return DeviceImage(device, profile, regs, {}, spans)
 
 
 class _Context:

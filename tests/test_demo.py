@@ -53,11 +53,115 @@ def _wait_alarm(api: str, auth: dict, device: str, type_: str, *, open_: bool, t
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper has ended: after the supervisor dies init inherits it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = open(f"/proc/{pid}/stat").read()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+TINY_FLEET = """
+[[customer]]
+id = "tiny"
+name = "Tiny"
+manager = "li.wei"
+email = "energy@tiny.example"
+
+  [[customer.site]]
+  id = "tiny-s1"
+  name = "Tiny site"
+  timezone = "Asia/Shanghai"
+  tariff = "jiangsu_large_industry"
+  voltage_level_kv = 10
+  nominal_voltage_v = 230
+  latitude = 31.30
+  longitude = 120.62
+  contract_demand_kw = 300
+
+    [[customer.site.device]]
+    id = "tiny-s1-meter"
+    name = "Main meter"
+    kind = "meter"
+    profile = "meter_acrel_dtsd1352"
+    transport = "modbus"
+    host = "127.0.0.1"
+    port = 15020
+    poll_interval_s = 5
+"""
+
+
+def _start_tiny_demo(tmp_path) -> tuple[subprocess.Popen, dict]:
+    """The supervisor on a one-meter fleet without history, up to its banner; returns it and its state."""
+    fleet = tmp_path / "tiny.toml"
+    fleet.write_text(TINY_FLEET)
+    var = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "energyhost", "demo", "--var", str(var), "--fleet", str(fleet),
+                             "--backfill-days", "0", "--duration", "300"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        out.append(line)
+        if "energyhost demo is running" in line:
+            break
+    if not any("is running" in x for x in out):
+        proc.kill()
+        proc.wait()
+        raise AssertionError("".join(out))
+    state = json.loads((var / "state.json").read_text())
+    assert set(state["pids"]) == {"simulate", "collect", "analyze", "serve", "reports", "influxd", "mosquitto"}
+    return proc, state["pids"]
+
+
+def _left_running(pids: dict, within_s: float) -> dict:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        left = {n: p for n, p in pids.items() if _alive(p)}
+        if not left:
+            return {}
+        time.sleep(0.2)
+    return left
+
+
+def _kill_leftovers(pids: dict) -> None:
+    for pid in pids.values():
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_demo_children_end_when_the_supervisor_is_killed(tmp_path):
+    """SIGKILL leaves the supervisor no chance to clean up: the parent-death signal ends every child."""
+    proc, pids = _start_tiny_demo(tmp_path)
+    try:
+        proc.kill()
+        proc.wait(10)
+        left = _left_running(pids, 10)
+        assert not left, f"still running 10 s after the supervisor was SIGKILLed: {left}"
+    finally:
+        _kill_leftovers(pids)
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGHUP", "SIGINT with its output pipe closed"])
+def test_demo_stops_its_children_in_order_on_every_signal(tmp_path, how):
+    """`demo | tee log` then Ctrl-C: tee dies too, so "stopping ..." meets a broken pipe; the clean-up goes on."""
+    proc, pids = _start_tiny_demo(tmp_path)
+    try:
+        if how.startswith("SIGINT"):
+            proc.stdout.close()
+        proc.send_signal(getattr(signal, how.split()[0]))
+        rc = proc.wait(60)
+        left = {n: p for n, p in pids.items() if _alive(p)}
+        assert rc == 0, f"the supervisor ended with {rc} instead of an orderly stop"
+        assert not left, f"still running after the supervisor returned: {left}"
+    finally:
+        _kill_leftovers(pids)
+        if not proc.stdout.closed:
+            proc.stdout.close()
 
 
 def test_demo_runs_the_whole_stack_and_stops_cleanly(tmp_path):

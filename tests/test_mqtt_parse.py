@@ -207,3 +207,36 @@ def test_parser_never_raises_on_json(topic, doc):
 @given(_topics, st.binary(max_size=200))
 def test_parser_never_raises_on_bytes(topic, raw):
     _check(topic, raw)
+
+
+# ---------------------------------------------------------------- status defects found by outside clients
+def test_status_for_a_modbus_device_is_rejected():
+    """A Modbus device's status comes from its poller: an MQTT status for it must not be stored."""
+    pts, rej = parse("eh/v1/s1/mb1/status", {"online": False, "ts": NOW_MS})
+    assert pts == [] and [r.reason for r in rej] == ["not_mqtt_device"]
+    pts, rej = parse("eh/v1/s1/gateway/gw1/status", {"online": False, "devices": ["m1", "mb1"]})
+    assert [p.tags["device"] for p in pts] == ["m1"] and [r.reason for r in rej] == ["not_mqtt_device"]
+
+
+def test_retained_status_keeps_its_own_time_or_is_not_stored():
+    """The broker hands a retained status to every new subscription: stamping it "now" would store
+    the same old state again at every reconnect. With its own ts it is stored at that ts; without
+    one its time is unknown, so it is left out quietly (no reject)."""
+    old = NOW_MS - 3_600_000
+    for topic in ("eh/v1/s1/pv1/status", "eh/v1/s1/gateway/gw1/status"):
+        pts, rej = parse_payload(topic, json.dumps({"online": False}).encode(), FLEET, NOW, retained=True)
+        assert pts == [] and rej == []
+        pts, rej = parse_payload(topic, json.dumps({"online": False, "ts": old}).encode(), FLEET, NOW,
+                                 retained=True)
+        assert pts and rej == [] and {p.time_ns for p in pts} == {old * 1_000_000}
+    pts, rej = parse_payload("eh/v1/s1/pv1/status", b'"offline"', FLEET, NOW, retained=False)
+    assert [p.time_ns for p in pts] == [NOW] and rej == []        # live, without ts: arrival time
+
+
+@pytest.mark.parametrize("topic", ["eh/v1/s1/pv1/status", "eh/v1/s1/gateway/gw1/status",
+                                   "eh/v1/s1/pv1/telemetry", "eh/v1/s1/gateway/gw1/batch"])
+def test_empty_payload_clears_a_retained_message_quietly(topic):
+    """A zero-byte payload is how MQTT deletes a retained message: nothing to store, nothing wrong."""
+    for retained in (False, True):
+        assert parse_payload(topic, b"", FLEET, NOW, retained=retained) == ([], [])
+    assert [r.reason for r in parse_payload(topic, b" ", FLEET, NOW)[1]] == ["bad_json"]   # not empty: JSON
