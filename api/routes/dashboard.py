@@ -1,0 +1,295 @@
+"""Dashboard figures for the web pages: a site's energy and cost today and this month, the fleet's
+tiles, a site's energy flow, the staff's list of engineers and the channel glossary in zh/en.
+
+Every 元 figure comes with its evidence: the kWh of each time-of-use period, the period's price
+and their product, so a customer can redo the sum.  Energies come from the meters' cumulative
+counters (``energy_import`` / ``energy_export``) read every 15 min (the last value of each
+15-min step, differenced; a counter going back — a meter reset or replacement — contributes
+nothing); a PV inverter without an ``energy_export`` counter is integrated from its 15-min
+mean ``active_power``.  "Today" and "this month" start at the site's local midnight (the site's
+time zone) and end now, so the month's figures never depend on any analysis window.
+
+Billing meters of a site are the LV meters of its transformers (fleet file), else every meter.
+Tenancy: a site the caller cannot see answers 404 like a missing one.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Request
+
+from api.deps import ClockDep, InfluxDep, ScopeDep, StoreDep
+from api.glossary import glossary
+from api.models import ts
+from api.routes.registry import visible_site
+from api.routes.telemetry import _ident, _query, _rfc3339
+
+router = APIRouter(prefix="/dashboard", tags=["dashboard"])
+NS = 10**9
+STEP_S = 900
+ONLINE_WINDOW_S = 900          # a device that sent nothing for 15 min shows as offline
+
+
+def local_starts(now_ns: int, tz: str) -> tuple[int, int]:
+    """Local midnight of today and of the first of this month in ``tz``, as UTC ns."""
+    local = datetime.fromtimestamp(now_ns / NS, ZoneInfo(tz))
+    day = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    return int(day.timestamp()) * NS, int(month.timestamp()) * NS
+
+
+def billing_meters(request: Request, store, site_id: str) -> list[dict]:
+    """The LV meters of the site's transformers (fleet file), else every meter of the site."""
+    meters = list(store.devices(site_id=site_id, kind="meter"))
+    fleet = getattr(request.app.state, "fleet", None)
+    site = fleet.sites.get(site_id) if fleet is not None else None
+    ids = {t.meter for t in site.transformers if t.meter} if site is not None else set()
+    chosen = [m for m in meters if m["id"] in ids]
+    return chosen or meters
+
+
+def counter_steps(influx, kind: str, field: str, site_id: str, device_ids: set[str], start_ns: int,
+                  end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """15-min energy steps [kWh] of a Wh counter, summed over ``device_ids``: (step end times, kWh)."""
+    q = (f"SELECT last({_ident(field)}) AS e FROM {_ident(kind)} WHERE site = $site AND time >= $start "
+         f"AND time < $end GROUP BY time({STEP_S}s), device fill(none)")
+    cols = _query(influx, q, {"site": site_id, "start": _rfc3339(start_ns - STEP_S * NS), "end": _rfc3339(end_ns)})
+    return _per_device_steps(cols, device_ids, start_ns, lambda e: np.diff(e) / 1000.0, drop_first=True)
+
+
+def power_steps(influx, kind: str, site_id: str, device_ids: set[str], start_ns: int,
+                end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """15-min energy steps [kWh] integrated from the 15-min mean ``active_power`` [W]."""
+    q = (f"SELECT mean({_ident('active_power')}) AS e FROM {_ident(kind)} WHERE site = $site AND time >= $start "
+         f"AND time < $end GROUP BY time({STEP_S}s), device fill(none)")
+    cols = _query(influx, q, {"site": site_id, "start": _rfc3339(start_ns), "end": _rfc3339(end_ns)})
+    return _per_device_steps(cols, device_ids, start_ns, lambda p: np.clip(p, 0, None) * STEP_S / 3600 / 1000)
+
+
+def _per_device_steps(cols: dict, device_ids: set[str], start_ns: int, steps, drop_first: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    t_all = cols.get("time", np.empty(0, dtype=np.int64))
+    if len(t_all) == 0 or "device" not in cols:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    dev = cols["device"]
+    e_all = np.asarray(cols["e"], dtype=np.float64)
+    ts_out, kwh_out = [], []
+    for d in device_ids:
+        sel = dev == d
+        t, e = t_all[sel], e_all[sel]
+        if drop_first:
+            if len(t) < 2:
+                continue
+            # step i ends at the start of bucket i+1: time stamps are bucket starts
+            t = t[1:]
+        kwh = steps(e)
+        kwh = np.where(np.isfinite(kwh) & (kwh >= 0), kwh, 0.0)
+        keep = t >= start_ns
+        ts_out.append(t[keep])
+        kwh_out.append(kwh[keep])
+    if not ts_out:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    return np.concatenate(ts_out), np.concatenate(kwh_out)
+
+
+def _money(t: np.ndarray, kwh: np.ndarray, tariff) -> dict:
+    """kWh, 元 and the evidence: per TOU period kWh × price = 元."""
+    from analytics.tariffs import energy_cost
+
+    cost = energy_cost(t, kwh, tariff) if len(t) else {"kwh": dict.fromkeys(tariff.periods, 0.0)}
+    periods = []
+    for p in tariff.periods:
+        k = round(float(cost["kwh"].get(p, 0.0)), 3)
+        price = float(tariff.price(p))
+        periods.append({"period": p, "kwh": k, "price_yuan_per_kwh": price, "yuan": round(k * price, 2)})
+    return {"kwh": round(sum(x["kwh"] for x in periods), 3), "yuan": round(sum(x["yuan"] for x in periods), 2),
+            "periods": periods}
+
+
+def _daily(t: np.ndarray, kwh: np.ndarray, tariff, tz: str) -> list[dict]:
+    if len(t) == 0:
+        return []
+    zone = ZoneInfo(tz)
+    # a step is stamped with its start: the day it belongs to is that of its start
+    day_of = np.array([datetime.fromtimestamp(int(x) / NS, zone).date().isoformat() for x in t])
+    out = []
+    for d in sorted(set(day_of.tolist())):
+        sel = day_of == d
+        m = _money(t[sel], kwh[sel], tariff)
+        out.append({"date": d, "kwh": m["kwh"], "yuan": m["yuan"]})
+    return out
+
+
+def _tariff(site: dict):
+    from analytics.tariffs import TariffError, load_tariff
+
+    if not site["tariff"]:
+        raise HTTPException(422, f"site {site['id']!r} has no tariff configured")
+    try:
+        return load_tariff(site["tariff"])
+    except (TariffError, ValueError) as exc:
+        raise HTTPException(422, f"site {site['id']!r} tariff: {exc}") from None
+
+
+def _pv(influx, site_id: str, pvs: set[str], starts: tuple[int, int], now_ns: int, meters: set[str]) -> dict:
+    """PV yield today / this month, the export to the grid and the self-consumed share."""
+    day0, month0 = starts
+    t, kwh = counter_steps(influx, "pv_inverter", "energy_export", site_id, pvs, month0, now_ns)
+    if len(t) == 0:
+        t, kwh = power_steps(influx, "pv_inverter", site_id, pvs, month0, now_ns)
+    te, ex = counter_steps(influx, "meter", "energy_export", site_id, meters, month0, now_ns)
+    out: dict[str, Any] = {}
+    for name, t0 in (("today", day0), ("month", month0)):
+        y = float(kwh[t >= t0].sum())
+        x = float(ex[te >= t0].sum())
+        out[name] = {"yield_kwh": round(y, 3), "export_kwh": round(x, 3),
+                     "self_consumption": round(max(0.0, y - x) / y, 4) if y > 0 else None}
+    return out
+
+
+def _max_demand(influx, site_id: str, meters: set[str], month0: int, now_ns: int) -> tuple[float | None, int | None]:
+    """Highest 15-min mean of the billing meters' summed active power this month [kW] and its time."""
+    q = (f"SELECT mean({_ident('active_power')}) AS p FROM {_ident('meter')} WHERE site = $site AND "
+         f"time >= $start AND time < $end GROUP BY time({STEP_S}s), device fill(none)")
+    cols = _query(influx, q, {"site": site_id, "start": _rfc3339(month0), "end": _rfc3339(now_ns)})
+    if len(cols.get("time", ())) == 0 or "device" not in cols:
+        return None, None
+    sel = np.isin(cols["device"], list(meters))
+    t, p = cols["time"][sel], np.asarray(cols["p"], dtype=np.float64)[sel]
+    if len(t) == 0:
+        return None, None
+    uniq, inv = np.unique(t, return_inverse=True)
+    total = np.zeros(len(uniq))
+    np.add.at(total, inv, np.nan_to_num(p))
+    i = int(np.argmax(total))
+    return round(float(total[i]) / 1000.0, 1), int(uniq[i])
+
+
+@router.get("/sites/{site_id}")
+def site_dashboard(site_id: str, request: Request, scope: ScopeDep, store: StoreDep, influx: InfluxDep,
+                   clock: ClockDep) -> dict:
+    """Today's and this month's energy and cost (with the TOU evidence), daily energy of the month,
+    PV yield and self-consumption, and the month's maximum demand against the contract."""
+    site = visible_site(store, scope, site_id)
+    tariff = _tariff(site)
+    now_ns = clock()
+    day0, month0 = local_starts(now_ns, site["timezone"])
+    meters = {m["id"] for m in billing_meters(request, store, site_id)}
+    devices = list(store.devices(site_id=site_id))
+    t, kwh = counter_steps(influx, "meter", "energy_import", site_id, meters, month0, now_ns)
+    pvs = {d["id"] for d in devices if d["kind"] == "pv_inverter"}
+    peak_kw, peak_ns = _max_demand(influx, site_id, meters, month0, now_ns)
+    contract = site["contract_demand_kw"]
+    return {
+        "site_id": site_id, "name": site["name"], "timezone": site["timezone"], "now": ts(now_ns),
+        "tariff": {"id": tariff.id, "name": tariff.name, "prices_are_example": tariff.prices_are_example},
+        "billing_meters": sorted(meters),
+        "today": {"start": ts(day0), **_money(t[t >= day0], kwh[t >= day0], tariff)},
+        "month": {"start": ts(month0), **_money(t, kwh, tariff), "days": _daily(t, kwh, tariff, site["timezone"])},
+        "pv": _pv(influx, site_id, pvs, (day0, month0), now_ns, meters) if pvs else None,
+        "demand": {"max_kw": peak_kw, "at": ts(peak_ns) if peak_ns else None, "contract_kw": contract,
+                   "ratio": round(peak_kw / contract, 4) if peak_kw is not None and contract else None},
+    }
+
+
+def _online(influx, site_id: str, now_ns: int) -> dict[str, bool]:
+    """Device id -> sent anything in the last ONLINE_WINDOW_S (any kind)."""
+    seen: dict[str, bool] = {}
+    for kind in ("meter", "transformer", "pv_inverter", "ev_charger"):
+        q = (f"SELECT * FROM {_ident(kind)} WHERE site = $site AND time >= $start GROUP BY device "
+             f"ORDER BY time DESC LIMIT 1")
+        cols = _query(influx, q, {"site": site_id, "start": _rfc3339(now_ns - ONLINE_WINDOW_S * NS)})
+        for d in cols.get("device", ()):
+            seen[str(d)] = True
+    return seen
+
+
+@router.get("/fleet")
+def fleet_tiles(request: Request, scope: ScopeDep, store: StoreDep, influx: InfluxDep, clock: ClockDep) -> list[dict]:
+    """One tile per visible site: devices online, open alarms by severity, today's kWh and 元."""
+    now_ns = clock()
+    open_alarms: dict[str, dict[str, int]] = {}
+    for a in store.alarms(scope.site_ids, open_only=True, limit=100_000):
+        sev = open_alarms.setdefault(a["site_id"], {})
+        sev[a["severity"]] = sev.get(a["severity"], 0) + 1
+    tiles = []
+    for s in store.sites(scope.site_ids):
+        devices = list(store.devices(site_id=s["id"]))
+        online = _online(influx, s["id"], now_ns)
+        today = None
+        if s["tariff"]:
+            day0, _ = local_starts(now_ns, s["timezone"])
+            meters = {m["id"] for m in billing_meters(request, store, s["id"])}
+            t, kwh = counter_steps(influx, "meter", "energy_import", s["id"], meters, day0, now_ns)
+            today = _money(t, kwh, _tariff(s))
+        tiles.append({"site_id": s["id"], "name": s["name"], "customer_id": s["customer_id"],
+                      "timezone": s["timezone"], "devices": len(devices),
+                      "online": sum(1 for d in devices if online.get(d["id"])),
+                      "alarms": open_alarms.get(s["id"], {}), "today": today})
+    return tiles
+
+
+@router.get("/sites/{site_id}/flow")
+def site_flow(site_id: str, request: Request, scope: ScopeDep, store: StoreDep, influx: InfluxDep) -> dict:
+    """Energy-flow graph of a site: grid → transformers → feeders, PV and EV chargers, with live kW."""
+    visible_site(store, scope, site_id)
+    devices = {d["id"]: d for d in store.devices(site_id=site_id)}
+    fleet = getattr(request.app.state, "fleet", None)
+    fsite = fleet.sites.get(site_id) if fleet is not None else None
+    power = _latest_power(influx, site_id)
+    nodes = [{"id": "grid", "kind": "grid", "name": "grid", "kw": None}]
+    links = []
+    incomers = set()
+    for tr in (fsite.transformers if fsite else ()):
+        nodes.append({"id": tr.id, "kind": "transformer", "name": tr.id, "kw": power.get(tr.meter),
+                      "rated_kva": tr.rated_kva})
+        links.append({"source": "grid", "target": tr.id, "kw": power.get(tr.meter)})
+        if tr.meter:
+            incomers.add(tr.meter)
+    bus = "bus"
+    nodes.append({"id": bus, "kind": "bus", "name": "bus", "kw": None})
+    for tr in (fsite.transformers if fsite else ()):
+        links.append({"source": tr.id, "target": bus, "kw": power.get(tr.meter)})
+    if not incomers:
+        links.append({"source": "grid", "target": bus, "kw": None})
+    for d in devices.values():
+        if d["id"] in incomers or d["kind"] == "transformer":
+            continue
+        kw = power.get(d["id"])
+        nodes.append({"id": d["id"], "kind": d["kind"], "name": d["name"] or d["id"], "kw": kw})
+        if d["kind"] == "pv_inverter":
+            links.append({"source": d["id"], "target": bus, "kw": kw})
+        else:
+            links.append({"source": bus, "target": d["id"], "kw": kw})
+    return {"site_id": site_id, "nodes": nodes, "links": links}
+
+
+def _latest_power(influx, site_id: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for kind in ("meter", "pv_inverter", "ev_charger"):
+        q = (f"SELECT last({_ident('active_power')}) AS p FROM {_ident(kind)} WHERE site = $site "
+             f"AND time > now() - 1h GROUP BY device")
+        cols = _query(influx, q, {"site": site_id})
+        for d, p in zip(cols.get("device", ()), cols.get("p", ()), strict=False):
+            if p is not None and math.isfinite(float(p)):
+                out[str(d)] = round(float(p) / 1000.0, 2)
+    return out
+
+
+@router.get("/engineers")
+def engineers(scope: ScopeDep, store: StoreDep) -> list[dict]:
+    """Engineers a work order can be assigned to (staff)."""
+    scope.require_staff()
+    return [{"id": u["id"], "name": u.get("name") or u["id"]} for u in store.users(role="engineer")
+            if u.get("active", True)]
+
+
+@router.get("/glossary")
+def channel_glossary() -> dict:
+    """Channel labels and units in zh/en, state words (OCPP, IEC 61851, inverter), device kinds."""
+    return glossary()

@@ -1,0 +1,216 @@
+"""The web application in a real browser (Playwright driving Debian's chromium), one test per role,
+every non-loopback request blocked and counted; screenshots at 1400 px and 390 px into
+var/screenshots/.  Plus /docs offline and no CDN address in the pages' sources.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from test_report_month import METER, OTHER_SITE, SITE
+from web_live import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SHOTS,
+    LiveApp,
+    block_outside,
+    month_data,
+    seed_store,
+    write_data,
+)
+
+from core.influx import InfluxClient
+from core.store import Store
+
+pytest.importorskip("playwright")
+from playwright.sync_api import expect  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian package chromium not installed")
+ROOT = Path(__file__).resolve().parent.parent
+VENDOR = ROOT / "api" / "static" / "vendor"
+
+
+@pytest.fixture(scope="module")
+def live(influxd, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("webapp")
+    db = f"webapp_{os.getpid()}"
+    influxd.create_database(db)
+    influx = InfluxClient(influxd.url, db)
+    now = time.time_ns()
+    write_data(influx, month_data(now))
+    store = Store(f"sqlite:///{tmp / 'wf.db'}", password_cost={"n": 2**10, "r": 8, "p": 1})
+    seeded = seed_store(store, now)
+    tokens = {u: store.issue_token(u, 3600)[0] for u in ("boss", "eng1", "li.wei", "acme.user", "beta.user")}
+    app = LiveApp(store, influx)
+    yield {"base": app.base, "store": store, "tokens": tokens, **seeded}
+    app.stop()
+    store.close()
+    influx.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page whose requests outside loopback are aborted; the test asserts none was tried."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    blocked: list[str] = []
+    block_outside(ctx, blocked)
+    p = ctx.new_page()
+    p.set_default_timeout(20000)
+    p.blocked = blocked
+    yield p
+    ctx.close()
+
+
+def shoot(page, name: str) -> None:
+    """Screenshots at 1400 px and 390 px wide (full page)."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1400, "height": 900})
+    page.screenshot(path=str(SHOTS / f"{name}-1400.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SHOTS / f"{name}-390.png"), full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400, f"{name}: the page is {width} px wide at 390 px"
+    page.set_viewport_size({"width": 1400, "height": 900})
+
+
+def open_as(page, live, path: str, user: str) -> None:
+    page.goto(f"{live['base']}{path}#token={live['tokens'][user]}")
+    page.wait_for_selector("body[data-loaded='1']")
+
+
+# ---------------------------------------------------------------- offline assets
+
+
+def test_docs_work_offline_and_no_page_names_a_cdn(live, page):
+    assert (VENDOR / "echarts.min.js").is_file() and (VENDOR / "swagger-ui-bundle.js").is_file(), \
+        "run scripts/bootstrap.sh (it fetches the pinned browser assets)"
+    page.goto(f"{live['base']}/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30000)
+    assert "/api/v1/alarms" in page.content()
+    assert page.blocked == []
+    sources = [*(ROOT / "api" / "templates" / "web").glob("*.html"), *(ROOT / "api" / "static").glob("*.js"),
+               *(ROOT / "api" / "static").glob("*.css"), ROOT / "api" / "routes" / "web.py"]
+    html = httpx.get(f"{live['base']}/docs").text
+    for text in [p.read_text() for p in sources] + [html]:
+        assert not re.search(r"https?://(?!127\.0\.0\.1|localhost)", text)
+    license_ = httpx.get(f"{live['base']}/web/vendor/echarts.LICENSE")
+    assert license_.status_code == 200 and "Apache License" in license_.text
+    assert httpx.get(f"{live['base']}/web/vendor/..%2Fapp.js").status_code == 404
+
+
+# ---------------------------------------------------------------- engineer
+
+
+def test_engineer_alarm_to_closed_work_order_by_clicking(live, page):
+    store = live["store"]
+    alarm = next(a for a in store.alarms(open_only=True) if a["type"] == "overvoltage")
+    critical = next(a for a in store.alarms(open_only=True) if a["severity"] == "critical")
+    row = f"tr[data-alarm-id='{alarm['id']}']"
+    open_as(page, live, "/web/console?lang=en", "eng1")
+    assert page.title().startswith("(1) ")                       # the critical alarm counted in the tab title
+    # the critical alarm's order opened by itself: no "Open work order" button, its number instead
+    crow = f"tr[data-alarm-id='{critical['id']}']"
+    assert page.locator(f"{crow} button.wo").count() == 0 and "order #" in page.locator(crow).inner_text()
+    assert page.locator(f"{row} .sev").inner_text() == "major"
+    assert "active, unacknowledged" in page.locator(f"{row} td.state").inner_text()
+    assert "ACME 一厂" in page.locator(row).inner_text() and "Asia/Shanghai" in page.locator(row).inner_text()
+    assert page.locator(f"{row} span[title='{SITE}']").count() == 1
+    # detail: measured against the limit, and the channel's trend around the alarm from the series API
+    page.click(f"{row} button.detail")
+    page.wait_for_selector("#trend[data-points]")
+    detail = page.locator("#detail").inner_text()
+    assert "measured 231.0–254.0 V against the limits 213.9–246.1 V" in detail
+    assert int(page.get_attribute("#trend", "data-points")) > 50
+    assert page.locator("#trend canvas").count() >= 1
+    shoot(page, "console-detail")
+    # ack with a note
+    page.fill(f"{row} input.note", "checked on site")
+    page.click(f"{row} button.ack")
+    page.wait_for_selector(f"{row} button.ack", state="detached")
+    a = store.alarm(alarm["id"])
+    assert a["acked"] and a["acked_by"] == "eng1" and a["ack_note"] == "checked on site"
+    # open a work order: the button goes away once the order exists
+    page.click(f"{row} button.wo")
+    page.wait_for_selector(f"{row} button.wo", state="detached")
+    (wo,) = [w for w in store.work_orders() if w["alarm_id"] == alarm["id"]]
+    wrow = f"tr[data-wo-id='{wo['id']}']"
+    assert page.locator(wrow).count() == 1 and "new" in page.locator(f"{wrow} td.state").inner_text()
+    assert page.locator(f"{wrow} button.to-dispatched").is_disabled()     # dispatch needs an assignee
+    page.select_option(f"{wrow} select.assignee", "eng2")
+    page.click(f"{wrow} button.assign")
+    page.wait_for_selector(f"{wrow} button.to-dispatched:not([disabled])")
+    assert "Zhao Gong" in page.locator(wrow).inner_text()
+    for to, word in (("dispatched", "dispatched"), ("on_site", "on site")):
+        page.click(f"{wrow} button.to-{to}")
+        expect(page.locator(f"{wrow} td.state")).to_have_text(word)
+    page.fill(f"{wrow} input.note", "tap changer reset")
+    page.click(f"{wrow} button.to-resolved")
+    expect(page.locator(f"{wrow} td.state")).to_have_text("resolved")
+    # closing needs the alarm cleared: refused and shown, then cleared by analytics and closed
+    page.click(f"{wrow} button.to-closed")
+    page.wait_for_selector("#error:not([hidden])")
+    assert "409" in page.inner_text("#error")
+    from core.model import AlarmEvent
+
+    store.upsert_alarm_events([AlarmEvent(
+        key=alarm["key"], type=alarm["type"], site_id=SITE, device_id=METER, severity="major",
+        raised_ns=alarm["raised_ns"], cleared_ns=time.time_ns(), message_zh="", message_en="", evidence={})])
+    page.click(f"{wrow} button.to-closed")
+    page.wait_for_selector(wrow, state="detached")
+    w = store.work_order(wo["id"])
+    assert w["state"] == "closed" and w["resolution_note"] == "tap changer reset"
+    log = [r["to_state"] for r in store.work_order_log(wo["id"])]
+    assert [s for s in log if s] == ["new", "dispatched", "on_site", "resolved", "closed"][-len([s for s in log if s]):]
+    overdue = f"tr[data-wo-id='{live['old_order']}']"
+    assert page.locator(overdue).count() == 1 and OTHER_SITE in (page.get_attribute(f"{overdue} span[title]", "title"))
+    shoot(page, "console")
+    assert page.blocked == []
+
+
+def test_engineer_shelves_with_reason_and_unshelves(live, page):
+    store = live["store"]
+    from core.model import AlarmEvent
+
+    now = time.time_ns()
+    store.upsert_alarm_events([AlarmEvent(
+        key=f"{SITE}/{METER}/pf", type="power_factor_low", site_id=SITE, device_id=METER, severity="minor",
+        raised_ns=now - 600 * 10**9, cleared_ns=None, message_zh="功率因数偏低", message_en="Low power factor",
+        evidence={"pf": {"min": 0.82, "max": 0.86, "mean": 0.84}, "limit": 0.9})])
+    alarm = next(a for a in store.alarms(open_only=True) if a["type"] == "power_factor_low")
+    row = f"tr[data-alarm-id='{alarm['id']}']"
+    open_as(page, live, "/web/console?lang=zh", "eng1")
+    assert page.locator(f"{row} .sev").inner_text() == "次要"
+    page.click(f"{row} button.shelve")                              # no reason: refused in the page
+    assert "原因" in page.inner_text("#error")
+    page.fill(f"{row} input.note", "capacitor bank under repair")
+    page.select_option(f"{row} select.shelve-min", "120")
+    page.click(f"{row} button.shelve")
+    page.wait_for_selector(f"{row} button.unshelve")
+    a = store.alarm(alarm["id"])
+    assert a["state"] == "shelved" and a["shelve_reason"] == "capacitor bank under repair"
+    assert 119 * 60 <= (a["shelved_until_ns"] - now) / 1e9 <= 121 * 60 + 60
+    assert "已搁置" in page.locator(f"{row} td.state").inner_text()
+    page.click(f"{row} button.unshelve")
+    page.wait_for_selector(f"{row} button.shelve")
+    assert store.alarm(alarm["id"])["state"] != "shelved"
+
+
+def test_customer_is_sent_to_their_page(live, page):
+    page.goto(f"{live['base']}/web/console#token={live['tokens']['acme.user']}")
+    page.wait_for_url(re.compile(r"/web/customer"))
