@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import re
 import time
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
+import numpy as np
 import pytest
-from test_report_month import METER, OTHER_SITE, SITE
+from test_report_month import CUSTOMER, EV, METER, OTHER_SITE, PV, SITE
 from web_live import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -42,12 +45,13 @@ def live(influxd, tmp_path_factory):
     influxd.create_database(db)
     influx = InfluxClient(influxd.url, db)
     now = time.time_ns()
-    write_data(influx, month_data(now))
+    data = month_data(now)
+    write_data(influx, data)
     store = Store(f"sqlite:///{tmp / 'wf.db'}", password_cost={"n": 2**10, "r": 8, "p": 1})
     seeded = seed_store(store, now)
     tokens = {u: store.issue_token(u, 3600)[0] for u in ("boss", "eng1", "li.wei", "acme.user", "beta.user")}
     app = LiveApp(store, influx)
-    yield {"base": app.base, "store": store, "tokens": tokens, **seeded}
+    yield {"base": app.base, "store": store, "tokens": tokens, "data": data, **seeded}
     app.stop()
     store.close()
     influx.close()
@@ -214,3 +218,79 @@ def test_engineer_shelves_with_reason_and_unshelves(live, page):
 def test_customer_is_sent_to_their_page(live, page):
     page.goto(f"{live['base']}/web/console#token={live['tokens']['acme.user']}")
     page.wait_for_url(re.compile(r"/web/customer"))
+
+
+# ---------------------------------------------------------------- customer
+
+
+def _since(t: np.ndarray, x: np.ndarray, t0_ns: int) -> float:
+    """Counter increase [kWh] from the last sample before ``t0_ns`` to the last sample."""
+    before = np.nonzero(t < t0_ns)[0][-1]
+    return float(x[-1] - x[before]) / 1000.0
+
+
+def test_site_dashboard_figures_follow_the_counters_and_the_tariff(live):
+    c = httpx.Client(base_url=live["base"], headers={"Authorization": f"Bearer {live['tokens']['acme.user']}"})
+    d = c.get(f"/api/v1/dashboard/sites/{SITE}").json()
+    data = live["data"]
+    _, meter, t = data[METER]
+    day0, month0 = (int(datetime.fromisoformat(d[k]["start"]).timestamp()) * 10**9 for k in ("today", "month"))
+    assert datetime.fromtimestamp(day0 / 1e9, ZoneInfo("Asia/Shanghai")).strftime("%H:%M") == "00:00"
+    assert abs(d["today"]["kwh"] - _since(t, meter["energy_import"], day0)) < 0.05
+    assert abs(d["month"]["kwh"] - _since(t, meter["energy_import"], month0)) < 0.05
+    for m in (d["today"], d["month"]):            # every 元 figure is the sum of kWh × price lines
+        assert m["yuan"] == pytest.approx(sum(p["yuan"] for p in m["periods"]), abs=0.005)
+        for p in m["periods"]:
+            assert p["yuan"] == pytest.approx(round(p["kwh"] * p["price_yuan_per_kwh"], 2), abs=0.005)
+    assert sum(x["kwh"] for x in d["month"]["days"]) == pytest.approx(d["month"]["kwh"], abs=0.05 * len(d["month"]["days"]))
+    _, pv, _ = data[PV]
+    assert abs(d["pv"]["month"]["yield_kwh"] - _since(t, pv["energy_export"], month0)) < 0.05
+    exported = _since(t, meter["energy_export"], month0)
+    assert d["pv"]["month"]["self_consumption"] == pytest.approx(
+        (d["pv"]["month"]["yield_kwh"] - exported) / d["pv"]["month"]["yield_kwh"], abs=1e-3)
+    peak = np.max(meter["active_power"][t >= month0]) / 1000
+    assert d["demand"]["contract_kw"] == 600 and 0.8 * peak <= d["demand"]["max_kw"] <= peak + 0.1
+    # tenancy: another customer's site is 404, as is a missing one
+    beta = {"Authorization": f"Bearer {live['tokens']['beta.user']}"}
+    assert c.get(f"/api/v1/dashboard/sites/{SITE}", headers=beta).status_code == 404
+    assert c.get("/api/v1/dashboard/sites/nowhere").status_code == 404
+
+
+def test_customer_reads_cost_opens_charts_and_rates_an_order(live, page):
+    store = live["store"]
+    page.goto(f"{live['base']}/web/login?lang=en")
+    page.wait_for_selector("body[data-ready='1']")
+    page.fill("input[name=username]", "acme.user")
+    page.fill("input[name=password]", "acme-pass-1")
+    page.click("#login button[type=submit]")
+    page.wait_for_url(re.compile(r"/web/customer"))
+    page.wait_for_selector("body[data-loaded='1']")
+    d = httpx.get(f"{live['base']}/api/v1/dashboard/sites/{SITE}",
+                  headers={"Authorization": f"Bearer {live['tokens']['acme.user']}"}).json()
+    today = page.inner_text("#today")
+    assert f"¥{d['today']['yuan']:,.2f}" in today and "kWh ×" in today
+    assert int(page.get_attribute("#daily-chart", "data-days")) == len(d["month"]["days"]) >= 1
+    assert page.get_attribute("#power-chart", "data-series") == "2" and page.locator("#power-chart canvas").count()
+    charger = page.inner_text(f"[data-device-id='{EV}']")
+    assert "charger status" in charger and ("Available" in charger or "Charging" in charger)
+    assert "voltage L1" in page.inner_text(f"[data-device-id='{METER}']")
+    assert OTHER_SITE not in page.content()
+    # a closed order of theirs is rated from its row
+    alarm = next(a for a in store.alarms() if a["site_id"] == SITE)
+    w = store.create_work_order(site_id=SITE, title="Capacitor bank checked", severity="minor", created_by="eng1",
+                                assignee="eng1")
+    for to in ("dispatched", "on_site", "resolved", "closed"):
+        store.transition_work_order(w["id"], to, "eng1", "done" if to == "resolved" else "")
+    assert alarm is not None
+    page.reload()
+    page.wait_for_selector("body[data-loaded='1']")
+    page.click(f"tr[data-wo-id='{w['id']}'] button.rate")
+    assert page.input_value("#survey-month") == f"wo-{w['id']}"
+    page.check("input[name=rating][value='5']")
+    page.fill("#survey textarea", "fast and clear")
+    page.click("#survey button[type=submit]")
+    expect(page.locator("#survey-result")).to_have_text("Thank you for your rating!")
+    (answer,) = store.surveys([CUSTOMER], kind="work_order")
+    assert (answer["ref"], answer["rating"], answer["comment"]) == (str(w["id"]), 5, "fast and clear")
+    shoot(page, "customer")
+    assert page.blocked == []

@@ -104,10 +104,10 @@ def _money(t: np.ndarray, kwh: np.ndarray, tariff) -> dict:
     cost = energy_cost(t, kwh, tariff) if len(t) else {"kwh": dict.fromkeys(tariff.periods, 0.0)}
     periods = []
     for p in tariff.periods:
-        k = round(float(cost["kwh"].get(p, 0.0)), 3)
+        k = round(float(cost["kwh"].get(p, 0.0)), 2)
         price = float(tariff.price(p))
         periods.append({"period": p, "kwh": k, "price_yuan_per_kwh": price, "yuan": round(k * price, 2)})
-    return {"kwh": round(sum(x["kwh"] for x in periods), 3), "yuan": round(sum(x["yuan"] for x in periods), 2),
+    return {"kwh": round(sum(x["kwh"] for x in periods), 2), "yuan": round(sum(x["yuan"] for x in periods), 2),
             "periods": periods}
 
 

@@ -158,6 +158,15 @@ const EH = (() => {
     }, f === "csv" ? "CSV" : "Excel")));
   }
 
+  // A time axis labelled in the site's zone (ECharts would use the browser's).
+  function timeAxis(tz) {
+    const fmt = (v) => new Date(v).toLocaleString(lang === "zh" ? "zh-CN" : "en-GB",
+      { timeZone: tz, hour12: false, month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+    return { type: "time", name: tz, nameLocation: "end", nameGap: 5, nameTextStyle: { fontSize: 10, padding: [28, 0, 0, 0] },
+      axisLabel: { hideOverlap: true, formatter: (v) => fmt(v).replace(/^.*?(\d\d:\d\d)$/, "$1") },
+      axisPointer: { label: { formatter: (p) => fmt(p.value) } } };
+  }
+
   // An ECharts chart in a box (the vendored library is loaded by the page).
   function chart(box, option) {
     if (typeof echarts === "undefined") {
@@ -176,7 +185,7 @@ const EH = (() => {
 
   function nav(role) {
     const box = document.getElementById("nav");
-    if (!box) return;
+    if (!box || (PAGES[role] || []).length < 2) return;
     box.replaceChildren(...(PAGES[role] || []).map((p) => el("a", {
       href: `/web/${p}?lang=${lang}`, class: p === page ? "current" : "",
     }, tr(...PAGE_NAMES[p]))));
@@ -226,7 +235,7 @@ const EH = (() => {
 
   return {
     lang, tr, api, el, showError, clearError, say, fmtTime, fmtNum, fill, init, token, words, sevBadge, siteName,
-    siteZone, deviceName, userName, named, channelValue, channelLabel, download, exportButtons, chart, names,
+    siteZone, deviceName, userName, named, channelValue, channelLabel, download, exportButtons, chart, timeAxis, names,
     glossary: () => glossary, homeOf: (role) => (PAGES[role] || ["login"])[0],
   };
 })();

@@ -176,7 +176,7 @@ async function showDetail(a) {
     EH.chart(document.getElementById("trend"), {
       animation: false, tooltip: { trigger: "axis" }, legend: { top: 0 },
       grid: { left: 50, right: 20, top: 30, bottom: 30 },
-      xAxis: { type: "time" }, yAxis: { type: "value", scale: true, name: g(chans[0]).unit },
+      xAxis: EH.timeAxis(tz), yAxis: { type: "value", scale: true, name: g(chans[0]).unit },
       series: chans.map((ch) => ({
         name: EH.channelLabel(ch), type: "line", showSymbol: false,
         data: s.times.map((t, i) => [t, s.values[ch][i] === null ? null : s.values[ch][i] * g(ch).scale]),
