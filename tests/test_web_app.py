@@ -294,3 +294,71 @@ def test_customer_reads_cost_opens_charts_and_rates_an_order(live, page):
     assert (answer["ref"], answer["rating"], answer["comment"]) == (str(w["id"]), 5, "fast and clear")
     shoot(page, "customer")
     assert page.blocked == []
+
+
+# ---------------------------------------------------------------- export
+
+
+def _get(live, user: str, path: str) -> httpx.Response:
+    return httpx.get(f"{live['base']}/api/v1{path}", headers={"Authorization": f"Bearer {live['tokens'][user]}"},
+                     timeout=30)
+
+
+def _csv(r: httpx.Response) -> list[dict]:
+    import csv
+    import io
+
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv") and r.content[:3] == b"\xef\xbb\xbf"
+    return list(csv.DictReader(io.StringIO(r.content.decode("utf-8-sig"))))
+
+
+def _xlsx(r: httpx.Response) -> list[list]:
+    import io
+
+    from openpyxl import load_workbook
+
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("application/vnd.openxmlformats")
+    return [list(row) for row in load_workbook(io.BytesIO(r.content), read_only=True).active.iter_rows(values_only=True)]
+
+
+def test_exports_csv_and_xlsx_with_tenancy(live):
+    store = live["store"]
+    store.ack_alarm(next(a for a in store.alarms(open_only=True) if a["site_id"] == SITE)["id"], "eng1",
+                    "=HYPERLINK(\"x\") staff only", None)
+    staff = _csv(_get(live, "eng1", "/export/alarms?format=csv"))
+    assert {r["site_id"] for r in staff} == {SITE} and len(staff) == len(store.alarms(limit=1000))
+    assert any(r["ack_note"] == "'=HYPERLINK(\"x\") staff only" for r in staff)      # no formula runs
+    mine = _csv(_get(live, "acme.user", "/export/alarms?format=csv"))
+    assert len(mine) == len(staff) and all(r["ack_note"] == "" and r["acked_by"] == "" for r in mine)
+    assert _csv(_get(live, "beta.user", "/export/alarms?format=csv")) == []
+    assert _get(live, "beta.user", f"/export/alarms?site_id={SITE}").status_code == 404
+    rows = _xlsx(_get(live, "eng1", "/export/workorders?format=xlsx"))
+    assert rows[0][:4] == ["id", "site_id", "device_id", "alarm_id"]
+    assert sorted(r[0] for r in rows[1:]) == sorted(w["id"] for w in store.work_orders(limit=1000))
+    acme_orders = _xlsx(_get(live, "acme.user", "/export/workorders?format=xlsx"))
+    assert {r[1] for r in acme_orders[1:]} == {SITE}
+    series = _csv(_get(live, "acme.user", f"/export/telemetry/{METER}/series?channels=active_power,voltage_l1&format=csv"))
+    api = _get(live, "acme.user", f"/telemetry/{METER}/series?channels=active_power,voltage_l1").json()
+    assert len(series) == len(api["times"]) > 100 and list(series[0]) == ["time", "active_power", "voltage_l1"]
+    assert float(series[5]["active_power"]) == pytest.approx(api["values"]["active_power"][5])
+    assert _get(live, "beta.user", f"/export/telemetry/{METER}/series").status_code == 404
+    assert _get(live, "eng1", "/export/alarms?format=pdf").status_code == 422
+    store.add_survey(CUSTOMER, "monthly_report", "2026-02", 3, "@SUM(1) ok", "acme.user")
+    surveys = _xlsx(_get(live, "li.wei", "/export/surveys?format=xlsx"))
+    assert ["2026-02", 3, "'@SUM(1) ok"] in [r[3:6] for r in surveys[1:]]
+    assert _get(live, "beta.user", f"/export/surveys?customer_id={CUSTOMER}").status_code == 404
+
+
+def test_export_button_downloads_the_file(live, page, tmp_path):
+    open_as(page, live, "/web/console?lang=en", "eng1")
+    with page.expect_download() as dl:
+        page.click("#exports .export-xlsx >> nth=1")              # work orders, Excel
+    path = tmp_path / "wo.xlsx"
+    dl.value.save_as(path)
+    from openpyxl import load_workbook
+
+    rows = list(load_workbook(path, read_only=True).active.iter_rows(values_only=True))
+    assert rows[0][0] == "id" and len(rows) - 1 == len(live["store"].work_orders(limit=1000))
+    assert dl.value.suggested_filename == "workorders.xlsx"
