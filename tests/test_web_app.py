@@ -362,3 +362,37 @@ def test_export_button_downloads_the_file(live, page, tmp_path):
     rows = list(load_workbook(path, read_only=True).active.iter_rows(values_only=True))
     assert rows[0][0] == "id" and len(rows) - 1 == len(live["store"].work_orders(limit=1000))
     assert dl.value.suggested_filename == "workorders.xlsx"
+
+
+# ---------------------------------------------------------------- customer manager
+
+
+def test_manager_sees_customers_and_opens_an_escalation(live, page):
+    store = live["store"]
+    critical = next(a for a in store.alarms() if a["severity"] == "critical")
+    (wo,) = [w for w in store.work_orders() if w["alarm_id"] == critical["id"]]
+    assert wo["owner"] == "li.wei"
+    now = time.time_ns()
+    store.db.run("UPDATE work_orders SET response_due_ns = ?, arrival_due_ns = ?, repair_due_ns = ? WHERE id = ?",
+                 (now - 3600 * 10**9, now + 3600 * 10**9, now + 7200 * 10**9, wo["id"]))
+    made = store.escalate_overdue()
+    assert any(e["work_order_id"] == wo["id"] and e["notified"] == "li.wei" for e in made)
+    page.goto(f"{live['base']}/web/login?lang=en")
+    page.wait_for_selector("body[data-ready='1']")
+    page.fill("input[name=username]", "li.wei")
+    page.fill("input[name=password]", "li-wei-pass-1")
+    page.click("#login button[type=submit]")
+    page.wait_for_url(re.compile(r"/web/manager"))
+    page.wait_for_selector("body[data-loaded='1']")
+    tile = page.inner_text(f"[data-customer-id='{CUSTOMER}']")
+    n_esc = len(store.escalations(work_order_id=wo["id"]))
+    assert "ACME 精密机械" in tile and re.search(rf"escalations\s+{n_esc}\b", tile) and "(1 critical)" in tile
+    assert re.search(r"open / overdue orders\s+1 / 1", tile)
+    assert page.locator("[data-customer-id='beta']").count() == 0            # not one of li.wei's customers
+    assert page.locator(f"#kpi tr[data-site-id='{SITE}'] td[class^='verdict-']").count() == 1
+    page.click(f"#escalations tr:has-text('#{wo['id']}') button.open")
+    page.wait_for_selector(f"#order[data-wo-id='{wo['id']}']")
+    order = page.inner_text("#order")
+    assert "Charger faulted" in order and "late" in order and "overdue" in order
+    shoot(page, "manager")
+    assert page.blocked == []

@@ -293,3 +293,37 @@ def engineers(scope: ScopeDep, store: StoreDep) -> list[dict]:
 def channel_glossary() -> dict:
     """Channel labels and units in zh/en, state words (OCPP, IEC 61851, inverter), device kinds."""
     return glossary()
+
+
+@router.get("/customers")
+def my_customers(scope: ScopeDep, store: StoreDep, clock: ClockDep) -> list[dict]:
+    """Status of each customer the caller looks after (staff): open alarms by severity, open and
+    overdue orders, escalations of open orders, survey score, time-limit compliance of the orders
+    closed in the last 30 days."""
+    scope.require_staff()
+    now_ns = clock()
+    alarms = store.alarms(scope.site_ids, open_only=True, limit=100_000)
+    orders = store.work_orders(scope.site_ids, limit=100_000)
+    open_ids = {w["id"]: w["customer_id"] for w in orders if w["state"] != "closed"}
+    escalated: dict[str, int] = {}
+    for e in store.escalations():
+        cid = open_ids.get(e["work_order_id"])
+        if cid is not None:
+            escalated[cid] = escalated.get(cid, 0) + 1
+    out = []
+    for c in store.customers(scope.customer_ids):
+        cid = c["id"]
+        sev: dict[str, int] = {}
+        for a in alarms:
+            if a["customer_id"] == cid:
+                sev[a["severity"]] = sev.get(a["severity"], 0) + 1
+        mine = [w for w in orders if w["customer_id"] == cid]
+        closed = [w for w in mine if w["state"] == "closed" and w["closed_ns"] and w["closed_ns"] >= now_ns - 30 * 86400 * NS]
+        survey = store.survey_results([cid])
+        out.append({"customer_id": cid, "name": c["name"], "manager": c.get("manager"),
+                    "sites": len(store.sites(scope.site_ids, customer_id=cid)), "open_alarms": sev,
+                    "open_orders": sum(1 for w in mine if w["state"] != "closed"),
+                    "overdue_orders": sum(1 for w in mine if w["overdue"]), "escalations": escalated.get(cid, 0),
+                    "closed_30d": len(closed), "closed_in_time_30d": sum(1 for w in closed if w["in_time"]),
+                    "survey_count": survey["count"], "survey_mean": survey["mean_rating"]})
+    return out

@@ -1,4 +1,5 @@
-"""Web pages served by the API app: login, the engineers' alarm console, the customer page.
+"""Web pages served by the API app: login, the engineers' console, the customer dashboard, the
+customer managers' page and the fleet overview.
 
 Plain HTML (Jinja2 templates under ``api/templates/web``) plus small scripts under
 ``api/static`` that call the JSON API with the bearer token kept in ``sessionStorage``.
@@ -70,6 +71,18 @@ def console_page(lang: str = LangQuery) -> HTMLResponse:
 def customer_page(lang: str = LangQuery) -> HTMLResponse:
     """Customer page: sites, latest values, monthly reports, satisfaction survey."""
     return _page("customer", lang)
+
+
+@router.get("/manager", response_class=HTMLResponse)
+def manager_page(lang: str = LangQuery) -> HTMLResponse:
+    """Customer managers: my customers' status, escalations, weekly review, surveys, alarm KPIs."""
+    return _page("manager", lang)
+
+
+@router.get("/fleet", response_class=HTMLResponse)
+def fleet_page(lang: str = LangQuery) -> HTMLResponse:
+    """Staff: every site as a tile (online, alarms, today's energy and cost) and its energy flow."""
+    return _page("fleet", lang)
 
 
 @router.get("/static/{name}")
