@@ -396,3 +396,29 @@ def test_manager_sees_customers_and_opens_an_escalation(live, page):
     assert "Charger faulted" in order and "late" in order and "overdue" in order
     shoot(page, "manager")
     assert page.blocked == []
+
+
+# ---------------------------------------------------------------- fleet
+
+
+def test_fleet_tiles_and_energy_flow(live, page):
+    tiles = _get(live, "boss", "/dashboard/fleet").json()
+    acme = next(t for t in tiles if t["site_id"] == SITE)
+    assert acme["devices"] == 3 and acme["online"] == 3 and acme["alarms"].get("critical") == 1
+    today = _get(live, "boss", f"/dashboard/sites/{SITE}").json()["today"]
+    assert acme["today"]["kwh"] == today["kwh"] and acme["today"]["yuan"] == today["yuan"]
+    assert [t["site_id"] for t in _get(live, "acme.user", "/dashboard/fleet").json()] == [SITE]
+    flow = _get(live, "boss", f"/dashboard/sites/{SITE}/flow").json()
+    links = {(x["source"], x["target"]): x["kw"] for x in flow["links"]}
+    _, meter, _ = live["data"][METER]
+    assert links[("grid", "acme-site-t1")] == pytest.approx(meter["active_power"][-1] / 1000, abs=0.01)
+    assert (PV, "bus") in links and ("bus", EV) in links
+    open_as(page, live, "/web/fleet?lang=en", "eng1")
+    tile = page.inner_text(f".tile[data-site-id='{SITE}']")
+    assert "3 / 3" in tile and "critical 1" in tile and f"¥{today['yuan']:,.2f}" in tile
+    page.wait_for_selector("#flow[data-nodes] canvas")
+    assert int(page.get_attribute("#flow", "data-nodes")) == len(flow["nodes"])
+    shoot(page, "fleet")
+    assert page.blocked == []
+    page.goto(f"{live['base']}/web/fleet#token={live['tokens']['acme.user']}")
+    page.wait_for_url(re.compile(r"/web/customer"))
