@@ -405,6 +405,8 @@ def test_fleet_tiles_and_energy_flow(live, page):
     tiles = _get(live, "boss", "/dashboard/fleet").json()
     acme = next(t for t in tiles if t["site_id"] == SITE)
     assert acme["devices"] == 3 and acme["online"] == 3 and acme["alarms"].get("critical") == 1
+    beta = next(t for t in tiles if t["site_id"] == OTHER_SITE)
+    assert (beta["devices"], beta["online"], beta["today"]["kwh"]) == (1, 0, 0)   # it never sent data
     today = _get(live, "boss", f"/dashboard/sites/{SITE}").json()["today"]
     assert acme["today"]["kwh"] == today["kwh"] and acme["today"]["yuan"] == today["yuan"]
     assert [t["site_id"] for t in _get(live, "acme.user", "/dashboard/fleet").json()] == [SITE]

@@ -30,19 +30,20 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 SHOTS = Path(__file__).resolve().parent.parent / "var" / "screenshots"
 
 
-def month_data(now_ns: int) -> dict[str, tuple[str, dict[str, np.ndarray], np.ndarray]]:
-    """5-min samples from the day before this month (site time) to now: device -> (kind, fields, time_ns)."""
+def month_data(now_ns: int, step_s: int = STEP_S) -> dict[str, tuple[str, dict[str, np.ndarray], np.ndarray]]:
+    """Samples every ``step_s`` from the day before this month (site time) to now:
+    device -> (kind, fields, time_ns)."""
     local = datetime.fromtimestamp(now_ns / NS, ZoneInfo(TZ))
     start = int(local.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()) - 86400
-    t_s = np.arange(start, now_ns // NS, STEP_S, dtype=np.int64)
+    t_s = np.arange(start, now_ns // NS, step_s, dtype=np.int64)
     hour = ((t_s + 8 * 3600) % 86400) / 3600.0
     load_kw = 200.0 + 300.0 * ((hour >= 8) & (hour < 18)) + 20.0 * np.sin(t_s / 5000.0)
     pv_kw = np.where((hour >= 6) & (hour < 18), 250.0 * np.sin(np.pi * (hour - 6) / 12.0), 0.0)
     ev_kw = np.where((hour >= 1) & (hour < 3), 7.0, 0.0)
     grid_kw = load_kw + ev_kw - pv_kw
-    imp_wh = 1.0e6 + np.cumsum(np.clip(grid_kw, 0, None) * 1000.0 * STEP_S / 3600.0)
-    exp_wh = 1.0e4 + np.cumsum(np.clip(-grid_kw, 0, None) * 1000.0 * STEP_S / 3600.0)
-    pv_wh = 5.0e5 + np.cumsum(pv_kw * 1000.0 * STEP_S / 3600.0)
+    imp_wh = 1.0e6 + np.cumsum(np.clip(grid_kw, 0, None) * 1000.0 * step_s / 3600.0)
+    exp_wh = 1.0e4 + np.cumsum(np.clip(-grid_kw, 0, None) * 1000.0 * step_s / 3600.0)
+    pv_wh = 5.0e5 + np.cumsum(pv_kw * 1000.0 * step_s / 3600.0)
     u = 230.0 + 2.0 * np.sin(t_s / 3000.0)
     t = t_s * NS
     return {

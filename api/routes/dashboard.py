@@ -6,7 +6,8 @@ and their product, so a customer can redo the sum.  Energies come from the meter
 counters (``energy_import`` / ``energy_export``) read every 15 min (the last value of each
 15-min step, differenced; a counter going back — a meter reset or replacement — contributes
 nothing); a PV inverter without an ``energy_export`` counter is integrated from its 15-min
-mean ``active_power``.  "Today" and "this month" start at the site's local midnight (the site's
+mean ``active_power``.  The month's days before today are cached for ``HISTORY_TTL_S`` (5 min:
+late data replayed by a collector shows within that), today is read on every request.  "Today" and "this month" start at the site's local midnight (the site's
 time zone) and end now, so the month's figures never depend on any analysis window.
 
 Billing meters of a site are the LV meters of its transformers (fleet file), else every meter.
@@ -16,7 +17,8 @@ Tenancy: a site the caller cannot see answers 404 like a missing one.
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,12 +29,14 @@ from api.deps import ClockDep, InfluxDep, ScopeDep, StoreDep
 from api.glossary import glossary
 from api.models import ts
 from api.routes.registry import visible_site
-from api.routes.telemetry import _ident, _query, _rfc3339
+from api.routes.telemetry import TtlCache, _ident, _query, _rfc3339
+from core.channels import DEVICE_KINDS
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 NS = 10**9
 STEP_S = 900
 ONLINE_WINDOW_S = 900          # a device that sent nothing for 15 min shows as offline
+HISTORY_TTL_S = 300            # the month's days before today are re-read at most this often
 
 
 def local_starts(now_ns: int, tz: str) -> tuple[int, int]:
@@ -53,41 +57,66 @@ def billing_meters(request: Request, store, site_id: str) -> list[dict]:
     return chosen or meters
 
 
-def counter_steps(influx, kind: str, field: str, site_id: str, device_ids: set[str], start_ns: int,
-                  end_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """15-min energy steps [kWh] of a Wh counter, summed over ``device_ids``: (step end times, kWh)."""
-    q = (f"SELECT last({_ident(field)}) AS e FROM {_ident(kind)} WHERE site = $site AND time >= $start "
+def step_columns(influx, kind: str, site_id: str, start_ns: int, end_ns: int) -> dict[str, np.ndarray]:
+    """One query for a site's devices of ``kind``: per 15-min bucket and device the last
+    ``energy_import`` (``ei``) and ``energy_export`` (``ee``) counter values and the mean
+    ``active_power`` (``p``), from one bucket before ``start_ns`` (the counters' base) to ``end_ns``."""
+    q = (f"SELECT last({_ident('energy_import')}) AS ei, last({_ident('energy_export')}) AS ee, "
+         f"mean({_ident('active_power')}) AS p FROM {_ident(kind)} WHERE site = $site AND time >= $start "
          f"AND time < $end GROUP BY time({STEP_S}s), device fill(none)")
-    cols = _query(influx, q, {"site": site_id, "start": _rfc3339(start_ns - STEP_S * NS), "end": _rfc3339(end_ns)})
-    return _per_device_steps(cols, device_ids, start_ns, lambda e: np.diff(e) / 1000.0, drop_first=True)
+    return _query(influx, q, {"site": site_id, "start": _rfc3339(start_ns - STEP_S * NS), "end": _rfc3339(end_ns)})
 
 
-def power_steps(influx, kind: str, site_id: str, device_ids: set[str], start_ns: int,
-                end_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """15-min energy steps [kWh] integrated from the 15-min mean ``active_power`` [W]."""
-    q = (f"SELECT mean({_ident('active_power')}) AS e FROM {_ident(kind)} WHERE site = $site AND time >= $start "
-         f"AND time < $end GROUP BY time({STEP_S}s), device fill(none)")
-    cols = _query(influx, q, {"site": site_id, "start": _rfc3339(start_ns), "end": _rfc3339(end_ns)})
-    return _per_device_steps(cols, device_ids, start_ns, lambda p: np.clip(p, 0, None) * STEP_S / 3600 / 1000)
+def month_columns(request: Request, influx, kind: str, site_id: str, month0: int, day0: int,
+                  now_ns: int) -> dict[str, np.ndarray]:
+    """:func:`step_columns` from ``month0`` to now: the days before today come from a cache kept
+    ``HISTORY_TTL_S`` (they change only when late data is replayed), today is always queried."""
+    cache = getattr(request.app.state, "dashboard_history", None)
+    if cache is None:
+        cache = request.app.state.dashboard_history = TtlCache(HISTORY_TTL_S, size=1024)
+    cut = day0 - STEP_S * NS                          # today's query starts one bucket before midnight
+    today = step_columns(influx, kind, site_id, day0, now_ns)
+    if cut <= month0 - STEP_S * NS:
+        return today
+    past = cache.get_or_compute((kind, site_id, month0, cut), lambda: step_columns(influx, kind, site_id, month0, cut))
+    if len(past.get("time", ())) == 0:
+        return today
+    if len(today.get("time", ())) == 0:
+        return past
+    return {k: np.concatenate([past[k], today[k]]) for k in set(past) & set(today)}
 
 
-def _per_device_steps(cols: dict, device_ids: set[str], start_ns: int, steps, drop_first: bool = False
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def counter_steps(cols: dict, column: str, device_ids: set[str], start_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """15-min energy steps [kWh] of a Wh counter column, over ``device_ids``: (bucket start, kWh).
+
+    A step is the counter's increase from the last value of one bucket with a value to the last
+    value of the next, stamped with the later bucket; a decrease (reset, replacement) counts 0."""
+    def steps(t, e):
+        ok = np.isfinite(e)
+        t, e = t[ok], e[ok]
+        return t[1:], np.diff(e) / 1000.0
+    return _per_device(cols, column, device_ids, start_ns, steps)
+
+
+def power_steps(cols: dict, device_ids: set[str], start_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """15-min energy steps [kWh] integrated from the 15-min mean ``active_power`` [W] (production > 0)."""
+    def steps(t, p):
+        ok = np.isfinite(p)
+        return t[ok], np.clip(p[ok], 0, None) * STEP_S / 3600 / 1000
+    return _per_device(cols, "p", device_ids, start_ns, steps)
+
+
+def _per_device(cols: dict, column: str, device_ids: set[str], start_ns: int, steps
+                ) -> tuple[np.ndarray, np.ndarray]:
     t_all = cols.get("time", np.empty(0, dtype=np.int64))
-    if len(t_all) == 0 or "device" not in cols:
+    if len(t_all) == 0 or "device" not in cols or column not in cols:
         return np.empty(0, dtype=np.int64), np.empty(0)
     dev = cols["device"]
-    e_all = np.asarray(cols["e"], dtype=np.float64)
+    x_all = np.asarray(cols[column], dtype=np.float64)
     ts_out, kwh_out = [], []
-    for d in device_ids:
+    for d in sorted(device_ids):
         sel = dev == d
-        t, e = t_all[sel], e_all[sel]
-        if drop_first:
-            if len(t) < 2:
-                continue
-            # step i ends at the start of bucket i+1: time stamps are bucket starts
-            t = t[1:]
-        kwh = steps(e)
+        t, kwh = steps(t_all[sel], x_all[sel])
         kwh = np.where(np.isfinite(kwh) & (kwh >= 0), kwh, 0.0)
         keep = t >= start_ns
         ts_out.append(t[keep])
@@ -97,31 +126,47 @@ def _per_device_steps(cols: dict, device_ids: set[str], start_ns: int, steps, dr
     return np.concatenate(ts_out), np.concatenate(kwh_out)
 
 
-def _money(t: np.ndarray, kwh: np.ndarray, tariff) -> dict:
-    """kWh, 元 and the evidence: per TOU period kWh × price = 元."""
-    from analytics.tariffs import energy_cost
-
-    cost = energy_cost(t, kwh, tariff) if len(t) else {"kwh": dict.fromkeys(tariff.periods, 0.0)}
+def _money(t: np.ndarray, kwh: np.ndarray, tariff, idx: np.ndarray | None = None) -> dict:
+    """kWh, 元 and the evidence: per TOU period kWh (2 decimals) × price = 元 (2 decimals); the
+    totals are the sums of those lines, so anyone can redo them from what is printed."""
+    if idx is None:
+        idx = tariff.period_index(t) if len(t) else np.empty(0, dtype=np.int64)
+    sums = np.bincount(idx, weights=np.nan_to_num(kwh), minlength=len(tariff.periods))
     periods = []
-    for p in tariff.periods:
-        k = round(float(cost["kwh"].get(p, 0.0)), 2)
-        price = float(tariff.price(p))
+    for i, p in enumerate(tariff.periods):
+        k = round(float(sums[i]), 2)
+        price = float(tariff.prices[i])
         periods.append({"period": p, "kwh": k, "price_yuan_per_kwh": price, "yuan": round(k * price, 2)})
     return {"kwh": round(sum(x["kwh"] for x in periods), 2), "yuan": round(sum(x["yuan"] for x in periods), 2),
             "periods": periods}
 
 
-def _daily(t: np.ndarray, kwh: np.ndarray, tariff, tz: str) -> list[dict]:
+def _midnights(start_ns: int, end_ns: int, tz: str) -> list[tuple[str, int]]:
+    """(local date, its midnight as UTC ns) for each day from ``start_ns``'s day to ``end_ns``."""
+    zone = ZoneInfo(tz)
+    day = datetime.fromtimestamp(start_ns / NS, zone).date()
+    out = []
+    while True:
+        m = int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()) * NS
+        if m > end_ns:
+            return out
+        out.append((day.isoformat(), m))
+        day = date.fromordinal(day.toordinal() + 1)
+
+
+def _daily(t: np.ndarray, kwh: np.ndarray, tariff, tz: str, month0: int, now_ns: int) -> list[dict]:
+    """Energy and cost of each local day of the month (a step belongs to the day of its start)."""
     if len(t) == 0:
         return []
-    zone = ZoneInfo(tz)
-    # a step is stamped with its start: the day it belongs to is that of its start
-    day_of = np.array([datetime.fromtimestamp(int(x) / NS, zone).date().isoformat() for x in t])
+    idx = tariff.period_index(t)
+    days = _midnights(month0, now_ns, tz)
+    which = np.searchsorted(np.array([m for _, m in days], dtype=np.int64), t, side="right") - 1
     out = []
-    for d in sorted(set(day_of.tolist())):
-        sel = day_of == d
-        m = _money(t[sel], kwh[sel], tariff)
-        out.append({"date": d, "kwh": m["kwh"], "yuan": m["yuan"]})
+    for i, (d, _) in enumerate(days):
+        sel = which == i
+        if sel.any():
+            m = _money(t[sel], kwh[sel], tariff, idx[sel])
+            out.append({"date": d, "kwh": m["kwh"], "yuan": m["yuan"]})
     return out
 
 
@@ -136,13 +181,13 @@ def _tariff(site: dict):
         raise HTTPException(422, f"site {site['id']!r} tariff: {exc}") from None
 
 
-def _pv(influx, site_id: str, pvs: set[str], starts: tuple[int, int], now_ns: int, meters: set[str]) -> dict:
+def _pv(pv_cols: dict, meter_cols: dict, pvs: set[str], meters: set[str], starts: tuple[int, int]) -> dict:
     """PV yield today / this month, the export to the grid and the self-consumed share."""
     day0, month0 = starts
-    t, kwh = counter_steps(influx, "pv_inverter", "energy_export", site_id, pvs, month0, now_ns)
+    t, kwh = counter_steps(pv_cols, "ee", pvs, month0)
     if len(t) == 0:
-        t, kwh = power_steps(influx, "pv_inverter", site_id, pvs, month0, now_ns)
-    te, ex = counter_steps(influx, "meter", "energy_export", site_id, meters, month0, now_ns)
+        t, kwh = power_steps(pv_cols, pvs, month0)
+    te, ex = counter_steps(meter_cols, "ee", meters, month0)
     out: dict[str, Any] = {}
     for name, t0 in (("today", day0), ("month", month0)):
         y = float(kwh[t >= t0].sum())
@@ -152,20 +197,18 @@ def _pv(influx, site_id: str, pvs: set[str], starts: tuple[int, int], now_ns: in
     return out
 
 
-def _max_demand(influx, site_id: str, meters: set[str], month0: int, now_ns: int) -> tuple[float | None, int | None]:
+def _max_demand(cols: dict, meters: set[str], month0: int) -> tuple[float | None, int | None]:
     """Highest 15-min mean of the billing meters' summed active power this month [kW] and its time."""
-    q = (f"SELECT mean({_ident('active_power')}) AS p FROM {_ident('meter')} WHERE site = $site AND "
-         f"time >= $start AND time < $end GROUP BY time({STEP_S}s), device fill(none)")
-    cols = _query(influx, q, {"site": site_id, "start": _rfc3339(month0), "end": _rfc3339(now_ns)})
     if len(cols.get("time", ())) == 0 or "device" not in cols:
         return None, None
-    sel = np.isin(cols["device"], list(meters))
-    t, p = cols["time"][sel], np.asarray(cols["p"], dtype=np.float64)[sel]
+    p = np.asarray(cols["p"], dtype=np.float64)
+    sel = np.isin(cols["device"], list(meters)) & (cols["time"] >= month0) & np.isfinite(p)
+    t, p = cols["time"][sel], p[sel]
     if len(t) == 0:
         return None, None
     uniq, inv = np.unique(t, return_inverse=True)
     total = np.zeros(len(uniq))
-    np.add.at(total, inv, np.nan_to_num(p))
+    np.add.at(total, inv, p)
     i = int(np.argmax(total))
     return round(float(total[i]) / 1000.0, 1), int(uniq[i])
 
@@ -180,33 +223,35 @@ def site_dashboard(site_id: str, request: Request, scope: ScopeDep, store: Store
     now_ns = clock()
     day0, month0 = local_starts(now_ns, site["timezone"])
     meters = {m["id"] for m in billing_meters(request, store, site_id)}
-    devices = list(store.devices(site_id=site_id))
-    t, kwh = counter_steps(influx, "meter", "energy_import", site_id, meters, month0, now_ns)
-    pvs = {d["id"] for d in devices if d["kind"] == "pv_inverter"}
-    peak_kw, peak_ns = _max_demand(influx, site_id, meters, month0, now_ns)
+    pvs = {d["id"] for d in store.devices(site_id=site_id) if d["kind"] == "pv_inverter"}
+    # the meters' and the inverters' month, one query each, side by side
+    with ThreadPoolExecutor(2) as pool:
+        meter_f = pool.submit(month_columns, request, influx, "meter", site_id, month0, day0, now_ns)
+        pv_f = pool.submit(month_columns, request, influx, "pv_inverter", site_id, month0, day0, now_ns) if pvs else None
+        meter_cols, pv_cols = meter_f.result(), pv_f.result() if pv_f else None
+    t, kwh = counter_steps(meter_cols, "ei", meters, month0)
+    peak_kw, peak_ns = _max_demand(meter_cols, meters, month0)
     contract = site["contract_demand_kw"]
     return {
         "site_id": site_id, "name": site["name"], "timezone": site["timezone"], "now": ts(now_ns),
         "tariff": {"id": tariff.id, "name": tariff.name, "prices_are_example": tariff.prices_are_example},
         "billing_meters": sorted(meters),
         "today": {"start": ts(day0), **_money(t[t >= day0], kwh[t >= day0], tariff)},
-        "month": {"start": ts(month0), **_money(t, kwh, tariff), "days": _daily(t, kwh, tariff, site["timezone"])},
-        "pv": _pv(influx, site_id, pvs, (day0, month0), now_ns, meters) if pvs else None,
+        "month": {"start": ts(month0), **_money(t, kwh, tariff),
+                  "days": _daily(t, kwh, tariff, site["timezone"], month0, now_ns)},
+        "pv": _pv(pv_cols, meter_cols, pvs, meters, (day0, month0)) if pvs else None,
         "demand": {"max_kw": peak_kw, "at": ts(peak_ns) if peak_ns else None, "contract_kw": contract,
                    "ratio": round(peak_kw / contract, 4) if peak_kw is not None and contract else None},
     }
 
 
 def _online(influx, site_id: str, now_ns: int) -> dict[str, bool]:
-    """Device id -> sent anything in the last ONLINE_WINDOW_S (any kind)."""
-    seen: dict[str, bool] = {}
-    for kind in ("meter", "transformer", "pv_inverter", "ev_charger"):
-        q = (f"SELECT * FROM {_ident(kind)} WHERE site = $site AND time >= $start GROUP BY device "
-             f"ORDER BY time DESC LIMIT 1")
-        cols = _query(influx, q, {"site": site_id, "start": _rfc3339(now_ns - ONLINE_WINDOW_S * NS)})
-        for d in cols.get("device", ()):
-            seen[str(d)] = True
-    return seen
+    """Device id -> sent anything in the last ONLINE_WINDOW_S (every device kind, one query)."""
+    kinds = "|".join(DEVICE_KINDS)
+    q = (f"SELECT * FROM /^({kinds})$/ WHERE site = $site AND time >= $start GROUP BY device "
+         f"ORDER BY time DESC LIMIT 1")
+    cols = _query(influx, q, {"site": site_id, "start": _rfc3339(now_ns - ONLINE_WINDOW_S * NS)})
+    return {str(d): True for d in cols.get("device", ())}
 
 
 @router.get("/fleet")
@@ -225,7 +270,7 @@ def fleet_tiles(request: Request, scope: ScopeDep, store: StoreDep, influx: Infl
         if s["tariff"]:
             day0, _ = local_starts(now_ns, s["timezone"])
             meters = {m["id"] for m in billing_meters(request, store, s["id"])}
-            t, kwh = counter_steps(influx, "meter", "energy_import", s["id"], meters, day0, now_ns)
+            t, kwh = counter_steps(step_columns(influx, "meter", s["id"], day0, now_ns), "ei", meters, day0)
             today = _money(t, kwh, _tariff(s))
         tiles.append({"site_id": s["id"], "name": s["name"], "customer_id": s["customer_id"],
                       "timezone": s["timezone"], "devices": len(devices),

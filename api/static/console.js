@@ -234,7 +234,7 @@ async function toggleLog(w, btn) {
     const tz = EH.siteZone(w.site_id);
     row.after(el("tr", { class: "log-row" }, el("td", { colspan: "8" }, el("ol", { class: "wo-log" }, log.map((r) =>
       el("li", {}, EH.fmtTime(r.time, tz), " · ", EH.userName(r.user_id), " · ",
-        r.to_state ? EH.words("wo_states", r.to_state) : r.action, r.note ? " — " + r.note : ""))))));
+        r.to_state && r.to_state !== r.from_state ? EH.words("wo_states", r.to_state) : r.action, r.note ? " — " + r.note : ""))))));
   } catch (err) { EH.showError(err); }
 }
 

@@ -39,7 +39,7 @@ async function openOrder(id) {
         el("span", {}, tr("响应 / 到场 / 修复", "response / arrival / repair")),
         el("span", {}, `${ok(w.response_ok)} / ${ok(w.arrival_ok)} / ${ok(w.repair_ok)}`)),
       el("ol", { class: "wo-log" }, log.map((r) => el("li", {}, EH.fmtTime(r.time, tz), " · ", EH.userName(r.user_id), " · ",
-        r.to_state ? EH.words("wo_states", r.to_state) : r.action, r.note ? " — " + r.note : ""))),
+        r.to_state && r.to_state !== r.from_state ? EH.words("wo_states", r.to_state) : r.action, r.note ? " — " + r.note : ""))),
       el("a", { href: `/web/console?lang=${EH.lang}` }, tr("到监控台处理", "Handle it in the console")));
     box.hidden = false;
     box.dataset.woId = String(w.id);
@@ -48,7 +48,7 @@ async function openOrder(id) {
 }
 
 function reviewRows(r) {
-  const row = (name, c, cls) => el("tr", { class: cls }, el("td", { "data-label": "" }, name),
+  const row = (name, c, cls) => el("tr", { class: cls }, el("td", { class: "name" }, el("b", {}, name)),
     el("td", { "data-label": tr("未关闭", "Open") }, String(c.open)), el("td", { "data-label": tr("超时", "Overdue") }, String(c.overdue)),
     el("td", { "data-label": tr("已关闭", "Closed") }, String(c.closed)),
     el("td", { "data-label": tr("按时关闭", "In time") }, String(c.closed_in_time)));
