@@ -424,3 +424,60 @@ def test_fleet_tiles_and_energy_flow(live, page):
     assert page.blocked == []
     page.goto(f"{live['base']}/web/fleet#token={live['tokens']['acme.user']}")
     page.wait_for_url(re.compile(r"/web/customer"))
+
+
+def test_new_critical_alarm_is_announced_unless_muted(live, page):
+    from core.model import AlarmEvent
+
+    store = live["store"]
+    open_as(page, live, "/web/console?lang=zh", "eng1")
+    before = page.title()
+    n0 = int(re.match(r"\((\d+)\)", before).group(1)) if before.startswith("(") else 0
+    assert page.get_attribute("body", "data-announced") is None         # what was there at load is not news
+
+    def raise_critical(key: str) -> None:
+        store.upsert_alarm_events([AlarmEvent(
+            key=key, type="transformer_overtemp", site_id=SITE, device_id=METER, severity="critical",
+            raised_ns=time.time_ns(), cleared_ns=None, message_zh="绕组超温", message_en="Winding over-temperature",
+            evidence={"temperature_c": {"max": 151.0}, "limit_c": 150})])
+
+    raise_critical(f"{SITE}/{METER}/overtemp-a")
+    page.click("#refresh")
+    expect(page.locator("body")).to_have_attribute("data-announced", "1")
+    assert page.title().startswith(f"({n0 + 1}) ")
+    assert page.get_attribute("body", "data-beeps") == "1"            # the tone was played (WebAudio)
+    page.click("#mute")
+    assert page.inner_text("#mute") == "声音:关"
+    raise_critical(f"{SITE}/{METER}/overtemp-b")
+    page.click("#refresh")
+    expect(page.locator("body")).to_have_attribute("data-announced", "2")
+    assert page.get_attribute("body", "data-beeps") == "1"            # muted: no second tone
+    assert page.title().startswith(f"({n0 + 2}) ")
+    shoot(page, "console-zh")
+    page.click("#mute")                                                 # leave sound on for the next test
+
+
+def test_inspection_plan_and_results_recorded_in_the_console(live, page):
+    store = live["store"]
+    open_as(page, live, "/web/console?lang=en", "eng1")
+    page.click("details summary")
+    page.select_option("#plan-form select[name=site_id]", SITE)
+    page.fill("#plan-form input[name=name]", "Monthly switchroom patrol")
+    page.fill("#plan-form input[name=interval_days]", "30")
+    page.fill("#plan-form input[name=checklist]", "busbar temperature, relay panel, fire extinguisher")
+    page.click("#plan-form button[type=submit]")
+    page.wait_for_selector("#inspections tr[data-inspection-id]")
+    (plan,) = [p for p in store.inspection_plans() if p["name"] == "Monthly switchroom patrol"]
+    assert plan["checklist"] == ["busbar temperature", "relay panel", "fire extinguisher"]
+    row = page.locator("#inspections tr[data-inspection-id]").first
+    iid = int(row.get_attribute("data-inspection-id"))
+    row.locator("button.record").click()
+    row.locator("input[name='relay panel']").uncheck()
+    row.locator("input[name=note]").fill("relay panel door lock broken")
+    row.locator("button[type=submit]").click()
+    page.wait_for_selector(f"#inspections tr[data-inspection-id='{iid}']", state="detached")
+    done = store.inspection(iid)
+    assert done["state"] == "done" and done["engineer"] == "eng1" and done["note"] == "relay panel door lock broken"
+    assert {k: v["ok"] for k, v in done["results"].items()} == {
+        "busbar temperature": True, "relay panel": False, "fire extinguisher": True}
+    assert page.blocked == []

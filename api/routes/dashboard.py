@@ -20,7 +20,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
@@ -41,7 +41,11 @@ HISTORY_TTL_S = 300            # the month's days before today are re-read at mo
 
 def local_starts(now_ns: int, tz: str) -> tuple[int, int]:
     """Local midnight of today and of the first of this month in ``tz``, as UTC ns."""
-    local = datetime.fromtimestamp(now_ns / NS, ZoneInfo(tz))
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HTTPException(422, f"unknown time zone {tz!r}") from None
+    local = datetime.fromtimestamp(now_ns / NS, zone)
     day = local.replace(hour=0, minute=0, second=0, microsecond=0)
     month = day.replace(day=1)
     return int(day.timestamp()) * NS, int(month.timestamp()) * NS
@@ -266,12 +270,15 @@ def fleet_tiles(request: Request, scope: ScopeDep, store: StoreDep, influx: Infl
     for s in store.sites(scope.site_ids):
         devices = list(store.devices(site_id=s["id"]))
         online = _online(influx, s["id"], now_ns)
-        today = None
-        if s["tariff"]:
+        try:                        # a site without a valid tariff or zone shows no cost, not an error
+            tariff = _tariff(s)
             day0, _ = local_starts(now_ns, s["timezone"])
+        except HTTPException:
+            today = None
+        else:
             meters = {m["id"] for m in billing_meters(request, store, s["id"])}
             t, kwh = counter_steps(step_columns(influx, "meter", s["id"], day0, now_ns), "ei", meters, day0)
-            today = _money(t, kwh, _tariff(s))
+            today = _money(t, kwh, tariff)
         tiles.append({"site_id": s["id"], "name": s["name"], "customer_id": s["customer_id"],
                       "timezone": s["timezone"], "devices": len(devices),
                       "online": sum(1 for d in devices if online.get(d["id"])),

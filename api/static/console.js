@@ -325,6 +325,7 @@ EH.init().then((user) => {
   me = user;
   setupAnnouncer();
   setupPlanForm();
+  document.getElementById("refresh").addEventListener("click", load);
   document.getElementById("exports").append(
     el("span", {}, tr("告警 ", "Alarms ")), EH.exportButtons("/alarms", "alarms"),
     el("span", {}, tr(" 工单 ", " Work orders ")), EH.exportButtons("/workorders", "workorders"));
