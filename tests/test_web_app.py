@@ -481,3 +481,16 @@ def test_inspection_plan_and_results_recorded_in_the_console(live, page):
     assert {k: v["ok"] for k, v in done["results"].items()} == {
         "busbar temperature": True, "relay panel": False, "fire extinguisher": True}
     assert page.blocked == []
+
+
+def test_customer_page_in_chinese_shows_labels_and_states_in_words(live, page):
+    open_as(page, live, "/web/customer?lang=zh", "acme.user")
+    meter = page.inner_text(f"[data-device-id='{METER}']")
+    assert "有功功率" in meter and "电压 L1" in meter and "kW" in meter and "电表" in meter
+    charger = page.inner_text(f"[data-device-id='{EV}']")
+    assert "充电桩状态" in charger and ("空闲" in charger or "充电中" in charger)
+    today = page.inner_text("#today")
+    assert "今日用电" in today and re.search(r"(谷|平|峰|尖峰)\s", today)
+    assert "Asia/Shanghai" in page.inner_text("#demand")
+    shoot(page, "customer-zh")
+    assert page.blocked == []

@@ -92,7 +92,8 @@ function alarmActions(a, note) {
     tr("取消搁置", "Unshelve")));
   } else {
     const mins = el("select", { class: "shelve-min", "aria-label": tr("搁置时长", "shelve for") },
-      [30, 60, 120, 240, 480].map((m) => el("option", { value: String(m) }, m < 60 ? `${m} min` : `${m / 60} h`)));
+      [30, 60, 120, 240, 480].map((m) => el("option", { value: String(m) },
+        m < 60 ? tr(`${m} 分钟`, `${m} min`) : tr(`${m / 60} 小时`, `${m / 60} h`))));
     out.push(mins, el("button", { type: "button", class: "shelve", onclick: () => {
       if (!note.value.trim()) { EH.showError(new Error(tr("搁置需要填写原因(备注)", "Shelving needs a reason (note)"))); return; }
       act(() => api(`/alarms/${a.id}/shelve`, { method: "POST", body: { minutes: Number(mins.value), reason: note.value } }),
