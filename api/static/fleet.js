@@ -41,15 +41,19 @@ async function showFlow(siteId) {
     const kw = (x) => (x === null || x === undefined ? "–" : `${EH.fmtNum(x, 1)} kW`);
     const box = document.getElementById("flow");
     const busWidth = Math.round(0.8 * (box.clientWidth || 800));
-    const data = layout(f.nodes, box.clientWidth || 800, box.clientHeight || 400).map(({ n, x, y }) => ({
-      name: n.id, x, y, symbolSize: n.kind === "bus" ? [busWidth, 6] : [40, 40], symbol: n.kind === "bus" ? "rect" : "roundRect",
+    const W = box.clientWidth || 800;
+    const H = box.clientHeight || 400;
+    const data = layout(f.nodes, W, H).map(({ n, x, y }) => ({
+      name: n.id, value: [x, y], symbolSize: n.kind === "bus" ? [busWidth, 6] : [40, 40], symbol: n.kind === "bus" ? "rect" : "roundRect",
       itemStyle: { color: COLOR[n.kind] || "#888" },
       label: { show: true, position: n.kind === "bus" ? "left" : "bottom",
         formatter: n.kind === "bus" ? kindName("bus") : `${n.kind === "grid" ? kindName("grid") : EH.deviceName(n.id)}\n${n.kind === "grid" ? "" : kw(n.kw)}` },
       tooltip: { formatter: `${kindName(n.kind)} · ${n.name} (${n.id})` },
     }));
-    EH.chart(box, { animation: false, tooltip: {},
-      series: [{ type: "graph", layout: "none", roam: false, nodeScaleRatio: 0, data, top: 30, bottom: 60, left: 80, right: 40,
+    // on hidden value axes (not the graph's own view, which stretches the symbols with the box)
+    EH.chart(box, { animation: false, tooltip: {}, grid: { left: 80, right: 40, top: 30, bottom: 60 },
+      xAxis: { type: "value", show: false, min: 0, max: W }, yAxis: { type: "value", show: false, inverse: true, min: -10, max: H * 0.8 },
+      series: [{ type: "graph", coordinateSystem: "cartesian2d", layout: "none", data,
         edgeSymbol: ["none", "arrow"], edgeSymbolSize: 9,
         links: f.links.map((l) => ({ source: l.source, target: l.target,
           lineStyle: { width: l.kw ? Math.min(8, 1 + Math.abs(l.kw) / 100) : 1, color: "#7a8ca0" },
