@@ -415,6 +415,9 @@ def test_fleet_tiles_and_energy_flow(live, page):
     _, meter, _ = live["data"][METER]
     assert links[("grid", "acme-site-t1")] == pytest.approx(meter["active_power"][-1] / 1000, abs=0.01)
     assert (PV, "bus") in links and ("bus", EV) in links
+    assert _get(live, "beta.user", f"/dashboard/sites/{SITE}/flow").status_code == 404
+    assert _get(live, "acme.user", "/dashboard/customers").status_code == 403
+    assert _get(live, "acme.user", "/dashboard/engineers").status_code == 403
     open_as(page, live, "/web/fleet?lang=en", "eng1")
     tile = page.inner_text(f".tile[data-site-id='{SITE}']")
     assert "3 / 3" in tile and "critical 1" in tile and f"¥{today['yuan']:,.2f}" in tile
