@@ -260,6 +260,7 @@ def test_customer_reads_cost_opens_charts_and_rates_an_order(live, page):
     store = live["store"]
     page.goto(f"{live['base']}/web/login?lang=en")
     page.wait_for_selector("body[data-ready='1']")
+    shoot(page, "login")
     page.fill("input[name=username]", "acme.user")
     page.fill("input[name=password]", "acme-pass-1")
     page.click("#login button[type=submit]")
@@ -390,6 +391,7 @@ def test_manager_sees_customers_and_opens_an_escalation(live, page):
     assert re.search(r"open / overdue orders\s+1 / 1", tile)
     assert page.locator("[data-customer-id='beta']").count() == 0            # not one of li.wei's customers
     assert page.locator(f"#kpi tr[data-site-id='{SITE}'] td[class^='verdict-']").count() == 1
+    assert "ACME 精密机械" in page.inner_text("#review tr.customer")          # the review names customers
     page.click(f"#escalations tr:has-text('#{wo['id']}') button.open")
     page.wait_for_selector(f"#order[data-wo-id='{wo['id']}']")
     order = page.inner_text("#order")

@@ -47,13 +47,13 @@ async function openOrder(id) {
   } catch (err) { EH.showError(err); }
 }
 
-function reviewRows(r) {
+function reviewRows(r, customerName) {
   const row = (name, c, cls) => el("tr", { class: cls }, el("td", { class: "name" }, el("b", {}, name)),
     el("td", { "data-label": tr("未关闭", "Open") }, String(c.open)), el("td", { "data-label": tr("超时", "Overdue") }, String(c.overdue)),
     el("td", { "data-label": tr("已关闭", "Closed") }, String(c.closed)),
     el("td", { "data-label": tr("按时关闭", "In time") }, String(c.closed_in_time)));
   return [row(tr("合计", "Total"), r.total, "total"),
-    ...Object.entries(r.by_customer).map(([k, c]) => row(k, c, "customer")),
+    ...Object.entries(r.by_customer).map(([k, c]) => row(customerName[k] || k, c, "customer")),
     ...Object.entries(r.by_engineer).map(([k, c]) => row(EH.userName(k), c, "engineer"))];
 }
 
@@ -82,7 +82,8 @@ async function load() {
   tr("无升级通知", "No escalation"), 5);
   document.getElementById("esc-count").textContent = String(escalations.length);
   document.getElementById("week").textContent = `${review.week_start.slice(0, 10)} – ${review.week_end.slice(0, 10)}`;
-  EH.fill(document.querySelector("#review tbody"), reviewRows(review), "–", 5);
+  const customerName = Object.fromEntries(customers.map((c) => [c.customer_id, c.name]));
+  EH.fill(document.querySelector("#review tbody"), reviewRows(review, customerName), "–", 5);
   document.getElementById("surveys").replaceChildren(...surveyBox(surveys));
   EH.fill(document.querySelector("#kpi tbody"), kpi.groups.map((g) => el("tr", { "data-site-id": g.group },
     el("td", { "data-label": tr("站点", "Site") }, EH.named(EH.siteName(g.group), g.group)),
