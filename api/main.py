@@ -30,7 +30,19 @@ from api.auth import LoginLimiter, RateLimiter
 from api.deps import ForgetPrincipalsOnWrite, PrincipalCache
 from api.metrics import instrument
 from api.notify import sweep_escalations
-from api.routes import alarms, auth, inspections, registry, reports, surveys, telemetry, web, workorders
+from api.routes import (
+    alarms,
+    auth,
+    dashboard,
+    export,
+    inspections,
+    registry,
+    reports,
+    surveys,
+    telemetry,
+    web,
+    workorders,
+)
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
 from workflow import Conflict, Invalid, NotFound, Store, TimeLimits
@@ -75,7 +87,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app = FastAPI(title="energyhost API", version="0.1.0", lifespan=lifespan,
                   description="Energy hosting service: registry, telemetry, alarms (ISA-18.2), work orders "
                               "with time limits, inspections, surveys.",
-                  docs_url="/docs" if settings.docs else None, redoc_url=None,
+                  docs_url=None, redoc_url=None,          # /docs: api/routes/web.py, no CDN
                   openapi_url="/openapi.json" if settings.docs else None)
     app.state.settings = settings
     app.state.store = store
@@ -105,10 +117,12 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app.add_middleware(ForgetPrincipalsOnWrite, cache=app.state.principal_cache)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports):
+    for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports, dashboard, export):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(web.router)
+    if settings.docs:
+        app.include_router(web.docs_router)
 
     @app.get("/healthz", tags=["meta"])
     async def healthz() -> dict:

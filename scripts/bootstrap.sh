@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 # util-linux: setpriv gives the demo's daemons a parent-death signal (energyhost/demo.py).
 APT_PKGS=(mosquitto mosquitto-clients influxdb postgresql fonts-noto-cjk poppler-utils chromium python3-venv
           ca-certificates openssl libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 libfontconfig1 util-linux)
+command -v npm >/dev/null || APT_PKGS+=(npm)     # only to fetch the pinned browser assets below
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -42,3 +43,36 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e '.[dev]'
     touch "$stamp"
 fi
+
+# Browser assets of the web pages and /docs, served by the app itself (no CDN): pinned npm packages,
+# each tarball checked against its sha512 integrity (`npm view NAME@VER dist.integrity`) before it is
+# unpacked into api/static/vendor/ (git-ignored) with the package's LICENSE beside the files.
+vendor_npm() {   # name version integrity file...
+    local name=$1 ver=$2 sri=$3 dest=api/static/vendor
+    shift 3
+    [ -f "$dest/.$name-$ver" ] && return 0
+    echo "bootstrap: fetching $name@$ver into $dest"
+    local tmp
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "$name@$ver" >/dev/null)
+    local got
+    got="sha512-$(openssl dgst -sha512 -binary "$tmp/$name-$ver.tgz" | base64 -w0)"
+    if [ "$got" != "$sri" ]; then
+        echo "bootstrap: $name@$ver tarball integrity $got, expected $sri" >&2
+        rm -rf "$tmp"
+        exit 1
+    fi
+    tar -xzf "$tmp/$name-$ver.tgz" -C "$tmp"
+    mkdir -p "$dest"
+    for f in "$@"; do cp "$tmp/package/$f" "$dest/"; done
+    cp "$tmp/package/LICENSE" "$dest/$name.LICENSE"
+    rm -f "$dest/.$name-"*
+    touch "$dest/.$name-$ver"
+    rm -rf "$tmp"
+}
+vendor_npm echarts 6.1.0 \
+    'sha512-q0yaFPggC9FUdsWH4blavRWFmxdrIodbkoKNAjJudAI6CA9gNPxHtV2RcZNEepZVlk4yvBYkOkbk6HIVpIyHZA==' \
+    dist/echarts.min.js
+vendor_npm swagger-ui-dist 5.35.0 \
+    'sha512-U06rpMtW9V3XPGOBeamTUSr0Z09jMX4IJuANpE/EZbAhw0G8CgwrzU4YmXkn/h0wCDNsXdGarTNNHC3sU8yVUQ==' \
+    swagger-ui-bundle.js swagger-ui.css

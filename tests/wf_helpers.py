@@ -6,10 +6,10 @@ from pathlib import Path
 
 from core.config import load_fleet
 from core.model import AlarmEvent
+from core.units import NS
 from workflow import Store
 
 ROOT = Path(__file__).resolve().parents[1]
-NS = 10**9
 T0 = 1_767_225_600 * NS          # 2026-01-01T00:00:00Z
 CHEAP = {"n": 2**10, "r": 8, "p": 1}
 

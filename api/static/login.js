@@ -12,8 +12,8 @@ EH.init().then(() => {
       sessionStorage.setItem("eh_token", tok.access_token);
       const next = new URLSearchParams(location.search).get("next") || "";
       // only a page of this site: no open redirect
-      const safe = /^\/web\/(customer|console)(\?[^#]*)?$/.test(next) ? next : null;
-      location.href = safe || (tok.role === "customer" ? "/web/customer" : "/web/console") + "?lang=" + EH.lang;
+      const safe = /^\/web\/(customer|console|manager|fleet)(\?[^#]*)?$/.test(next) ? next : null;
+      location.href = safe || "/web/" + EH.homeOf(tok.role) + "?lang=" + EH.lang;
     } catch (err) {
       EH.showError(err);
     }
