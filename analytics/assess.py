@@ -23,6 +23,7 @@ charging without energy → ``ev_stuck``; stuck in Preparing → ``ev_session_st
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ from core.config import Device, Site
 from core.model import Finding
 
 NS = 10**9
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,15 @@ class _Ctx:
                 start_ns=int(self.t[s]), end_ns=int(self.t[e] + round(self.period * NS)), severity=severity,
                 evidence=ev, explanation_zh=zh, explanation_en=en, recommendation_zh=rec_zh,
                 recommendation_en=rec_en))
+
+
+def _code(x: np.ndarray | None, s: int, e: int) -> int | None:
+    """The largest finite code (state, event word, fault code) of samples ``s..e``; None if there is none."""
+    if x is None:
+        return None
+    seg = x[s:e + 1]
+    seg = seg[np.isfinite(seg)]
+    return int(seg.max()) if seg.size else None
 
 
 def _span_stats(x: np.ndarray, s: int, e: int, digits: int = 2) -> dict:
@@ -287,7 +298,7 @@ def _pv(c: _Ctx, r: Rules, dc_kwp: float) -> None:
         c.emit(trip, "inverter_trip", "major", "逆变器故障停机（SunSpec 状态 FAULT）。",
                "Inverter tripped (SunSpec state FAULT).", "查看事件码，现场检查绝缘和直流侧。",
                "Read the event code; check insulation and the DC side on site.",
-               lambda s, e: {"inverter_events": int(np.nanmax(ev[s:e + 1])) if ev is not None else None})
+               lambda s, e: {"inverter_events": _code(ev, s, e)})
     else:
         trip = np.zeros(t.shape, bool)
     poa = ch.get("irradiance_poa")
@@ -355,7 +366,7 @@ def _ev(c: _Ctx, r: Rules) -> None:
     fc = ch.get("fault_code")
     c.emit(faulted, "ev_fault", "major", "充电桩故障（OCPP Faulted / 故障码）。", "Charger faulted (OCPP Faulted / "
            "fault code).", "远程复位，无效则派单现场检修。", "Try a remote reset; dispatch a technician if it persists.",
-           lambda s, e: {"fault_code": int(np.nanmax(fc[s:e + 1])) if fc is not None else None})
+           lambda s, e: {"fault_code": _code(fc, s, e)})
     if c.has("ocpp_status", "energy_import"):
         stuck = fl.ev_charging_no_energy(t, ch["ocpp_status"], ch["energy_import"], r.ev_min_power_w,
                                          r.ev_stuck_on_delay_s)
@@ -448,12 +459,32 @@ def _meter_voltage_only(c: _Ctx, r: Rules) -> None:
 
 def assess_site(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], start_ns: int, end_ns: int,
                 status: Mapping[str, tuple] | None = None, rules: Rules | None = None) -> list[Finding]:
-    """Run :func:`assess_device` for every device of ``site`` (a device with no data is all comms loss)."""
+    """Run :func:`assess_device` for every device of ``site`` (a device with no data is all comms loss).
+
+    One device's data never stops another's analysis: an exception in one device's checks is logged
+    with the device id and becomes an ``analysis_failed`` finding of that device; the others go on.
+    """
     out: list[Finding] = []
     for d in site.devices:
         dd = data.get(d.id) or {"time_ns": np.zeros(0, np.int64)}
-        out += assess_device(site, d, dd, start_ns, end_ns, (status or {}).get(d.id), rules)
+        try:
+            out += assess_device(site, d, dd, start_ns, end_ns, (status or {}).get(d.id), rules)
+        except Exception as exc:  # noqa: BLE001 - isolate the device, report it, go on with the rest
+            log.exception("analysis of device %s (site %s) failed", d.id, site.id)
+            out.append(_failed(site, d, start_ns, end_ns, exc))
     return out
+
+
+def _failed(site: Site, device: Device, start_ns: int, end_ns: int, exc: Exception) -> Finding:
+    err = f"{type(exc).__name__}: {exc}"[:300]
+    return Finding(
+        type="analysis_failed", site_id=site.id, device_id=device.id, start_ns=int(start_ns),
+        end_ns=int(max(end_ns, start_ns)), severity="warning", evidence={"error": err},
+        explanation_zh=f"设备 {device.id} 的数据无法分析（{err}），本次未检查其故障。",
+        explanation_en=f"Data of device {device.id} could not be analysed ({err}); its faults were not checked "
+                       "this time.",
+        recommendation_zh="检查该设备的采集数据；其他设备不受影响。",
+        recommendation_en="Check the collected data of this device; other devices were analysed as usual.")
 
 
 def pq_findings(site: Site, meter_id: str, data: Mapping[str, np.ndarray], period_s: float = 60.0) -> list[Finding]:
