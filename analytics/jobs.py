@@ -81,7 +81,8 @@ def _split_by_device(cols: dict[str, np.ndarray], fields: list[str]) -> dict[str
         m = dev == d
         tt = t[m]
         order = np.argsort(tt, kind="stable")
-        out[str(d)] = {"time_ns": tt[order]} | {f: np.asarray(cols[f], float)[m][order] for f in fields if f in cols}
+        out[str(d)] = {"time_ns": tt[order]} | {
+            f: np.asarray(cols[f], object if f == "status" else float)[m][order] for f in fields if f in cols}
     return out
 
 
@@ -126,11 +127,11 @@ def _site_queries(site: Site, resolution_s: int | None, fc: FieldCache) -> list[
             q = f"SELECT {sel} FROM {_q(kind)} WHERE {where} GROUP BY time({resolution_s}s), \"device\" fill(none)"
         out.append((q, names))
     if resolution_s is None:
-        q = f'SELECT "online" FROM "collector_status" WHERE {where} GROUP BY "device"'
+        q = f'SELECT "online", "status" FROM "collector_status" WHERE {where} GROUP BY "device"'
     else:
-        q = (f'SELECT min("online") AS "online" FROM "collector_status" WHERE {where} '
+        q = (f'SELECT min("online") AS "online", last("status") AS "status" FROM "collector_status" WHERE {where} '
              f'GROUP BY time({resolution_s}s), "device" fill(none)')
-    out.append((q, ["online"]))
+    out.append((q, ["online", "status"]))
     return out
 
 
@@ -158,7 +159,7 @@ def fetch_site(client, site: Site, start_ns: int, end_ns: int, resolution_s: int
     data : dict
         device id → {``time_ns``, channel arrays}.
     status : dict
-        device id → (time_ns, online).
+        device id → (time_ns, online, status text: ``ok``, ``timeout``, ``exception_02`` …).
     """
     if end_ns <= start_ns:
         raise ValueError(f"end_ns must be > start_ns, got {start_ns}..{end_ns}")
@@ -174,9 +175,10 @@ def fetch_site(client, site: Site, start_ns: int, end_ns: int, resolution_s: int
         for q, names in queries[:-1]:
             part.update(_split_by_device(client.query_arrays(q, params), names))
         data_parts.append(part)
-        status_parts.append(_split_by_device(client.query_arrays(queries[-1][0], params), ["online"]))
+        status_parts.append(_split_by_device(client.query_arrays(queries[-1][0], params), ["online", "status"]))
     data, st = _concat(data_parts), _concat(status_parts)
-    status = {d: (v["time_ns"], v["online"]) for d, v in st.items() if "online" in v}
+    status = {d: (v["time_ns"], v["online"], v.get("status", np.full(v["time_ns"].size, None, object)))
+              for d, v in st.items() if "online" in v}
     known = {d.id for d in site.devices}
     return {k: v for k, v in data.items() if k in known}, {k: v for k, v in status.items() if k in known}
 

@@ -63,14 +63,14 @@ def test_charger_fault_with_nan_fault_code_is_found(fleet, live):
 
 def test_one_failing_device_does_not_stop_the_others(fleet, live, monkeypatch, caplog):
     data, start, end = live
-    real = assess._ev
+    real = assess.dc.ev_charger
 
     def broken(c, r):
         if c.device.id == "acme-plant1-ev1":
             raise RuntimeError("boom")
         return real(c, r)
 
-    monkeypatch.setattr(assess, "_ev", broken)
+    monkeypatch.setattr(assess.dc, "ev_charger", broken)
     with caplog.at_level(logging.ERROR, logger="analytics.assess"):
         f = assess.assess_site(fleet.sites[SITE], data, start, end)
     bad = [x for x in f if x.device_id == "acme-plant1-ev1"]

@@ -78,8 +78,9 @@ def test_fetch_site_round_trip(loaded, fleet):
     m = "acme-office-meter"
     assert np.array_equal(data[m]["time_ns"], written[m]["time_ns"])
     np.testing.assert_array_equal(data[m]["voltage_l2"], written[m]["voltage_l2"])     # bit-exact
-    pv_t, pv_online = status["acme-office-pv1"]
+    pv_t, pv_online, pv_text = status["acme-office-pv1"]
     assert pv_t.size == 1440 and pv_online.sum() == 1440 - 60
+    assert set(pv_text[pv_online == 0]) == {"timeout"} and set(pv_text[pv_online == 1]) == {"ok"}
     # 1-min aggregation of 1-min data is the data (mean of one value, last of one value)
     agg, _ = jobs.fetch_site(client, site, T0 * NS, (T0 + 86400) * NS, 60)
     np.testing.assert_allclose(agg[m]["energy_import"], written[m]["energy_import"], rtol=0, atol=0)
@@ -358,3 +359,31 @@ def test_cli_analyses_31_days(month, influxd, tmp_path, monkeypatch, capsys):
     assert jobs.main(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert {f["type"] for f in out["findings"][SITE] if f["type"].startswith("pq_")} >= {"pq_voltage"}
+
+
+def test_modbus_exception_status_reaches_the_finding(influxd, fleet):
+    """A device answering with Modbus exception 02: the comms finding names the exception, not silence."""
+    name = f"exc_{os.getpid()}"
+    influxd.create_database(name)
+    client = InfluxClient(influxd.url, name)
+    site = fleet.sites[SITE]
+    dev = fleet.devices["acme-office-ev1"]
+    t = T0 + np.arange(60) * 60.0
+    sig = FleetSignals(fleet, seed=5)
+    v = sig.values_array(dev.id, t)
+    bad = t >= T0 + 1800
+    pts = [Point(dev.kind, dev.tags, {k: float(a[i]) for k, a in v.items()}, int(t[i] * NS))
+           for i in np.flatnonzero(~bad)]
+    pts += [Point("collector_status", {**dev.tags, "source": "modbus"},
+                  {"status": "exception_02" if bad[i] else "ok", "online": int(not bad[i])}, int(t[i] * NS))
+            for i in range(t.size)]
+    client.write_lines(points_to_lines(pts))
+    try:
+        for res in (60, None):
+            data, status = jobs.fetch_site(client, site, T0 * NS, (T0 + 3600) * NS, res)
+            f = [x for x in assess.assess_device(site, dev, data[dev.id], T0 * NS, (T0 + 3600) * NS, status[dev.id])
+                 if x.type == "comms_loss"]
+            assert [x.evidence["modbus_exception"] for x in f] == [2], res
+            assert f[0].explanation_en.startswith("Device answers with Modbus exception 02 (illegal address)")
+    finally:
+        client.close()
