@@ -56,7 +56,9 @@ class Rules:
     unbalance_limit_pct: float = 15.0      # SD 292-1988
     neutral_limit_pct: float = 25.0
     unbalance_on_delay_s: float = 900.0
+    unbalance_min_load_pct: float = 20.0   # of rated current: a ratio of small currents is not a fault
     stale_window_s: float = 1800.0
+    stale_resolution_v: float = 0.01        # a voltage whose 30-min range is within this is frozen
     overload_limit: float = 1.0
     overload_on_delay_s: float = 600.0
     temp_alarm_c: float = 130.0            # dry-type F class controller defaults (standards.md §7.4)

@@ -135,15 +135,16 @@ def _extreme(x: np.ndarray, s: int, e: int) -> float | None:
 
 
 def stale(c: Ctx, r: Rules, name: str) -> None:
+    """A frozen reading: the channel's range over ``stale_window_s`` within the channel resolution."""
     x = c.ch[name]
-    w = max(2, int(np.ceil(r.stale_window_s / c.period)))
-    st = fl.stale_values(x, w)
+    w = max(2, int(round(r.stale_window_s / c.period)) + 1)
+    st = fl.stale_range(x, w, r.stale_resolution_v)
 
     def ev(s, e):
-        s0 = max(0, s - 1)
+        s0 = max(0, s - w + 1)
         seg = x[s0:e + 1][np.isfinite(x[s0:e + 1])]
         return {"channel": name, "value": round(float(seg[-1]), 3) if seg.size else None,
-                "change": round(float(np.ptp(seg)), 4) if seg.size else None, "resolution": 1e-5,
+                "change": round(float(np.ptp(seg)), 4) if seg.size else None, "resolution": r.stale_resolution_v,
                 "minutes": c.minutes(s0, e)}
     c.emit(st, "stale_value", ev)
 
@@ -200,7 +201,7 @@ def _unbalance(c: Ctx, r: Rules, rated_kva: float | None) -> None:
     if not ir > 0:
         return
     f = pq.current_unbalance_flags(ia, ib, ic, c.ch.get("current_n") if rated_kva else None, ir,
-                                   r.unbalance_limit_pct, r.neutral_limit_pct)
+                                   r.unbalance_limit_pct, r.neutral_limit_pct, r.unbalance_min_load_pct)
     unb = f["unbalance_pct"]
     c.emit(fl.persistent(f["unbalance_flag"], c.t, r.unbalance_on_delay_s), "current_unbalance",
            lambda s, e: {"unbalance_max": _stat(unb, s, e, "max", 1), "unbalance_mean": _stat(unb, s, e, "mean", 1),

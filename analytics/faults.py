@@ -228,6 +228,51 @@ def stale_values(x, window: int = 6, rtol: float = 1e-5, atol: float = 1e-8, ign
     return flags
 
 
+def stale_range(x, window: int, resolution: float, min_valid_frac: float = 0.5) -> np.ndarray:
+    """Frozen reading: True at sample i when the ``window`` samples ending at i span at most ``resolution``.
+
+    Compares the whole window's range (max − min) with an absolute resolution in the channel's
+    unit, not each sample with its predecessor: a value drifting slowly by a few mV per poll is a
+    live value, a register that repeats itself is not.  NaN samples are missing, not a change;
+    a window needs ``min_valid_frac`` of its samples valid to be judged.
+
+    Parameters
+    ----------
+    x : array-like
+        1-D series.
+    window : int
+        Window length [samples] (≥ 2); size it to the physics, e.g. 30 min of a live bus voltage.
+    resolution : float
+        Largest range that still counts as "unchanged" [unit of x], e.g. 0.01 V.
+    min_valid_frac : float
+        Share of valid samples a window needs.
+
+    Returns
+    -------
+    ndarray of bool
+        Flags at the end of each flat window (the reading is known frozen from then on).
+    """
+    from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+    if not isinstance(window, int | np.integer) or window < 2:
+        raise ValueError(f"window must be an integer ≥ 2, got {window!r}")
+    res = _checks.non_negative(resolution, "resolution")
+    v = _checks.as_float(x, "x")
+    if v.ndim != 1:
+        raise ValueError(f"x must be 1-D, got shape {v.shape}")
+    out = np.zeros(v.size, bool)
+    if v.size < window:
+        return out
+    ok = np.isfinite(v)
+    shift = (window - 1) // 2          # a centred filter at i - shift covers i - window + 1 .. i
+    hi = maximum_filter1d(np.where(ok, v, -np.inf), window, mode="nearest")[window - 1 - shift:v.size - shift]
+    lo = minimum_filter1d(np.where(ok, v, np.inf), window, mode="nearest")[window - 1 - shift:v.size - shift]
+    cnt = np.convolve(ok.astype(np.int64), np.ones(window, np.int64), "valid")
+    with np.errstate(invalid="ignore"):
+        out[window - 1:] = (cnt >= max(2, int(np.ceil(min_valid_frac * window)))) & (hi - lo <= res)
+    return out
+
+
 def out_of_range(x, lower: float = -np.inf, upper: float = np.inf) -> np.ndarray:
     """True where ``x`` is outside the physically plausible [lower, upper] (NaN never flags)."""
     if not lower < upper:

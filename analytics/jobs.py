@@ -40,8 +40,9 @@ from core.model import AlarmEvent, Finding
 NS = 10**9
 MINUTE_NS = 60 * NS
 
-# near-real-time delays: state faults at once, level faults on 2 consecutive polls (5 s polling)
-LIVE_RULES = assess.Rules(voltage_on_delay_s=5, pf_on_delay_s=5, harmonic_on_delay_s=5, unbalance_on_delay_s=5,
+# near-real-time delays: state faults at once, level faults on 2 consecutive polls (5 s polling); current
+# unbalance (minor, load-dependent) after a minute, so a load step does not raise and clear it
+LIVE_RULES = assess.Rules(voltage_on_delay_s=5, pf_on_delay_s=5, harmonic_on_delay_s=5, unbalance_on_delay_s=60,
                           overload_on_delay_s=5, pv_offline_on_delay_s=5, string_on_delay_s=5,
                           ev_stuck_on_delay_s=60, ev_preparing_max_s=600, pv_underperf_on_delay_s=900)
 
