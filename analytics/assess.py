@@ -133,14 +133,15 @@ def assess_device(site: Site, device: Device, data: Mapping[str, np.ndarray], st
         _terminal_voltage(c, r, producing_only=True)
     elif device.kind == "ev_charger":
         dc.ev_charger(c, r)
+        _terminal_voltage(c, r, producing_only=False)
     if device.kind in ("meter", "pv_inverter", "ev_charger"):
         dc.counters(c)
     return c.out
 
 
 def _terminal_voltage(c: dc.Ctx, r: Rules, producing_only: bool) -> None:
-    """Voltage band on a non-meter device that measures its terminals (PV inverter: judged while producing,
-    an inverter may report 0 V at night)."""
+    """Voltage band on a non-meter device that measures its terminals (EV charger; PV inverter judged while
+    producing, as an inverter may report 0 V at night)."""
     phases = [f"voltage_l{p}" for p in (1, 2, 3) if f"voltage_l{p}" in c.ch]
     if not phases:
         return

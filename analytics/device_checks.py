@@ -160,7 +160,8 @@ def _power_factor(c: Ctx, r: Rules, rated_kva: float | None) -> None:
     pf = np.abs(ch["power_factor"])
     with np.errstate(invalid="ignore"):
         loaded = (ch["active_power"] > 0) & (s_va >= r.pf_min_load_frac * s_ref)
-    bad = fl.persistent(loaded & (pf < r.pf_limit), c.t, r.pf_on_delay_s)
+    known = np.isfinite(pf) & np.isfinite(ch["active_power"]) & np.isfinite(s_va)
+    bad = fl.persistent(loaded & (pf < r.pf_limit), c.t, r.pf_on_delay_s, known)
     c.emit(bad, "low_power_factor", lambda s, e: {"pf_mean": _stat(pf, s, e, "mean", 3),
                                                   "pf_min": _stat(pf, s, e, "min", 3), "limit": r.pf_limit,
                                                   "minutes": c.minutes(s, e)})
@@ -182,7 +183,8 @@ def _harmonics(c: Ctx, r: Rules) -> None:
         ref = np.nanpercentile(imax, 99) if np.isfinite(imax).any() else np.nan
         worst = np.fmax.reduce(np.vstack([ch[x] for x in thd_i]), axis=0)
         with np.errstate(invalid="ignore"):
-            bad = fl.persistent((imax >= 0.1 * ref) & (worst > r.thd_current_limit_pct), t, r.harmonic_on_delay_s)
+            bad = fl.persistent((imax >= 0.1 * ref) & (worst > r.thd_current_limit_pct), t, r.harmonic_on_delay_s,
+                                np.isfinite(imax) & np.isfinite(worst))
         c.emit(bad, "harmonic_current", lambda s, e: {"thd_max": _stat(worst, s, e, "max"),
                                                       "thd_mean": _stat(worst, s, e, "mean"),
                                                       "limit_pct": r.thd_current_limit_pct})
@@ -203,7 +205,8 @@ def _unbalance(c: Ctx, r: Rules, rated_kva: float | None) -> None:
     f = pq.current_unbalance_flags(ia, ib, ic, c.ch.get("current_n") if rated_kva else None, ir,
                                    r.unbalance_limit_pct, r.neutral_limit_pct, r.unbalance_min_load_pct)
     unb = f["unbalance_pct"]
-    c.emit(fl.persistent(f["unbalance_flag"], c.t, r.unbalance_on_delay_s), "current_unbalance",
+    known = np.isfinite(ia) & np.isfinite(ib) & np.isfinite(ic)
+    c.emit(fl.persistent(f["unbalance_flag"], c.t, r.unbalance_on_delay_s, known), "current_unbalance",
            lambda s, e: {"unbalance_max": _stat(unb, s, e, "max", 1), "unbalance_mean": _stat(unb, s, e, "mean", 1),
                          "imax_a": _stat(imax, s, e, "max", 1), "limit_pct": r.unbalance_limit_pct})
     if rated_kva:
@@ -230,20 +233,36 @@ def _pct(x: float | None) -> float | None:
 # ---------------------------------------------------------------- counters
 
 
+def counter_bounds(site: Site, device: Device, ch: Mapping[str, np.ndarray]) -> dict:
+    """``counter_increments`` keywords bounding a counter's upward step by the largest plausible power:
+    1.5 × the transformer or device rating, else 3 × the largest power seen in ``ch`` (none without either)."""
+    kva = next((tr.rated_kva for tr in site.transformers if tr.meter == device.id), None)
+    p_max = 1500.0 * kva if kva else 1500.0 * device.rated_power_kw if device.rated_power_kw else None
+    if p_max is None:
+        seen = [np.abs(ch[k]) for k in ("apparent_power", "active_power") if k in ch]
+        seen = [a[np.isfinite(a)] for a in seen]
+        top = max((float(a.max()) for a in seen if a.size), default=0.0)
+        p_max = 3.0 * top if top > 0 else None
+    return {} if p_max is None else {"time_ns": ch["time_ns"] if "time_ns" in ch else None, "max_power_w": p_max}
+
+
 def counters(c: Ctx) -> None:
+    """Every reset, replacement, rollover and implausible upward jump of each energy counter."""
+    bounds = counter_bounds(c.site, c.device, {"time_ns": c.t, **c.ch})
     for name in ("energy_import", "energy_export", "reactive_energy_import", "reactive_energy_export"):
         if name not in c.ch:
             continue
         x = c.ch[name]
-        r = fl.counter_increments(x)
-        ev_mask = r["reset"] | r["replacement"] | r["rollover"]
+        r = fl.counter_increments(x, **bounds)
+        ev_mask = r["reset"] | r["replacement"] | r["rollover"] | r["spike"]
+        ok = np.flatnonzero(np.isfinite(x) & (x >= 0))
         for i in np.flatnonzero(ev_mask):
-            kind = "reset" if r["reset"][i] else "replacement" if r["replacement"][i] else "rollover"
-            prev = x[:i][np.isfinite(x[:i])]
+            kind = ("reset" if r["reset"][i] else "replacement" if r["replacement"][i] else
+                    "rollover" if r["rollover"][i] else "jump")
+            before = ok[ok < i]
             c.finding("counter_reset", c.t[i], c.t[i] + round(c.period * NS),
-                      {"channel": name, "kind": kind, "before_wh": float(prev[-1]) if prev.size else None,
-                       "after_wh": float(x[i])})
-            break   # one finding per channel per evaluation is enough; evidence names the first
+                      {"channel": name, "kind": kind, "before_wh": float(x[before[-1]]) if before.size else None,
+                       "after_wh": float(x[i]), "max_power_w": bounds.get("max_power_w")})
 
 
 # ---------------------------------------------------------------- transformers

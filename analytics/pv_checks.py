@@ -39,7 +39,7 @@ def pv_inverter(c: dc.Ctx, r: Rules, dc_kwp: float) -> None:
             g = fl.clearsky_poa(t, c.site.latitude, c.site.longitude)
             basis, min_g = "clear-sky POA (no irradiance sensor)", r.pv_clearsky_min_poa_wm2
         off = fl.inverter_offline_daylight(p, g, rated_w, None, min_g)
-        off = fl.persistent(off & ~trip, t, r.pv_offline_on_delay_s)
+        off = fl.persistent(off & ~trip, t, r.pv_offline_on_delay_s, np.isfinite(p))
         c.emit(off, "inverter_offline", lambda s, e: {
             "basis": basis, "poa_wm2": dc._stat(g, s, e, "mean", 0),
             "power_kw": None if dc._stat(p, s, e, "mean") is None else round(dc._stat(p, s, e, "mean") / 1000.0, 2)})
