@@ -75,6 +75,8 @@ class Rules:
     pv_system_pr: float = 0.85
     string_fault_pct: float = -20.0
     string_on_delay_s: float = 900.0
+    string_off_delay_s: float = 300.0       # back within half the limit this long before a string alarm clears
+    pv_string_min_poa_wm2: float = 50.0     # strings are compared in daylight only (with a sensor)
     ev_fault_on_delay_s: float = 0.0
     ev_stuck_on_delay_s: float = 600.0
     ev_min_power_w: float = 500.0

@@ -612,6 +612,42 @@ def string_mismatch(currents, poa_wm2=None, min_poa_wm2: float = 200.0, warn_pct
                 "fault": judged[:, None] & (dev <= fault_pct + 1e-9), "dispersion_pct": disp}
 
 
+def string_deficit(currents) -> dict:
+    """Each MPPT/string input's deviation [%] from the best input of the same inverter at each sample.
+
+    The best input is the reference, not the median: with three of four inputs lost the median
+    is one of the dead ones.  Healthy inputs of one inverter see the same irradiance and differ
+    by their ±1-2 % module mismatch.
+
+    Parameters
+    ----------
+    currents : array-like
+        Shape (n, k≥2) [A]; NaN = input not reported.
+
+    Returns
+    -------
+    dict
+        ``deviation_pct`` (n, k), ``reference_a`` (n,) (the best input; NaN if none).
+    """
+    i = _checks.as_float(currents, "currents")
+    if i.ndim != 2 or i.shape[1] < 2:
+        raise ValueError(f"currents must have shape (n, k≥2), got {i.shape}")
+    ref = np.full(i.shape[0], np.nan)
+    has = np.isfinite(i).any(axis=1)
+    ref[has] = np.nanmax(i[has], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = np.where(ref[:, None] > 0, (i - ref[:, None]) / ref[:, None] * 100.0, np.nan)
+    return {"deviation_pct": dev, "reference_a": ref}
+
+
+def latched_alarm(bad, good, time_ns, judged, on_delay_s: float, off_delay_s: float) -> np.ndarray:
+    """Alarm raised after ``bad`` persists ``on_delay_s`` and cleared after ``good`` persists ``off_delay_s``,
+    counting only ``judged`` samples; between them (and while not judged: clouds, night) the state holds."""
+    j = np.asarray(judged, bool)
+    b, g = np.asarray(bad, bool) & j, np.asarray(good, bool) & j
+    return _latch(persistent(b, time_ns, on_delay_s, j) & j, persistent(g, time_ns, off_delay_s, j) & j)
+
+
 # ---------------------------------------------------------------- EV chargers
 
 

@@ -68,28 +68,36 @@ def _underperformance(c: dc.Ctx, r: Rules, dc_kwp: float, rated_w: float, poa: n
 
 
 def _strings(c: dc.Ctx, r: Rules, poa: np.ndarray | None) -> None:
+    """An input well below the best input of the inverter, judged while the best input carries a measurable
+    current (and, with a sensor, in daylight); raised after the on-delay, cleared after the input is back
+    within ``string_fault_pct / 2`` for ``string_off_delay_s``, held through clouds and nights in between."""
     ch, t = c.ch, c.t
     mppt = [f"mppt{n}_dc_current" for n in range(1, 9) if f"mppt{n}_dc_current" in ch]
     if len(mppt) < 2:
         return
     cur = np.column_stack([ch[x] for x in mppt])
-    sm = fl.string_mismatch(cur, poa, warn_pct=r.string_fault_pct / 2, fault_pct=r.string_fault_pct)
-    fault = sm["fault"]
-    med = np.full(cur.shape[0], np.nan)
-    rows = np.isfinite(cur).any(axis=1)
-    med[rows] = np.nanmedian(cur[rows], axis=1)
-    if poa is None:
-        # judge only in good production: the peers' median current ≥ 20 % of its 95th percentile
-        ref = np.nanpercentile(med, 95) if np.isfinite(med).any() else np.nan
-        with np.errstate(invalid="ignore"):
-            fault = fault & ((med >= 0.2 * ref) & (med >= r.string_min_current_a))[:, None]
+    sd = fl.string_deficit(cur)
+    ref = sd["reference_a"]
+    with np.errstate(invalid="ignore"):
+        judged = ref >= r.string_min_current_a
+        if poa is not None:
+            judged &= poa >= r.pv_string_min_poa_wm2
+        else:
+            # no sensor: judge in good production only, the best input ≥ 20 % of its 95th percentile
+            top = np.nanpercentile(ref, 95) if np.isfinite(ref).any() else np.nan
+            judged &= ref >= 0.2 * top
     for k, name in enumerate(mppt):
-        mk = fl.persistent(fault[:, k], t, r.string_on_delay_s)
-        dev = sm["deviation_pct"][:, k]
+        dev = sd["deviation_pct"][:, k]
+        with np.errstate(invalid="ignore"):
+            mk = fl.latched_alarm(dev <= r.string_fault_pct, dev > r.string_fault_pct / 2, t,
+                                  judged & np.isfinite(dev), r.string_on_delay_s, r.string_off_delay_s)
         x = cur[:, k]
-        c.emit(mk, "string_mismatch",
-               lambda s, e, dev=dev, name=name, x=x: {
-                   "input": name, "label": name.split("_")[0].upper(), "current_a": dc._stat(x, s, e, "mean", 2),
-                   "reference_a": dc._stat(med, s, e, "mean", 2), "reference_zh": "同机其他输入中位数",
-                   "reference_en": "the median of the inverter's inputs",
-                   "deficit_pct": None if dc._stat(dev, s, e, "mean") is None else -dc._stat(dev, s, e, "mean", 1)})
+        c.emit(mk, "string_mismatch", lambda s, e, dev=dev, name=name, x=x: _string_ev(
+            name, np.where(judged, x, np.nan), np.where(judged, ref, np.nan), np.where(judged, dev, np.nan), s, e))
+
+
+def _string_ev(name: str, x: np.ndarray, ref: np.ndarray, dev: np.ndarray, s: int, e: int) -> dict:
+    d = dc._stat(dev, s, e, "mean", 1)
+    return {"input": name, "label": name.split("_")[0].upper(), "current_a": dc._stat(x, s, e, "mean", 2),
+            "reference_a": dc._stat(ref, s, e, "mean", 2), "reference_zh": "同机最佳输入",
+            "reference_en": "the inverter's best input", "deficit_pct": None if d is None else -d}

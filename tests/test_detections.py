@@ -123,3 +123,42 @@ def test_second_reset_in_one_period_is_reported(fleet):
     fs, _ = _counter_run(fleet, "acme-plant1-t1-meter", two)
     assert [(x.evidence["kind"], x.start_ns) for x in fs] == [("reset", (DAY1 + 2 * H) * NS),
                                                                ("reset", (DAY1 + 4 * H) * NS)]
+
+
+# ---------------------------------------------------------------- PV strings / MPPT inputs
+
+
+def _without_sensor(v):
+    return {k: a for k, a in v.items() if k not in ("irradiance_poa", "temperature_module")}
+
+
+def test_string_loss_on_an_overcast_day_is_one_finding(fleet):
+    """DAY1 is overcast at this seed (POA 45-245 W/m², around the old fixed 200 W/m² gate)."""
+    t = np.arange(DAY1 - 2 * H, DAY1 + 12 * H, 60.0)
+    v = values(fleet, "acme-plant1-pv2", t, [("acme-plant1-pv2", "string_loss", DAY1 - 2 * H, DAY1 + 12 * H,
+                                              {"mppt": 2})])
+    assert np.nanmax(v["irradiance_poa"]) < 260
+    f = [x for x in check(fleet, "acme-plant1-pv2", v) if x.type == "string_mismatch"]
+    assert [x.evidence["input"] for x in f] == ["mppt2_dc_current"]
+    assert f[0].start_ns <= DAY1 * NS and f[0].evidence["deficit_pct"] > 90      # by 08:00 local, POA 50-80 W/m²
+
+
+def test_string_finding_holds_through_clouds_and_clears_after_repair(fleet):
+    t = np.arange(DAY1 - 2 * H, DAY1 + 12 * H, 60.0)
+    end = DAY1 + 4 * H
+    v = values(fleet, "acme-plant1-pv2", t, [("acme-plant1-pv2", "string_loss", DAY1 - 2 * H, end, {"mppt": 2})])
+    v["irradiance_poa"] = np.where((t // 600) % 2 == 1, 20.0, v["irradiance_poa"])   # 10-min cloud gaps
+    for k in range(1, 5):
+        v[f"mppt{k}_dc_current"] = np.where((t // 600) % 2 == 1, 0.3, v[f"mppt{k}_dc_current"])
+    f = [x for x in check(fleet, "acme-plant1-pv2", v) if x.type == "string_mismatch"]
+    assert len(f) == 1 and end * NS <= f[0].end_ns <= (end + 1200) * NS
+
+
+def test_three_of_four_mppt_lost_without_sensor(fleet):
+    tf_ = DAY1 + 86400 + 2 * H                                   # a sunny day at this seed
+    t = np.arange(tf_ - 2 * H, tf_ + 2 * H, 60.0)
+    v = _without_sensor(values(fleet, "acme-plant1-pv2", t, [
+        ("acme-plant1-pv2", "string_loss", tf_, tf_ + 4 * H, {"mppt": k}) for k in (1, 2, 3)]))
+    f = [x for x in check(fleet, "acme-plant1-pv2", v) if x.type == "string_mismatch"]
+    assert sorted(x.evidence["input"] for x in f) == ["mppt1_dc_current", "mppt2_dc_current", "mppt3_dc_current"]
+    assert all(tf_ * NS <= x.start_ns <= (tf_ + 900 + 120) * NS for x in f)
