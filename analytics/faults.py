@@ -7,7 +7,7 @@ judged from timestamps and the collector's ``online`` channel, not from values).
 Times are ns since the epoch (int64) and durations in [s].  Units of values are the
 glossary units of ``core.channels`` ([V], [A], [W], [Wh], [degC], [W/m2]).
 
-References: ``/work/shared/reference/standards.md`` §7 (transformers), §8 (PV), §9
+References: the project's standards notes (standards.md) §7 (transformers), §8 (PV), §9
 (EV chargers), §10 (statistics, hysteresis, gaps); OPC UA Part 9 B.1.5 for deadband and
 on/off delays; IEC 61724-1 for PV performance ratio; OCPP 1.6 / IEC 61851-1 states.
 """
