@@ -77,6 +77,8 @@ class Rules:
     string_on_delay_s: float = 900.0
     string_off_delay_s: float = 300.0       # back within half the limit this long before a string alarm clears
     pv_string_min_poa_wm2: float = 50.0     # strings are compared in daylight only (with a sensor)
+    clock_min_power_frac: float = 0.05      # PV output ≥ this share of rating while the sun is down …
+    clock_on_delay_s: float = 1200.0        # … for this long: the device clock is off
     ev_fault_on_delay_s: float = 0.0
     ev_stuck_on_delay_s: float = 600.0
     ev_min_power_w: float = 500.0

@@ -187,9 +187,12 @@ TYPES: dict[str, FindingType] = {
                         "handled so no report shows negative or inflated consumption.",
                         "核实是否换表或电表复位，并记录表底数。",
                         "Confirm a meter replacement or reset and record the readings.", _counter),
-    "clock_offset": _T("minor", "设备时钟与采集时间相差 {offset_h:+.1f} h：时间戳不可信。",
-                       "Device clock {offset_h:+.1f} h off the receive time: its timestamps cannot be trusted.",
-                       "校准设备时钟（NTP / 规约对时）。", "Set the device clock (NTP / protocol time sync)."),
+    "clock_offset": _T("minor", "按设备时间戳，太阳落山后仍有光伏出力/辐照 {minutes:.0f} 分钟：设备时钟偏差约 "
+                                "{offset_h:+.1f} h，时间戳不可信。",
+                       "PV output or irradiance for {minutes:.0f} min while the sun is down at the device's "
+                       "timestamps: its clock is off by about {offset_h:+.1f} h.",
+                       "校准设备时钟（NTP / 规约对时），并核对该时段数据。",
+                       "Set the device clock (NTP / protocol time sync) and check the data of that period."),
     "transformer_overtemp": _T("major", "绕组温度 {temperature_c:.0f} °C，每小时上升 {rate_c_per_h:.1f} K，{trend_zh}。",
                                "Winding temperature {temperature_c:.0f} °C, rising {rate_c_per_h:.1f} K/h, "
                                "{trend_en}.", "检查风机和通风、降低负荷，准备转移负荷。",

@@ -31,13 +31,15 @@ def pv_inverter(c: dc.Ctx, r: Rules, dc_kwp: float) -> None:
     off = np.zeros(t.shape, bool)
     if "active_power" in ch:
         p = ch["active_power"]
+        cs = fl.clearsky_poa(t, c.site.latitude, c.site.longitude)
+        _clock(c, r, np.where(np.isfinite(poa), poa, np.nan) if has_poa else p,
+               r.pv_string_min_poa_wm2 if has_poa else r.clock_min_power_frac * rated_w, cs)
         if has_poa:
             g, basis, min_g = poa, "measured POA", r.pv_min_poa_wm2
         else:
             # no irradiance sensor (SunSpec inverters rarely carry one): daylight from the pvlib
             # clear-sky POA, with a higher threshold because clear sky is an upper bound
-            g = fl.clearsky_poa(t, c.site.latitude, c.site.longitude)
-            basis, min_g = "clear-sky POA (no irradiance sensor)", r.pv_clearsky_min_poa_wm2
+            g, basis, min_g = cs, "clear-sky POA (no irradiance sensor)", r.pv_clearsky_min_poa_wm2
         off = fl.inverter_offline_daylight(p, g, rated_w, None, min_g)
         off = fl.persistent(off & ~trip, t, r.pv_offline_on_delay_s, np.isfinite(p))
         c.emit(off, "inverter_offline", lambda s, e: {
@@ -46,6 +48,30 @@ def pv_inverter(c: dc.Ctx, r: Rules, dc_kwp: float) -> None:
     if has_poa and "active_power" in ch:
         _underperformance(c, r, dc_kwp, rated_w, poa, trip | off)
     _strings(c, r, poa if has_poa else None)
+
+
+def _clock(c: dc.Ctx, r: Rules, light: np.ndarray, min_light: float, cs: np.ndarray) -> None:
+    """The sun is the reference clock: sustained PV output (or measured irradiance) while the sun is below
+    the horizon at the device's timestamps means its clock is off.  With ≥ 12 h of data the offset is
+    estimated as the shift between the light-weighted and the clear-sky-weighted mean time of day."""
+    with np.errstate(invalid="ignore"):
+        dark_light = (cs <= 0) & (light >= min_light)
+    bad = fl.persistent(dark_light, c.t, r.clock_on_delay_s, np.isfinite(light))
+
+    def ev(s, e):
+        w = np.where(np.isfinite(light) & (light > 0), light, 0.0)
+        return {"offset_h": _offset_h(c.t, w, cs) if c.t[-1] - c.t[0] >= 12 * 3600 * dc.NS else None,
+                "minutes": c.minutes(s, e), "light_max": dc._stat(light, s, e, "max", 1)}
+    c.emit(bad, "clock_offset", ev)
+
+
+def _offset_h(t: np.ndarray, w: np.ndarray, ref: np.ndarray) -> float | None:
+    """Circular difference [h] between the ``w``-weighted and the ``ref``-weighted mean time of day."""
+    ang = (t % (86400 * dc.NS)) / (86400 * dc.NS) * 2 * np.pi
+    if w.sum() <= 0 or ref.sum() <= 0:
+        return None
+    a = np.angle(np.sum(w * np.exp(1j * ang))) - np.angle(np.sum(ref * np.exp(1j * ang)))
+    return round(float((a + np.pi) % (2 * np.pi) - np.pi) / (2 * np.pi) * 24.0, 2)
 
 
 def _underperformance(c: dc.Ctx, r: Rules, dc_kwp: float, rated_w: float, poa: np.ndarray,

@@ -162,3 +162,26 @@ def test_three_of_four_mppt_lost_without_sensor(fleet):
     f = [x for x in check(fleet, "acme-plant1-pv2", v) if x.type == "string_mismatch"]
     assert sorted(x.evidence["input"] for x in f) == ["mppt1_dc_current", "mppt2_dc_current", "mppt3_dc_current"]
     assert all(tf_ * NS <= x.start_ns <= (tf_ + 900 + 120) * NS for x in f)
+
+
+# ---------------------------------------------------------------- device clock
+
+
+@pytest.mark.parametrize("offset_h", [8, -8])
+def test_inverter_clock_8_h_off_is_found(fleet, offset_h):
+    """An inverter stamping its readings 8 h off produces 'at night': the sun is the reference clock."""
+    t = np.arange(DAY1 - 8 * H, DAY1 + 40 * H, 60.0)
+    v = values(fleet, "acme-plant1-pv1", t)
+    v["time_ns"] = ((t + offset_h * H) * NS).astype(np.int64)
+    f = [x for x in check(fleet, "acme-plant1-pv1", v) if x.type == "clock_offset"]
+    assert f and abs(f[0].evidence["offset_h"] - offset_h) < 0.75, [x.evidence for x in f]
+    assert f"{offset_h:+.1f} h" in f[0].explanation_en
+
+
+def test_inverter_clock_offset_seen_in_the_live_window(fleet):
+    tn = DAY1 + 13 * H                                            # 21:00 local at the stamps, 13:00 in truth
+    t = np.arange(tn - 8 * H - 2100, tn - 8 * H, 5.0)
+    v = values(fleet, "acme-plant1-pv1", t)
+    v["time_ns"] = ((t + 8 * H) * NS).astype(np.int64)
+    f = [x for x in check(fleet, "acme-plant1-pv1", v, LIVE_RULES, 5.0) if x.type == "clock_offset"]
+    assert len(f) == 1 and f[0].evidence["offset_h"] is None      # too short a window to estimate the offset
