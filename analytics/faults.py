@@ -7,7 +7,7 @@ judged from timestamps and the collector's ``online`` channel, not from values).
 Times are ns since the epoch (int64) and durations in [s].  Units of values are the
 glossary units of ``core.channels`` ([V], [A], [W], [Wh], [degC], [W/m2]).
 
-References: ``/work/shared/reference/standards.md`` §7 (transformers), §8 (PV), §9
+References: the project's standards notes (standards.md) §7 (transformers), §8 (PV), §9
 (EV chargers), §10 (statistics, hysteresis, gaps); OPC UA Part 9 B.1.5 for deadband and
 on/off delays; IEC 61724-1 for PV performance ratio; OCPP 1.6 / IEC 61851-1 states.
 """
@@ -48,7 +48,7 @@ def run_start(mask) -> np.ndarray:
     return np.where(m, np.arange(m.size) - run_length(m) + 1, -1)
 
 
-def persistent(mask, time_ns, min_duration_s: float) -> np.ndarray:
+def persistent(mask, time_ns, min_duration_s: float, known=None) -> np.ndarray:
     """True where ``mask`` has been continuously True for at least ``min_duration_s``.
 
     The duration of a run at sample i is ``t[i] - t[start of run]`` (so a single
@@ -62,12 +62,29 @@ def persistent(mask, time_ns, min_duration_s: float) -> np.ndarray:
         Sample times [ns].
     min_duration_s : float
         Required persistence [s].
+    known : array-like of bool, optional
+        False where the condition could not be judged (a NaN input): such a sample is treated
+        exactly like an absent one — it neither breaks nor starts a run, and it is True only
+        inside a run (between two True judged samples).
     """
     m = np.asarray(mask, bool)
     t = _checks.time_ns(time_ns)
     if m.shape != t.shape:
         raise ValueError(f"mask and time_ns must have the same shape, got {m.shape} and {t.shape}")
     d = _checks.non_negative(min_duration_s, "min_duration_s")
+    if known is not None:
+        k = np.asarray(known, bool)
+        if k.shape != m.shape:
+            raise ValueError(f"known and mask must have the same shape, got {k.shape} and {m.shape}")
+        idx = np.flatnonzero(k)
+        out = np.zeros(m.shape, bool)
+        if idx.size == 0:
+            return out
+        out[idx] = persistent(m[idx], t[idx], d)
+        pos = np.searchsorted(idx, np.arange(m.size))          # first judged sample at or after i
+        prev = np.where(pos > 0, out[idx[np.maximum(pos - 1, 0)]], False)
+        nxt = np.where(pos < idx.size, out[idx[np.minimum(pos, idx.size - 1)]], False)
+        return np.where(k, out, prev & nxt)
     start = run_start(m)
     return m & (t - t[np.maximum(start, 0)] >= round(d * NS))
 
@@ -228,6 +245,51 @@ def stale_values(x, window: int = 6, rtol: float = 1e-5, atol: float = 1e-8, ign
     return flags
 
 
+def stale_range(x, window: int, resolution: float, min_valid_frac: float = 0.5) -> np.ndarray:
+    """Frozen reading: True at sample i when the ``window`` samples ending at i span at most ``resolution``.
+
+    Compares the whole window's range (max − min) with an absolute resolution in the channel's
+    unit, not each sample with its predecessor: a value drifting slowly by a few mV per poll is a
+    live value, a register that repeats itself is not.  NaN samples are missing, not a change;
+    a window needs ``min_valid_frac`` of its samples valid to be judged.
+
+    Parameters
+    ----------
+    x : array-like
+        1-D series.
+    window : int
+        Window length [samples] (≥ 2); size it to the physics, e.g. 30 min of a live bus voltage.
+    resolution : float
+        Largest range that still counts as "unchanged" [unit of x], e.g. 0.01 V.
+    min_valid_frac : float
+        Share of valid samples a window needs.
+
+    Returns
+    -------
+    ndarray of bool
+        Flags at the end of each flat window (the reading is known frozen from then on).
+    """
+    from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+    if not isinstance(window, int | np.integer) or window < 2:
+        raise ValueError(f"window must be an integer ≥ 2, got {window!r}")
+    res = _checks.non_negative(resolution, "resolution")
+    v = _checks.as_float(x, "x")
+    if v.ndim != 1:
+        raise ValueError(f"x must be 1-D, got shape {v.shape}")
+    out = np.zeros(v.size, bool)
+    if v.size < window:
+        return out
+    ok = np.isfinite(v)
+    shift = (window - 1) // 2          # a centred filter at i - shift covers i - window + 1 .. i
+    hi = maximum_filter1d(np.where(ok, v, -np.inf), window, mode="nearest")[window - 1 - shift:v.size - shift]
+    lo = minimum_filter1d(np.where(ok, v, np.inf), window, mode="nearest")[window - 1 - shift:v.size - shift]
+    cnt = np.convolve(ok.astype(np.int64), np.ones(window, np.int64), "valid")
+    with np.errstate(invalid="ignore"):
+        out[window - 1:] = (cnt >= max(2, int(np.ceil(min_valid_frac * window)))) & (hi - lo <= res)
+    return out
+
+
 def out_of_range(x, lower: float = -np.inf, upper: float = np.inf) -> np.ndarray:
     """True where ``x`` is outside the physically plausible [lower, upper] (NaN never flags)."""
     if not lower < upper:
@@ -346,7 +408,8 @@ def threshold_alarm(x, time_ns, limit: float, deadband: float, on_delay_s: float
             beyond, back = v >= limit, v < limit - db if db == 0 else v <= limit - db
         else:
             beyond, back = v <= limit, v > limit + db if db == 0 else v >= limit + db
-    return _latch(persistent(beyond, time_ns, on_delay_s), persistent(back, time_ns, off_delay_s))
+    known = np.isfinite(v)            # NaN = not judged, like an absent sample (the state holds)
+    return _latch(persistent(beyond, time_ns, on_delay_s, known), persistent(back, time_ns, off_delay_s, known))
 
 
 # ---------------------------------------------------------------- transformer
@@ -549,6 +612,42 @@ def string_mismatch(currents, poa_wm2=None, min_poa_wm2: float = 200.0, warn_pct
                 "fault": judged[:, None] & (dev <= fault_pct + 1e-9), "dispersion_pct": disp}
 
 
+def string_deficit(currents) -> dict:
+    """Each MPPT/string input's deviation [%] from the best input of the same inverter at each sample.
+
+    The best input is the reference, not the median: with three of four inputs lost the median
+    is one of the dead ones.  Healthy inputs of one inverter see the same irradiance and differ
+    by their ±1-2 % module mismatch.
+
+    Parameters
+    ----------
+    currents : array-like
+        Shape (n, k≥2) [A]; NaN = input not reported.
+
+    Returns
+    -------
+    dict
+        ``deviation_pct`` (n, k), ``reference_a`` (n,) (the best input; NaN if none).
+    """
+    i = _checks.as_float(currents, "currents")
+    if i.ndim != 2 or i.shape[1] < 2:
+        raise ValueError(f"currents must have shape (n, k≥2), got {i.shape}")
+    ref = np.full(i.shape[0], np.nan)
+    has = np.isfinite(i).any(axis=1)
+    ref[has] = np.nanmax(i[has], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = np.where(ref[:, None] > 0, (i - ref[:, None]) / ref[:, None] * 100.0, np.nan)
+    return {"deviation_pct": dev, "reference_a": ref}
+
+
+def latched_alarm(bad, good, time_ns, judged, on_delay_s: float, off_delay_s: float) -> np.ndarray:
+    """Alarm raised after ``bad`` persists ``on_delay_s`` and cleared after ``good`` persists ``off_delay_s``,
+    counting only ``judged`` samples; between them (and while not judged: clouds, night) the state holds."""
+    j = np.asarray(judged, bool)
+    b, g = np.asarray(bad, bool) & j, np.asarray(good, bool) & j
+    return _latch(persistent(b, time_ns, on_delay_s, j) & j, persistent(g, time_ns, off_delay_s, j) & j)
+
+
 # ---------------------------------------------------------------- EV chargers
 
 
@@ -594,14 +693,19 @@ def ev_charging_no_energy(time_ns, ocpp_status, energy_wh, min_power_w: float = 
 
 
 def counter_increments(counter, rollover_wh: float | None = None, max_step_wh: float | None = None,
-                       reset_below_wh: float = 1000.0, resolution_wh: float = 50.0) -> dict:
+                       reset_below_wh: float = 1000.0, resolution_wh: float = 50.0, time_ns=None,
+                       max_power_w: float | None = None) -> dict:
     """Non-negative increments of a cumulative energy counter, with integrity events.
 
     * rollover: the counter falls and ``rollover_wh`` is set → ``rollover - prev + cur``;
-    * reset: it falls to below ``reset_below_wh`` → the increment is ``cur`` (energy since reset);
+    * reset: it falls to a value no larger than could have been counted from zero since the last
+      sample (``reset_below_wh``, or the upward bound below) → the increment is ``cur``;
     * replacement: it falls to any other value → increment 0 (a new meter; energy across the swap is unknown);
-    * spike: a rise above ``max_step_wh`` → increment NaN (not counted; implausible jump).
+    * spike: a rise above the upward bound → increment NaN (not counted): an implausible jump, e.g. a
+      replacement meter whose register reads higher than the old one.
 
+    The upward bound of a step is ``max_step_wh``, or with ``time_ns`` and ``max_power_w`` the
+    energy the largest plausible power delivers between the two samples (+ ``resolution_wh``).
     NaN and negative readings (impossible for a counter; flagged ``invalid``) are
     skipped: the energy over a gap is attributed to the first valid sample after it.
     No increment is ever negative.
@@ -621,6 +725,10 @@ def counter_increments(counter, rollover_wh: float | None = None, max_step_wh: f
         history and a live register of 10 Wh resolution, say) disagree by up to a register step.
         Such a fall holds the counter at its high-water mark, so the energy is neither lost nor
         counted twice [Wh].
+    time_ns : array-like of int, optional
+        Sample times [ns] (with ``max_power_w``).
+    max_power_w : float, optional
+        Largest plausible power through the counter [W] (e.g. 1.5 × the rating).
 
     Returns
     -------
@@ -641,8 +749,10 @@ def counter_increments(counter, rollover_wh: float | None = None, max_step_wh: f
     flags["invalid"] = invalid
     if idx.size < 2:
         return {"increment": inc, **flags}
+    res = _checks.non_negative(resolution_wh, "resolution_wh")
+    bound = _step_bound(idx, max_step_wh, time_ns, max_power_w, res, n)
     v = c[idx]
-    big = np.flatnonzero(np.diff(v) < -_checks.non_negative(resolution_wh, "resolution_wh")) + 1
+    big = np.flatnonzero(np.diff(v) < -res) + 1
     if big.size < v.size - 1:      # hold small falls at the high-water mark, segment by segment
         bounds = np.r_[0, big, v.size]
         v = np.concatenate([np.maximum.accumulate(v[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
@@ -654,16 +764,30 @@ def counter_increments(counter, rollover_wh: float | None = None, max_step_wh: f
     else:
         rollover_wh = _checks.positive(rollover_wh, "rollover_wh")
         roll = fall & (prev > rollover_wh / 2) & (cur < rollover_wh / 2)
-    reset = fall & ~roll & (cur < reset_below_wh)
+    reset = fall & ~roll & (cur < (reset_below_wh if bound is None else np.maximum(reset_below_wh, bound)))
     repl = fall & ~roll & ~reset
     step = np.where(roll, (rollover_wh or 0.0) - prev + cur, np.where(reset, cur, np.where(repl, 0.0, d)))
-    spike = np.zeros_like(fall) if max_step_wh is None else step > max_step_wh
+    spike = np.zeros_like(fall) if bound is None else step > bound
     step = np.where(spike, np.nan, step)
     j = idx[1:]
     inc[j] = step
     for k, f in (("rollover", roll), ("reset", reset), ("replacement", repl), ("spike", spike)):
         flags[k][j] = f
     return {"increment": inc, **flags}
+
+
+def _step_bound(idx: np.ndarray, max_step_wh, time_ns, max_power_w, resolution_wh: float, n: int):
+    """Upward bound [Wh] of each step between consecutive valid samples ``idx`` (None = no bound)."""
+    if max_power_w is None:
+        return None if max_step_wh is None else float(max_step_wh)
+    if time_ns is None:
+        raise ValueError("time_ns is required with max_power_w")
+    t = _checks.time_ns(time_ns)
+    if t.size != n:
+        raise ValueError(f"time_ns and counter must have the same length, got {t.size} and {n}")
+    dt_h = np.diff(t[idx]) / 3600e9
+    b = _checks.positive(max_power_w, "max_power_w") * dt_h + resolution_wh
+    return b if max_step_wh is None else np.minimum(b, float(max_step_wh))
 
 
 def consumption_wh(counter, **kwargs) -> float:

@@ -40,8 +40,9 @@ log = logging.getLogger("energyhost.analyze")
 
 MINUTE_NS = 60 * NS
 
-# near-real-time delays: state faults at once, level faults on 2 consecutive polls (5 s polling)
-LIVE_RULES = assess.Rules(voltage_on_delay_s=5, pf_on_delay_s=5, harmonic_on_delay_s=5, unbalance_on_delay_s=5,
+# near-real-time delays: state faults at once, level faults on 2 consecutive polls (5 s polling); current
+# unbalance (minor, load-dependent) after a minute, so a load step does not raise and clear it
+LIVE_RULES = assess.Rules(voltage_on_delay_s=5, pf_on_delay_s=5, harmonic_on_delay_s=5, unbalance_on_delay_s=60,
                           overload_on_delay_s=5, pv_offline_on_delay_s=5, string_on_delay_s=5,
                           ev_stuck_on_delay_s=60, ev_preparing_max_s=600, pv_underperf_on_delay_s=900)
 
@@ -81,12 +82,62 @@ def _split_by_device(cols: dict[str, np.ndarray], fields: list[str]) -> dict[str
         m = dev == d
         tt = t[m]
         order = np.argsort(tt, kind="stable")
-        out[str(d)] = {"time_ns": tt[order]} | {f: np.asarray(cols[f], float)[m][order] for f in fields if f in cols}
+        out[str(d)] = {"time_ns": tt[order]} | {
+            f: np.asarray(cols[f], object if f == "status" else float)[m][order] for f in fields if f in cols}
+    return out
+
+
+def _chunks(start_ns: int, end_ns: int, chunk_s: int | None, step_s: int | None) -> list[tuple[int, int]]:
+    """``[start, end)`` cut into spans of ``chunk_s``, each boundary on a multiple of ``step_s`` (so no
+    ``GROUP BY time`` bucket is split between two queries)."""
+    if chunk_s is None or end_ns - start_ns <= chunk_s * NS:
+        return [(start_ns, end_ns)]
+    step = (step_s or 1) * NS
+    size = max(step, chunk_s * NS - chunk_s * NS % step)
+    first = start_ns - start_ns % step + size
+    cuts = list(range(first, end_ns, size))
+    return list(zip([start_ns, *cuts], [*cuts, end_ns], strict=True))
+
+
+def _concat(parts: list[dict[str, dict[str, np.ndarray]]]) -> dict[str, dict[str, np.ndarray]]:
+    """Join per-chunk ``device → {time_ns, channel…}`` dicts in time order (NaN where a chunk lacks a channel)."""
+    if len(parts) == 1:
+        return parts[0]
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for dev in sorted({d for p in parts for d in p}):
+        mine = [p[dev] for p in parts if dev in p]
+        keys = sorted({k for m in mine for k in m if k != "time_ns"})
+        out[dev] = {"time_ns": np.concatenate([m["time_ns"] for m in mine])} | {
+            k: np.concatenate([m.get(k, np.full(m["time_ns"].size, np.nan)) for m in mine]) for k in keys}
+    return out
+
+
+def _site_queries(site: Site, resolution_s: int | None, fc: FieldCache) -> list[tuple[str, list[str]]]:
+    where = '"site" = $site AND time >= $start AND time < $end'
+    out = []
+    for kind in sorted({d.kind for d in site.devices}):
+        names = fc.get(kind)
+        if not names:
+            continue
+        if resolution_s is None:
+            sel = ", ".join(_q(f) for f in names)
+            q = f"SELECT {sel} FROM {_q(kind)} WHERE {where} GROUP BY \"device\""
+        else:
+            sel = ", ".join(f"{'mean' if CHANNELS[f].nature == 'gauge' else 'last'}({_q(f)}) AS {_q(f)}"
+                            for f in names)
+            q = f"SELECT {sel} FROM {_q(kind)} WHERE {where} GROUP BY time({resolution_s}s), \"device\" fill(none)"
+        out.append((q, names))
+    if resolution_s is None:
+        q = f'SELECT "online", "status" FROM "collector_status" WHERE {where} GROUP BY "device"'
+    else:
+        q = (f'SELECT min("online") AS "online", last("status") AS "status" FROM "collector_status" WHERE {where} '
+             f'GROUP BY time({resolution_s}s), "device" fill(none)')
+    out.append((q, ["online", "status"]))
     return out
 
 
 def fetch_site(client, site: Site, start_ns: int, end_ns: int, resolution_s: int | None = 60,
-               fields: FieldCache | None = None) -> tuple[dict, dict]:
+               fields: FieldCache | None = None, chunk_s: int | None = 86400) -> tuple[dict, dict]:
     """Read one site's device data and poll status for ``[start_ns, end_ns)``.
 
     Parameters
@@ -100,41 +151,35 @@ def fetch_site(client, site: Site, start_ns: int, end_ns: int, resolution_s: int
         None = raw samples.
     fields : FieldCache, optional
         Reused field lists (live mode).
+    chunk_s : int or None
+        Longest span of one query [s] (default a day): a month's 1-min query of a site takes
+        longer than a client timeout, a day's a fraction of a second.  None = one query.
 
     Returns
     -------
     data : dict
         device id → {``time_ns``, channel arrays}.
     status : dict
-        device id → (time_ns, online).
+        device id → (time_ns, online, status text: ``ok``, ``timeout``, ``exception_02`` …).
     """
     if end_ns <= start_ns:
         raise ValueError(f"end_ns must be > start_ns, got {start_ns}..{end_ns}")
     if resolution_s is not None and (not isinstance(resolution_s, int) or resolution_s < 1):
         raise ValueError(f"resolution_s must be a positive integer number of seconds or None, got {resolution_s!r}")
-    fc = fields or FieldCache(client)
-    params = {"site": site.id, "start": int(start_ns), "end": int(end_ns)}
-    where = '"site" = $site AND time >= $start AND time < $end'
-    data: dict[str, dict[str, np.ndarray]] = {}
-    for kind in sorted({d.kind for d in site.devices}):
-        names = fc.get(kind)
-        if not names:
-            continue
-        if resolution_s is None:
-            sel = ", ".join(_q(f) for f in names)
-            q = f"SELECT {sel} FROM {_q(kind)} WHERE {where} GROUP BY \"device\""
-        else:
-            sel = ", ".join(f"{'mean' if CHANNELS[f].nature == 'gauge' else 'last'}({_q(f)}) AS {_q(f)}"
-                            for f in names)
-            q = f"SELECT {sel} FROM {_q(kind)} WHERE {where} GROUP BY time({resolution_s}s), \"device\" fill(none)"
-        data.update(_split_by_device(client.query_arrays(q, params), names))
-    if resolution_s is None:
-        q = f'SELECT "online" FROM "collector_status" WHERE {where} GROUP BY "device"'
-    else:
-        q = (f'SELECT min("online") AS "online" FROM "collector_status" WHERE {where} '
-             f'GROUP BY time({resolution_s}s), "device" fill(none)')
-    status = {d: (v["time_ns"], v["online"]) for d, v in
-              _split_by_device(client.query_arrays(q, params), ["online"]).items() if "online" in v}
+    if chunk_s is not None and (not isinstance(chunk_s, int) or chunk_s < 1):
+        raise ValueError(f"chunk_s must be a positive integer number of seconds or None, got {chunk_s!r}")
+    queries = _site_queries(site, resolution_s, fields or FieldCache(client))
+    data_parts, status_parts = [], []
+    for a, b in _chunks(int(start_ns), int(end_ns), chunk_s, resolution_s):
+        params = {"site": site.id, "start": a, "end": b}
+        part: dict[str, dict[str, np.ndarray]] = {}
+        for q, names in queries[:-1]:
+            part.update(_split_by_device(client.query_arrays(q, params), names))
+        data_parts.append(part)
+        status_parts.append(_split_by_device(client.query_arrays(queries[-1][0], params), ["online", "status"]))
+    data, st = _concat(data_parts), _concat(status_parts)
+    status = {d: (v["time_ns"], v["online"], v.get("status", np.full(v["time_ns"].size, None, object)))
+              for d, v in st.items() if "online" in v}
     known = {d.id for d in site.devices}
     return {k: v for k, v in data.items() if k in known}, {k: v for k, v in status.items() if k in known}
 

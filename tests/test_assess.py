@@ -136,7 +136,7 @@ LIVE = [  # (device, fault, params, expected type, latency budget [s]) — budge
     ("acme-plant1-pv2", "string_loss", {"mppt": 3}, "string_mismatch", 20),
     ("acme-plant1-t1-meter", "low_power_factor", {}, "low_power_factor", 20),
     ("acme-plant1-t2-meter", "harmonic_distortion", {}, "harmonic_voltage", 20),
-    ("acme-plant1-compressors", "phase_unbalance", {}, "current_unbalance", 20),
+    ("acme-plant1-compressors", "phase_unbalance", {}, "current_unbalance", 80),      # minor: 60-s on-delay
     ("acme-plant1-hvac", "voltage_sag", {}, "voltage_deviation", 20),
     ("acme-plant1-pv3", "device_silent", {}, "comms_loss", 20),
     ("acme-plant1-ev2", "device_exceptions", {}, "comms_loss", 20),

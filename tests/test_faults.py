@@ -246,3 +246,27 @@ def test_counter_small_fall_is_quantisation_not_replacement():
     r = fl.counter_increments([5000.0, 6000.0, 4000.0, 4100.0], resolution_wh=50.0)
     assert r["replacement"].tolist() == [False, False, True, False]
     np.testing.assert_allclose(r["increment"], [0.0, 1000.0, 0.0, 100.0])
+
+
+def test_stale_range_against_brute_force():
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        n, w = int(rng.integers(2, 60)), int(rng.integers(2, 12))
+        x = np.round(rng.normal(0, 1, n).cumsum() * rng.choice([0.0, 0.01, 1.0]), 2)
+        x[rng.random(n) < 0.2] = np.nan
+        res = float(rng.choice([0.0, 0.01, 0.5]))
+        ref = np.zeros(n, bool)
+        for i in range(w - 1, n):
+            seg = x[i - w + 1:i + 1]
+            seg = seg[np.isfinite(seg)]
+            ref[i] = seg.size >= max(2, int(np.ceil(0.5 * w))) and np.ptp(seg) <= res
+        assert fl.stale_range(x, w, res).tolist() == ref.tolist()
+
+
+def test_stale_range_drift_is_live_frozen_is_not():
+    drift = 231.0 + 0.27 * np.arange(361) / 360               # 0.27 V over 30 min of 5-s samples
+    assert not fl.stale_range(drift, 361, 0.01).any()
+    assert fl.stale_values(drift, 361).any()                   # the sample-to-sample test calls it frozen
+    assert fl.stale_range(np.full(361, 231.4), 361, 0.01).tolist() == [False] * 360 + [True]
+    with pytest.raises(ValueError, match="window"):
+        fl.stale_range(drift, 1, 0.01)

@@ -78,8 +78,9 @@ def test_fetch_site_round_trip(loaded, fleet):
     m = "acme-office-meter"
     assert np.array_equal(data[m]["time_ns"], written[m]["time_ns"])
     np.testing.assert_array_equal(data[m]["voltage_l2"], written[m]["voltage_l2"])     # bit-exact
-    pv_t, pv_online = status["acme-office-pv1"]
+    pv_t, pv_online, pv_text = status["acme-office-pv1"]
     assert pv_t.size == 1440 and pv_online.sum() == 1440 - 60
+    assert set(pv_text[pv_online == 0]) == {"timeout"} and set(pv_text[pv_online == 1]) == {"ok"}
     # 1-min aggregation of 1-min data is the data (mean of one value, last of one value)
     agg, _ = jobs.fetch_site(client, site, T0 * NS, (T0 + 86400) * NS, 60)
     np.testing.assert_allclose(agg[m]["energy_import"], written[m]["energy_import"], rtol=0, atol=0)
@@ -287,3 +288,106 @@ def test_backfilled_fault_free_period_raises_nothing(influxd, fleet):
     assert [(f.type, f.device_id) for f in res if not f.type.startswith(("pq_", "saving_"))] == []
     assert jobs.period_events(res, BF_END * NS, fleet) == []
     assert [f.type for f in res if f.type.startswith("saving_")]            # 8 days: advice is given
+
+
+# ---------------------------------------------------------------- a month's window, in chunks
+
+MONTH_T0 = 1772323200 - 8 * H        # 2026-03-01T00:00 local
+
+
+class _Recorder:
+    """An InfluxClient wrapper that records the time span of every query it forwards."""
+
+    def __init__(self, client):
+        self.client, self.spans = client, []
+
+    def query_arrays(self, q, params=None, **kw):
+        if params and "start" in params:
+            self.spans.append((params["end"] - params["start"]) / NS)
+        return self.client.query_arrays(q, params, **kw)
+
+    def query(self, q, params=None, **kw):
+        return self.client.query(q, params, **kw)
+
+
+@pytest.fixture(scope="module")
+def month(influxd, fleet):
+    """31 days of SITE, one sample every 30 min (small data, a month's window)."""
+    name = f"month_{os.getpid()}"
+    influxd.create_database(name)
+    client = InfluxClient(influxd.url, name)
+    t = MONTH_T0 + np.arange(31 * 48) * 1800.0
+    written = write_site(client, fleet, FleetSignals(fleet, seed=6), t)
+    yield client, written
+    client.close()
+
+
+def test_month_window_is_read_in_day_chunks(month, fleet):
+    client, written = month
+    site = fleet.sites[SITE]
+    rec = _Recorder(client)
+    start, end = MONTH_T0 * NS, (MONTH_T0 + 31 * 86400) * NS
+    data, status = jobs.fetch_site(rec, site, start, end, 60)
+    assert rec.spans and max(rec.spans) <= 86400                    # no query spans more than a day
+    assert sum(rec.spans) == pytest.approx(31 * 86400 * (len({d.kind for d in site.devices}) + 1))
+    m = "acme-office-meter"
+    np.testing.assert_array_equal(data[m]["time_ns"], written[m]["time_ns"])     # nothing lost or doubled
+    np.testing.assert_array_equal(data[m]["energy_import"], written[m]["energy_import"])
+    assert status[m][0].size == 31 * 48
+    one, _ = jobs.fetch_site(client, site, start, end, 60, chunk_s=None)        # one query: same arrays
+    assert set(one) == set(data)
+    for d in one:
+        assert set(one[d]) == set(data[d])
+        for k in one[d]:
+            np.testing.assert_array_equal(one[d][k], data[d][k])
+
+
+def test_month_window_chunks_align_to_the_aggregation_step(month, fleet):
+    client, _ = month
+    rec = _Recorder(client)
+    start = MONTH_T0 * NS + 17 * NS                                 # not on a minute: no bucket split in two
+    data, _ = jobs.fetch_site(rec, fleet.sites[SITE], start, start + 3 * 86400 * NS, 60)
+    t = data["acme-office-meter"]["time_ns"]
+    assert np.all(np.diff(t) > 0)
+
+
+def test_cli_analyses_31_days(month, influxd, tmp_path, monkeypatch, capsys):
+    import argparse
+    import json
+
+    client, _ = month
+    monkeypatch.setenv("EH_INFLUX_URL", influxd.url)
+    monkeypatch.setenv("EH_INFLUX_DB", client.database)
+    args = argparse.Namespace(fleet="sites.example.toml", follow=False, site=SITE, start="2026-02-28T16:00:00",
+                              end="2026-03-31T16:00:00", db=None, json=True)
+    assert jobs.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {f["type"] for f in out["findings"][SITE] if f["type"].startswith("pq_")} >= {"pq_voltage"}
+
+
+def test_modbus_exception_status_reaches_the_finding(influxd, fleet):
+    """A device answering with Modbus exception 02: the comms finding names the exception, not silence."""
+    name = f"exc_{os.getpid()}"
+    influxd.create_database(name)
+    client = InfluxClient(influxd.url, name)
+    site = fleet.sites[SITE]
+    dev = fleet.devices["acme-office-ev1"]
+    t = T0 + np.arange(60) * 60.0
+    sig = FleetSignals(fleet, seed=5)
+    v = sig.values_array(dev.id, t)
+    bad = t >= T0 + 1800
+    pts = [Point(dev.kind, dev.tags, {k: float(a[i]) for k, a in v.items()}, int(t[i] * NS))
+           for i in np.flatnonzero(~bad)]
+    pts += [Point("collector_status", {**dev.tags, "source": "modbus"},
+                  {"status": "exception_02" if bad[i] else "ok", "online": int(not bad[i])}, int(t[i] * NS))
+            for i in range(t.size)]
+    client.write_lines(points_to_lines(pts))
+    try:
+        for res in (60, None):
+            data, status = jobs.fetch_site(client, site, T0 * NS, (T0 + 3600) * NS, res)
+            f = [x for x in assess.assess_device(site, dev, data[dev.id], T0 * NS, (T0 + 3600) * NS, status[dev.id])
+                 if x.type == "comms_loss"]
+            assert [x.evidence["modbus_exception"] for x in f] == [2], res
+            assert f[0].explanation_en.startswith("Device answers with Modbus exception 02 (illegal address)")
+    finally:
+        client.close()
