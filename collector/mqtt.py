@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -55,6 +56,25 @@ SESSION_EXPIRY_S = 24 * 3600
 REASONS = ("oversize", "bad_json", "bad_schema", "bad_topic", "unknown_device", "not_mqtt_device",
            "wrong_site", "missing_field", "bad_timestamp", "timestamp_future", "timestamp_past",
            "unknown_channel", "wrong_type", "non_finite", "empty_values")
+
+
+# PUBACK of MQTT 5.0 §3.4 with remaining length 2: packet identifier only, reason 0x00 (success) implied
+_PUBACK = struct.Struct("!BBH")
+
+
+def _send_pubacks(client: mqtt.Client, mids: list[int]) -> None:
+    """Acknowledge QoS 1 messages ``mids`` with one queued write instead of one per message.
+
+    ``Client.ack`` queues each PUBACK on its own (a packet dict, a wake-up byte to the network
+    thread, then one ``send`` per PUBACK); the PUBACKs of a written batch go out as one buffer
+    through the same queue (``_packet_queue``, what ``ack`` itself calls; paho-mqtt 2.x).
+    """
+    queue = getattr(client, "_packet_queue", None)
+    if queue is None:                     # another paho: the public call, one by one
+        for mid in mids:
+            client.ack(mid, 1)
+        return
+    queue(mqtt.PUBACK, b"".join([_PUBACK.pack(mqtt.PUBACK, 2, mid) for mid in mids]), 0, 0)
 
 
 class MqttCollectorError(RuntimeError):
@@ -118,7 +138,6 @@ def _ts_ns(reading: dict, now_ns: int, device_id: str | None) -> tuple[int | Non
 
 
 _CHANNEL_NAMES = frozenset(CHANNELS)
-_ONLY_FLOAT = {float}
 
 
 def _reading(fleet: Fleet, site: str, device_id: Any, reading: Any, now_ns: int,
@@ -143,7 +162,7 @@ def _reading(fleet: Fleet, site: str, device_id: Any, reading: Any, now_ns: int,
             return None
         values = reading.get("values")
         if finite and type(values) is dict and values and values.keys() <= _CHANNEL_NAMES and \
-                set(map(type, values.values())) == _ONLY_FLOAT:
+                tuple(map(type, values.values())).count(float) == len(values):      # no per-value Python step
             return Point(dev.kind, dev.tags, FloatFields(values), t)
         return _checked_values(dev, device_id, values, t, rejects)
     who = f"device {device_id!r}"
@@ -327,7 +346,16 @@ class MqttCollector:
         self.deadletter = DeadLetterFile(self.deadletter_path, max_bytes=getattr(
             settings, "deadletter_max_bytes", DEFAULT_DEADLETTER_MAX_BYTES))
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter(messages=0, points=0, rejects=0, messages_with_rejects=0, acked=0)
+        self._counts: Counter[str] = Counter(rejects=0, messages_with_rejects=0)
+        # per-message counters: written by one thread each, without the lock (the hot path)
+        self._n_messages = 0          # paho's network thread
+        self._n_points = 0            # paho's network thread
+        self._n_acked = 0             # under self._lock (acks come from the writer's thread and paho's)
+        self._puback_mids: list[int] = []       # under self._lock: acks queued until the batch is done
+        add_hook = getattr(writer, "add_after_durable", None)
+        self._batch_acks = add_hook is not None
+        if add_hook is not None:
+            add_hook(self._flush_acks)
         self._reasons: Counter[str] = Counter()
         self._gen = 0
         self._connected = threading.Event()
@@ -391,6 +419,8 @@ class MqttCollector:
         with self._lock:
             out = dict(self._counts)
             out["rejects_by_reason"] = dict(self._reasons)
+            out["acked"] = self._n_acked
+        out["messages"], out["points"] = self._n_messages, self._n_points
         out["connected"] = self._connected.is_set()
         return out
 
@@ -403,6 +433,7 @@ class MqttCollector:
         with self._lock:
             self._gen += 1
             self._counts["connects"] += 1
+            self._puback_mids.clear()       # packet ids of the old connection: the broker redelivers
         self._session_present = bool(getattr(flags, "session_present", False))
         self._connected.set()
         client.subscribe([(t, SubscribeOptions(qos=1)) for t in self.topics])
@@ -433,18 +464,17 @@ class MqttCollector:
             log.exception("parser error on %s", msg.topic,
                           extra={"topic": msg.topic, "site": parts[2] if len(parts) > 3 else None})
             points, rejects = [], [Reject("bad_schema", f"parser error: {exc!r}")]
-        with self._lock:
-            counts = self._counts
-            counts["messages"] += 1
-            counts["points"] += len(points)
-            if rejects:
+        self._n_messages += 1
+        self._n_points += len(points)
+        gen = self._gen                     # an int read: atomic; a reconnect bumps it in this same thread
+        mid, qos = msg.mid, msg.qos
+        if rejects:
+            with self._lock:
+                counts = self._counts
                 counts["rejects"] += len(rejects)
                 counts["messages_with_rejects"] += 1
                 for r in rejects:
                     self._reasons[r.reason] += 1
-            gen = self._gen
-        mid, qos = msg.mid, msg.qos
-        if rejects:
             try:
                 self._dead_letter(msg.topic, msg.payload, rejects)
             except OSError as exc:      # not durable: no ack, the broker redelivers after a reconnect
@@ -455,13 +485,18 @@ class MqttCollector:
 
         def ack() -> None:
             with self._lock:
-                current = gen == self._gen
-                self._counts["acked" if current else "ack_skipped_reconnected"] += 1
-            if current:     # an ack of a previous connection's packet id would hit another message
-                client.ack(mid, qos)
+                if gen != self._gen:        # an ack of a previous connection's packet id would hit another message
+                    self._counts["ack_skipped_reconnected"] += 1
+                    return
+                self._n_acked += 1
+                if qos == 1:
+                    self._puback_mids.append(mid)
+            if not self._batch_acks:
+                self._flush_acks()
 
         if not points:
             ack()
+            self._flush_acks()
             return
         try:
             self.writer.submit(points, on_durable=ack)
@@ -470,6 +505,13 @@ class MqttCollector:
                           extra={"topic": msg.topic, "site": points[0].tags.get("site")})
             with self._lock:
                 self._counts["unacked_errors"] += 1
+
+    def _flush_acks(self) -> None:
+        """Send the PUBACKs queued by the ``on_durable`` callbacks of one written batch."""
+        with self._lock:      # held while paho queues: a reconnect cannot slip in between
+            mids, self._puback_mids = self._puback_mids, []
+            if mids:
+                _send_pubacks(self._client, mids)
 
     def _dead_letter(self, topic: str, payload: bytes, rejects: list[Reject]) -> None:
         text = payload[:4096].decode("utf-8", errors="replace")

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from waiting import wait_for
 
-from collector.mqtt import MqttCollector
+from collector.mqtt import MqttCollector, _send_pubacks
 from core.config import Settings, load_fleet
 from core.influx import InfluxClient, Writer
 from energyhost.devstack import stop_process
@@ -280,3 +280,48 @@ def test_writer_failure_leaves_message_unacked_and_collector_alive(dedicated_mos
     finally:
         col._client.disconnect()
         col._client.loop_stop()
+
+
+def _session(port: int, client_id: str, got: list) -> mqtt.Client:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
+    c.on_message = lambda cl, u, m: got.append((m.mid, m.payload))
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    c.connect("127.0.0.1", port, 30, clean_start=False, properties=props)
+    c.loop_start()
+    return c
+
+
+def test_batched_pubacks_acknowledge_every_message(dedicated_mosquitto):
+    """PUBACKs sent as one buffer are each taken by the broker: a resumed session gets nothing
+    again; the messages not acknowledged are redelivered."""
+    port = dedicated_mosquitto.port
+    got: list = []
+    c = _session(port, "batch-ack", got)
+    c.subscribe("eh/v1/s/+/telemetry", qos=1)
+    time.sleep(0.3)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="batch-ack-pub", protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", port, 30)
+    pub.loop_start()
+    for i in range(40):
+        pub.publish("eh/v1/s/d/telemetry", f"m{i}".encode(), qos=1).wait_for_publish(5)
+    pub.disconnect()
+    pub.loop_stop()
+    assert wait_for(lambda: len(got) == 40, 10), len(got)
+    acked = got[:30]
+    _send_pubacks(c, [mid for mid, _ in acked])          # one write for 30 PUBACKs; 10 left unacked
+    time.sleep(0.5)
+    c.disconnect()
+    c.loop_stop()
+    again: list = []
+    c2 = _session(port, "batch-ack", again)
+    try:
+        assert wait_for(lambda: len(again) >= 10, 10), again
+        time.sleep(0.5)
+        assert sorted(p for _, p in again) == sorted(p for _, p in got[30:])     # only the unacked ones
+    finally:
+        c2.disconnect()
+        c2.loop_stop()

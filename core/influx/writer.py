@@ -91,6 +91,7 @@ class Writer:
         self._cond = threading.Condition(self._lock)
         self._buf: list[bytes] = []
         self._tickets: list[_Ticket] = []
+        self._after_durable: list[Callable[[], None]] = []
         self._buf_since = 0.0
         self._flush_requested = False
         self._closing = False
@@ -111,7 +112,8 @@ class Writer:
     # ------------------------------------------------------------------ public API
     def submit(self, points: Iterable[Point], on_durable: Callable[[], None] | None = None) -> None:
         """Queue points for writing; ``on_durable()`` fires once all of them are durable."""
-        points = list(points)
+        if type(points) is not list:
+            points = list(points)
         enc = encode_points(points)
         if enc.rejected:
             self._dead_letter([(repr(p), why) for p, why in enc.rejected])
@@ -135,6 +137,16 @@ class Writer:
                 return
         if on_durable is not None:
             self._call(on_durable)
+            self._after_callbacks()
+
+    def add_after_durable(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` after each group of ``on_durable`` callbacks (one per written batch), so
+        that a caller can send what those callbacks queued at once (the MQTT collector's acks)."""
+        self._after_durable.append(hook)
+
+    def _after_callbacks(self) -> None:
+        for hook in self._after_durable:
+            self._call(hook)
 
     def stats(self) -> dict[str, int]:
         """Counters; ``received == written + pending + rejected + dropped`` always holds."""
@@ -438,6 +450,8 @@ class Writer:
                 done.append(t.callback)
         for cb in done:
             self._call(cb)
+        if done:
+            self._after_callbacks()
 
     @staticmethod
     def _call(cb: Callable[[], None]) -> None:

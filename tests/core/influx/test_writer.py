@@ -70,6 +70,30 @@ def test_batches_and_callbacks(influxd, influx_db, tmp_path):
         w.submit(_points(1))
 
 
+
+def test_after_durable_hook_follows_each_batch_of_callbacks(influxd, influx_db, tmp_path):
+    """The hook runs after the on_durable callbacks of a written batch (the collector sends the
+    PUBACKs those callbacks queued, at once), and after an inline callback (nothing to write)."""
+    w = Writer(InfluxClient(influxd.url, influx_db), tmp_path / "spool", batch_size=10_000, flush_interval_s=60)
+    events: list[str] = []
+    w.add_after_durable(lambda: events.append("hook"))
+    for k in range(3):
+        w.submit(_points(10, start=k * 10), on_durable=lambda k=k: events.append(f"cb{k}"))
+    assert events == []                        # buffered, not yet written
+    assert w.flush(10)
+    assert wait_for_events(events, 4) and sorted(events[:3]) == ["cb0", "cb1", "cb2"] and events[3:] == ["hook"]
+    w.submit([], on_durable=lambda: events.append("empty"))
+    assert events[4:] == ["empty", "hook"]
+    w.close()
+
+
+def wait_for_events(events: list, n: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while len(events) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return len(events) >= n
+
+
 def test_rejected_points_are_dead_lettered_and_acked(influxd, influx_db, tmp_path):
     client = InfluxClient(influxd.url, influx_db)
     with Writer(client, tmp_path / "spool", flush_interval_s=0.05) as w:
