@@ -156,7 +156,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_reports(args: argparse.Namespace) -> int:
-    from api.report.__main__ import main as reports_main
+    from reports.__main__ import main as reports_main
 
     argv = ["--fleet", args.fleet, args.action]
     if args.action == "run":

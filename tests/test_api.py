@@ -27,13 +27,13 @@ from waiting import Clock
 from analytics.tariffs import energy_cost, load_tariff
 from api.auth import seed_demo_users
 from api.main import create_app
-from api.report.archive import ReportArchive
 from api.settings import ApiSettings
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import AlarmEvent, Point
 from core.services import free_port, listener_pid_matches
 from core.store import Store
+from reports.archive import ReportArchive
 
 ROOT = Path(__file__).resolve().parents[1]
 NS = 10**9

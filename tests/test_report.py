@@ -37,22 +37,22 @@ from waiting import Clock
 from analytics import assess, faults, savings
 from analytics import power_quality as pq
 from analytics import tariffs as tf
-from api.report import archive as archive_mod
-from api.report.archive import ReportArchive
-from api.report.assemble import (
+from core.influx import InfluxClient
+from core.model import AlarmEvent
+from core.services import free_port
+from core.store import Store, month_bounds_ns
+from reports import archive as archive_mod
+from reports.archive import ReportArchive
+from reports.assemble import (
     BaselineContract,
     build_monthly_report,
     load_baselines,
     load_contracts,
     savings_vs_baseline,
 )
-from api.report.mail import MailError, SmtpSettings
-from api.report.render import render_html, render_pdf
-from api.report.schedule import due_reports, generate, mail_report, previous_month, run_due_reports
-from core.influx import InfluxClient
-from core.model import AlarmEvent
-from core.services import free_port
-from core.store import Store, month_bounds_ns
+from reports.mail import MailError, SmtpSettings
+from reports.render import render_html, render_pdf
+from reports.schedule import due_reports, generate, mail_report, previous_month, run_due_reports
 
 NS = 10**9
 FEB10 = 1_770_652_800 * NS           # 2026-02-09T16:00:00Z = 2026-02-10 00:00 Asia/Shanghai
@@ -345,8 +345,8 @@ def test_mail_failure_is_reported_not_raised(tmp_path):
 
 def test_completeness_counts_expected_intervals(influxd):
     """5-s meter written at 1-min steps is complete per minute; a 15-min device needs one sample per 15 min."""
-    from api.report.fetch import coverage
     from core.config import parse_fleet
+    from reports.fetch import coverage
 
     name = f"cov_{os.getpid()}"
     influxd.create_database(name)
@@ -552,8 +552,8 @@ def test_contracts_file(tmp_path):
 
 def test_assemble_site_pv_without_meter_data():
     """Pure assembly on arrays: PV produced while the billing meter sent nothing -> generation still reported."""
-    from api.report.assemble import assemble_site
-    from api.report.fetch import SiteArrays, month_grid
+    from reports.assemble import assemble_site
+    from reports.fetch import SiteArrays, month_grid
 
     site = fleet().sites[SITE]
     start, end = month_bounds_ns(MONTH, "Asia/Shanghai")
@@ -573,7 +573,7 @@ def test_assemble_site_pv_without_meter_data():
 def test_power_quality_without_data_is_no_data_not_a_failure():
     """compliance_summary says compliant=None when no valid 10-min value exists: the report must
     say "no data", never "not compliant"."""
-    from api.report.assemble import _pq_lines
+    from reports.assemble import _pq_lines
 
     row = {"n_valid": 0, "n_outside": 0, "limit": "±7 %", "standard": "GB/T 12325-2008 §4.2",
            "compliant": None, "qualification_rate_pct": float("nan")}

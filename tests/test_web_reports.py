@@ -33,12 +33,12 @@ from test_report_month import (
 )
 
 from api.main import create_app
-from api.report.archive import ReportArchive
 from api.settings import ApiSettings
 from core.influx import InfluxClient
 from core.model import AlarmEvent
 from core.services import free_port
 from core.store import Store
+from reports.archive import ReportArchive
 
 NS = 10**9
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

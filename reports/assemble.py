@@ -1,7 +1,7 @@
-"""Assemble a :class:`~api.report.model.MonthlyReport` from InfluxDB data and the analytics functions.
+"""Assemble a :class:`~reports.model.MonthlyReport` from InfluxDB data and the analytics functions.
 
 Every figure is computed by an :mod:`analytics` function on the arrays of
-:mod:`api.report.fetch` — nothing is re-derived here, so the report and the analytics
+:mod:`reports.fetch` — nothing is re-derived here, so the report and the analytics
 agree by construction (the tests check it):
 
 =================================  ==========================================================
@@ -44,9 +44,13 @@ from analytics import assess, faults, savings
 from analytics import baseline as bl
 from analytics import power_quality as pq
 from analytics import tariffs as tf
-from api.report.archive import ReportArchive, check_month
-from api.report.fetch import SiteArrays, consumption_w, fetch_consumption, fetch_site_month, fetch_weather
-from api.report.model import (
+from core import workdays
+from core.config import Fleet, Site
+from core.model import Finding
+from core.store import month_bounds_ns
+from reports.archive import ReportArchive, check_month
+from reports.fetch import SiteArrays, consumption_w, fetch_consumption, fetch_site_month, fetch_weather
+from reports.model import (
     MonthlyReport,
     PowerQualityLine,
     Recommendation,
@@ -55,11 +59,7 @@ from api.report.model import (
     SiteRegression,
     TouLine,
 )
-from api.report.workflow import workflow_summary
-from core import workdays
-from core.config import Fleet, Site
-from core.model import Finding
-from core.store import month_bounds_ns
+from reports.workflow import workflow_summary
 
 NS = 10**9
 EV_CHARGING_W = 1000.0          # a charger drawing more than this is in a charging session

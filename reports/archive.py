@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.report.i18n import LANGS
+from reports.i18n import LANGS
 
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 CUSTOMER_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m api.report run|generate`` (settings from the environment).
+"""Command line: ``python -m reports run|generate`` (settings from the environment).
 
 ``run``       generate and archive every due report, mail the unsent ones (see schedule.run_from_env);
               ``--every S`` repeats every S seconds until interrupted.
@@ -16,15 +16,15 @@ import os
 import sys
 import time
 
-from api.report.archive import ReportArchive
-from api.report.assemble import load_contracts
-from api.report.schedule import generate, run_from_env
 from core.config import Settings, load_fleet
 from core.influx import InfluxClient
+from reports.archive import ReportArchive
+from reports.assemble import load_contracts
+from reports.schedule import generate, run_from_env
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m api.report", description="energyhost monthly saving reports")
+    p = argparse.ArgumentParser(prog="python -m reports", description="energyhost monthly saving reports")
     p.add_argument("--fleet", default=os.environ.get("EH_FLEET", "sites.example.toml"), help="fleet TOML file")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="generate due reports and mail them")
