@@ -178,14 +178,13 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
         sm.demand_kw = np.where(finite, sums / np.maximum(counts, 1), np.nan).tolist()
     sm.demand_start_ns = int(t[0])
 
-    # priced recommendations: the analytics' own composition for a site (assess.site_savings),
-    # with this month's actual basic + energy charge as the PF adjustment base
+    # priced recommendations: the analytics' own composition for a site (assess.site_savings); its
+    # PF adjustment base is the energy charge per average month + the monthly basic charge, so
+    # February's 28 days do not inflate a monthly charge
     avg_price = sm.energy_yuan / sm.energy_kwh if sm.energy_kwh > 0 else tariff.price(tariff.periods[0])
     findings: list[Finding] = []
     try:
-        findings = assess.site_savings(site, arrays.series, tariff,
-                                       adjustment_base_yuan=sm.basic_charge_yuan + sm.energy_yuan,
-                                       price_yuan_per_kwh=avg_price)
+        findings = assess.site_savings(site, arrays.series, tariff, price_yuan_per_kwh=avg_price)
     except ValueError:
         findings = []        # too little data this month to judge any saving
     by_type = {f.type: f for f in findings}

@@ -203,9 +203,7 @@ def test_recommendations_workflow_and_baseline(report, store, month):
     series = {METER: {"time_ns": g["time_ns"], "active_power": g["p_w"], "reactive_power": g["q_var"]},
               PV: {"time_ns": g["time_ns"], "active_power": g["pv_w"]},
               EV: {"time_ns": g["time_ns"], "active_power": g["ev_w"]}}
-    want = assess.site_savings(site, series, tf.load_tariff(site.tariff),
-                               adjustment_base_yuan=s.basic_charge_yuan + s.energy_yuan,
-                               price_yuan_per_kwh=s.energy_yuan / s.energy_kwh)
+    want = assess.site_savings(site, series, tf.load_tariff(site.tariff), price_yuan_per_kwh=s.energy_yuan / s.energy_kwh)
     assert [(r.type, r.yuan_month, r.kwh_month) for r in report.recommendations] == [
         (f.type, f.yuan_month, f.kwh_month) for f in want if f.yuan_month > 0]
     assert report.recommendations, "the site wastes energy at night and pays a PF surcharge"
@@ -421,8 +419,7 @@ def test_backfilled_month_equals_analytics_jobs_data(backfilled):
                       "apparent_power": on_grid(METER, "apparent_power")},
               PV: {"time_ns": grid, "active_power": on_grid(PV, "active_power")},
               EV: {"time_ns": grid, "active_power": on_grid(EV, "active_power")}}
-    want = assess.site_savings(site, series, tariff, adjustment_base_yuan=s.basic_charge_yuan + s.energy_yuan,
-                               price_yuan_per_kwh=s.energy_yuan / s.energy_kwh)
+    want = assess.site_savings(site, series, tariff, price_yuan_per_kwh=s.energy_yuan / s.energy_kwh)
     assert [(r.type, r.yuan_month) for r in report.recommendations] == [
         (f.type, f.yuan_month) for f in want if f.yuan_month > 0]
     pv = next(f for f in want if f.type == "saving_pv_self_consumption")
