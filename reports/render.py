@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from reports.i18n import labels, period_label
 from reports.model import MonthlyReport
+from reports.summary import headline, reasons
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -65,7 +66,8 @@ def render_html(report: MonthlyReport, lang: str = "zh", *, tz: str = "Asia/Shan
                             if charts and any(v is not None for v in x.daily_measured_kwh) else b"")
                 for x in report.savings.regression}
     template = environment().get_template("report/monthly.html")
-    return template.render(r=report, L=lab, lang=lang, tz=tz, charts=site_pngs, regression_charts=reg_pngs)
+    return template.render(r=report, L=lab, lang=lang, tz=tz, charts=site_pngs, regression_charts=reg_pngs,
+                           headline=headline(report, lang), reasons=reasons(report.savings, lang))
 
 
 def render_pdf(html: str) -> bytes:

@@ -65,7 +65,8 @@ def due_reports(now_ns: int, fleet: Fleet, archive: ReportArchive, *, day: int =
         if (local.day, local.hour) < (day, hour):
             continue
         month = previous_month(now_ns, tz)
-        if not archive.has(c.id, month):
+        # a report made while the month was in progress does not count as the month's report
+        if not archive.has(c.id, month) or archive.figures(c.id, month).get("partial"):
             out.append((c.id, month))
     return out
 

@@ -259,6 +259,28 @@ def test_bad_input_is_named(month):
         SmtpSettings.from_env({"EH_SMTP_HOST": "127.0.0.1", "EH_SMTP_PORT": "smtp"})
 
 
+def test_month_in_progress_is_partial_and_like_with_like(month, report, tmp_path):
+    """Generated on 10 Feb: 9 of 28 days, basic charge pro-rated, completeness over the days lived, no saving
+    verified; the archived partial report does not stand in for the month's report once it is due."""
+    client, _ = month
+    part = build_monthly_report(client, fleet(), CUSTOMER, MONTH, baseline_yuan_per_kwh=1.0, now_ns=FEB10)
+    s, full = part.sites[0], report.sites[0]
+    assert part.partial and (part.days_covered, part.days_in_month) == (9.0, 28.0) and not report.partial
+    assert s.basic_charge_yuan == pytest.approx(full.basic_charge_yuan * 9 / 28, rel=1e-9)
+    assert s.energy_kwh < full.energy_kwh * 0.4 and s.completeness_pct > 95
+    assert s.bill_yuan == pytest.approx(s.energy_yuan + s.basic_charge_yuan + s.pf_adjustment_yuan, rel=1e-9)
+    # like with like: the unit cost of 9 days with 9 days' basic charge is close to the full month's
+    assert part.bill_yuan / part.energy_kwh == pytest.approx(report.bill_yuan / report.energy_kwh, rel=0.05)
+    assert part.savings.verdict == "not_verifiable" and part.savings.reasons[0]["code"] == "partial_month"
+    with pytest.raises(ValueError, match="has not started"):
+        build_monthly_report(client, fleet(), CUSTOMER, "2026-03", now_ns=MAR2 - 86400 * NS)
+    arch = ReportArchive(tmp_path / "arch")
+    arch.save(part.to_dict(), {}, {})
+    assert (CUSTOMER, MONTH) in due_reports(MAR2, fleet(), arch)
+    arch.save(report.to_dict(), {}, {})
+    assert (CUSTOMER, MONTH) not in due_reports(MAR2, fleet(), arch)
+
+
 @pytest.mark.skipif(shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
                     reason="poppler-utils (pdftoppm, pdftotext) not installed")
 @pytest.mark.parametrize("lang,title", [("zh", "月度节能报告"), ("en", "Monthly energy saving report")])
@@ -507,21 +529,25 @@ def test_verified_savings_equal_analytics(verified, tmp_path):
     price = sm.energy_yuan / sm.energy_kwh
     assert x.savings_yuan == pytest.approx(x.savings_kwh * price) and x.uncertainty_yuan == pytest.approx(
         x.uncertainty_kwh * price)
-    assert sv.method == "regression" and sv.saved_yuan == pytest.approx(x.savings_yuan)
-    assert sv.saved_kwh == pytest.approx(x.savings_kwh) and sv.confidence == 0.90
-    assert sv.saved_pct == pytest.approx(100 * x.savings_kwh / x.adjusted_baseline_kwh)
-    # the simulator has no saving measure: no saving beyond the model's uncertainty, so none is "verified"
+    # the simulator has no saving measure: no saving beyond the model's uncertainty, so none is "verified",
+    # no regression yuan is claimed and the report says why in words
     assert abs(x.savings_kwh) <= x.uncertainty_kwh and sv.regression_status == "uncertain"
-    assert sv.fsu_68_pct > 50
+    assert sv.fsu_68_pct > 50 and sv.confidence == 0.90
+    assert sv.verdict == "not_verifiable" and sv.method == "configured" and sv.saved_kwh is None
+    assert {r["code"] for r in sv.reasons} == {"uncertain", "out_of_range"}
+    assert x.n_extrapolated_days > 0
     html = render_html(report, "en")
-    assert "this month&#39;s savings are within the" in html and "Daily measured energy and adjusted baseline" in html
-    assert "基准期回归模型" in render_html(report, "zh", charts=False)
+    assert "No saving can be verified this month" in html and "cannot be told from zero" in html
+    assert "Daily measured energy and adjusted baseline" in html
+    zh = render_html(report, "zh", charts=False)
+    assert "基准模型与调整后基准" in zh and "本月无法核证节能量" in zh and "节能量经核证：" not in zh
     # a baseline period without data: the model is refused, the report says so and uses the contracted cost
     empty = BaselineContract(yuan_per_kwh=1.0, baseline_start=date(2025, 11, 1), baseline_end=date(2025, 11, 28))
     r2 = build_monthly_report(client, fl, CUSTOMER, MONTH, now_ns=MAR2, contract=empty)
     assert r2.savings.regression_status == "model_failed" and r2.savings.method == "configured"
     assert "too few usable baseline days: 0 of 28" in r2.savings.regression[0].error
-    assert "does not meet ASHRAE Guideline 14" in render_html(r2, "en", charts=False)
+    assert r2.savings.verdict == "not_verifiable" and r2.savings.reasons[0]["code"] == "no_model"
+    assert "no baseline regression model could be built" in render_html(r2, "en", charts=False)
     # the baseline period may not reach into the reporting month
     late = BaselineContract(baseline_start=date(2026, 1, 20), baseline_end=date(2026, 2, 3))
     r3 = build_monthly_report(client, fl, CUSTOMER, MONTH, now_ns=MAR2, contract=late)
