@@ -466,6 +466,32 @@ def test_energy_per_tou_period(env):
     assert body["tariff"] == "jiangsu_large_industry"
 
 
+def test_site_energy_sums_the_incomer_meters_not_a_feeder(env):
+    """Without device_id the site's energy is T1 + T2 (the fleet's transformer meters); the compressor
+    feeder meter, first in alphabetical order, is not the site."""
+    c, h = env.client, env.as_("engineer1")
+    site = env.ids["acme"]["site_id"]
+    t = np.arange(env.t0 - 86400 * NS, env.t0, 60 * NS, dtype=np.int64)
+    points = []
+    for dev, base in (("acme-plant1-t2-meter", 300e3), ("acme-plant1-compressors", 90e3)):
+        e = 5e7 + np.cumsum(power_w(t, base) * 60 / 3600)
+        points += [Point("meter", {"customer": "acme", "site": site, "device": dev}, {"energy_import": float(x)},
+                         int(ti)) for ti, x in zip(t, e, strict=True)]
+    env.influx.write_lines(points_to_lines(points))
+    start, end = env.t0 - 86400 * NS + 3600 * NS, env.t0 - 3600 * NS
+    iso = lambda ns: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / NS))  # noqa: E731
+    got = {}
+    for dev in (None, "acme-plant1-t1-meter", "acme-plant1-t2-meter", "acme-plant1-compressors"):
+        params = {"start": iso(start), "end": iso(end)} | ({"device_id": dev} if dev else {})
+        r = c.get(f"/api/v1/telemetry/sites/{site}/energy", headers=h, params=params)
+        assert r.status_code == 200, r.text
+        got[dev] = r.json()
+    assert got[None]["meters"] == ["acme-plant1-t1-meter", "acme-plant1-t2-meter"]
+    assert got[None]["total_kwh"] == pytest.approx(got["acme-plant1-t1-meter"]["total_kwh"]
+                                                   + got["acme-plant1-t2-meter"]["total_kwh"], rel=1e-9)
+    assert got[None]["total_kwh"] > 2 * got["acme-plant1-compressors"]["total_kwh"] > 0
+
+
 # ----------------------------------------------------------------------------- alarms
 def test_alarm_list_filter_ack_shelve_and_kpis(env):
     c, h = env.client, env.as_("engineer1")
