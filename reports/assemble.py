@@ -54,6 +54,7 @@ from reports.model import (
     SiteRegression,
     TouLine,
 )
+from reports.summary import pq_texts
 from reports.verification import (  # noqa: F401  (re-exported: the report's public names)
     BaselineContract,
     _local_midnight_ns,
@@ -112,7 +113,8 @@ def _pq_lines(device_id: str, summary: dict) -> list[PowerQualityLine]:
         out.append(PowerQualityLine(
             check=check, device_id=device_id, n_valid=n, n_outside=nout,
             compliance_pct=(100.0 * (1 - nout / n)) if n else None, statistic=name, value=value, unit=unit,
-            limit=str(s["limit"]), standard=str(s["standard"]), compliant=None if s["compliant"] is None else bool(s["compliant"])))
+            limit=str(s["limit"]), standard=str(s["standard"]),
+            compliant=None if s["compliant"] is None else bool(s["compliant"]), **pq_texts(check, s)))
     return out
 
 

@@ -84,6 +84,7 @@ _LABELS: dict[str, dict[str, str]] = {
     "no_data": {"zh": "无数据", "en": "no data"},
     "standard": {"zh": "依据", "en": "Standard"},
     "n_valid": {"zh": "10分钟值个数", "en": "10-min values"},
+    "n_outside": {"zh": "越限个数", "en": "Outside limit"},
     "within": {"zh": "合格率", "en": "Within limit"},
     "pq_voltage": {"zh": "电压偏差", "en": "Voltage deviation"},
     "pq_frequency": {"zh": "频率偏差", "en": "Frequency deviation"},

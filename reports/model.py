@@ -35,6 +35,10 @@ class PowerQualityLine:
     limit: str                  # limit as the standard states it
     standard: str               # standard and clause
     compliant: bool | None      # None: no valid 10-min value in the month (no data, not a verdict)
+    limit_zh: str = ""          # the limit, and what was counted and how the verdict is reached
+    limit_en: str = ""
+    basis_zh: str = ""
+    basis_en: str = ""
 
 
 @dataclass

@@ -88,3 +88,32 @@ def headline(r: MonthlyReport, lang: str) -> list[str]:
     else:
         out.append("本月无新的节能建议。" if zh else "No new recommendation this month.")
     return out
+
+
+def pq_texts(check: str, s: dict) -> dict[str, str]:
+    """Limit and basis of one power-quality verdict in zh and en: what is counted, how many fail, the rule."""
+    n, nout, ph = int(s["n_valid"]), int(s["n_outside"]), int(s.get("phases", 1))
+    per = f"{n // ph:,}" if ph > 1 else f"{n:,}"
+    count_zh = f"三相各 {per} 个 10 分钟值，共 {n:,} 个" if ph > 1 else f"{n:,} 个 10 分钟值"
+    count_en = f"3 phases × {per} 10-min values = {n:,}" if ph > 1 else f"{n:,} 10-min values"
+    if check == "voltage":
+        lim = s.get("limit_pct", 7.0)
+        limit = (f"标称电压 ±{lim:g}%", f"±{lim:g} % of nominal")
+    elif check == "frequency":
+        limit = (f"±{s.get('limit_hz', 0.2):g} 赫兹", f"±{s.get('limit_hz', 0.2):g} Hz")
+        count_zh, count_en = f"{n:,} 个 10 分钟平均值（频率全系统统一，不分相）", f"{n:,} 10-min means (one frequency, not per phase)"
+    elif check == "unbalance":
+        limit = ("95% 概率值 ≤ 2%，最大值 ≤ 4%", "95 % probability value ≤ 2 %, maximum ≤ 4 %")
+    else:
+        lim = s.get("limit_pct")
+        limit = (f"95% 概率值 ≤ {lim:g}%", f"95 % probability value ≤ {lim:g} %") if lim is not None else (
+            str(s["limit"]), str(s["limit"]))
+    if s.get("per_value"):
+        rule = ("任一值越限即判为不合格", "any value outside the limit makes the month not compliant")
+    else:
+        rule = ("95% 概率值指舍去最大的 5% 后剩余值中的最大值" + ("，每 10 分钟取最严重相" if ph > 1 else ""),
+                "the 95 % probability value is the largest value left after discarding the top 5 %"
+                + ("; the worst phase of each 10 minutes" if ph > 1 else ""))
+    return {"limit_zh": limit[0], "limit_en": limit[1],
+            "basis_zh": f"{count_zh}，其中 {nout:,} 个越限；{rule[0]}。",
+            "basis_en": f"{count_en}, {nout:,} outside the limit; {rule[1]}."}

@@ -123,3 +123,30 @@ def test_zh_report_has_no_english_words_and_en_no_yuan_sign(verified):
     assert not re.search(r"[\u4e00-\u9fff][,:;()]|[,:;(][\u4e00-\u9fff]", zh), "half-width punctuation in zh"
     en = _text(render_html(r, "en", charts=False))
     assert "元" not in en and "yuan" in en
+
+
+def test_pq_verdict_prints_limit_failing_count_and_basis():
+    """Voltage 99.98 % within: 'not compliant' with the limit, the 3 failing values and why 3 × 4,320."""
+    import numpy as np
+
+    from analytics import power_quality as pq
+    from reports.assemble import _pq_lines
+
+    t = FEB1 + np.arange(30 * 1440) * 60 * NS
+    u = np.full(t.size, 230.0)
+    u[1000:1010] = 250.0                                   # one 10-min value of L1 above +7 %
+    u2 = np.full(t.size, 230.0)
+    u2[5000:5020] = 200.0                                  # two of L2 below -7 %
+    ch = {"voltage_l1": u, "voltage_l2": u2, "voltage_l3": np.full(t.size, 230.0),
+          "frequency": np.full(t.size, 50.0)}
+    lines = {x.check: x for x in _pq_lines("m1", pq.compliance_summary(t, ch, 230.0, period_s=60.0))}
+    v, f = lines["voltage"], lines["frequency"]
+    assert (v.n_valid, v.n_outside, v.compliant) == (12960, 3, False) and f.n_valid == 4320
+    assert v.limit_zh == "标称电压 ±7%" and v.limit_en == "±7 % of nominal"
+    assert v.basis_zh == "三相各 4,320 个 10 分钟值，共 12,960 个，其中 3 个越限；任一值越限即判为不合格。"
+    assert "3 phases × 4,320 10-min values = 12,960, 3 outside the limit" in v.basis_en
+    assert "不分相" in f.basis_zh and "not per phase" in f.basis_en
+    r = _report()
+    r.sites[0].pq = list(lines.values())
+    zh = _text(render_html(r, "zh", charts=False))
+    assert "越限个数" in zh and "其中 3 个越限" in zh and "±7 % of nominal" not in zh
