@@ -153,6 +153,8 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff, month_ns: int | None = 
     energy = bill["energy"]
 
     sm = SiteMonth(site_id=site.id, site_name=site.name, tariff=tariff.id, tariff_name=tariff.name,
+                   tariff_example=tariff.prices_are_example or bool(site.province and tariff.province
+                                                                    and site.province != tariff.province),
                    pf_standard=site.pf_standard)
     sm.tou = [TouLine(period=p, kwh=energy["kwh"][p], yuan=energy["yuan"][p], price=tariff.price(p))
               for p in reversed(tariff.periods) if p in energy["kwh"]]
@@ -308,6 +310,7 @@ def build_monthly_report(influx: Any, fleet: Fleet, customer_id: str, month: str
         if not site.tariff:
             raise ValueError(f"site {site.id!r} has no tariff: set 'tariff' in the fleet file")
         tariff = tf.load_tariff(site.tariff, tariff_dir)
+        tf.check_site_tariff(site.id, site.province, site.tariff_example_ok, tariff)
         s_start, s_end = month_bounds_ns(month, site.timezone)
         arrays = fetch_site_month(influx, site, s_start, min(s_end, upto))
         sm, f = assemble_site(arrays, tariff, s_end - s_start)

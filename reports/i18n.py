@@ -85,6 +85,8 @@ _LABELS: dict[str, dict[str, str]] = {
     "standard": {"zh": "依据", "en": "Standard"},
     "n_valid": {"zh": "10分钟值个数", "en": "10-min values"},
     "n_outside": {"zh": "越限个数", "en": "Outside limit"},
+    "tariff_example": {"zh": "示例电价，非本站核定电价，金额仅供参考", "en": "example prices, not the site's verified "
+                                                                     "tariff: amounts are indicative"},
     "within": {"zh": "合格率", "en": "Within limit"},
     "pq_voltage": {"zh": "电压偏差", "en": "Voltage deviation"},
     "pq_frequency": {"zh": "频率偏差", "en": "Frequency deviation"},

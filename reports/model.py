@@ -49,6 +49,7 @@ class SiteMonth:
     site_name: str
     tariff: str                             # tariff id (file name)
     tariff_name: str = ""                   # its name as the customer knows it
+    tariff_example: bool = False            # example prices / another province's schedule (fleet accepted it)
     tou: list[TouLine] = field(default_factory=list)
     energy_kwh: float = 0.0                 # grid import [kWh]
     export_kwh: float = 0.0                 # grid export [kWh]

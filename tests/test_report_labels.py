@@ -150,3 +150,18 @@ def test_pq_verdict_prints_limit_failing_count_and_basis():
     r.sites[0].pq = list(lines.values())
     zh = _text(render_html(r, "zh", charts=False))
     assert "越限个数" in zh and "其中 3 个越限" in zh and "±7 % of nominal" not in zh
+
+
+def test_report_refuses_an_unaccepted_example_tariff_naming_site_and_key():
+    import copy
+
+    from test_report_month import CUSTOMER, FLEET_RAW, MONTH, SITE
+
+    from core.config import parse_fleet
+    from reports.assemble import build_monthly_report
+
+    raw = copy.deepcopy(FLEET_RAW)
+    del raw["customer"][0]["site"][0]["tariff_example_ok"]
+    fleet = parse_fleet(raw, "fleet.toml")
+    with pytest.raises(ValueError, match=f"site '{SITE}'.*example prices.*tariff_example_ok = true"):
+        build_monthly_report(None, fleet, CUSTOMER, MONTH, now_ns=FEB1 + 40 * 86400 * NS)
