@@ -199,7 +199,7 @@ def _generate(request: Request, body: ReportGenerateIn, store, influx, clock) ->
 
     try:
         generate(influx, fleet, body.customer_id, body.month, arch, store=store, langs=tuple(body.langs),
-                 base_url=os.environ.get("EH_PUBLIC_URL", str(request.base_url).rstrip("/")), now_ns=now)
+                 base_url=os.environ.get("EH_PUBLIC_URL", ""), now_ns=now)
     except InfluxError as exc:
         raise HTTPException(502, f"telemetry database error: {exc}") from None
     except ValueError as exc:          # bad tariff, site without tariff
