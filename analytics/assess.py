@@ -215,8 +215,9 @@ def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tarif
 
     Site grid power is the sum of the transformer (billing) meters; EV and PV power the sums
     of the chargers and inverters.  All series must share one time grid (1-min means, as
-    :func:`analytics.jobs.fetch_site` returns in period mode).  ``adjustment_base_yuan``
-    defaults to the month's energy charge + capacity charge computed from the tariff.  No advice
+    :func:`analytics.jobs.fetch_site` returns in period mode).  ``adjustment_base_yuan`` [yuan/month]
+    defaults to the window's energy charge per month + the present monthly basic charge
+    (:func:`analytics.savings.adjustment_base`); it is never rescaled by the window.  No advice
     (an empty list) unless the billing meters hold at least ``min_days`` days of data (figures are
     scaled from the data to an average month).
     """
@@ -248,10 +249,11 @@ def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tarif
     e = tf.interval_energy_kwh(t, np.clip(p_kw, 0, None) * 1000.0, max_gap_s=600)
     energy_yuan = tf.energy_cost(t, e, tariff)["total_yuan"]
     avg_price = price_yuan_per_kwh or (energy_yuan / max(e.sum(), 1e-9))
-    base = adjustment_base_yuan if adjustment_base_yuan is not None else energy_yuan + kva * tariff.capacity_price
-    out = [savings.basic_charge_choice(site.id, t, p_kw, kva, tariff,
-                                       "demand" if site.contract_demand_kw else "capacity", site.contract_demand_kw),
-           savings.peak_shaving(site.id, t, p_kw, tariff),
+    basic = savings.basic_charge_choice(site.id, t, p_kw, kva, tariff,
+                                        "demand" if site.contract_demand_kw else "capacity", site.contract_demand_kw)
+    base = adjustment_base_yuan if adjustment_base_yuan is not None else savings.adjustment_base(
+        energy_yuan, basic.evidence["analysed_days"], basic.evidence["current_yuan"])
+    out = [basic, savings.peak_shaving(site.id, t, p_kw, tariff),
            savings.base_load_waste(site.id, t, p_kw, tariff)]
     if q_kvar is not None:
         out.append(savings.pf_correction(site.id, t, p_kw, q_kvar, base, site.pf_standard,

@@ -286,10 +286,24 @@ def nema_unbalance(x1, x2, x3):
         return np.abs(x - m).max(axis=0) / m * 100.0
 
 
+def prob95(values) -> float:
+    """The "95 % probability value" of the Chinese PQ standards (GB/T 15543, 14549, 12325 practice).
+
+    The values sorted from largest down, the largest 5 % (``floor(0.05 n)`` values) discarded,
+    the largest remaining value: an observed value, never an interpolation between two.
+    NaN values are left out; NaN when none is left.
+    """
+    x = _checks.as_float(values, "values").ravel()
+    x = np.sort(x[np.isfinite(x)])
+    if x.size == 0:
+        return float("nan")
+    return float(x[x.size - 1 - int(np.floor(0.05 * x.size + 1e-9))])
+
+
 def unbalance_assessment(unbalance_10min, limit_95_pct: float = 2.0, limit_max_pct: float = 4.0) -> dict:
     """Weekly voltage-unbalance verdict, GB/T 15543-2008 §4 / §6.
 
-    The 95 % probability value of the 10-min values must be ≤ 2 % and the maximum
+    The 95 % probability value (:func:`prob95`) of the 10-min values must be ≤ 2 % and the maximum
     ≤ 4 % (normal-operation limits at the PCC).
 
     Parameters
@@ -310,7 +324,7 @@ def unbalance_assessment(unbalance_10min, limit_95_pct: float = 2.0, limit_max_p
     if x.size == 0:
         return {"n_valid": 0, "p95_pct": np.nan, "max_pct": np.nan,
                 "fail_95": False, "fail_max": False, "fail": False}
-    p95 = float(np.percentile(x, 95))
+    p95 = prob95(x)
     mx = float(x.max())
     f95, fmax = p95 > limit_95_pct + _EPS, mx > limit_max_pct + _EPS
     return {"n_valid": int(x.size), "p95_pct": p95, "max_pct": mx,
@@ -636,6 +650,9 @@ GBT14549_CURRENT = {
                     1.2, 1.4, 1.1, 2.1, 1.0, 1.9)),
 }
 _LEVEL_ALIASES = {0.4: 0.38, 220.0: 110.0}
+# GB/T 14549-1993 §5 note: a 220 kV PCC uses the 110 kV limits, the current table scaled from a
+# 2000 MVA base short-circuit capacity (not the 110 kV row's 750 MVA)
+GBT14549_220KV_BASE_MVA = 2000.0
 
 
 def _gbt14549_level(nominal_kv: float) -> float:
@@ -711,6 +728,8 @@ def gbt14549_current_limit(order: int, nominal_kv: float, sk_min_mva: float | No
     if not isinstance(order, int | np.integer) or not 2 <= order <= 25:
         raise ValueError(f"order must be an integer 2..25, got {order!r}")
     base, row = GBT14549_CURRENT[_gbt14549_level(nominal_kv)]
+    if float(nominal_kv) == 220.0:
+        base = GBT14549_220KV_BASE_MVA      # 220 kV: the 110 kV currents, at a 2000 MVA base
     ih = float(row[order - 2])
     if sk_min_mva is not None:
         ih *= _checks.positive(sk_min_mva, "sk_min_mva") / base
@@ -888,7 +907,8 @@ def compliance_summary(time_ns, channels: dict, nominal_voltage_v: float, voltag
         lo, hi = -7.0, 7.0
         n, nout = count_outside(voltage_deviation(u10, nominal_voltage_v), ok, lo, hi)
         en = en50160_voltage(u10, ok, nominal_voltage_v, lv=True)
-        out["voltage"] = {"n_valid": n, "n_outside": nout, "limit": "±7 % of nominal",
+        out["voltage"] = {"n_valid": n, "n_outside": nout, "limit": "±7 % of nominal", "limit_pct": 7.0,
+                          "phases": 3, "per_value": True,
                           "standard": "GB/T 12325-2008 §4", "compliant": nout == 0 if n else None,
                           "qualification_rate_pct": (1 - nout / n) * 100 if n else np.nan,
                           "en50160": en}
@@ -896,6 +916,7 @@ def compliance_summary(time_ns, channels: dict, nominal_voltage_v: float, voltag
         _, f10, ok = aggregate_10min(t, channels["frequency"], period_s, method="mean")
         n, nout = count_outside(f10 - nominal_hz, ok, -frequency_limit_hz, frequency_limit_hz)
         out["frequency"] = {"n_valid": n, "n_outside": nout, "limit": f"±{frequency_limit_hz} Hz",
+                            "limit_hz": frequency_limit_hz, "phases": 1, "per_value": True,
                             "standard": "GB/T 15945-2008 §4", "compliant": nout == 0 if n else None}
     lines = ["voltage_l12", "voltage_l23", "voltage_l31"]
     eps = None
@@ -908,7 +929,8 @@ def compliance_summary(time_ns, channels: dict, nominal_voltage_v: float, voltag
         _, e10, ok = aggregate_10min(t, eps, period_s)
         ass = unbalance_assessment(np.where(ok, e10, np.nan))
         n, nout = count_outside(e10, ok, -np.inf, 2.0)
-        out["unbalance"] = {"n_valid": n, "n_outside": nout, "limit": "95 % ≤ 2 %, max ≤ 4 %",
+        out["unbalance"] = {"n_valid": n, "n_outside": nout, "limit": "95 % ≤ 2 %, max ≤ 4 %", "phases": 1,
+                            "per_value": False,
                             "standard": "GB/T 15543-2008 §4", "compliant": (not ass["fail"]) if n else None,
                             "p95_pct": ass["p95_pct"], "max_pct": ass["max_pct"]}
     thd_ch = [f"thd_voltage_l{p}" for p in (1, 2, 3)]
@@ -917,8 +939,9 @@ def compliance_summary(time_ns, channels: dict, nominal_voltage_v: float, voltag
         _, t10, ok = aggregate_10min(t, np.column_stack([channels[c] for c in thd_ch]), period_s, "rms")
         n, nout = count_outside(t10, ok, -np.inf, lim)
         worst = np.fmax.reduce(np.where(ok, t10, np.nan), axis=1) if t10.size else t10
-        p95 = float(np.nanpercentile(worst, 95)) if np.isfinite(worst).any() else np.nan
-        out["thd_voltage"] = {"n_valid": n, "n_outside": nout, "limit": f"THD_u ≤ {lim} %",
+        p95 = prob95(worst)
+        out["thd_voltage"] = {"n_valid": n, "n_outside": nout, "limit": f"THD_u ≤ {lim} %", "limit_pct": lim,
+                              "phases": 3, "per_value": False,
                               "standard": "GB/T 14549-1993 Table 1", "p95_pct": p95,
                               "compliant": (not p95 > lim + _EPS) if n else None}
     return out

@@ -58,6 +58,7 @@ class Tariff:
     document: str = ""
     effective_from: str = ""
     prices_are_example: bool = True
+    province: str = ""
     source_path: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -213,7 +214,8 @@ def parse_tariff(data: dict, path: str = "<tariff>") -> Tariff:
         contract_floor_fraction=float(b.get("contract_floor_fraction", 0.40)),
         pf_standard=float(std), pf_base=str(pf.get("base", "basic+energy")),
         document=str(data.get("document", "")), effective_from=str(data.get("effective_from", "")),
-        prices_are_example=bool(data.get("prices_are_example", True)), source_path=path,
+        prices_are_example=bool(data.get("prices_are_example", True)), province=str(data.get("province", "")),
+        source_path=path,
         extra={k: v for k, v in data.items() if k not in known},
     )
 
@@ -234,6 +236,26 @@ def load_tariff(name_or_path: str | Path, directory: str | Path | None = None) -
     if t.id != p.stem:
         raise TariffError(f"{p}: id: {t.id!r} must equal the file name {p.stem!r}")
     return t
+
+
+def check_site_tariff(site_id: str, province: str, example_ok: bool, tariff: Tariff) -> None:
+    """Refuse to bill a site on a tariff that is not a verified schedule of its province.
+
+    A tariff with example prices (``prices_are_example``) or of another province bills the
+    site only when the fleet file says ``tariff_example_ok = true`` for it; otherwise
+    :class:`TariffError` names the site and the key to set.
+    """
+    if example_ok:
+        return
+    where = f"site {site_id!r}"
+    if tariff.prices_are_example:
+        raise TariffError(f"{where}: tariff {tariff.id!r} ({tariff.name}) has example prices, not a verified "
+                          f"schedule{' for ' + province if province else ''}; set tariff_example_ok = true for the "
+                          "site in the fleet file to accept example figures, or give it a verified tariff")
+    have = tariff.province
+    if province and have and province.lower() != have.lower():
+        raise TariffError(f"{where}: province {province!r} is billed on tariff {tariff.id!r} of {have!r}; give the "
+                          "site its province's tariff or set tariff_example_ok = true in the fleet file")
 
 
 # ---------------------------------------------------------------- energy and cost

@@ -506,7 +506,8 @@ class TouPeriodOut(BaseModel):
 
 class EnergyTouOut(BaseModel):
     site_id: str
-    device_id: str
+    device_id: str                  # the meter, or the incomer meters joined by "+"
+    meters: list[str] = []          # the meters whose energy is summed
     start: datetime
     end: datetime
     tariff: str

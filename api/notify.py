@@ -3,7 +3,7 @@
 :func:`sweep_escalations` is what the API's background sweep (and ``POST /workorders/escalate``)
 runs: :meth:`workflow.Store.escalate_overdue` records the new escalations, then every
 escalation whose mail is not sent yet is delivered over SMTP with the settings of the monthly
-report mailer (``EH_SMTP_*``, :class:`api.report.mail.SmtpSettings`).  Level 1 goes to the site's
+report mailer (``EH_SMTP_*``, :class:`reports.mail.SmtpSettings`).  Level 1 goes to the site's
 customer manager, level 2 to each admin (one escalation row, one mail, per person).
 
 Delivery state per escalation (``escalations.mail_state``, shown by ``GET /workorders/escalations``):
@@ -30,8 +30,8 @@ from email.message import EmailMessage
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from api.report.mail import MailError, SmtpSettings, build_message, send
 from core.units import NS
+from reports.mail import MailError, SmtpSettings, build_message, send
 from workflow import Store
 
 log = logging.getLogger("energyhost.api.notify")

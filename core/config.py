@@ -87,6 +87,8 @@ class Site:
     customer_id: str
     timezone: str = "Asia/Shanghai"
     tariff: str = ""
+    province: str = ""                # where the site is billed (a tariff is for one province)
+    tariff_example_ok: bool = False   # the customer accepts figures from an example / other-province tariff
     voltage_level_kv: float = 10.0
     nominal_voltage_v: float = 230.0
     pv_capacity_kwp: float = 0.0
@@ -322,7 +324,8 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                 transformers.append(t)
             site = Site(
                 id=sid, name=sr.get("name", str, sid), customer_id=cid, timezone=tz,
-                tariff=sr.get("tariff", str, ""),
+                tariff=sr.get("tariff", str, ""), province=sr.get("province", str, ""),
+                tariff_example_ok=sr.get("tariff_example_ok", bool, False),
                 voltage_level_kv=sr.get("voltage_level_kv", float, 10.0, check=_positive, why="must be > 0"),
                 nominal_voltage_v=sr.get("nominal_voltage_v", float, 230.0, check=_positive, why="must be > 0"),
                 pv_capacity_kwp=sr.get("pv_capacity_kwp", float, 0.0, check=lambda v: v >= 0, why="must be >= 0"),

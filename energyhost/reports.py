@@ -19,11 +19,11 @@ from energyhost.settings import AppSettings
 
 
 def run_reports(args: argparse.Namespace, settings: AppSettings) -> int:
-    from api.report.archive import ReportArchive
-    from api.report.assemble import load_contracts
-    from api.report.schedule import generate, run_from_env
     from core.config import load_fleet
     from core.influx import InfluxClient
+    from reports.archive import ReportArchive
+    from reports.assemble import load_contracts
+    from reports.schedule import generate, run_from_env
 
     fleet = load_fleet(args.fleet)
     influx = InfluxClient.from_settings(settings.core, timeout=120.0)

@@ -26,13 +26,13 @@ from waiting import Clock
 from analytics.tariffs import energy_cost, load_tariff
 from api.auth import seed_demo_users
 from api.main import create_app
-from api.report.archive import ReportArchive
 from api.settings import ApiSettings
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import AlarmEvent, Point
 from core.units import NS
 from energyhost.devstack import free_port, listener_pid_matches
+from reports.archive import ReportArchive
 from workflow import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -463,6 +463,32 @@ def test_energy_per_tou_period(env):
     for period, e in exp["kwh"].items():
         assert got[period] == pytest.approx(e, rel=0.02, abs=30.0), period
     assert body["tariff"] == "jiangsu_large_industry"
+
+
+def test_site_energy_sums_the_incomer_meters_not_a_feeder(env):
+    """Without device_id the site's energy is T1 + T2 (the fleet's transformer meters); the compressor
+    feeder meter, first in alphabetical order, is not the site."""
+    c, h = env.client, env.as_("engineer1")
+    site = env.ids["acme"]["site_id"]
+    t = np.arange(env.t0 - 86400 * NS, env.t0, 60 * NS, dtype=np.int64)
+    points = []
+    for dev, base in (("acme-plant1-t2-meter", 300e3), ("acme-plant1-compressors", 90e3)):
+        e = 5e7 + np.cumsum(power_w(t, base) * 60 / 3600)
+        points += [Point("meter", {"customer": "acme", "site": site, "device": dev}, {"energy_import": float(x)},
+                         int(ti)) for ti, x in zip(t, e, strict=True)]
+    env.influx.write_lines(points_to_lines(points))
+    start, end = env.t0 - 86400 * NS + 3600 * NS, env.t0 - 3600 * NS
+    iso = lambda ns: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / NS))  # noqa: E731
+    got = {}
+    for dev in (None, "acme-plant1-t1-meter", "acme-plant1-t2-meter", "acme-plant1-compressors"):
+        params = {"start": iso(start), "end": iso(end)} | ({"device_id": dev} if dev else {})
+        r = c.get(f"/api/v1/telemetry/sites/{site}/energy", headers=h, params=params)
+        assert r.status_code == 200, r.text
+        got[dev] = r.json()
+    assert got[None]["meters"] == ["acme-plant1-t1-meter", "acme-plant1-t2-meter"]
+    assert got[None]["total_kwh"] == pytest.approx(got["acme-plant1-t1-meter"]["total_kwh"]
+                                                   + got["acme-plant1-t2-meter"]["total_kwh"], rel=1e-9)
+    assert got[None]["total_kwh"] > 2 * got["acme-plant1-compressors"]["total_kwh"] > 0
 
 
 # ----------------------------------------------------------------------------- alarms

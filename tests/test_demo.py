@@ -245,8 +245,8 @@ def test_demo_history_covers_the_due_report_and_its_baseline(tmp_path):
     from pathlib import Path
     from zoneinfo import ZoneInfo
 
-    from api.report.assemble import load_contracts
     from energyhost.demo import history_plan, write_contracts
+    from reports.assemble import load_contracts
 
     now = datetime(2026, 11, 28, 12, 30, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
     days, hosting = history_plan(now, "Asia/Shanghai")

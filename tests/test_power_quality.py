@@ -304,3 +304,26 @@ def test_compliance_summary_without_valid_intervals_gives_no_verdict():
     s = pq.compliance_summary(t, ch, 230.0)
     assert s["voltage"]["n_valid"] == 0 and s["voltage"]["compliant"] is None
     assert s["frequency"]["compliant"] is None
+
+
+def test_prob95_discards_the_top_5_percent_and_takes_the_largest_left():
+    """1..100: discard 96..100, the 95 % probability value is 95 (an observed value, not 95.05)."""
+    x = np.arange(1.0, 101.0)
+    np.random.default_rng(3).shuffle(x)
+    assert pq.prob95(x) == 95.0
+    assert pq.prob95(np.arange(1.0, 20.0)) == 19.0          # 19 values: 5 % is 0.95 value, nothing discarded
+    assert pq.prob95(np.r_[np.arange(1.0, 1009.0), np.nan]) == 1008 - 50   # a week of 10-min values: 50 go
+    assert np.isnan(pq.prob95([np.nan]))
+    # the same definition in the unbalance assessment and the THD summary
+    u = np.r_[np.full(950, 1.0), np.linspace(2.5, 3.9, 50)]
+    a = pq.unbalance_assessment(u)
+    assert a["p95_pct"] == 1.0 and not a["fail"]
+    assert pq.unbalance_assessment(np.r_[u, 2.1])["p95_pct"] == pq.prob95(np.r_[u, 2.1])
+
+
+def test_gbt14549_220kv_uses_110kv_limits_at_2000_mva():
+    assert pq.gbt14549_voltage_limits(220) == pq.gbt14549_voltage_limits(110)
+    assert pq.gbt14549_current_limit(5, 110) == 9.6
+    assert pq.gbt14549_current_limit(5, 220) == 9.6              # at the 2000 MVA base itself
+    assert_allclose(pq.gbt14549_current_limit(5, 220, sk_min_mva=1000), 9.6 * 1000 / 2000)
+    assert_allclose(pq.gbt14549_current_limit(5, 110, sk_min_mva=1000), 9.6 * 1000 / 750)

@@ -37,22 +37,22 @@ from waiting import Clock
 from analytics import assess, faults, savings
 from analytics import power_quality as pq
 from analytics import tariffs as tf
-from api.report import archive as archive_mod
-from api.report.archive import ReportArchive
-from api.report.assemble import (
+from core.influx import InfluxClient
+from core.model import AlarmEvent
+from core.units import NS
+from energyhost.devstack import free_port
+from reports import archive as archive_mod
+from reports.archive import ReportArchive
+from reports.assemble import (
     BaselineContract,
     build_monthly_report,
     load_baselines,
     load_contracts,
     savings_vs_baseline,
 )
-from api.report.mail import MailError, SmtpSettings
-from api.report.render import render_html, render_pdf
-from api.report.schedule import due_reports, generate, mail_report, previous_month, run_due_reports
-from core.influx import InfluxClient
-from core.model import AlarmEvent
-from core.units import NS
-from energyhost.devstack import free_port
+from reports.mail import MailError, SmtpSettings
+from reports.render import render_html, render_pdf
+from reports.schedule import due_reports, generate, mail_report, previous_month, run_due_reports
 from workflow import Store, month_bounds_ns
 
 FEB10 = 1_770_652_800 * NS           # 2026-02-09T16:00:00Z = 2026-02-10 00:00 Asia/Shanghai
@@ -203,9 +203,7 @@ def test_recommendations_workflow_and_baseline(report, store, month):
     series = {METER: {"time_ns": g["time_ns"], "active_power": g["p_w"], "reactive_power": g["q_var"]},
               PV: {"time_ns": g["time_ns"], "active_power": g["pv_w"]},
               EV: {"time_ns": g["time_ns"], "active_power": g["ev_w"]}}
-    want = assess.site_savings(site, series, tf.load_tariff(site.tariff),
-                               adjustment_base_yuan=s.basic_charge_yuan + s.energy_yuan,
-                               price_yuan_per_kwh=s.energy_yuan / s.energy_kwh)
+    want = assess.site_savings(site, series, tf.load_tariff(site.tariff), price_yuan_per_kwh=s.energy_yuan / s.energy_kwh)
     assert [(r.type, r.yuan_month, r.kwh_month) for r in report.recommendations] == [
         (f.type, f.yuan_month, f.kwh_month) for f in want if f.yuan_month > 0]
     assert report.recommendations, "the site wastes energy at night and pays a PF surcharge"
@@ -259,6 +257,28 @@ def test_bad_input_is_named(month):
         SmtpSettings.from_env({})
     with pytest.raises(MailError, match="EH_SMTP_PORT"):
         SmtpSettings.from_env({"EH_SMTP_HOST": "127.0.0.1", "EH_SMTP_PORT": "smtp"})
+
+
+def test_month_in_progress_is_partial_and_like_with_like(month, report, tmp_path):
+    """Generated on 10 Feb: 9 of 28 days, basic charge pro-rated, completeness over the days lived, no saving
+    verified; the archived partial report does not stand in for the month's report once it is due."""
+    client, _ = month
+    part = build_monthly_report(client, fleet(), CUSTOMER, MONTH, baseline_yuan_per_kwh=1.0, now_ns=FEB10)
+    s, full = part.sites[0], report.sites[0]
+    assert part.partial and (part.days_covered, part.days_in_month) == (9.0, 28.0) and not report.partial
+    assert s.basic_charge_yuan == pytest.approx(full.basic_charge_yuan * 9 / 28, rel=1e-9)
+    assert s.energy_kwh < full.energy_kwh * 0.4 and s.completeness_pct > 95
+    assert s.bill_yuan == pytest.approx(s.energy_yuan + s.basic_charge_yuan + s.pf_adjustment_yuan, rel=1e-9)
+    # like with like: the unit cost of 9 days with 9 days' basic charge is close to the full month's
+    assert part.bill_yuan / part.energy_kwh == pytest.approx(report.bill_yuan / report.energy_kwh, rel=0.05)
+    assert part.savings.verdict == "not_verifiable" and part.savings.reasons[0]["code"] == "partial_month"
+    with pytest.raises(ValueError, match="has not started"):
+        build_monthly_report(client, fleet(), CUSTOMER, "2026-03", now_ns=MAR2 - 86400 * NS)
+    arch = ReportArchive(tmp_path / "arch")
+    arch.save(part.to_dict(), {}, {})
+    assert (CUSTOMER, MONTH) in due_reports(MAR2, fleet(), arch)
+    arch.save(report.to_dict(), {}, {})
+    assert (CUSTOMER, MONTH) not in due_reports(MAR2, fleet(), arch)
 
 
 @pytest.mark.skipif(shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
@@ -345,8 +365,8 @@ def test_mail_failure_is_reported_not_raised(tmp_path):
 
 def test_completeness_counts_expected_intervals(influxd):
     """5-s meter written at 1-min steps is complete per minute; a 15-min device needs one sample per 15 min."""
-    from api.report.fetch import coverage
     from core.config import parse_fleet
+    from reports.fetch import coverage
 
     name = f"cov_{os.getpid()}"
     influxd.create_database(name)
@@ -421,8 +441,7 @@ def test_backfilled_month_equals_analytics_jobs_data(backfilled):
                       "apparent_power": on_grid(METER, "apparent_power")},
               PV: {"time_ns": grid, "active_power": on_grid(PV, "active_power")},
               EV: {"time_ns": grid, "active_power": on_grid(EV, "active_power")}}
-    want = assess.site_savings(site, series, tariff, adjustment_base_yuan=s.basic_charge_yuan + s.energy_yuan,
-                               price_yuan_per_kwh=s.energy_yuan / s.energy_kwh)
+    want = assess.site_savings(site, series, tariff, price_yuan_per_kwh=s.energy_yuan / s.energy_kwh)
     assert [(r.type, r.yuan_month) for r in report.recommendations] == [
         (f.type, f.yuan_month) for f in want if f.yuan_month > 0]
     pv = next(f for f in want if f.type == "saving_pv_self_consumption")
@@ -510,21 +529,25 @@ def test_verified_savings_equal_analytics(verified, tmp_path):
     price = sm.energy_yuan / sm.energy_kwh
     assert x.savings_yuan == pytest.approx(x.savings_kwh * price) and x.uncertainty_yuan == pytest.approx(
         x.uncertainty_kwh * price)
-    assert sv.method == "regression" and sv.saved_yuan == pytest.approx(x.savings_yuan)
-    assert sv.saved_kwh == pytest.approx(x.savings_kwh) and sv.confidence == 0.90
-    assert sv.saved_pct == pytest.approx(100 * x.savings_kwh / x.adjusted_baseline_kwh)
-    # the simulator has no saving measure: no saving beyond the model's uncertainty, so none is "verified"
+    # the simulator has no saving measure: no saving beyond the model's uncertainty, so none is "verified",
+    # no regression yuan is claimed and the report says why in words
     assert abs(x.savings_kwh) <= x.uncertainty_kwh and sv.regression_status == "uncertain"
-    assert sv.fsu_68_pct > 50
+    assert sv.fsu_68_pct > 50 and sv.confidence == 0.90
+    assert sv.verdict == "not_verifiable" and sv.method == "configured" and sv.saved_kwh is None
+    assert {r["code"] for r in sv.reasons} == {"uncertain", "out_of_range"}
+    assert x.n_extrapolated_days > 0
     html = render_html(report, "en")
-    assert "this month&#39;s savings are within the" in html and "Daily measured energy and adjusted baseline" in html
-    assert "基准期回归模型" in render_html(report, "zh", charts=False)
+    assert "No saving can be verified this month" in html and "cannot be told from zero" in html
+    assert "Daily measured energy and adjusted baseline" in html
+    zh = render_html(report, "zh", charts=False)
+    assert "基准模型与调整后基准" in zh and "本月无法核证节能量" in zh and "节能量经核证：" not in zh
     # a baseline period without data: the model is refused, the report says so and uses the contracted cost
     empty = BaselineContract(yuan_per_kwh=1.0, baseline_start=date(2025, 11, 1), baseline_end=date(2025, 11, 28))
     r2 = build_monthly_report(client, fl, CUSTOMER, MONTH, now_ns=MAR2, contract=empty)
     assert r2.savings.regression_status == "model_failed" and r2.savings.method == "configured"
     assert "too few usable baseline days: 0 of 28" in r2.savings.regression[0].error
-    assert "does not meet ASHRAE Guideline 14" in render_html(r2, "en", charts=False)
+    assert r2.savings.verdict == "not_verifiable" and r2.savings.reasons[0]["code"] == "no_model"
+    assert "no baseline regression model could be built" in render_html(r2, "en", charts=False)
     # the baseline period may not reach into the reporting month
     late = BaselineContract(baseline_start=date(2026, 1, 20), baseline_end=date(2026, 2, 3))
     r3 = build_monthly_report(client, fl, CUSTOMER, MONTH, now_ns=MAR2, contract=late)
@@ -552,8 +575,8 @@ def test_contracts_file(tmp_path):
 
 def test_assemble_site_pv_without_meter_data():
     """Pure assembly on arrays: PV produced while the billing meter sent nothing -> generation still reported."""
-    from api.report.assemble import assemble_site
-    from api.report.fetch import SiteArrays, month_grid
+    from reports.assemble import assemble_site
+    from reports.fetch import SiteArrays, month_grid
 
     site = fleet().sites[SITE]
     start, end = month_bounds_ns(MONTH, "Asia/Shanghai")
@@ -573,7 +596,7 @@ def test_assemble_site_pv_without_meter_data():
 def test_power_quality_without_data_is_no_data_not_a_failure():
     """compliance_summary says compliant=None when no valid 10-min value exists: the report must
     say "no data", never "not compliant"."""
-    from api.report.assemble import _pq_lines
+    from reports.assemble import _pq_lines
 
     row = {"n_valid": 0, "n_outside": 0, "limit": "±7 %", "standard": "GB/T 12325-2008 §4.2",
            "compliant": None, "qualification_rate_pct": float("nan")}

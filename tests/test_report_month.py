@@ -33,6 +33,7 @@ FLEET_RAW = {
         {"id": CUSTOMER, "name": "ACME 精密机械", "manager": "li.wei", "email": "energy@acme.example",
          "site": [{
              "id": SITE, "name": "ACME 一厂", "timezone": TZ, "tariff": "jiangsu_large_industry",
+             "tariff_example_ok": True,
              "voltage_level_kv": 10, "nominal_voltage_v": 230, "pv_capacity_kwp": 400,
              "contract_demand_kw": 600, "pf_standard": 0.90,
              "transformer": [{"id": "acme-site-t1", "rated_kva": 1000, "p0_kw": 1.415, "pk_kw": 8.13,
@@ -44,6 +45,7 @@ FLEET_RAW = {
              ]}]},
         {"id": OTHER_CUSTOMER, "name": "Beta Logistics", "email": "ops@beta.example",
          "site": [{"id": OTHER_SITE, "name": "Beta depot", "timezone": TZ, "tariff": "jiangsu_large_industry",
+                   "tariff_example_ok": True,
                    "device": [{"id": OTHER_METER, "kind": "meter", "transport": "mqtt",
                                "poll_interval_s": 60}]}]},
     ]

@@ -1,5 +1,6 @@
 """Tests for analytics.tariffs: shipped data files, loader validation, TOU mapping, billing vectors."""
 
+import dataclasses
 import tomllib
 
 import numpy as np
@@ -132,3 +133,29 @@ def test_max_demand_nan_spoils_only_its_own_windows():
     p = np.r_[np.full(100, 100.0), [np.nan], np.full(100, 400.0)]
     assert tf.max_demand_kw(p) == pytest.approx(400.0)
     assert tf.max_demand_kw(p, sliding=False) == pytest.approx(400.0)
+
+
+def test_site_on_an_example_or_other_province_tariff_is_refused_unless_accepted():
+    """Huadong's cold store (Zhejiang) on the Jiangsu example schedule: refused, naming site and key."""
+    jiangsu = tf.load_tariff("jiangsu_large_industry")
+    with pytest.raises(tf.TariffError, match=r"site 'huadong-coldstore'.*example prices.*tariff_example_ok = true"):
+        tf.check_site_tariff("huadong-coldstore", "Zhejiang", False, jiangsu)
+    tf.check_site_tariff("huadong-coldstore", "Zhejiang", True, jiangsu)           # the fleet accepts it
+    verified = dataclasses.replace(jiangsu, prices_are_example=False)
+    tf.check_site_tariff("acme-plant1", "Jiangsu", False, verified)
+    with pytest.raises(tf.TariffError, match=r"province 'Zhejiang' is billed on tariff .* of 'Jiangsu'"):
+        tf.check_site_tariff("huadong-coldstore", "Zhejiang", False, verified)
+    assert jiangsu.province == "Jiangsu"
+
+
+def test_fleet_file_reads_province_and_tariff_example_ok(tmp_path):
+    from core.config import ConfigError, load_fleet
+
+    fleet = load_fleet(tf.TARIFF_DIR.parent / "sites.example.toml")
+    site = fleet.sites["huadong-coldstore"]
+    assert (site.province, site.tariff_example_ok) == ("Zhejiang", True)
+    bad = (tf.TARIFF_DIR.parent / "sites.example.toml").read_text(encoding="utf-8").replace(
+        'province = "Zhejiang"\n  tariff_example_ok = true', 'province = "Zhejiang"\n  tariff_example_ok = "yes"')
+    (tmp_path / "f.toml").write_text(bad, encoding="utf-8")
+    with pytest.raises(ConfigError, match="huadong-coldstore.*tariff_example_ok.*expected bool"):
+        load_fleet(tmp_path / "f.toml")

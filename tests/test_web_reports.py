@@ -33,12 +33,12 @@ from test_report_month import (
 )
 
 from api.main import create_app
-from api.report.archive import ReportArchive
 from api.settings import ApiSettings
 from core.influx import InfluxClient
 from core.model import AlarmEvent
 from core.units import NS
 from energyhost.devstack import free_port, stop_process
+from reports.archive import ReportArchive
 from workflow import Store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -119,6 +119,8 @@ def test_generate_list_and_download(live):
     assert fig["customer_id"] == CUSTOMER and fig["energy_kwh"] > 100_000 and fig["sites"][0]["site_id"] == SITE
     assert fig["workflow"]["available"] is True
     assert f"{fig['bill_yuan']:,.2f}" in html.text
+    # the survey link is the public address (EH_PUBLIC_URL), never the address the staff called the API on
+    assert os.environ.get("EH_PUBLIC_URL") or fig["survey_url"] == ""
 
 
 def test_tenancy_other_customer_gets_404(live):

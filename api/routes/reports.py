@@ -5,7 +5,7 @@ reports; another customer's report answers 404 exactly like a missing one.  Gene
 mailing are staff functions (403 for customer users, checked after the 404 test).
 
 The app may hold ``app.state.fleet`` (a :class:`core.config.Fleet`) and
-``app.state.report_archive`` (a :class:`api.report.archive.ReportArchive`); when absent they
+``app.state.report_archive`` (a :class:`reports.archive.ReportArchive`); when absent they
 are read from ``EH_FLEET`` and ``EH_REPORT_DIR`` on first use.
 """
 
@@ -21,13 +21,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, InfluxDep, ScopeDep, StoreDep
-from api.report.archive import ReportArchive, ReportEntry
-from api.report.i18n import LANGS
-from api.report.mail import MailError, SmtpSettings
 from core.config import ConfigError, Fleet, load_fleet
 from core.ids import ID_PATTERN
 from core.influx import InfluxError
 from core.units import NS
+from reports.archive import ReportArchive, ReportEntry
+from reports.i18n import LANGS
+from reports.mail import MailError, SmtpSettings
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
@@ -196,11 +196,11 @@ def _generate(request: Request, body: ReportGenerateIn, store, influx, clock) ->
     if body.month > current:
         raise HTTPException(422, f"month {body.month} is in the future")
     # analytics + matplotlib: loaded on first use, not at app start
-    from api.report.schedule import generate
+    from reports.schedule import generate
 
     try:
         generate(influx, fleet, body.customer_id, body.month, arch, store=store, langs=tuple(body.langs),
-                 base_url=os.environ.get("EH_PUBLIC_URL", str(request.base_url).rstrip("/")), now_ns=now)
+                 base_url=os.environ.get("EH_PUBLIC_URL", ""), now_ns=now)
     except InfluxError as exc:
         raise HTTPException(502, f"telemetry database error: {exc}") from None
     except ValueError as exc:          # bad tariff, site without tariff
@@ -221,7 +221,7 @@ def send_report(request: Request, customer_id: CustomerPath, month: MonthPath, b
     customer = next((c for c in get_fleet(request).customers if c.id == customer_id), None)
     if customer is None:
         raise HTTPException(404, f"customer {customer_id!r} is not in the fleet file")
-    from api.report.schedule import mail_report
+    from reports.schedule import mail_report
 
     try:
         smtp = SmtpSettings.from_env()

@@ -262,23 +262,56 @@ async def series(device_id: str, request: Request, scope: ScopeDep, store: Store
     return Response(body, media_type="application/json")
 
 
+def _site_meters(request: Request, store, site_id: str, device_id: str | None) -> list[str]:
+    """The meters whose energy is the site's: ``device_id``, else the fleet's transformer (incomer)
+    meters of the site, else its only meter; a site with several meters and no incomer known is asked."""
+    meters = [d["id"] for d in store.devices(site_id=site_id, kind="meter")]
+    if device_id is not None:
+        if device_id not in meters:
+            raise HTTPException(404, f"meter {device_id!r} does not exist on site {site_id!r}")
+        return [device_id]
+    fleet = getattr(request.app.state, "fleet", None)
+    site = fleet.sites.get(site_id) if fleet is not None else None
+    incomers = [t.meter for t in site.transformers if t.meter in meters] if site is not None else []
+    if incomers:
+        return incomers
+    if len(meters) == 1:
+        return meters
+    if not meters:
+        raise HTTPException(404, f"site {site_id!r} has no meter")
+    raise HTTPException(422, f"site {site_id!r} has {len(meters)} meters and no transformer (incomer) meter is "
+                             f"known: pass device_id, one of {', '.join(sorted(meters))}")
+
+
+def _meter_kwh(influx, site_id: str, device_id: str, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """(interval end [ns], kWh) per 15 min inside [start, end) from a meter's import counter."""
+    q = (f"SELECT last({_ident('energy_import')}) AS e FROM {_ident('meter')} WHERE site = $site AND "
+         f"device = $device AND time >= $start AND time < $end GROUP BY time(900s) fill(none)")
+    cols = _query(influx, q, {"site": site_id, "device": device_id, "start": _rfc3339(start_ns - 900 * NS),
+                              "end": _rfc3339(end_ns)})
+    t = cols.get("time", np.empty(0, dtype=np.int64))
+    e = np.asarray(cols.get("e", np.empty(0)), dtype=np.float64)
+    if len(t) < 2:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    kwh = np.diff(e) / 1000.0                       # Wh counter -> kWh per 15-min step
+    kwh = np.where((kwh >= 0) & np.isfinite(kwh), kwh, 0.0)   # a counter reset contributes nothing
+    keep = (t[1:] >= start_ns) & (t[1:] < end_ns)
+    return t[1:][keep], kwh[keep]
+
+
 @router.get("/sites/{site_id}/energy", response_model=EnergyTouOut)
-def energy_by_tou(site_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep, settings: SettingsDep,
-                  clock: ClockDep, device_id: Annotated[str | None, Query(max_length=64)] = None,
+def energy_by_tou(request: Request, site_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep,
+                  settings: SettingsDep, clock: ClockDep, device_id: Annotated[str | None, Query(max_length=64)] = None,
                   start: datetime | None = None, end: datetime | None = None) -> EnergyTouOut:
-    """Imported energy per TOU period of the site's tariff, from a meter's energy counter (15-min steps)."""
+    """Imported energy per TOU period of the site's tariff (15-min steps of the meters' counters).
+
+    Without ``device_id`` the site's energy is the sum of its transformer (incomer) meters as the
+    fleet file declares them, or its only meter; ``meters`` lists the meters summed.
+    """
     from analytics.tariffs import TariffError, energy_cost, load_tariff
 
     site = visible_site(store, scope, site_id)
-    meters = list(store.devices(site_id=site_id, kind="meter"))
-    if device_id is None:
-        if not meters:
-            raise HTTPException(404, f"site {site_id!r} has no meter")
-        dev = meters[0]
-    else:
-        dev = next((d for d in meters if d["id"] == device_id), None)
-        if dev is None:
-            raise HTTPException(404, f"meter {device_id!r} does not exist on site {site_id!r}")
+    meters = _site_meters(request, store, site_id, device_id)
     start_ns, end_ns = _range(start, end, clock(), settings.max_range_days, 86400)
     try:
         tariff = load_tariff(site["tariff"]) if site["tariff"] else None
@@ -286,22 +319,12 @@ def energy_by_tou(site_id: str, scope: ScopeDep, store: StoreDep, influx: Influx
         raise HTTPException(422, f"site {site_id!r} tariff: {exc}") from None
     if tariff is None:
         raise HTTPException(422, f"site {site_id!r} has no tariff configured")
-    q = (f"SELECT last({_ident('energy_import')}) AS e FROM {_ident('meter')} WHERE site = $site AND "
-         f"device = $device AND time >= $start AND time < $end GROUP BY time(900s) fill(none)")
-    cols = _query(influx, q, {"site": site_id, "device": dev["id"], "start": _rfc3339(start_ns - 900 * NS),
-                              "end": _rfc3339(end_ns)})
-    t = cols.get("time", np.empty(0, dtype=np.int64))
-    e = np.asarray(cols.get("e", np.empty(0)), dtype=np.float64)
-    if len(t) < 2:
-        periods = [TouPeriodOut(period=p, kwh=0.0, yuan=0.0) for p in tariff.periods]
-        return EnergyTouOut(site_id=site_id, device_id=dev["id"], start=ts(start_ns), end=ts(end_ns),
-                            tariff=tariff.id, total_kwh=0.0, periods=periods)
-    kwh = np.diff(e) / 1000.0                       # Wh counter -> kWh per 15-min step
-    kwh = np.where((kwh >= 0) & np.isfinite(kwh), kwh, 0.0)   # a counter reset contributes nothing
-    t_step = t[1:]
-    keep = (t_step >= start_ns) & (t_step < end_ns)
-    cost = energy_cost(t_step[keep], kwh[keep], tariff)
+    parts = [_meter_kwh(influx, site_id, m, start_ns, end_ns) for m in meters]
+    t_all = np.concatenate([p[0] for p in parts])
+    order = np.argsort(t_all, kind="stable")        # the meters' steps interleaved in time
+    cost = energy_cost(t_all[order], np.concatenate([p[1] for p in parts])[order], tariff)
     periods = [TouPeriodOut(period=p, kwh=round(cost["kwh"][p], 6), yuan=round(cost["yuan"][p], 4))
                for p in tariff.periods]
-    return EnergyTouOut(site_id=site_id, device_id=dev["id"], start=ts(start_ns), end=ts(end_ns), tariff=tariff.id,
+    return EnergyTouOut(site_id=site_id, device_id=meters[0] if len(meters) == 1 else "+".join(meters),
+                        meters=meters, start=ts(start_ns), end=ts(end_ns), tariff=tariff.id,
                         total_kwh=round(cost["total_kwh"], 6), periods=periods)

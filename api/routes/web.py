@@ -19,7 +19,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from api.report.render import environment
+from reports.render import environment
 
 router = APIRouter(prefix="/web", tags=["web"], include_in_schema=False)
 docs_router = APIRouter(tags=["web"], include_in_schema=False)
@@ -32,6 +32,7 @@ VENDOR_FILES = {"echarts.min.js": "text/javascript; charset=utf-8",
                 "swagger-ui.css": "text/css; charset=utf-8",
                 "echarts.LICENSE": "text/plain; charset=utf-8",
                 "swagger-ui-dist.LICENSE": "text/plain; charset=utf-8"}
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]{1,40}\.(js|css)$")
 _MEDIA = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -43,7 +44,7 @@ PAGES = {"login": "web/login.html", "console": "web/console.html", "customer": "
 
 
 def _page(name: str, lang: str) -> HTMLResponse:
-    html = environment().get_template(PAGES[name]).render(lang=lang, page=name)
+    html = environment(TEMPLATES).get_template(PAGES[name]).render(lang=lang, page=name)
     return HTMLResponse(html, headers=HEADERS)
 
 

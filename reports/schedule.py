@@ -6,8 +6,8 @@ A customer's report for month M is due from ``day`` (default 1st) at ``hour`` (d
 every few minutes); a report is generated once and mailed once.
 
 Environment: ``EH_REPORT_DIR`` (archive), ``EH_REPORT_BASELINES`` (TOML of contracted
-baselines: unit cost and baseline period, see :func:`api.report.assemble.load_contracts`), ``EH_PUBLIC_URL`` (base of the
-survey link in the report and the e-mail), ``EH_SMTP_*`` (see :mod:`api.report.mail`).
+baselines: unit cost and baseline period, see :func:`reports.assemble.load_contracts`), ``EH_PUBLIC_URL`` (base of the
+survey link in the report and the e-mail), ``EH_SMTP_*`` (see :mod:`reports.mail`).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from api.report.archive import ReportArchive
-from api.report.assemble import BaselineContract, build_monthly_report, load_contracts
-from api.report.i18n import LANGS
-from api.report.mail import MailError, SmtpSettings, build_message, send
-from api.report.model import MonthlyReport
-from api.report.render import render_html, render_pdf
 from core.config import Customer, Fleet
 from core.units import NS
+from reports.archive import ReportArchive
+from reports.assemble import BaselineContract, build_monthly_report, load_contracts
+from reports.i18n import LANGS
+from reports.mail import MailError, SmtpSettings, build_message, send
+from reports.model import MonthlyReport
+from reports.render import render_html, render_pdf
 
 log = logging.getLogger("energyhost.reports")
 
@@ -65,7 +65,8 @@ def due_reports(now_ns: int, fleet: Fleet, archive: ReportArchive, *, day: int =
         if (local.day, local.hour) < (day, hour):
             continue
         month = previous_month(now_ns, tz)
-        if not archive.has(c.id, month):
+        # a report made while the month was in progress does not count as the month's report
+        if not archive.has(c.id, month) or archive.figures(c.id, month).get("partial"):
             out.append((c.id, month))
     return out
 

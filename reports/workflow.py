@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from api.report.model import WorkflowSummary
+from reports.model import WorkflowSummary
 
 
 def workflow_summary(store: Any, customer_id: str, site_ids: list[str], start_ns: int,

@@ -20,8 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.report.i18n import LANGS
 from core.ids import ID_RE
+from reports.i18n import LANGS
 
 MONTH_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 CUSTOMER_RE = ID_RE

@@ -1,7 +1,7 @@
-"""Assemble a :class:`~api.report.model.MonthlyReport` from InfluxDB data and the analytics functions.
+"""Assemble a :class:`~reports.model.MonthlyReport` from InfluxDB data and the analytics functions.
 
 Every figure is computed by an :mod:`analytics` function on the arrays of
-:mod:`api.report.fetch` — nothing is re-derived here, so the report and the analytics
+:mod:`reports.fetch` — nothing is re-derived here, so the report and the analytics
 agree by construction (the tests check it):
 
 =================================  ==========================================================
@@ -32,38 +32,42 @@ import dataclasses
 import math
 import os
 import time
-import tomllib
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from analytics import assess, faults, savings
-from analytics import baseline as bl
 from analytics import power_quality as pq
 from analytics import tariffs as tf
-from api.report.archive import ReportArchive, check_month
-from api.report.fetch import SiteArrays, consumption_w, fetch_consumption, fetch_site_month, fetch_weather
-from api.report.model import (
+from core.config import Fleet, Site
+from core.model import Finding
+from core.units import NS
+from reports.archive import ReportArchive, check_month
+from reports.fetch import SiteArrays, consumption_w, fetch_consumption, fetch_site_month, fetch_weather
+from reports.model import (
     MonthlyReport,
     PowerQualityLine,
     Recommendation,
-    Savings,
     SiteMonth,
     SiteRegression,
     TouLine,
 )
-from api.report.workflow import workflow_summary
-from core import workdays
-from core.config import Fleet, Site
-from core.model import Finding
-from core.units import NS
+from reports.summary import pq_texts
+from reports.verification import (  # noqa: F401  (re-exported: the report's public names)
+    BaselineContract,
+    _local_midnight_ns,
+    daily_conditions,
+    load_baselines,
+    load_contracts,
+    savings_vs_baseline,
+    site_regression,
+)
+from reports.workflow import workflow_summary
 from workflow import month_bounds_ns
 
 EV_CHARGING_W = 1000.0          # a charger drawing more than this is in a charging session
-BASELINE_MONTHS = 3             # previous archived months averaged for the fallback baseline
 
 
 # ---------------------------------------------------------------- one site
@@ -109,12 +113,27 @@ def _pq_lines(device_id: str, summary: dict) -> list[PowerQualityLine]:
         out.append(PowerQualityLine(
             check=check, device_id=device_id, n_valid=n, n_outside=nout,
             compliance_pct=(100.0 * (1 - nout / n)) if n else None, statistic=name, value=value, unit=unit,
-            limit=str(s["limit"]), standard=str(s["standard"]), compliant=None if s["compliant"] is None else bool(s["compliant"])))
+            limit=str(s["limit"]), standard=str(s["standard"]),
+            compliant=None if s["compliant"] is None else bool(s["compliant"]), **pq_texts(check, s)))
     return out
 
 
-def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, list[Finding]]:
-    """Figures and savings findings of one site's month (see the module table)."""
+def _pro_rate(bill: dict, share: float) -> dict:
+    """A month in progress: the monthly basic charge × the share of the month lived, PF adjustment on it."""
+    if share >= 1.0:
+        return bill
+    basic = bill["basic_yuan"] * share
+    energy = bill["energy"]["total_yuan"]
+    pf_yuan = bill["pf_adjust_pct"] / 100.0 * (basic + energy) if bill["pf"] is not None else 0.0
+    return bill | {"basic_yuan": basic, "pf_adjust_yuan": pf_yuan, "total_yuan": energy + basic + pf_yuan}
+
+
+def assemble_site(arrays: SiteArrays, tariff: tf.Tariff, month_ns: int | None = None) -> tuple[SiteMonth, list[Finding]]:
+    """Figures and savings findings of one site's month (see the module table).
+
+    ``month_ns``: the whole month's length when ``arrays`` covers only its first part (a month in
+    progress); the monthly basic charge is then pro-rated by the share of the month covered.
+    """
     site: Site = arrays.site
     # the customer's PF standard is a property of the supply contract (fleet file), not of the tariff
     tariff = dataclasses.replace(tariff, pf_standard=site.pf_standard)
@@ -129,9 +148,14 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
     rated_kva = float(sum(tr.rated_kva for tr in site.transformers))
     method = "demand" if site.contract_demand_kw else "capacity"
     bill = tf.monthly_bill(t, p_w, tariff, rated_kva, method, site.contract_demand_kw, kvarh)
+    if month_ns:
+        bill = _pro_rate(bill, (arrays.end_ns - arrays.start_ns) / month_ns)
     energy = bill["energy"]
 
-    sm = SiteMonth(site_id=site.id, site_name=site.name, tariff=tariff.id, pf_standard=site.pf_standard)
+    sm = SiteMonth(site_id=site.id, site_name=site.name, tariff=tariff.id, tariff_name=tariff.name,
+                   tariff_example=tariff.prices_are_example or bool(site.province and tariff.province
+                                                                    and site.province != tariff.province),
+                   pf_standard=site.pf_standard)
     sm.tou = [TouLine(period=p, kwh=energy["kwh"][p], yuan=energy["yuan"][p], price=tariff.price(p))
               for p in reversed(tariff.periods) if p in energy["kwh"]]
     sm.energy_kwh = float(energy["total_kwh"])
@@ -178,14 +202,13 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
         sm.demand_kw = np.where(finite, sums / np.maximum(counts, 1), np.nan).tolist()
     sm.demand_start_ns = int(t[0])
 
-    # priced recommendations: the analytics' own composition for a site (assess.site_savings),
-    # with this month's actual basic + energy charge as the PF adjustment base
+    # priced recommendations: the analytics' own composition for a site (assess.site_savings); its
+    # PF adjustment base is the energy charge per average month + the monthly basic charge, so
+    # February's 28 days do not inflate a monthly charge
     avg_price = sm.energy_yuan / sm.energy_kwh if sm.energy_kwh > 0 else tariff.price(tariff.periods[0])
     findings: list[Finding] = []
     try:
-        findings = assess.site_savings(site, arrays.series, tariff,
-                                       adjustment_base_yuan=sm.basic_charge_yuan + sm.energy_yuan,
-                                       price_yuan_per_kwh=avg_price)
+        findings = assess.site_savings(site, arrays.series, tariff, price_yuan_per_kwh=avg_price)
     except ValueError:
         findings = []        # too little data this month to judge any saving
     by_type = {f.type: f for f in findings}
@@ -245,254 +268,6 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff) -> tuple[SiteMonth, lis
     return sm, findings
 
 
-# ---------------------------------------------------------------- baseline
-
-
-@dataclasses.dataclass(frozen=True)
-class BaselineContract:
-    """A customer's baseline terms from the hosting contract (``EH_REPORT_BASELINES``, see docs/reports.md).
-
-    ``yuan_per_kwh``: the contracted unit cost (fallback method ``configured``).  ``baseline_start``
-    .. ``baseline_end`` (local days, inclusive): the baseline period of the IPMVP Option C
-    regression; ``heating_base_c`` / ``cooling_base_c`` its degree-day balance points and
-    ``confidence`` the level of the savings band (0.68 or 0.90 in Guideline 14's examples).
-    """
-
-    yuan_per_kwh: float | None = None
-    baseline_start: date | None = None
-    baseline_end: date | None = None
-    heating_base_c: float = 18.0
-    cooling_base_c: float = 18.0
-    confidence: float = 0.90
-
-    @property
-    def has_period(self) -> bool:
-        return self.baseline_start is not None and self.baseline_end is not None
-
-
-_CONTRACT_KEYS = ("yuan_per_kwh", "hosting_start", "baseline_days", "baseline_start", "baseline_end",
-                  "heating_base_c", "cooling_base_c", "confidence")
-
-
-def _contract(p: Path, cid: str, table: Any) -> BaselineContract:
-    where = f"{p}: customer.{cid}"
-    if not isinstance(table, dict):
-        raise ValueError(f"{where} must be a table")
-    unknown = sorted(set(table) - set(_CONTRACT_KEYS))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {list(_CONTRACT_KEYS)}")
-
-    def num(key: str, lo: float, hi: float, default: float | None) -> float | None:
-        v = table.get(key, default)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | float) or not lo < v < hi:
-            raise ValueError(f"{where}.{key} must be a number in ({lo}, {hi}), got {v!r}")
-        return float(v)
-
-    def day(key: str) -> date | None:
-        v = table.get(key)
-        if v is None:
-            return None
-        if isinstance(v, datetime):
-            raise ValueError(f"{where}.{key} must be a date (YYYY-MM-DD), got a date-time {v!r}")
-        if isinstance(v, date):
-            return v
-        try:
-            return date.fromisoformat(str(v))
-        except ValueError:
-            raise ValueError(f"{where}.{key} must be a date (YYYY-MM-DD), got {v!r}") from None
-
-    yuan = num("yuan_per_kwh", 0.0, math.inf, None)
-    start, end, hosting = day("baseline_start"), day("baseline_end"), day("hosting_start")
-    if hosting is not None:
-        if start is not None or end is not None:
-            raise ValueError(f"{where}: give hosting_start (+ baseline_days) or baseline_start/baseline_end, not both")
-        n = table.get("baseline_days", 28)
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 3660:
-            raise ValueError(f"{where}.baseline_days must be a whole number of days 1..3660, got {n!r}")
-        start, end = hosting - timedelta(days=n), hosting - timedelta(days=1)
-    elif "baseline_days" in table:
-        raise ValueError(f"{where}.baseline_days needs hosting_start")
-    if (start is None) != (end is None):
-        raise ValueError(f"{where}: baseline_start and baseline_end go together")
-    if start is not None and end < start:
-        raise ValueError(f"{where}: baseline_end {end} is before baseline_start {start}")
-    return BaselineContract(yuan_per_kwh=yuan, baseline_start=start, baseline_end=end,
-                            heating_base_c=num("heating_base_c", -50.0, 50.0, 18.0),
-                            cooling_base_c=num("cooling_base_c", -50.0, 50.0, 18.0),
-                            confidence=num("confidence", 0.0, 1.0, 0.90))
-
-
-def load_contracts(path: str | os.PathLike) -> dict[str, BaselineContract]:
-    """Every customer's :class:`BaselineContract` from the baselines TOML file.
-
-    ``[customer.<id>]`` with any of ``yuan_per_kwh``; ``hosting_start`` (a date) and
-    ``baseline_days`` (default 28: the baseline is the N days before hosting starts) or
-    ``baseline_start`` / ``baseline_end`` (inclusive); ``heating_base_c``, ``cooling_base_c``
-    (default 18 °C); ``confidence`` (default 0.90).  ``ValueError`` names the file and key.
-    """
-    p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"{p}: cannot read baselines: {exc}") from None
-    return {cid: _contract(p, cid, table) for cid, table in (raw.get("customer") or {}).items()}
-
-
-def load_baselines(path: str | os.PathLike) -> dict[str, float]:
-    """Contracted unit costs: customer id -> ``yuan_per_kwh`` [yuan/kWh] of :func:`load_contracts`."""
-    return {cid: c.yuan_per_kwh for cid, c in load_contracts(path).items() if c.yuan_per_kwh is not None}
-
-
-# ---------------------------------------------------------------- verified savings (IPMVP Option C)
-
-
-def _local_midnight_ns(d: date, tz: str) -> int:
-    return int(datetime(d.year, d.month, d.day, tzinfo=ZoneInfo(tz)).timestamp()) * NS
-
-
-def daily_conditions(t_ns: np.ndarray, power_w: np.ndarray, wt_ns: np.ndarray, temp_c: np.ndarray, tz: str,
-                     first_day: date, n_days: int) -> dict[str, np.ndarray]:
-    """Per local day from ``first_day``: energy [kWh], daily mean outdoor temperature [°C], coverage, day type.
-
-    ``energy_kwh`` = mean of the day's valid 1-min consumption × the day's hours (so a day with a
-    few missing minutes is not counted low); ``coverage`` = the smaller of the shares of the day's
-    1-min energy samples and 10-min temperature values present (``baseline.daily_sums``);
-    ``day_type`` from the Chinese working-day calendar (``core.workdays``).
-    """
-    days = [first_day + timedelta(days=i) for i in range(n_days + 1)]
-    hours = np.diff([_local_midnight_ns(d, tz) for d in days]) / 3600e9
-    epoch_day = (first_day - date(1970, 1, 1)).days
-    def index(t: np.ndarray) -> np.ndarray:
-        return tf.local_fields(t, tz)["day"] - epoch_day if t.size else np.empty(0, np.int64)
-    p_mean, p_cov = bl.daily_sums(index(t_ns), power_w, n_days, expected_per_day=hours * 60.0)
-    t_mean, t_cov = bl.daily_sums(index(wt_ns), temp_c, n_days, expected_per_day=hours * 6.0)
-    return {"energy_kwh": p_mean * hours / 1000.0, "t_mean_c": t_mean, "coverage": np.minimum(p_cov, t_cov),
-            "day_type": np.array([workdays.day_type(d) for d in days[:-1]], dtype=np.int64),
-            "calendar": np.array([workdays.source(d) for d in days[:-1]])}
-
-
-def site_regression(site_id: str, contract: BaselineContract, base: dict[str, np.ndarray],
-                    month: dict[str, np.ndarray], price_yuan_per_kwh: float | None) -> SiteRegression:
-    """One site's verified savings from :func:`daily_conditions` of the baseline days and the month's days.
-
-    The model and the savings are :func:`analytics.baseline.fit_baseline` and
-    :func:`analytics.baseline.avoided_energy`; a refusal (too few complete days, degenerate
-    data) is kept in ``error`` and no saving is claimed for the site.
-    """
-    r = SiteRegression(site_id=site_id, baseline_start=contract.baseline_start.isoformat(),
-                       baseline_end=contract.baseline_end.isoformat(), confidence=contract.confidence)
-    cal = set(base["calendar"].tolist()) | set(month["calendar"].tolist())
-    r.calendar = "approximate" if "approximate" in cal else "official"
-    try:
-        model = bl.fit_baseline(base["energy_kwh"], base["day_type"], base["t_mean_c"], coverage=base["coverage"],
-                                heating_base_c=contract.heating_base_c, cooling_base_c=contract.cooling_base_c)
-    except ValueError as exc:
-        r.error = f"baseline model: {exc}"
-        return r
-    r.n_baseline_days, r.n_baseline_excluded = model.n, model.n_excluded
-    r.terms, r.coefficients = list(model.terms), model.coefficients()
-    r.baseline_t_min_c, r.baseline_t_max_c = model.t_range_c
-    r.r2, r.cv_rmse_pct, r.nmbe_pct, r.rho = model.r2, model.cv_rmse_pct, model.nmbe_pct, model.rho
-    r.meets_guideline14 = model.meets_guideline14
-    try:
-        res = bl.avoided_energy(model, month["energy_kwh"], month["day_type"], month["t_mean_c"],
-                                coverage=month["coverage"], confidence=contract.confidence)
-    except ValueError as exc:
-        r.error = f"reporting period: {exc}"
-        return r
-    r.m_days, r.n_excluded_days, r.n_extrapolated_days = res.m, res.n_excluded, res.n_extrapolated
-    r.adjusted_baseline_kwh, r.measured_kwh = res.adjusted_baseline_kwh, res.measured_kwh
-    r.savings_kwh, r.savings_pct = res.savings_kwh, res.savings_pct
-    r.uncertainty_kwh = res.uncertainty_kwh
-    if res.uncertainty_kwh is None:
-        r.error = f"savings uncertainty: {res.uncertainty_error}"
-    else:
-        r.uncertainty_68_kwh = bl.savings_uncertainty(model, res.m, res.adjusted_baseline_kwh,
-                                                      bl.FSU_CONFIDENCE)["uncertainty_kwh"]
-    r.daily_adjusted_kwh = [None if not math.isfinite(v) else float(v) for v in res.daily_adjusted_kwh]
-    r.daily_measured_kwh = [None if not math.isfinite(v) else float(v) for v in res.daily_measured_kwh]
-    if price_yuan_per_kwh is not None:
-        r.price_yuan_per_kwh = float(price_yuan_per_kwh)
-        r.savings_yuan = r.savings_kwh * r.price_yuan_per_kwh
-        if r.uncertainty_kwh is not None:
-            r.uncertainty_yuan = r.uncertainty_kwh * r.price_yuan_per_kwh
-    return r
-
-
-def _regression_totals(s: Savings, lines: list[SiteRegression]) -> None:
-    """Status and customer totals of the sites' verified savings (bands added in quadrature)."""
-    s.regression = lines
-    s.confidence = lines[0].confidence if lines else None
-    if not lines or any(x.error or not x.meets_guideline14 or x.savings_yuan is None for x in lines):
-        s.regression_status = "model_failed"
-        return
-    s.saved_kwh = float(sum(x.savings_kwh for x in lines))
-    s.uncertainty_kwh = float(math.sqrt(sum(x.uncertainty_kwh ** 2 for x in lines)))
-    s.uncertainty_yuan = float(math.sqrt(sum(x.uncertainty_yuan ** 2 for x in lines)))
-    u68 = math.sqrt(sum(x.uncertainty_68_kwh ** 2 for x in lines))
-    s.fsu_68_pct = 100.0 * u68 / abs(s.saved_kwh) if s.saved_kwh else None
-    s.regression_status = "verified" if s.fsu_68_pct is not None and s.fsu_68_pct <= 100 * bl.FSU_MAX else "uncertain"
-    s.method = "regression"
-    s.saved_yuan = float(sum(x.savings_yuan for x in lines))
-    base_kwh = sum(x.adjusted_baseline_kwh for x in lines)
-    s.saved_pct = 100.0 * s.saved_kwh / base_kwh if base_kwh > 0 else None
-
-
-def _previous_months(month: str, n: int) -> list[str]:
-    y, m = int(month[:4]), int(month[5:])
-    out = []
-    for _ in range(n):
-        y, m = (y - 1, 12) if m == 1 else (y, m - 1)
-        out.append(f"{y:04d}-{m:02d}")
-    return out
-
-
-def savings_vs_baseline(report: MonthlyReport, baseline_yuan_per_kwh: float | None,
-                        archive: ReportArchive | None, regression: list[SiteRegression] | None = None) -> Savings:
-    """Savings achieved against the customer's baseline.
-
-    Method, in order of preference:
-
-    1. ``regression`` — IPMVP Option C verified savings of every site (``regression``, from
-       :func:`site_regression`), when every site's baseline model meets ASHRAE Guideline 14
-       (``regression_status`` "verified", or "uncertain" when the saving is smaller than GL14's
-       precision test: 68 % band ≤ 50 % of the saving); a failed model sets "model_failed",
-       keeps the site lines (their reasons are printed) and the next method is used;
-    2. ``configured`` — the unit cost [yuan/kWh] agreed in the hosting contract (the
-       customer's bills of the year before hosting), from ``EH_REPORT_BASELINES``;
-    3. ``previous_months`` — the mean unit cost of up to 3 previous archived reports;
-    4. ``none`` — no saving is claimed.
-
-    For 2 and 3, ``saved = (baseline − actual unit cost) × this month's kWh``: comparing unit
-    costs keeps a busier month from looking like a loss.
-    """
-    kwh, bill = report.energy_kwh, report.bill_yuan
-    actual = bill / kwh if kwh > 0 else None
-    s = Savings(method="none", actual_yuan_per_kwh=actual, actual_kwh=kwh)
-    if regression is not None:
-        _regression_totals(s, regression)
-        if s.method == "regression":
-            return s
-    if baseline_yuan_per_kwh is not None:
-        s.method, s.baseline_yuan_per_kwh = "configured", float(baseline_yuan_per_kwh)
-    elif archive is not None:
-        costs, used = [], []
-        for m in _previous_months(report.month, BASELINE_MONTHS):
-            if archive.has(report.customer_id, m):
-                f = archive.figures(report.customer_id, m)
-                if f.get("energy_kwh", 0) > 0:
-                    costs.append(f["bill_yuan"] / f["energy_kwh"])
-                    used.append(m)
-        if costs:
-            s.method, s.baseline_yuan_per_kwh, s.baseline_months = "previous_months", float(np.mean(costs)), used
-    if s.baseline_yuan_per_kwh is not None and actual is not None:
-        s.saved_yuan = (s.baseline_yuan_per_kwh - actual) * kwh
-        s.saved_pct = 100.0 * (s.baseline_yuan_per_kwh - actual) / s.baseline_yuan_per_kwh
-    return s
-
-
 # ---------------------------------------------------------------- the customer's report
 
 
@@ -516,9 +291,15 @@ def build_monthly_report(influx: Any, fleet: Fleet, customer_id: str, month: str
         raise ValueError(f"customer {customer_id!r} has no site")
     tz = customer.sites[0].timezone
     start_ns, end_ns = month_bounds_ns(month, tz)
+    now = now_ns or time.time_ns()
+    if now < start_ns + 86400 * NS:
+        raise ValueError(f"month {month} has not started or has less than one day of data yet")
+    # a month in progress: figures up to the last whole minute, charges pro-rated (marked partial)
+    upto = min(end_ns, now - now % (60 * NS))
     report = MonthlyReport(customer_id=customer.id, customer_name=customer.name, month=month,
-                           start_ns=start_ns, end_ns=end_ns, generated_ns=now_ns or time.time_ns(),
-                           survey_url=survey_url)
+                           start_ns=start_ns, end_ns=upto, generated_ns=now, survey_url=survey_url,
+                           days_in_month=round((end_ns - start_ns) / (86400 * NS), 4),
+                           days_covered=round((upto - start_ns) / (86400 * NS), 4))
     findings: list[Finding] = []
     regression: list[SiteRegression] | None = None
     if contract is not None and contract.has_period:
@@ -529,9 +310,10 @@ def build_monthly_report(influx: Any, fleet: Fleet, customer_id: str, month: str
         if not site.tariff:
             raise ValueError(f"site {site.id!r} has no tariff: set 'tariff' in the fleet file")
         tariff = tf.load_tariff(site.tariff, tariff_dir)
+        tf.check_site_tariff(site.id, site.province, site.tariff_example_ok, tariff)
         s_start, s_end = month_bounds_ns(month, site.timezone)
-        arrays = fetch_site_month(influx, site, s_start, s_end)
-        sm, f = assemble_site(arrays, tariff)
+        arrays = fetch_site_month(influx, site, s_start, min(s_end, upto))
+        sm, f = assemble_site(arrays, tariff, s_end - s_start)
         report.sites.append(sm)
         findings.extend(f)
         if regression is not None:
@@ -540,7 +322,8 @@ def build_monthly_report(influx: Any, fleet: Fleet, customer_id: str, month: str
         Recommendation(type=f.type, site_id=f.site_id, device_id=f.device_id,
                        text_zh=f"{f.explanation_zh}{f.recommendation_zh}",
                        text_en=f"{f.explanation_en} {f.recommendation_en}",
-                       kwh_month=f.kwh_month, yuan_month=f.yuan_month)
+                       kwh_month=f.kwh_month, yuan_month=f.yuan_month,
+                       calculation_zh=savings.calculation(f, "zh"), calculation_en=savings.calculation(f, "en"))
         for f in savings.rank(findings) if (f.yuan_month or 0) > 0]
     report.workflow = workflow_summary(store, customer.id, [s.id for s in customer.sites], start_ns, end_ns)
     report.savings = savings_vs_baseline(report, baseline_yuan_per_kwh, archive, regression)

@@ -19,8 +19,8 @@ from matplotlib import font_manager  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from api.report.i18n import labels, period_label  # noqa: E402
-from api.report.model import SiteMonth, SiteRegression  # noqa: E402
+from reports.i18n import labels, period_label  # noqa: E402
+from reports.model import SiteMonth, SiteRegression  # noqa: E402
 
 #: Where Debian's ``fonts-noto-cjk`` puts the Sans CJK faces (override: EH_CJK_FONT).
 CJK_FONT_CANDIDATES: tuple[str, ...] = (

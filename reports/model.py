@@ -35,6 +35,10 @@ class PowerQualityLine:
     limit: str                  # limit as the standard states it
     standard: str               # standard and clause
     compliant: bool | None      # None: no valid 10-min value in the month (no data, not a verdict)
+    limit_zh: str = ""          # the limit, and what was counted and how the verdict is reached
+    limit_en: str = ""
+    basis_zh: str = ""
+    basis_en: str = ""
 
 
 @dataclass
@@ -43,7 +47,9 @@ class SiteMonth:
 
     site_id: str
     site_name: str
-    tariff: str
+    tariff: str                             # tariff id (file name)
+    tariff_name: str = ""                   # its name as the customer knows it
+    tariff_example: bool = False            # example prices / another province's schedule (fleet accepted it)
     tou: list[TouLine] = field(default_factory=list)
     energy_kwh: float = 0.0                 # grid import [kWh]
     export_kwh: float = 0.0                 # grid export [kWh]
@@ -90,6 +96,8 @@ class Recommendation:
     text_en: str
     kwh_month: float | None
     yuan_month: float | None
+    calculation_zh: str = ""                  # the sum behind yuan_month, from the finding's evidence
+    calculation_en: str = ""
 
 
 @dataclass
@@ -173,6 +181,9 @@ class Savings:
     uncertainty_yuan: float | None = None
     confidence: float | None = None
     fsu_68_pct: float | None = None           # 68 % band / |saved_kwh| [%] (Guideline 14: <= 50 %)
+    # the one word the customer reads: "verified" only within IPMVP / Guideline 14 limits
+    verdict: str = "no_baseline"              # "verified" / "not_verifiable" / "no_baseline"
+    reasons: list[dict] = field(default_factory=list)   # why not verifiable: {"code": ..., values}
 
 
 @dataclass
@@ -190,6 +201,13 @@ class MonthlyReport:
     recommendations: list[Recommendation] = field(default_factory=list)
     savings: Savings = field(default_factory=lambda: Savings(method="none"))
     survey_url: str = ""
+    days_in_month: float = 0.0                # local calendar days of the month
+    days_covered: float = 0.0                 # days analysed: less than the month while it is in progress
+
+    @property
+    def partial(self) -> bool:
+        """The month is still in progress: figures cover ``days_covered`` days, charges pro-rated."""
+        return self.days_covered < self.days_in_month - 1e-6
 
     @property
     def energy_kwh(self) -> float:
@@ -219,5 +237,5 @@ class MonthlyReport:
         d.update(energy_kwh=self.energy_kwh, bill_yuan=self.bill_yuan,
                  pv_generation_kwh=self.pv_generation_kwh,
                  recommended_yuan_month=self.recommended_yuan_month,
-                 completeness_pct=self.completeness_pct)
+                 completeness_pct=self.completeness_pct, partial=self.partial)
         return d

@@ -1,4 +1,4 @@
-"""Render a :class:`~api.report.model.MonthlyReport` to HTML (Jinja2) and PDF (WeasyPrint).
+"""Render a :class:`~reports.model.MonthlyReport` to HTML (Jinja2) and PDF (WeasyPrint).
 
 The PDF is the HTML page laid out by WeasyPrint (CSS paged media: A4, page numbers), so
 the browser view, the download and the e-mail attachment show the same figures.
@@ -15,10 +15,11 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from api.report.i18n import labels, period_label
-from api.report.model import MonthlyReport
+from reports.i18n import labels, period_label
+from reports.model import MonthlyReport
+from reports.summary import headline, reasons
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def _num(value: float | int | None, digits: int = 2) -> str:
@@ -37,9 +38,12 @@ def _datauri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def environment() -> Environment:
-    """The Jinja2 environment of the report and web templates (autoescaped, strict)."""
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"]),
+def environment(*search_path: str | Path) -> Environment:
+    """The Jinja2 environment of the report templates (autoescaped, strict, the report's filters).
+
+    ``search_path`` adds template folders searched before the report's own (the web pages').
+    """
+    env = Environment(loader=FileSystemLoader([str(d) for d in (*search_path, TEMPLATES)]), autoescape=select_autoescape(["html"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(num=_num, localtime=_localtime, datauri=_datauri, period=period_label)
     return env
@@ -49,7 +53,7 @@ def render_html(report: MonthlyReport, lang: str = "zh", *, tz: str = "Asia/Shan
                 charts: bool = True) -> str:
     """The report as one self-contained HTML page (charts embedded as PNG data URIs)."""
     # matplotlib is loaded when a report is rendered, not at app start
-    from api.report.charts import baseline_chart, site_charts
+    from reports.charts import baseline_chart, site_charts
 
     lab = labels(lang)
     site_pngs = {s.site_id: (site_charts(s, lang) if charts else {}) for s in report.sites}
@@ -62,7 +66,8 @@ def render_html(report: MonthlyReport, lang: str = "zh", *, tz: str = "Asia/Shan
                             if charts and any(v is not None for v in x.daily_measured_kwh) else b"")
                 for x in report.savings.regression}
     template = environment().get_template("report/monthly.html")
-    return template.render(r=report, L=lab, lang=lang, tz=tz, charts=site_pngs, regression_charts=reg_pngs)
+    return template.render(r=report, L=lab, lang=lang, tz=tz, charts=site_pngs, regression_charts=reg_pngs,
+                           headline=headline(report, lang), reasons=reasons(report.savings, lang))
 
 
 def render_pdf(html: str) -> bytes:
