@@ -358,9 +358,12 @@ def test_cli_analyses_31_days(month, influxd, tmp_path, monkeypatch, capsys):
     client, _ = month
     monkeypatch.setenv("EH_INFLUX_URL", influxd.url)
     monkeypatch.setenv("EH_INFLUX_DB", client.database)
+    from energyhost.analyze import run_analyze
+    from energyhost.settings import AppSettings
+
     args = argparse.Namespace(fleet="sites.example.toml", follow=False, site=SITE, start="2026-02-28T16:00:00",
                               end="2026-03-31T16:00:00", db=None, json=True)
-    assert jobs.main(args) == 0
+    assert run_analyze(args, AppSettings.from_env()) == 0
     out = json.loads(capsys.readouterr().out)
     assert {f["type"] for f in out["findings"][SITE] if f["type"].startswith("pq_")} >= {"pq_voltage"}
 
