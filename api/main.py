@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.alarm_cache import AlarmListCache
@@ -33,6 +34,7 @@ from api.notify import sweep_escalations
 from api.routes import alarms, auth, inspections, registry, reports, surveys, telemetry, web, workorders
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
+from api.validation import validation_error_handler
 from core.store import Conflict, Invalid, NotFound, Store, TimeLimits
 
 log = logging.getLogger("energyhost.api")
@@ -88,6 +90,8 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
     app.state.alarm_list_cache = AlarmListCache(int(settings.alarm_cache_mb * 2**20))
     app.state.principal_cache = PrincipalCache(settings.auth_cache_s, clock)
+
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.validation import check_text
 
 IdStr = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", max_length=64)
 Severity = Literal["critical", "major", "minor", "warning"]
@@ -34,7 +36,12 @@ def to_ns(t: datetime) -> int:
 
 
 class In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        return check_text(data)       # no lone surrogates in any text of a request body (api.validation)
 
 
 # ----------------------------------------------------------------------------- access
