@@ -64,3 +64,19 @@ def test_survey_rating_nan_answers_422(env):
                           content=f'{{"kind": "monthly_report", "ref": "2026-01", "rating": {rating}}}')
         assert r.status_code == 422, (rating, r.status_code, r.text)
         assert r.json()["detail"][0]["loc"] == ["body", "rating"]
+
+
+# ----------------------------------------------------------------------------- 4: ids with '..'
+@pytest.mark.parametrize("path", ["/reports/a..b/2026-11", "/reports/a..b/2026-11/pdf", "/reports/a..b/2026-11/html",
+                                  "/reports/..a/2026-11", "/reports/acme../2026-11/html?lang=en"])
+def test_report_ids_with_dot_dot_answer_4xx(env, path):
+    for user in ("admin", "li.wei"):
+        r = env.http.get(API + path, headers=env.as_(user))
+        assert r.status_code in (404, 422), (user, path, r.status_code, r.text)
+    r = env.http.post(f"{API}/reports/a..b/2026-11/send", headers=env.as_("admin"), json={"lang": "zh"})
+    assert r.status_code in (404, 422), (r.status_code, r.text)
+    r = env.http.get(f"{API}/reports", params={"customer_id": "a..b"}, headers=env.as_("admin"))
+    assert r.status_code in (404, 422), (r.status_code, r.text)
+    r = env.http.post(f"{API}/reports/generate", headers=env.as_("admin"),
+                      json={"customer_id": "a..b", "month": "2026-01"})
+    assert r.status_code in (404, 422), (r.status_code, r.text)

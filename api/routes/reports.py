@@ -24,15 +24,14 @@ from api.deps import ClockDep, InfluxDep, ScopeDep, StoreDep
 from api.report.archive import ReportArchive, ReportEntry
 from api.report.i18n import LANGS
 from api.report.mail import MailError, SmtpSettings
+from api.validation import ApiId, Month
 from core.config import ConfigError, Fleet, load_fleet
 from core.influx import InfluxError
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
-CUSTOMER_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-CustomerPath = Annotated[str, Path(pattern=CUSTOMER_PATTERN, max_length=64)]
-MonthPath = Annotated[str, Path(pattern=MONTH_PATTERN, description="report month YYYY-MM")]
+CustomerPath = Annotated[ApiId, Path(description="customer id")]       # api.validation: no '..'
+MonthPath = Annotated[Month, Path(description="report month YYYY-MM")]
 Lang = Literal["zh", "en"]
 NS = 10**9
 MAX_CONCURRENT_GENERATIONS = 2
@@ -53,8 +52,8 @@ class ReportOut(BaseModel):
 
 class ReportGenerateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_id: str = Field(pattern=CUSTOMER_PATTERN, max_length=64)
-    month: str = Field(pattern=MONTH_PATTERN, description="YYYY-MM, local calendar month of the sites")
+    customer_id: ApiId
+    month: Month = Field(description="YYYY-MM, local calendar month of the sites")
     langs: list[Lang] = Field(default_factory=lambda: list(LANGS), min_length=1, max_length=2)
 
 
@@ -114,8 +113,8 @@ def _entry(arch: ReportArchive, customer_id: str, month: str) -> ReportEntry:
 
 @router.get("", response_model=list[ReportOut])
 def list_reports(request: Request, scope: ScopeDep,
-                 customer_id: Annotated[str | None, Query(pattern=CUSTOMER_PATTERN, max_length=64)] = None,
-                 month: Annotated[str | None, Query(pattern=MONTH_PATTERN)] = None) -> list[ReportOut]:
+                 customer_id: Annotated[ApiId | None, Query()] = None,
+                 month: Annotated[Month | None, Query()] = None) -> list[ReportOut]:
     """Archived monthly reports of the caller's customers, newest month first."""
     if customer_id is not None:
         _visible(scope, customer_id)
