@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.validation import check_text
+from api.validation import ApiTime, check_text
 
 IdStr = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$", max_length=64)
 Severity = Literal["critical", "major", "minor", "warning"]
@@ -390,7 +390,7 @@ class InspectionPlanCreate(In):
     interval_days: float = Field(ge=1 / 24, le=366)
     grace_hours: float = Field(default=24, ge=0, le=24 * 366)
     checklist: list[str] = Field(min_length=1, max_length=100)
-    first_due: datetime
+    first_due: ApiTime
 
 
 class InspectionPlanOut(BaseModel):

@@ -80,3 +80,120 @@ def test_report_ids_with_dot_dot_answer_4xx(env, path):
     r = env.http.post(f"{API}/reports/generate", headers=env.as_("admin"),
                       json={"customer_id": "a..b", "month": "2026-01"})
     assert r.status_code in (404, 422), (r.status_code, r.text)
+
+
+# ----------------------------------------------------------------------------- 2: dates outside the range
+EXTREME = ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "2300-01-01T00:00:00Z", "1700-01-01T00:00:00Z",
+           "1969-12-31T23:59:59Z", "9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"]
+
+
+def _date_cases(env) -> list[tuple[str, str, str, dict]]:
+    """(user, method, path, params or json) of every route taking a time, with ``{t}`` for the bad value."""
+    dev, site = env.ids["acme"]["device_id"], env.ids["acme"]["site_id"]
+    return [
+        ("acme-user", "GET", "/alarms", {"since": "{t}"}),
+        ("acme-user", "GET", "/alarms", {"until": "{t}"}),
+        ("acme-user", "GET", "/alarms/kpi", {"end": "{t}"}),
+        ("acme-user", "GET", "/alarms/kpi", {"start": "{t}"}),
+        ("acme-user", "GET", "/surveys", {"start": "{t}"}),
+        ("acme-user", "GET", "/surveys/results", {"end": "{t}"}),
+        ("acme-user", "GET", f"/telemetry/{dev}/series", {"start": "{t}"}),
+        ("acme-user", "GET", f"/telemetry/{dev}/series", {"end": "{t}"}),
+        ("acme-user", "GET", f"/telemetry/sites/{site}/energy", {"start": "{t}"}),
+        ("acme-user", "GET", f"/telemetry/sites/{site}/energy", {"end": "{t}"}),
+        ("engineer1", "POST", "/inspections/plans", {"json": {"site_id": site, "name": "p", "interval_days": 7,
+                                                              "checklist": ["doors"], "first_due": "{t}"}}),
+        ("engineer1", "POST", "/alarms/events", {"json": [{"key": "k/x", "type": "x", "site_id": site,
+                                                           "severity": "minor", "raised_at": "{t}"}]}),
+        ("engineer1", "POST", "/alarms/events", {"json": [{"key": "k/x", "type": "x", "site_id": site,
+                                                           "severity": "minor", "raised_at": "2026-01-01T00:00:00Z",
+                                                           "cleared_at": "{t}"}]}),
+    ]
+
+
+def _fill(obj, t: str):
+    if isinstance(obj, str):
+        return obj.replace("{t}", t)
+    if isinstance(obj, dict):
+        return {k: _fill(v, t) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_fill(v, t) for v in obj]
+    return obj
+
+
+def test_times_outside_the_range_answer_422(env):
+    answers = {}
+    for t in EXTREME:
+        for user, method, path, spec in _date_cases(env):
+            spec = _fill(spec, t)
+            if method == "GET":
+                r = env.http.get(API + path, params=spec, headers=env.as_(user))
+            else:
+                r = env.http.post(API + path, json=spec["json"], headers=env.as_(user))
+            answers[(t, method, path, str(spec)[:60])] = (r.status_code, r.text[:200])
+    bad = {k: v for k, v in answers.items() if v[0] != 422 or "1970-01-01 .. 2200-01-01" not in v[1]}
+    assert not bad, bad
+
+
+@pytest.mark.parametrize("week_start", ["9999-12-27", "0001-01-01", "1969-12-29", "2262-04-07"])
+def test_review_week_outside_the_range_answers_422(env, week_start):
+    r = env.http.get(f"{API}/workorders/review", params={"week_start": week_start}, headers=env.as_("engineer1"))
+    assert r.status_code == 422 and "1970-01-01" in r.text, (r.status_code, r.text)
+
+
+@pytest.mark.parametrize("ref", ["0000-01", "9999-12", "1969-12", "2200-01"])
+def test_survey_month_outside_the_range_answers_422(env, ref):
+    r = env.http.post(f"{API}/surveys", headers=env.as_("acme-user"),
+                      json={"kind": "monthly_report", "ref": ref, "rating": 4})
+    assert r.status_code == 422, (r.status_code, r.text)
+
+
+def test_times_inside_the_range_still_work(env):
+    """The edges of the range are accepted (an empty answer, not an error)."""
+    r = env.http.get(f"{API}/alarms", params={"since": "1970-01-01T00:00:00Z", "until": "2199-12-31T23:59:59Z"},
+                     headers=env.as_("acme-user"))
+    assert r.status_code == 200 and r.json(), r.text
+    r = env.http.get(f"{API}/surveys", params={"start": "2199-12-31T00:00:00"}, headers=env.as_("acme-user"))
+    assert r.status_code == 200 and r.json() == []
+    r = env.http.get(f"{API}/workorders/review", params={"week_start": "2199-12-23"}, headers=env.as_("engineer1"))
+    assert r.status_code == 200 and r.json()["week_end"] == "2199-12-30T00:00:00Z", r.text
+
+
+def _time_fields(node, doc, path="", seen=None):
+    """(where, schema) of every date / date-time schema under ``node``, following $refs once."""
+    seen = set() if seen is None else seen
+    if isinstance(node, dict):
+        if "$ref" in node:
+            ref = node["$ref"]
+            if ref not in seen:
+                seen.add(ref)
+                target = doc
+                for part in ref.lstrip("#/").split("/"):
+                    target = target[part]
+                yield from _time_fields(target, doc, path + ">" + ref.rsplit("/", 1)[1], seen)
+            return
+        if node.get("format") in ("date", "date-time"):
+            yield path, node
+        for k, v in node.items():
+            yield from _time_fields(v, doc, f"{path}.{k}", seen)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _time_fields(v, doc, path, seen)
+
+
+def test_every_time_input_of_every_route_is_range_checked(env):
+    """Guard: each date / date-time a request may carry (query, path, body) is the validated type
+    of api.validation, whose schema says its range; a new route with a bare datetime fails here."""
+    doc = env.http.get("/openapi.json").json()
+    found = []
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            for p in op.get("parameters", []):
+                for where, schema in _time_fields(p, doc, f"{method} {path} {p['name']}"):
+                    found.append((where, p.get("description", "") + schema.get("description", "")))
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            for where, schema in _time_fields(body, doc, f"{method} {path} body"):
+                found.append((where, schema.get("description", "")))
+    assert len(found) >= 12, found
+    unchecked = [w for w, d in found if "1970-01-01 .. 2200-01-01" not in d]
+    assert not unchecked, unchecked

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -24,6 +24,7 @@ from api.models import (
     work_order_out,
 )
 from api.notify import sweep_escalations
+from api.validation import ApiDate
 
 router = APIRouter(prefix="/workorders", tags=["work orders"])
 
@@ -58,7 +59,7 @@ def create_work_order(body: WorkOrderCreate, scope: ScopeDep, store: StoreDep) -
 
 @router.get("/review", response_model=ReviewOut)
 def weekly_review(scope: ScopeDep, store: StoreDep, clock: ClockDep,
-                  week_start: Annotated[date | None, Query(description="Monday of the week (UTC); default: "
+                  week_start: Annotated[ApiDate | None, Query(description="Monday of the week (UTC); default: "
                                                                         "the current week")] = None) -> ReviewOut:
     """Weekly review: open, overdue and closed-in-time orders, by engineer and by customer (staff)."""
     scope.require_staff()
