@@ -8,9 +8,19 @@ the body-size test runs uvicorn on a loopback port and sends a real chunked requ
 
 from __future__ import annotations
 
+import os
+import select
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 from test_api import build_env  # tests/ is on sys.path (rootdir-relative test modules)
+
+from core.services import free_port, listener_pid_matches
 
 API = "/api/v1"
 
@@ -197,3 +207,73 @@ def test_every_time_input_of_every_route_is_range_checked(env):
     assert len(found) >= 12, found
     unchecked = [w for w, d in found if "1970-01-01 .. 2200-01-01" not in d]
     assert not unchecked, unchecked
+
+
+# ----------------------------------------------------------------------------- 1: chunked bodies
+@contextmanager
+def served(app):
+    """``app`` under uvicorn on a free loopback port in this process; yields the port."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    th = threading.Thread(target=server.run, daemon=True)
+    th.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started and listener_pid_matches(os.getpid(), port)
+        yield port
+    finally:
+        server.should_exit = True
+        th.join(timeout=10)
+
+
+def send_chunked(port: int, path: str, total: int, chunk: int = 64 * 1024, time_limit_s: float = 30) -> tuple[bytes, int]:
+    """POST ``total`` bytes as ``Transfer-Encoding: chunked``; stop early when the server answers.
+
+    Returns (the answer's bytes, bytes of body sent).  Bounded in bytes and in time.
+    """
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sent, answer = 0, b""
+    try:
+        s.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n".encode())
+        data = b"x" * chunk
+        deadline = time.monotonic() + time_limit_s
+        while sent < total and time.monotonic() < deadline:
+            if select.select([s], [], [], 0)[0]:
+                break                                   # the server has answered (or closed)
+            try:
+                s.sendall(b"%x\r\n%s\r\n" % (len(data), data))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(data)
+        else:
+            if sent >= total:
+                s.sendall(b"0\r\n\r\n")
+        s.settimeout(10)
+        try:
+            while b"\r\n\r\n" not in answer:
+                part = s.recv(65536)
+                if not part:
+                    break
+                answer += part
+        except (ConnectionResetError, TimeoutError):
+            pass
+    finally:
+        s.close()
+    return answer, sent
+
+
+def test_chunked_body_over_the_limit_is_refused_while_it_arrives(env):
+    """60 MB chunked, no Content-Length, no login: 413 long before the 60 MB are sent."""
+    with served(env.app) as port:
+        answer, sent = send_chunked(port, f"{API}/auth/token", 60 * 2**20)
+        small, _ = send_chunked(port, f"{API}/auth/token", 64 * 1024)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:     # declared too large: not read
+            s.sendall(f"POST {API}/auth/token HTTP/1.1\r\nHost: x\r\nContent-Length: 60000000\r\n\r\n{{".encode())
+            declared = s.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 413"), (answer[:200], sent)
+    assert sent < 30 * 2**20, f"{sent} bytes went in before the answer"
+    assert small.startswith(b"HTTP/1.1 422"), small[:200]      # under the limit: read and parsed
+    assert declared.startswith(b"HTTP/1.1 413"), declared[:200]
