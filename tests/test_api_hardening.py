@@ -277,3 +277,20 @@ def test_chunked_body_over_the_limit_is_refused_while_it_arrives(env):
     assert sent < 30 * 2**20, f"{sent} bytes went in before the answer"
     assert small.startswith(b"HTTP/1.1 422"), small[:200]      # under the limit: read and parsed
     assert declared.startswith(b"HTTP/1.1 413"), declared[:200]
+
+
+# ----------------------------------------------------------------------------- 6: device-id oracle
+def test_work_order_device_of_another_customer_answers_like_a_missing_one(env):
+    site = env.ids["acme"]["site_id"]
+    answers = {}
+    for user in ("li.wei", "engineer1"):
+        for name, dev in (("foreign", env.ids["huadong"]["device_id"]), ("missing", "no-such-device")):
+            r = env.http.post(f"{API}/workorders", headers=env.as_(user),
+                              json={"site_id": site, "title": "t", "severity": "minor", "device_id": dev})
+            answers[(user, name)] = (r.status_code, r.json()["detail"].replace(dev, "<id>"))
+    assert answers[("li.wei", "foreign")] == answers[("li.wei", "missing")], answers
+    assert answers[("li.wei", "missing")][0] == 404, answers
+    assert answers[("engineer1", "foreign")] == answers[("engineer1", "missing")], answers
+    r = env.http.post(f"{API}/workorders", headers=env.as_("li.wei"),        # its own device still works
+                      json={"site_id": site, "title": "t", "severity": "minor", "device_id": env.ids["acme"]["device_id"]})
+    assert r.status_code == 201, r.text
