@@ -294,3 +294,25 @@ def test_work_order_device_of_another_customer_answers_like_a_missing_one(env):
     r = env.http.post(f"{API}/workorders", headers=env.as_("li.wei"),        # its own device still works
                       json={"site_id": site, "title": "t", "severity": "minor", "device_id": env.ids["acme"]["device_id"]})
     assert r.status_code == 201, r.text
+
+
+# ----------------------------------------------------------------------------- 7: survey refs
+def test_survey_refs_must_name_a_report_or_closed_work_order_of_the_customer(env):
+    arch = env.app.state.report_archive
+    arch.save({"customer_id": "acme", "month": "2026-10", "generated_ns": 1}, {"zh": "<p>acme</p>"}, {})
+    arch.save({"customer_id": "huadong", "month": "2026-09", "generated_ns": 1}, {"zh": "<p>hd</p>"}, {})
+    h = env.as_("acme-user")
+    before = env.http.get(f"{API}/surveys/results", headers=h).json()["by_kind"]["monthly_report"]["count"]
+
+    def answer(kind: str, ref: str):
+        return env.http.post(f"{API}/surveys", headers=h, json={"kind": kind, "ref": ref, "rating": 1})
+
+    assert answer("monthly_report", "2031-07").status_code == 404           # no report that month
+    assert answer("monthly_report", "2026-09").status_code == 404           # another customer's report
+    assert answer("work_order", str(env.ids["huadong"]["wo_id"])).status_code == 404   # another customer's order
+    assert answer("work_order", str(env.ids["acme"]["wo_id"])).status_code == 409      # not closed yet
+    after = env.http.get(f"{API}/surveys/results", headers=h).json()["by_kind"]["monthly_report"]["count"]
+    assert after == before                                                   # nothing refused was counted
+    r = answer("monthly_report", "2026-10")
+    assert r.status_code == 201, r.text
+    assert env.http.get(f"{API}/surveys/results", headers=h).json()["by_kind"]["monthly_report"]["count"] == before + 1
