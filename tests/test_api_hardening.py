@@ -316,3 +316,42 @@ def test_survey_refs_must_name_a_report_or_closed_work_order_of_the_customer(env
     r = answer("monthly_report", "2026-10")
     assert r.status_code == 201, r.text
     assert env.http.get(f"{API}/surveys/results", headers=h).json()["by_kind"]["monthly_report"]["count"] == before + 1
+
+
+# ----------------------------------------------------------------------------- 5: user enumeration by timing
+def _median_login_s(c: TestClient, username: str, tries: int = 3) -> float:
+    times = []
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        r = c.post(f"{API}/auth/token", json={"username": username, "password": "not-the-password"})
+        times.append(time.perf_counter() - t0)
+        assert r.status_code == 401, r.text
+    return sorted(times)[tries // 2]
+
+
+def test_unknown_and_inactive_users_take_as_long_as_a_wrong_password(tmp_path):
+    """With the production scrypt cost: a wrong password for a real user, an unknown user and a
+    deactivated user answer 401 in similar time (medians within a factor 2; before the fix: 1/12 and 1/300), so the time does
+    not tell which user names exist."""
+    from api.main import create_app
+    from api.settings import ApiSettings
+    from core.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 't.db'}")            # default (OWASP) password cost
+    store.create_user("real.user", "engineer", password="the-right-password")
+    store.create_user("gone.user", "engineer", password="the-right-password")
+    store.update_user("gone.user", active=False)
+    app = create_app(ApiSettings(escalate_every_s=0, rate_limit=0, login_max_fails=1000), store=store,
+                     background=False)
+    try:
+        with TestClient(app) as c:
+            c.post(f"{API}/auth/token", json={"username": "warm-up", "password": "x"})
+            real = _median_login_s(c, "real.user")
+            unknown = _median_login_s(c, "no.such.user")
+            gone = _median_login_s(c, "gone.user")
+    finally:
+        store.close()
+    print(f"login 401 medians: wrong password {real * 1e3:.0f} ms, unknown user {unknown * 1e3:.0f} ms, "
+          f"inactive user {gone * 1e3:.0f} ms")
+    for other in (unknown, gone):
+        assert 1 / 2 < other / real < 2, (real, unknown, gone)
