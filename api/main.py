@@ -40,6 +40,7 @@ from core.store import Conflict, Invalid, NotFound, Store, TimeLimits
 log = logging.getLogger("energyhost.api")
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1_000_000            # reliability.md §12: request body <= 1 MB
+LOGIN_FAILS_PER_ADDRESS_FACTOR = 4    # failed logins per client address and minute: 4 x those per user name
 
 
 def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any = None,
@@ -88,6 +89,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     if fleet is not None:
         app.state.fleet = fleet
     app.state.login_limiter = LoginLimiter(settings.login_max_fails, clock)
+    app.state.login_address_limiter = LoginLimiter(LOGIN_FAILS_PER_ADDRESS_FACTOR * settings.login_max_fails, clock)
     app.state.rate_limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit)
     app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
     app.state.alarm_list_cache = AlarmListCache(int(settings.alarm_cache_mb * 2**20))

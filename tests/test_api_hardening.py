@@ -18,9 +18,12 @@ from contextlib import contextmanager
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from test_api import build_env  # tests/ is on sys.path (rootdir-relative test modules)
+from test_api import CHEAP, build_env  # tests/ is on sys.path (rootdir-relative test modules)
 
+from api.main import create_app
+from api.settings import ApiSettings
 from core.services import free_port, listener_pid_matches
+from core.store import Store
 
 API = "/api/v1"
 
@@ -333,10 +336,6 @@ def test_unknown_and_inactive_users_take_as_long_as_a_wrong_password(tmp_path):
     """With the production scrypt cost: a wrong password for a real user, an unknown user and a
     deactivated user answer 401 in similar time (medians within a factor 2; before the fix: 1/12 and 1/300), so the time does
     not tell which user names exist."""
-    from api.main import create_app
-    from api.settings import ApiSettings
-    from core.store import Store
-
     store = Store(f"sqlite:///{tmp_path / 't.db'}")            # default (OWASP) password cost
     store.create_user("real.user", "engineer", password="the-right-password")
     store.create_user("gone.user", "engineer", password="the-right-password")
@@ -355,3 +354,51 @@ def test_unknown_and_inactive_users_take_as_long_as_a_wrong_password(tmp_path):
           f"inactive user {gone * 1e3:.0f} ms")
     for other in (unknown, gone):
         assert 1 / 2 < other / real < 2, (real, unknown, gone)
+
+
+# ----------------------------------------------------------------------------- 8: login limits, frames
+def _app_for_logins(tmp_path, max_fails: int = 5):
+    store = Store(f"sqlite:///{tmp_path / 'l.db'}", password_cost=CHEAP)
+    store.create_user("real.user", "engineer", password="the-right-password")
+    return store, create_app(ApiSettings(escalate_every_s=0, rate_limit=0, login_max_fails=max_fails), store=store,
+                             background=False)
+
+
+def test_login_lock_says_when_to_retry(tmp_path):
+    store, app = _app_for_logins(tmp_path)
+    try:
+        with TestClient(app) as c:
+            codes = [c.post(f"{API}/auth/token", json={"username": "real.user", "password": "bad"}).status_code
+                     for _ in range(6)]
+            r = c.post(f"{API}/auth/token", json={"username": "real.user", "password": "the-right-password"})
+    finally:
+        store.close()
+    assert codes == [401] * 5 + [429] and r.status_code == 429
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+
+
+def test_failed_logins_across_user_names_are_limited_per_client_address(tmp_path):
+    """A spray of many user names (one failure each) from one address is stopped; another address is not."""
+    store, app = _app_for_logins(tmp_path, max_fails=5)
+    try:
+        with TestClient(app, client=("192.0.2.7", 40000)) as sprayer, \
+                TestClient(app, client=("192.0.2.8", 40000)) as other:
+            codes = [sprayer.post(f"{API}/auth/token", json={"username": f"name{i}", "password": "x"}).status_code
+                     for i in range(40)]
+            blocked = sprayer.post(f"{API}/auth/token", json={"username": "real.user",
+                                                              "password": "the-right-password"})
+            ok = other.post(f"{API}/auth/token", json={"username": "real.user", "password": "the-right-password"})
+    finally:
+        store.close()
+    assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}, codes
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) >= 1
+    assert ok.status_code == 200, ok.text
+
+
+def test_report_html_may_not_be_framed(env):
+    env.app.state.report_archive.save({"customer_id": "acme", "month": "2026-08", "generated_ns": 1},
+                                      {"zh": "<p>acme</p>"}, {})
+    r = env.http.get(f"{API}/reports/acme/2026-08/html", headers=env.as_("acme-user"))
+    assert r.status_code == 200, r.text
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]

@@ -37,7 +37,8 @@ NS = 10**9
 MAX_CONCURRENT_GENERATIONS = 2
 _generating = threading.BoundedSemaphore(MAX_CONCURRENT_GENERATIONS)
 # The HTML report is a self-contained page: no script, images only as data URIs.
-HTML_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+HTML_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")     # no framing (clickjacking); X-Frame-Options for older browsers
 
 
 class ReportOut(BaseModel):
@@ -161,7 +162,8 @@ def report_html(request: Request, customer_id: CustomerPath, month: MonthPath, s
                 lang: Lang = "zh") -> Response:
     """The HTML report in ``lang`` (self-contained page, served with a no-script CSP)."""
     page = _report_file(request, scope, customer_id, month, "html", lang).read_text(encoding="utf-8")
-    return Response(page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": HTML_CSP})
+    return Response(page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": HTML_CSP,
+                                                                           "X-Frame-Options": "DENY"})
 
 
 @router.post("/generate", response_model=ReportOut, status_code=201,
