@@ -34,7 +34,7 @@ from api.notify import sweep_escalations
 from api.routes import alarms, auth, inspections, registry, reports, surveys, telemetry, web, workorders
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
-from api.validation import validation_error_handler
+from api.validation import document_422, validation_error_handler
 from core.store import Conflict, Invalid, NotFound, Store, TimeLimits
 
 log = logging.getLogger("energyhost.api")
@@ -96,6 +96,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app.state.principal_cache = PrincipalCache(settings.auth_cache_s, clock)
 
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    document_422(app)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:

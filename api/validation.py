@@ -21,7 +21,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field
@@ -122,3 +122,22 @@ def error_list(exc: RequestValidationError) -> list[dict]:
 async def validation_error_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with FastAPI's error list, for any input (the default handler fails on NaN and lone surrogates)."""
     return JSONResponse({"detail": error_list(exc)}, status_code=422)
+
+
+def document_422(app: FastAPI) -> None:
+    """Say in the OpenAPI document what a 422 carries: the validation-error list, or one message
+    (a rule checked past the schema: "end must be after start", "device ... is not on site ...")."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            doc = build()
+            detail = doc.get("components", {}).get("schemas", {}).get("HTTPValidationError", {}) \
+                .get("properties", {}).get("detail")
+            if detail is not None and "anyOf" not in detail:
+                doc["components"]["schemas"]["HTTPValidationError"]["properties"]["detail"] = {
+                    "title": "Detail", "anyOf": [{k: v for k, v in detail.items() if k != "title"},
+                                                 {"type": "string", "description": "one message"}]}
+        return app.openapi_schema
+
+    app.openapi = openapi

@@ -214,10 +214,14 @@ def test_every_time_input_of_every_route_is_range_checked(env):
 
 # ----------------------------------------------------------------------------- 1: chunked bodies
 @contextmanager
-def served(app):
-    """``app`` under uvicorn on a free loopback port in this process; yields the port."""
+def served(app, **config):
+    """``app`` under uvicorn on a free loopback port in this process; yields the port.
+
+    ``config``: more ``uvicorn.Config`` arguments (``log_config=None`` leaves logging to the caller).
+    """
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                           **config))
     th = threading.Thread(target=server.run, daemon=True)
     th.start()
     try:
