@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.alarm_cache import AlarmListCache
@@ -45,11 +46,13 @@ from api.routes import (
 )
 from api.routes.telemetry import TtlCache
 from api.settings import ApiSettings
+from api.validation import document_422, validation_error_handler
 from workflow import Conflict, Invalid, NotFound, Store, TimeLimits
 
 log = logging.getLogger("energyhost.api")
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1_000_000            # reliability.md §12: request body <= 1 MB
+LOGIN_FAILS_PER_ADDRESS_FACTOR = 4    # failed logins per client address and minute: 4 x those per user name
 
 
 def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any = None,
@@ -88,7 +91,9 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
                   description="Energy hosting service: registry, telemetry, alarms (ISA-18.2), work orders "
                               "with time limits, inspections, surveys.",
                   docs_url=None, redoc_url=None,          # /docs: api/routes/web.py, no CDN
-                  openapi_url="/openapi.json" if settings.docs else None)
+                  openapi_url="/openapi.json" if settings.docs else None,
+                  # counted as the body arrives (chunked too): 413 once past the limit, before reading on
+                  max_body_size=MAX_BODY_BYTES)
     app.state.settings = settings
     app.state.store = store
     app.state.influx = influx
@@ -96,10 +101,14 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     if fleet is not None:
         app.state.fleet = fleet
     app.state.login_limiter = LoginLimiter(settings.login_max_fails, clock)
+    app.state.login_address_limiter = LoginLimiter(LOGIN_FAILS_PER_ADDRESS_FACTOR * settings.login_max_fails, clock)
     app.state.rate_limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit)
     app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
     app.state.alarm_list_cache = AlarmListCache(int(settings.alarm_cache_mb * 2**20))
     app.state.principal_cache = PrincipalCache(settings.auth_cache_s, clock)
+
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    document_422(app)
 
     @app.exception_handler(NotFound)
     async def not_found(_: Request, exc: NotFound) -> JSONResponse:
@@ -113,7 +122,6 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     async def invalid(_: Request, exc: Invalid) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
-    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(ForgetPrincipalsOnWrite, cache=app.state.principal_cache)
 
     api = APIRouter(prefix=API_PREFIX)
@@ -131,30 +139,6 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
 
     instrument(app)   # Prometheus request counts and latency by route and status, at /metrics
     return app
-
-
-class BodySizeLimit:
-    """Pure-ASGI middleware: 413 for a request whose ``Content-Length`` is over ``max_bytes`` or malformed.
-
-    (``@app.middleware("http")``, Starlette's ``BaseHTTPMiddleware``, costs a task and a memory
-    stream per request; this costs a header scan.)
-    """
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    if not value.isdigit() or int(value) > self.max_bytes:
-                        response = JSONResponse({"detail": f"request body larger than {self.max_bytes} bytes"},
-                                                status_code=413)
-                        await response(scope, receive, send)
-                        return
-                    break
-        await self.app(scope, receive, send)
 
 
 async def _sweep(store: Store, every_s: float) -> None:

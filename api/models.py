@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from api.validation import ApiTime, check_text
 from core.ids import ID_PATTERN
 from workflow import vocab
 
@@ -60,7 +61,12 @@ def record_fields(model: type[BaseModel], rec: Any) -> dict[str, Any]:
 
 
 class In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        return check_text(data)       # no lone surrogates in any text of a request body (api.validation)
 
 
 # ----------------------------------------------------------------------------- access
@@ -397,7 +403,7 @@ class InspectionPlanCreate(In):
     interval_days: float = Field(ge=1 / 24, le=366)
     grace_hours: float = Field(default=24, ge=0, le=24 * 366)
     checklist: list[str] = Field(min_length=1, max_length=100)
-    first_due: datetime
+    first_due: ApiTime
 
 
 class InspectionPlanOut(BaseModel):

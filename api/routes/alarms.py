@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -27,6 +26,7 @@ from api.models import (
     to_ns,
     ts,
 )
+from api.validation import ApiTime
 from core.model import AlarmEvent
 from core.units import NS
 
@@ -39,8 +39,8 @@ async def list_alarms(request: Request, scope: ScopeDep, store: StoreDep,
                       device_id: Annotated[str | None, Query(max_length=64)] = None,
                       severity: Severity | None = None,
                       state: AlarmState | None = None,
-                      since: Annotated[datetime | None, Query(description="alarms open at or after this time")] = None,
-                      until: Annotated[datetime | None, Query(description="alarms raised before this time")] = None,
+                      since: Annotated[ApiTime | None, Query(description="alarms open at or after this time")] = None,
+                      until: Annotated[ApiTime | None, Query(description="alarms raised before this time")] = None,
                       open_only: bool = False,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                       offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
@@ -71,7 +71,7 @@ async def list_alarms(request: Request, scope: ScopeDep, store: StoreDep,
 
 @router.get("/kpi", response_model=KpiOut)
 def alarm_kpis(scope: ScopeDep, store: StoreDep, clock: ClockDep, settings: SettingsDep,
-               start: datetime | None = None, end: datetime | None = None,
+               start: ApiTime | None = None, end: ApiTime | None = None,
                group_by: Literal["site", "engineer_group"] = "site") -> KpiOut:
     """Alarm KPIs (ISA-18.2 / EEMUA 191) per site or per engineer group; default window: the last 24 h."""
     end_ns = to_ns(end) if end else clock()
@@ -108,8 +108,8 @@ class AlarmEventIn(In):
     site_id: str = Field(max_length=64)
     device_id: str | None = Field(default=None, max_length=64)
     severity: Severity
-    raised_at: datetime
-    cleared_at: datetime | None = None
+    raised_at: ApiTime
+    cleared_at: ApiTime | None = None
     message_zh: str = Field(default="", max_length=2000)
     message_en: str = Field(default="", max_length=2000)
     evidence: dict[str, Any] = Field(default_factory=dict)

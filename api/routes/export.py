@@ -22,6 +22,7 @@ from api.deps import ClockDep, InfluxDep, ScopeDep, SettingsDep, StoreDep, check
 from api.models import AlarmState, Severity, WoState, alarm_out, to_ns, ts, work_order_out
 from api.routes.surveys import _ids
 from api.routes.telemetry import ChannelsQuery, series
+from api.validation import ApiTime
 
 router = APIRouter(prefix="/export", tags=["export"])
 Format = Annotated[Literal["csv", "xlsx"], Query(description="csv (UTF-8 with BOM) or xlsx")]
@@ -72,7 +73,7 @@ ALARM_COLS = ("id", "site_id", "device_id", "type", "severity", "state", "first_
 def export_alarms(scope: ScopeDep, store: StoreDep, format: Format = "csv",
                   site_id: Annotated[str | None, Query(max_length=64)] = None,
                   severity: Severity | None = None, state: AlarmState | None = None,
-                  since: datetime | None = None, until: datetime | None = None, open_only: bool = False,
+                  since: ApiTime | None = None, until: ApiTime | None = None, open_only: bool = False,
                   limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000) -> Response:
     """Alarms of the caller's sites (filters as ``GET /alarms``); staff columns blank for customers."""
     check_filters(scope, store, site_id)
@@ -103,7 +104,7 @@ def export_work_orders(scope: ScopeDep, store: StoreDep, format: Format = "csv",
 @router.get("/surveys")
 def export_surveys(scope: ScopeDep, store: StoreDep, format: Format = "csv",
                    customer_id: Annotated[str | None, Query(max_length=64)] = None,
-                   start: datetime | None = None, end: datetime | None = None) -> Response:
+                   start: ApiTime | None = None, end: ApiTime | None = None) -> Response:
     """Survey answers of the caller's customers."""
     ids = _ids(scope, customer_id)
     rows = store.surveys(ids, to_ns(start) if start else None, to_ns(end) if end else None)
@@ -115,7 +116,7 @@ def export_surveys(scope: ScopeDep, store: StoreDep, format: Format = "csv",
 @router.get("/telemetry/{device_id}/series")
 async def export_series(device_id: str, request: Request, scope: ScopeDep, store: StoreDep, influx: InfluxDep,
                         settings: SettingsDep, clock: ClockDep, format: Format = "csv",
-                        channels: ChannelsQuery = None, start: datetime | None = None, end: datetime | None = None,
+                        channels: ChannelsQuery = None, start: ApiTime | None = None, end: ApiTime | None = None,
                         interval_s: Annotated[int | None, Query(ge=1, le=31 * 86400)] = None,
                         agg: Literal["mean", "min", "max"] = "mean") -> Response:
     """A device's downsampled series (as ``GET /telemetry/{device}/series``), one column per channel."""

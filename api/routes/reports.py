@@ -21,8 +21,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import ClockDep, InfluxDep, ScopeDep, StoreDep
+from api.validation import ApiId, Month
 from core.config import ConfigError, Fleet, load_fleet
-from core.ids import ID_PATTERN
 from core.influx import InfluxError
 from core.units import NS
 from reports.archive import ReportArchive, ReportEntry
@@ -31,15 +31,14 @@ from reports.mail import MailError, SmtpSettings
 
 router = APIRouter(prefix="/reports", tags=["reports"])
 
-CUSTOMER_PATTERN = ID_PATTERN
-MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-CustomerPath = Annotated[str, Path(pattern=CUSTOMER_PATTERN, max_length=64)]
-MonthPath = Annotated[str, Path(pattern=MONTH_PATTERN, description="report month YYYY-MM")]
+CustomerPath = Annotated[ApiId, Path(description="customer id")]       # api.validation: no '..'
+MonthPath = Annotated[Month, Path(description="report month YYYY-MM")]
 Lang = Literal["zh", "en"]
 MAX_CONCURRENT_GENERATIONS = 2
 _generating = threading.BoundedSemaphore(MAX_CONCURRENT_GENERATIONS)
 # The HTML report is a self-contained page: no script, images only as data URIs.
-HTML_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+HTML_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")     # no framing (clickjacking); X-Frame-Options for older browsers
 
 
 class ReportOut(BaseModel):
@@ -54,8 +53,8 @@ class ReportOut(BaseModel):
 
 class ReportGenerateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    customer_id: str = Field(pattern=CUSTOMER_PATTERN, max_length=64)
-    month: str = Field(pattern=MONTH_PATTERN, description="YYYY-MM, local calendar month of the sites")
+    customer_id: ApiId
+    month: Month = Field(description="YYYY-MM, local calendar month of the sites")
     langs: list[Lang] = Field(default_factory=lambda: list(LANGS), min_length=1, max_length=2)
 
 
@@ -115,8 +114,8 @@ def _entry(arch: ReportArchive, customer_id: str, month: str) -> ReportEntry:
 
 @router.get("", response_model=list[ReportOut])
 def list_reports(request: Request, scope: ScopeDep,
-                 customer_id: Annotated[str | None, Query(pattern=CUSTOMER_PATTERN, max_length=64)] = None,
-                 month: Annotated[str | None, Query(pattern=MONTH_PATTERN)] = None) -> list[ReportOut]:
+                 customer_id: Annotated[ApiId | None, Query()] = None,
+                 month: Annotated[Month | None, Query()] = None) -> list[ReportOut]:
     """Archived monthly reports of the caller's customers, newest month first."""
     if customer_id is not None:
         _visible(scope, customer_id)
@@ -163,7 +162,8 @@ def report_html(request: Request, customer_id: CustomerPath, month: MonthPath, s
                 lang: Lang = "zh") -> Response:
     """The HTML report in ``lang`` (self-contained page, served with a no-script CSP)."""
     page = _report_file(request, scope, customer_id, month, "html", lang).read_text(encoding="utf-8")
-    return Response(page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": HTML_CSP})
+    return Response(page, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": HTML_CSP,
+                                                                           "X-Frame-Options": "DENY"})
 
 
 @router.post("/generate", response_model=ReportOut, status_code=201,

@@ -28,6 +28,7 @@ from fastapi.responses import Response
 from api.deps import ClockDep, InfluxDep, ScopeDep, SettingsDep, StoreDep
 from api.models import EnergyTouOut, LatestOut, SeriesOut, TouPeriodOut, to_ns, ts
 from api.routes.registry import visible_device, visible_site
+from api.validation import ApiTime
 from core.channels import CHANNELS, DEVICE_KINDS
 from core.influx import InfluxError
 from core.units import NS
@@ -209,7 +210,7 @@ def latest(device_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep, 
 @router.get("/{device_id}/series", response_model=SeriesOut)
 async def series(device_id: str, request: Request, scope: ScopeDep, store: StoreDep, influx: InfluxDep,
                  settings: SettingsDep, clock: ClockDep, channels: ChannelsQuery = None,
-                 start: datetime | None = None, end: datetime | None = None,
+                 start: ApiTime | None = None, end: ApiTime | None = None,
                  interval_s: Annotated[int | None, Query(ge=1, le=31 * 86400)] = None,
                  agg: Literal["mean", "min", "max"] = "mean") -> Response:
     """Downsampled time range (mean/min/max per interval) of some channels of a device.
@@ -302,7 +303,7 @@ def _meter_kwh(influx, site_id: str, device_id: str, start_ns: int, end_ns: int)
 @router.get("/sites/{site_id}/energy", response_model=EnergyTouOut)
 def energy_by_tou(request: Request, site_id: str, scope: ScopeDep, store: StoreDep, influx: InfluxDep,
                   settings: SettingsDep, clock: ClockDep, device_id: Annotated[str | None, Query(max_length=64)] = None,
-                  start: datetime | None = None, end: datetime | None = None) -> EnergyTouOut:
+                  start: ApiTime | None = None, end: ApiTime | None = None) -> EnergyTouOut:
     """Imported energy per TOU period of the site's tariff (15-min steps of the meters' counters).
 
     Without ``device_id`` the site's energy is the sum of its transformer (incomer) meters as the

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from api.deps import ClockDep, ScopeDep, StoreDep, check_filters
 from api.models import (
@@ -25,6 +25,8 @@ from api.models import (
     work_order_out,
 )
 from api.notify import sweep_escalations
+from api.validation import ApiDate
+from workflow import NotFound
 
 router = APIRouter(prefix="/workorders", tags=["work orders"])
 
@@ -51,15 +53,27 @@ def create_work_order(body: WorkOrderCreate, scope: ScopeDep, store: StoreDep) -
     if body.alarm_id is not None:
         store.alarm(body.alarm_id, scope.site_ids)
     scope.require_staff()
+    if body.device_id is not None:
+        _device_on_site(store, body.device_id, body.site_id)
     w = store.create_work_order(site_id=body.site_id, title=body.title, severity=body.severity,
                                 created_by=scope.user_id, device_id=body.device_id, alarm_id=body.alarm_id,
                                 description=body.description, assignee=body.assignee)
     return work_order_out(w, True)
 
 
+def _device_on_site(store, device_id: str, site_id: str) -> None:
+    """404 for a device that does not exist and for one on another site alike (no id oracle)."""
+    try:
+        dev = store.device(device_id)
+    except NotFound:
+        dev = None
+    if dev is None or dev["site_id"] != site_id:
+        raise HTTPException(404, f"device {device_id!r} does not exist on site {site_id!r}")
+
+
 @router.get("/review", response_model=ReviewOut)
 def weekly_review(scope: ScopeDep, store: StoreDep, clock: ClockDep,
-                  week_start: Annotated[date | None, Query(description="Monday of the week (UTC); default: "
+                  week_start: Annotated[ApiDate | None, Query(description="Monday of the week (UTC); default: "
                                                                         "the current week")] = None) -> ReviewOut:
     """Weekly review: open, overdue and closed-in-time orders, by engineer and by customer (staff)."""
     scope.require_staff()
