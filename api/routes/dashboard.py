@@ -342,8 +342,10 @@ def engineers(scope: ScopeDep, store: StoreDep) -> list[dict]:
 
 
 @router.get("/glossary")
-def channel_glossary() -> dict:
-    """Channel labels and units in zh/en, state words (OCPP, IEC 61851, inverter), device kinds."""
+def channel_glossary(scope: ScopeDep) -> dict:
+    """Channel labels and units in zh/en, state words (OCPP, IEC 61851, inverter), device kinds.
+
+    Signed-in users only, like every other route under /api/v1 (``scope`` authenticates)."""
     return glossary()
 
 
