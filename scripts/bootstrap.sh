@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # mosquitto, influxd and postgres are started by the tests and the demo themselves, on free loopback ports;
 # weasyprint (PDF reports) needs pango/harfbuzz/fontconfig; fonts-noto-cjk renders Chinese.
 APT_PKGS=(mosquitto mosquitto-clients influxdb postgresql fonts-noto-cjk poppler-utils chromium python3-venv
-          ca-certificates openssl libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 libfontconfig1)
+          ca-certificates openssl libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 libfontconfig1 wrk)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
