@@ -192,6 +192,51 @@ def summarise(parts: list[dict]) -> dict:
             "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99))}
 
 
+def wrk_rounds(args: argparse.Namespace, scenarios: tuple, base: str, h: dict, work: Path, server_pid: int) -> None:
+    """The fixed-URL scenarios driven by wrk (a C load generator: the Python client shares the 2 cores
+    with the server and is itself a bottleneck; wrk leaves them to the server), with the server's CPU
+    time per request."""
+    # interleaved rounds, as for the Python client: a burst of load from other processes
+    # hits every scenario alike instead of one of them
+    rounds = args.rounds
+    per = max(1, round(args.wrk_seconds / rounds))
+    print(f"with wrk: {args.concurrency} connections, 2 threads, {rounds} interleaved rounds of {per} s "
+          f"per scenario{'' if args.alarm_cache_mb else ' (alarm-list cache off)'}")
+    runs: dict[str, list[dict]] = {name: [] for name, _ in scenarios[:4]}
+    for rnd in range(rounds):
+        for run, (name, url) in enumerate(scenarios[:4]):
+            script = None
+            if callable(url):
+                script = str(work / f"miss{rnd}_{run}.lua")
+                Path(script).write_text(MISS_LUA.replace("SINCE_BASE", str(SINCE0 + (rnd + 1) * 10**7)))
+                url = base
+            cpu0 = cpu_seconds(server_pid)
+            runs[name].append(wrk(url, h, args.concurrency, per, script))
+            runs[name][-1]["cpu_s"] = cpu_seconds(server_pid) - cpu0
+    w = {}
+    for name, rs in runs.items():
+        w[name] = r = {"n": sum(x["n"] for x in rs), "errors": sum(x["errors"] for x in rs),
+                       "rps": sum(x["rps"] for x in rs) / len(rs),
+                       "p50_ms": float(np.median([x["p50_ms"] for x in rs])),
+                       "p99_ms": max(x["p99_ms"] for x in rs),
+                       "per_cpu_s": sum(x["n"] for x in rs) / max(1e-9, sum(x["cpu_s"] for x in rs))}
+        print(f"{name:12s} n={r['n']:6d} non-2xx={r['errors']:3d} {r['rps']:8.1f} req/s  "
+              f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms (worst round)  "
+              f"{r['per_cpu_s']:7.0f} req per server CPU-s")
+    per_round = [(runs["alarms"][i]["rps"] / runs["trivial"][i]["rps"],
+                  runs["alarms-miss"][i]["rps"] / runs["trivial"][i]["rps"]) for i in range(rounds)]
+    print("wrk rounds, alarm list / trivial (cached, miss): "
+          + ", ".join(f"{a * 100:.1f} %/{m * 100:.1f} %" for a, m in per_round))
+    print(f"wrk: alarm list / trivial = {w['alarms']['rps'] / w['trivial']['rps'] * 100:.1f} % "
+          f"({w['alarms-miss']['rps'] / w['trivial']['rps'] * 100:.1f} % when every request misses "
+          f"the alarm-list cache; median of rounds "
+          f"{float(np.median([m for _, m in per_round])) * 100:.1f} %); "
+          f"telemetry p99 {w['telemetry']['p99_ms']:.1f} ms (target < 200 ms)")
+    print(f"server CPU per request (load-independent): alarm list / trivial = "
+          f"{w['alarms']['per_cpu_s'] / w['trivial']['per_cpu_s'] * 100:.1f} %, cache misses "
+          f"{w['alarms-miss']['per_cpu_s'] / w['trivial']['per_cpu_s'] * 100:.1f} %")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=3000)
@@ -292,47 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"(dashboard view), {results['tele-nocache']['p99_ms']:.1f} ms when every request is a new "
                       f"InfluxDB query (target < 200 ms)")
             if shutil.which("wrk"):
-                # the same fixed-URL scenarios driven by wrk (a C load generator): the Python client above
-                # shares the 2 cores with the server and is itself a bottleneck; wrk leaves them to the server
-                # interleaved rounds, as for the Python client: a burst of load from other processes
-                # hits every scenario alike instead of one of them
-                rounds = args.rounds
-                per = max(1, round(args.wrk_seconds / rounds))
-                print(f"with wrk: {args.concurrency} connections, 2 threads, {rounds} interleaved rounds of {per} s "
-                      f"per scenario{'' if args.alarm_cache_mb else ' (alarm-list cache off)'}")
-                runs: dict[str, list[dict]] = {name: [] for name, _ in scenarios[:4]}
-                for rnd in range(rounds):
-                    for run, (name, url) in enumerate(scenarios[:4]):
-                        script = None
-                        if callable(url):
-                            script = str(work / f"miss{rnd}_{run}.lua")
-                            Path(script).write_text(MISS_LUA.replace("SINCE_BASE", str(SINCE0 + (rnd + 1) * 10**7)))
-                            url = base
-                        cpu0 = cpu_seconds(server.pid)
-                        runs[name].append(wrk(url, h, args.concurrency, per, script))
-                        runs[name][-1]["cpu_s"] = cpu_seconds(server.pid) - cpu0
-                w = {}
-                for name, rs in runs.items():
-                    w[name] = r = {"n": sum(x["n"] for x in rs), "errors": sum(x["errors"] for x in rs),
-                                   "rps": sum(x["rps"] for x in rs) / len(rs),
-                                   "p50_ms": float(np.median([x["p50_ms"] for x in rs])),
-                                   "p99_ms": max(x["p99_ms"] for x in rs),
-                                   "per_cpu_s": sum(x["n"] for x in rs) / max(1e-9, sum(x["cpu_s"] for x in rs))}
-                    print(f"{name:12s} n={r['n']:6d} non-2xx={r['errors']:3d} {r['rps']:8.1f} req/s  "
-                          f"p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms (worst round)  "
-                          f"{r['per_cpu_s']:7.0f} req per server CPU-s")
-                per_round = [(runs["alarms"][i]["rps"] / runs["trivial"][i]["rps"],
-                              runs["alarms-miss"][i]["rps"] / runs["trivial"][i]["rps"]) for i in range(rounds)]
-                print("wrk rounds, alarm list / trivial (cached, miss): "
-                      + ", ".join(f"{a * 100:.1f} %/{m * 100:.1f} %" for a, m in per_round))
-                print(f"wrk: alarm list / trivial = {w['alarms']['rps'] / w['trivial']['rps'] * 100:.1f} % "
-                      f"({w['alarms-miss']['rps'] / w['trivial']['rps'] * 100:.1f} % when every request misses "
-                      f"the alarm-list cache; median of rounds "
-                      f"{float(np.median([m for _, m in per_round])) * 100:.1f} %); "
-                      f"telemetry p99 {w['telemetry']['p99_ms']:.1f} ms (target < 200 ms)")
-                print(f"server CPU per request (load-independent): alarm list / trivial = "
-                      f"{w['alarms']['per_cpu_s'] / w['trivial']['per_cpu_s'] * 100:.1f} %, cache misses "
-                      f"{w['alarms-miss']['per_cpu_s'] / w['trivial']['per_cpu_s'] * 100:.1f} %")
+                wrk_rounds(args, scenarios, base, h, work, server.pid)
         finally:
             if server is not None:
                 server.send_signal(signal.SIGINT)
