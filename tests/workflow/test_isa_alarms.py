@@ -54,8 +54,10 @@ def test_shelving_expires_and_is_bounded(store, clock):
     store.shelve_alarm(aid, "eng1", clock() + 3600 * NS, "fan replacement")
     assert store.alarm(aid)["state"] == "shelved"
     assert [a["id"] for a in store.alarms(state="shelved")] == [aid]
+    assert store.alarms(state="active-unacked") == []                   # the state filter sees the shelve
     clock.advance(3601)
     assert store.alarm(aid)["state"] == "active-unacked"                # shelve expired by itself
+    assert [a["id"] for a in store.alarms(state="active-unacked")] == [aid] and store.alarms(state="shelved") == []
     assert store.alarm_audit(aid)[-1]["note"] == "fan replacement"
 
 
