@@ -3,8 +3,9 @@
 ``GET /api/v1/alarms`` is the console's hottest read: every open console polls it.  Two
 things make it cheap:
 
-* :func:`encode_alarms` turns store rows into the response bytes with ``orjson`` (no pydantic
-  object per row) and splices each alarm's ``evidence`` in as the JSON text the store holds
+* the list route asks the store for the body built by the database (``Store.alarms_json`` with
+  :data:`ALARM_FIELDS`: no Python object per alarm); :func:`encode_alarms` is the same body from
+  store rows with ``orjson`` (no pydantic object per row) and splices each alarm's ``evidence`` in as the JSON text the store holds
   (``orjson.Fragment``), instead of decoding and re-encoding it.  The bytes equal what
   ``TypeAdapter(list[AlarmOut]).dump_json`` would produce, apart from the whitespace inside
   ``evidence`` (the field-hiding of :func:`api.models.alarm_out` is applied to every row).
@@ -32,9 +33,10 @@ from typing import Any
 
 import orjson
 
-from api.models import alarm_out
+from api.models import AlarmOut, alarm_out
 
 _OPTS = orjson.OPT_UTC_Z      # datetimes as 2026-01-01T00:00:00.123456Z, like pydantic
+ALARM_FIELDS: tuple[str, ...] = tuple(AlarmOut.model_fields)   # the objects the database writes for the list
 
 
 def _evidence(text: Any) -> Any:

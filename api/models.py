@@ -11,7 +11,7 @@ addresses and Modbus maps, work-order internals) are ``None`` for customer users
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
@@ -34,9 +34,13 @@ DeviceKind = Literal[vocab.DEVICE_KINDS]
 Transport = Literal[vocab.TRANSPORTS]
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def ts(ns: int | None) -> datetime | None:
-    """ns since the epoch → aware UTC datetime."""
-    return None if ns is None else datetime.fromtimestamp(ns / 1e9, tz=UTC)
+    """ns since the epoch → aware UTC datetime, truncated to the microsecond (exact: no float on the way,
+    so it equals the database's own formatting of the alarm list)."""
+    return None if ns is None else _EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def to_ns(t: datetime) -> int:

@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 # weasyprint (PDF reports) needs pango/harfbuzz/fontconfig; fonts-noto-cjk renders Chinese.
 # util-linux: setpriv gives the demo's daemons a parent-death signal (energyhost/demo.py).
 APT_PKGS=(mosquitto mosquitto-clients influxdb postgresql fonts-noto-cjk poppler-utils chromium python3-venv
-          ca-certificates openssl libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 libfontconfig1 util-linux)
+          ca-certificates openssl libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 libfontconfig1 util-linux
+          wrk)    # wrk: bench/bench_api.py's load generator
 command -v npm >/dev/null || APT_PKGS+=(npm)     # only to fetch the pinned browser assets below
 missing=()
 for p in "${APT_PKGS[@]}"; do

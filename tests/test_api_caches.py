@@ -22,7 +22,7 @@ from pydantic import TypeAdapter
 from test_api import CUSTOMERS, NS, build_env, iso_ns
 from wf_helpers import CHEAP, ev
 
-from api.alarm_cache import AlarmListCache, encode_alarms
+from api.alarm_cache import ALARM_FIELDS, AlarmListCache, encode_alarms
 from api.main import create_app
 from api.models import AlarmOut, alarm_out
 from api.routes.telemetry import TtlCache
@@ -80,6 +80,9 @@ def test_encoded_list_equals_the_response_model(env):
         ours, ref = encode_alarms(raw, staff), reference_body(rows, staff)
         assert json.loads(ours) == json.loads(ref)
         assert [list(x) for x in json.loads(ours)] == [list(x) for x in json.loads(ref)]   # field order
+        by_db = env.store.alarms_json(fields=ALARM_FIELDS, staff=staff, limit=1000)       # built by the database
+        assert json.loads(by_db) == json.loads(ref)
+        assert [list(x) for x in json.loads(by_db)] == [list(x) for x in json.loads(ref)]
     got = {x["type"]: x for x in alarms(env, "acme-user", site_id="acme-plant1")}
     assert got["odd_evidence"]["evidence"]["nan"] is None and got["odd_evidence"]["evidence"]["中文"] == "值"
     assert got["odd_evidence"]["evidence"]["nested"] == {"a": [1, 2.5, None]}

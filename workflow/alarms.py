@@ -9,10 +9,11 @@ alarm KPIs.  An open critical alarm not suppressed by design has an automatic wo
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core.model import AlarmEvent
+from workflow import alarm_json
 from workflow.db import Conflict, Ctx, Invalid, NotFound, sql_in, to_json
 from workflow.vocab import ALARM_STATES, SEVERITIES, SYSTEM
 
@@ -29,11 +30,8 @@ class Alarms:
         self.db, self.clock = ctx.db, ctx.clock
         self.orders: WorkOrders | None = None        # set by the store: automatic work orders
 
-    _STATE_SQL = ("CASE WHEN a.closed_ns IS NOT NULL THEN 'cleared' "
-                  "WHEN a.shelved_until_ns IS NOT NULL AND a.shelved_until_ns > ? THEN 'shelved' "
-                  "WHEN a.suppressed_by IS NOT NULL AND a.active = 1 THEN 'suppressed-by-design' "
-                  "WHEN a.active = 1 AND a.acked = 1 THEN 'active-acked' "
-                  "WHEN a.active = 1 THEN 'active-unacked' ELSE 'rtn-unacked' END")
+    # the derived ISA-18.2 state: the stored base_state column (migration 6) unless a shelve is in force
+    _STATE_SQL = "CASE WHEN a.base_state <> 'cleared' AND a.shelved_until_ns > ? THEN 'shelved' ELSE a.base_state END"
 
     def upsert_alarm_events(self, events: Iterable[AlarmEvent]) -> dict[str, int]:
         """Store alarm raises, updates and clears from analytics; idempotent.
@@ -185,12 +183,33 @@ class Alarms:
         ``since_ns``/``until_ns`` select alarms whose life [first raise, close] overlaps the interval.
         ``raw_evidence`` leaves ``evidence`` as the stored JSON text (for a caller that only re-encodes it).
         """
+        where, params = self._filters(site_ids, site_id=site_id, device_id=device_id, severity=severity,
+                                      state=state, customer_id=customer_id, since_ns=since_ns, until_ns=until_ns,
+                                      open_only=open_only)
+        sql = (f"SELECT a.*, s.customer_id, {self._STATE_SQL} AS state FROM alarms a "
+               f"JOIN sites s ON s.id = a.site_id WHERE {where} ORDER BY a.raised_ns DESC, a.id DESC LIMIT ? OFFSET ?")
+        rows = self.db.rows(sql, (self.clock(), *params, int(limit), int(offset)))
+        return [self._alarm_row(r, raw_evidence) for r in rows]
+
+    def alarms_json(self, site_ids: Collection[str] | None = None, *, fields: Sequence[str], staff: bool = True,
+                    limit: int = 100, offset: int = 0, **filters: Any) -> bytes:
+        """The alarms of :meth:`alarms` as one JSON array, each alarm an object of ``fields`` built by
+        the database (no Python object per alarm): see :func:`workflow.alarm_json.select_json`."""
+        where, params = self._filters(site_ids, **filters)
+        return alarm_json.list_body(self.db, where, params, self.clock(), fields, staff, int(limit), int(offset))
+
+    def _filters(self, site_ids: Collection[str] | None, *, site_id: str | None = None,
+                 device_id: str | None = None, severity: str | None = None, state: str | None = None,
+                 customer_id: str | None = None, since_ns: int | None = None, until_ns: int | None = None,
+                 open_only: bool = False) -> tuple[str, list[Any]]:
+        """The WHERE clause of an alarm list (``a`` alarms, ``s`` sites) and its parameters."""
         if state is not None and state not in ALARM_STATES:
             raise Invalid(f"state must be one of {ALARM_STATES}, got {state!r}")
         if severity is not None and severity not in SEVERITIES:
             raise Invalid(f"severity must be one of {SEVERITIES}, got {severity!r}")
-        now = self.clock()
-        frag, params = sql_in("a.site_id", site_ids)
+        # the visible sites are a filter, not an index lookup ("+" on SQLite): the newest-first index
+        # (alarms_raised) then serves the sort and the scan stops at the page's last alarm
+        frag, params = sql_in("+a.site_id" if self.db.dialect == "sqlite" else "a.site_id", site_ids)
         where = [frag]
         for col, val in (("a.site_id", site_id), ("a.device_id", device_id), ("a.severity", severity),
                          ("s.customer_id", customer_id)):
@@ -205,13 +224,14 @@ class Alarms:
             params.append(until_ns)
         if open_only:
             where.append("a.closed_ns IS NULL")
-        sql = (f"SELECT a.*, s.customer_id, {self._STATE_SQL} AS state FROM alarms a "
-               f"JOIN sites s ON s.id = a.site_id WHERE {' AND '.join(where)}")
-        if state is not None:
-            sql = f"SELECT * FROM ({sql}) t WHERE state = ?"
-            params.append(state)
-        sql += " ORDER BY raised_ns DESC, id DESC LIMIT ? OFFSET ?"
-        return [self._alarm_row(r, raw_evidence) for r in self.db.rows(sql, (now, *params, int(limit), int(offset)))]
+        if state == "shelved":                    # served by the (base_state, raised_ns, id) index
+            where.append("a.base_state <> 'cleared' AND a.shelved_until_ns > ?")
+            params.append(self.clock())
+        elif state is not None:
+            where.append("a.base_state = ? AND (a.base_state = 'cleared' OR a.shelved_until_ns IS NULL "
+                         "OR a.shelved_until_ns <= ?)")
+            params += [state, self.clock()]
+        return " AND ".join(where), params
 
     def alarms_version(self) -> int:
         """A counter that changes with every committed write to the alarms table, by any process.

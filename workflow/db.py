@@ -159,12 +159,30 @@ class Database:
         assert row is not None
         return int(row["id"])
 
+    def tuples(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        """Rows as tuples (no dict per row)."""
+        with self.lock:
+            if self.dialect == "postgresql":
+                from psycopg.rows import tuple_row
+
+                cur = self.conn.cursor(row_factory=tuple_row).execute(self._sql(sql), tuple(params))
+            else:
+                cur = self.conn.execute(sql, tuple(params))
+            return cur.fetchall()
+
     def close(self) -> None:
         with self.lock:
             self.conn.close()
 
 
 # --------------------------------------------------------------------------- migrations
+# the ISA-18.2 state of an alarm except shelving (an operator's shelve runs out by itself; readers
+# apply it: ``CASE WHEN base_state <> 'cleared' AND shelved_until_ns > now THEN 'shelved' ELSE base_state END``)
+ALARM_BASE_STATE = ("CASE WHEN closed_ns IS NOT NULL THEN 'cleared' "
+                    "WHEN suppressed_by IS NOT NULL AND active = 1 THEN 'suppressed-by-design' "
+                    "WHEN active = 1 AND acked = 1 THEN 'active-acked' "
+                    "WHEN active = 1 THEN 'active-unacked' ELSE 'rtn-unacked' END")
+
 MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
     (1, "users, registry, alarms, work orders, inspections, surveys", [
         """CREATE TABLE customers (
@@ -296,6 +314,13 @@ MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
         "ALTER TABLE work_orders ADD COLUMN inspection_item TEXT",
         "CREATE UNIQUE INDEX work_orders_inspection_item ON work_orders(inspection_id, inspection_item) "
         "WHERE inspection_id IS NOT NULL",
+    ]),
+    (6, "ISA-18.2 state of every alarm in a column (all but shelving, which runs out by itself), indexed", [
+        {"sqlite": f"ALTER TABLE alarms ADD COLUMN base_state TEXT GENERATED ALWAYS AS ({ALARM_BASE_STATE}) VIRTUAL"},
+        {"postgresql": f"ALTER TABLE alarms ADD COLUMN base_state TEXT GENERATED ALWAYS AS ({ALARM_BASE_STATE}) "
+                       f"STORED"},
+        "CREATE INDEX alarms_state_raised ON alarms(base_state, raised_ns DESC, id DESC)",
+        "CREATE INDEX alarms_site_raised ON alarms(site_id, raised_ns DESC, id DESC)",
     ]),
 ]
 

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from pydantic import Field
 
 from analytics.alarms import alarm_kpis as kpis_of
-from api.alarm_cache import AlarmListCache, encode_alarms
+from api.alarm_cache import ALARM_FIELDS, AlarmListCache
 from api.deps import ClockDep, ScopeDep, SettingsDep, StoreDep, check_filters
 from api.models import (
     AckIn,
@@ -46,8 +46,8 @@ async def list_alarms(request: Request, scope: ScopeDep, store: StoreDep,
                       offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Response:
     """Alarms of the caller's sites, newest first, filtered by site, device, severity, state and time.
 
-    The hottest read of the console: it runs on the event loop (one indexed query) and answers
-    pre-serialised JSON, from the alarm-list cache while no alarm has been written since and no
+    The hottest read of the console: it runs on the event loop (one indexed query whose rows the
+    database writes as JSON, ``workflow.alarm_json``) and answers those bytes, from the alarm-list cache while no alarm has been written since and no
     shelve has run out (``api.alarm_cache``; keyed on the caller's visible sites and staff flag,
     looked up only after the tenancy checks).
     """
@@ -57,14 +57,14 @@ async def list_alarms(request: Request, scope: ScopeDep, store: StoreDep,
              "open_only": open_only, "limit": limit, "offset": offset}
     cache: AlarmListCache = request.app.state.alarm_list_cache
     if not cache.enabled:
-        return Response(encode_alarms(store.alarms(scope.site_ids, raw_evidence=True, **query), scope.is_staff),
+        return Response(store.alarms_json(scope.site_ids, fields=ALARM_FIELDS, staff=scope.is_staff, **query),
                         media_type="application/json")
     key = (scope.is_staff, scope.site_ids, tuple(query.values()))
     version = store.alarms_version()             # before the rows: a write in between only makes a miss
     now = store.clock()
     body = cache.get(key, version, now)
     if body is None:
-        body = encode_alarms(store.alarms(scope.site_ids, raw_evidence=True, **query), scope.is_staff)
+        body = store.alarms_json(scope.site_ids, fields=ALARM_FIELDS, staff=scope.is_staff, **query)
         cache.put(key, version, now, store.next_shelve_expiry_ns(now), body)
     return Response(body, media_type="application/json")
 

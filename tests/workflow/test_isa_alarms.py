@@ -54,8 +54,10 @@ def test_shelving_expires_and_is_bounded(store, clock):
     store.shelve_alarm(aid, "eng1", clock() + 3600 * NS, "fan replacement")
     assert store.alarm(aid)["state"] == "shelved"
     assert [a["id"] for a in store.alarms(state="shelved")] == [aid]
+    assert store.alarms(state="active-unacked") == []                   # the state filter sees the shelve
     clock.advance(3601)
     assert store.alarm(aid)["state"] == "active-unacked"                # shelve expired by itself
+    assert [a["id"] for a in store.alarms(state="active-unacked")] == [aid] and store.alarms(state="shelved") == []
     assert store.alarm_audit(aid)[-1]["note"] == "fan replacement"
 
 
@@ -182,3 +184,30 @@ def test_two_instances_on_postgres_keep_one_open_alarm_per_key(postgres):
     assert [x["to_state"] for x in a.work_order_log(wo["id"]) if x["action"] == "transition"] == ["dispatched"]
     a.close()
     b.close()
+
+
+def test_alarm_list_json_built_by_the_database_equals_the_response_model(store, clock):
+    """SQLite and PostgreSQL write the same objects as pydantic would: times to the microsecond, booleans,
+    shelving shown only while shelved, operators' notes hidden from customers, NaN evidence as null."""
+    import json
+    import math
+
+    from pydantic import TypeAdapter
+
+    from api.alarm_cache import ALARM_FIELDS
+    from api.models import AlarmOut, alarm_out
+
+    t = clock() + 123_456_789                                            # sub-second raise times
+    store.upsert_alarm_events([
+        ev(key="acme-plant1/d1/a", raised=t)._replace(evidence={"nan": math.nan, "中文": "值", "x": [1, 2.5]}),
+        ev(key="acme-plant1/d1/b", raised=t + 1000, cleared=t + 5 * NS),
+        ev(key="acme-office/d2/c", raised=t + 2 * NS, severity="critical")])
+    by_key = {a["key"]: a["id"] for a in store.alarms()}
+    store.ack_alarm(by_key["acme-plant1/d1/a"], "eng1", "on my way")
+    store.shelve_alarm(by_key["acme-office/d2/c"], "eng1", clock() + 3600 * NS, "maintenance")
+    ref = TypeAdapter(list[AlarmOut])
+    for staff in (True, False):
+        want = json.loads(ref.dump_json([AlarmOut.model_validate(alarm_out(a, staff)) for a in store.alarms()]))
+        got = json.loads(store.alarms_json(fields=ALARM_FIELDS, staff=staff))
+        assert got == want and [list(x) for x in got] == [list(x) for x in want]
+    assert json.loads(store.alarms_json(fields=ALARM_FIELDS, state="shelved"))[0]["shelve_reason"] == "maintenance"
