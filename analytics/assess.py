@@ -253,7 +253,7 @@ def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tarif
                                         "demand" if site.contract_demand_kw else "capacity", site.contract_demand_kw)
     base = adjustment_base_yuan if adjustment_base_yuan is not None else savings.adjustment_base(
         energy_yuan, basic.evidence["analysed_days"], basic.evidence["current_yuan"])
-    out = [basic, savings.peak_shaving(site.id, t, p_kw, tariff),
+    out = [basic, savings.peak_shaving(site.id, t, p_kw, tariff, demand_billed=bool(site.contract_demand_kw)),
            savings.base_load_waste(site.id, t, p_kw, tariff)]
     if q_kvar is not None:
         out.append(savings.pf_correction(site.id, t, p_kw, q_kvar, base, site.pf_standard,

@@ -246,12 +246,13 @@ def basic_charge_choice(site_id: str, time_ns, active_power_kw, rated_kva: float
 
 
 def peak_shaving(site_id: str, time_ns, active_power_kw, tariff: tf.Tariff, cap_quantile: float = 0.98,
-                 max_windows: int = 5) -> Finding:
+                 max_windows: int = 5, demand_billed: bool = True) -> Finding:
     """Peak shaving: which 15-min peaks set the demand charge and what capping them is worth.
 
     The cap is the ``cap_quantile`` of the 15-min demands; the saving is
     ``(D_max − cap) × demand price`` per month and the energy to shave or shift is the
-    energy above the cap.  Only meaningful under demand billing.
+    energy above the cap.  A site billed by capacity (``demand_billed=False``) saves nothing
+    by shaving peaks: the figure is 0 and the finding says why.
     """
     t = _checks.time_ns(time_ns)
     start, end, days = _span(t)
@@ -274,9 +275,10 @@ def peak_shaving(site_id: str, time_ns, active_power_kw, tariff: tf.Tariff, cap_
             continue
         used[i] = True
         peaks.append({"start_ns": int(t[i]), "demand_kw": round(float(dem[i]), 1)})
-    yuan = (dmax - cap) * tariff.demand_price          # the demand price is per month: not scaled
+    # the demand price is per month: not scaled; under capacity billing a lower peak saves nothing
+    yuan = (dmax - cap) * tariff.demand_price if demand_billed else 0.0
     ev = {"max_demand_kw": dmax, "cap_kw": cap, "demand_price": tariff.demand_price, "kwh_above_cap": kwh_above,
-          "analysed_days": days, "peaks": peaks}
+          "demand_billed": demand_billed, "analysed_days": days, "peaks": peaks}
     inputs = {"formula": "yuan/month = (Dmax - cap) × demand price", "cap_quantile": cap_quantile,
               "demand_price": tariff.demand_price, "window_min": w, "kwh_meaning": "energy above the cap to "
               "shave or shift"}
@@ -284,9 +286,11 @@ def peak_shaving(site_id: str, time_ns, active_power_kw, tariff: tf.Tariff, cap_
         "peak_shaving", site_id, start, end, per_month(kwh_above, days), yuan, inputs, ev,
         f"最大需量 {dmax:.0f} kW 由少数尖峰决定，{cap_quantile:.0%} 分位需量仅 {cap:.0f} kW。",
         f"Maximum demand {dmax:.0f} kW is set by a few peaks; the {cap_quantile:.0%} quantile is {cap:.0f} kW.",
-        f"错开大功率设备启动或配置储能，将需量控制在 {cap:.0f} kW 以下，需转移约 {kwh_above:.0f} kWh。",
+        f"错开大功率设备启动或配置储能，将需量控制在 {cap:.0f} kW 以下，需转移约 {kwh_above:.0f} kWh。"
+        if demand_billed else "本站按容量计收基本电费，削减尖峰需量不减少电费。",
         f"Stagger large loads or add storage to hold demand under {cap:.0f} kW; about {kwh_above:.0f} kWh "
-        "must be shaved or shifted.")
+        "must be shaved or shifted." if demand_billed else
+        "The site's basic charge is billed by capacity: a lower peak demand does not lower the bill.")
 
 
 # ---------------------------------------------------------------- TOU shifting
@@ -529,6 +533,8 @@ def calculation(f: Finding, lang: str = "zh") -> str:
         s = f"{ev['current_yuan']:,.2f} − {ev['best_yuan']:,.2f}"
     elif kind == "peak_shaving":
         s = f"({ev['max_demand_kw']:,.2f} − {ev['cap_kw']:,.2f}) kW × {ev['demand_price']:g} {yuan}/kW"
+        if not ev.get("demand_billed", True):
+            s = "0 (" + ("按容量计费" if lang == "zh" else "billed by capacity") + ")"
     elif kind in ("tou_shift", "ev_valley_charging"):
         low = ev["prices"][ev["to_period"]]
         s = f"[{_per_period(ev['kwh_moved'], ev['prices'], low, lang)}]{days}"

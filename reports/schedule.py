@@ -98,16 +98,20 @@ def mail_report(archive: ReportArchive, customer: Customer, month: str, smtp: Sm
         raise MailError(f"customer {customer.id!r} has no e-mail address (fleet file key 'email')")
     fig = archive.figures(customer.id, month)
     pdf = archive.path(customer.id, month, "pdf", lang).read_bytes()
+    partial = bool(fig.get("partial"))
     if lang == "zh":
-        subject = f"{customer.name} {month} 月度节能报告"
-        text = (f"尊敬的客户:\n\n附件为贵单位 {month} 的月度节能报告。\n"
-                f"用电量 {fig['energy_kwh']:,.0f} kWh,电费合计 {fig['bill_yuan']:,.2f} 元。\n")
+        subject = f"{customer.name} {month} 月度节能报告" + ("（本月尚未结束）" if partial else "")
+        text = (f"尊敬的客户：\n\n附件为贵单位 {month} 的月度节能报告。\n"
+                + ("本月尚未结束，报告只含已过的天数，基本电费按天数折算。\n" if partial else "")
+                + f"用电量 {fig['energy_kwh']:,.0f} kWh，电费合计 {fig['bill_yuan']:,.2f} 元。\n")
         if fig.get("survey_url"):
-            text += f"\n欢迎评价本月服务:{fig['survey_url']}\n"
+            text += f"\n欢迎评价本月服务：{fig['survey_url']}\n"
     else:
-        subject = f"{customer.name} {month} monthly energy saving report"
+        subject = f"{customer.name} {month} monthly energy saving report" + (" (month in progress)" if partial else "")
         text = (f"Dear customer,\n\nattached is your monthly energy saving report for {month}.\n"
-                f"Energy imported {fig['energy_kwh']:,.0f} kWh, bill {fig['bill_yuan']:,.2f} yuan.\n")
+                + ("The month is not over: the report covers the days so far, the basic charge pro-rated.\n"
+                   if partial else "")
+                + f"Energy imported {fig['energy_kwh']:,.0f} kWh, bill {fig['bill_yuan']:,.2f} yuan.\n")
         if fig.get("survey_url"):
             text += f"\nPlease rate our service: {fig['survey_url']}\n"
     msg = build_message(sender=smtp.sender, to=recipients, subject=subject, text=text, pdf=pdf,

@@ -82,7 +82,7 @@ def headline(r: MonthlyReport, lang: str) -> list[str]:
         top = r.recommendations[0]
         out.append(f"{len(r.recommendations)} 项节能建议合计约 {_money(r.recommended_yuan_month, lang)}/月，"
                    f"最大一项约 {_money(top.yuan_month or 0.0, lang)}/月（见“节能建议”，每项附计算过程）。" if zh else
-                   f"{len(r.recommendations)} recommendations are worth about "
+                   f"{len(r.recommendations)} recommendation{'s are' if len(r.recommendations) > 1 else ' is'} worth about "
                    f"{_money(r.recommended_yuan_month, lang)}/month, the largest about "
                    f"{_money(top.yuan_month or 0.0, lang)}/month (see Recommendations, each with its calculation).")
     else:

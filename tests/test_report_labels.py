@@ -105,8 +105,7 @@ def test_headline_says_bill_saving_and_advice_in_words():
     assert zh[0] == "用电 100,000 kWh，电费 98,000 元（平均 0.9800 元/kWh）。"
     assert zh[1] == "本月无法核证节能量：" and "合同未约定基准" in zh[2]
     assert zh[-1].startswith("1 项节能建议合计约 2,200 元/月")
-    assert en[-1].startswith("1 recommendations are worth about 2,200 yuan/month") or en[-1].startswith(
-        "1 recommendation")
+    assert en[-1].startswith("1 recommendation is worth about 2,200 yuan/month, the largest about 2,200")
 
 
 ALLOWED = {"kWh", "kVA", "kvar", "IPMVP", "ASHRAE", "RMSE", "NMBE", "acme", "plant", "sichuan", "large",
@@ -165,3 +164,32 @@ def test_report_refuses_an_unaccepted_example_tariff_naming_site_and_key():
     fleet = parse_fleet(raw, "fleet.toml")
     with pytest.raises(ValueError, match=f"site '{SITE}'.*example prices.*tariff_example_ok = true"):
         build_monthly_report(None, fleet, CUSTOMER, MONTH, now_ns=FEB1 + 40 * 86400 * NS)
+
+
+def test_february_pf_base_is_the_monthly_basic_charge_plus_energy_per_average_month():
+    """The report's PF saving base: energy charge × 30.4375/28 + basic charge, not (both) × 30.4375/28."""
+    import numpy as np
+    from test_report_month import EV, METER, MONTH, PV, SITE, fleet, grid_arrays, synthetic_month
+
+    from analytics import tariffs as tf
+    from core.store import month_bounds_ns
+    from reports.assemble import assemble_site
+    from reports.fetch import SiteArrays
+
+    g = grid_arrays(synthetic_month())
+    site = fleet().sites[SITE]
+    start, end = month_bounds_ns(MONTH, "Asia/Shanghai")
+    t = g["time_ns"]
+    arrays = SiteArrays(site=site, start_ns=start, end_ns=end, time_ns=t, main_meters=[METER], grid_power_w=g["p_w"],
+                        grid_reactive_var=g["q_var"], pv_power_w=g["pv_w"], ev_power_w={EV: g["ev_w"]},
+                        series={METER: {"time_ns": t, "active_power": g["p_w"], "reactive_power": g["q_var"]},
+                                PV: {"time_ns": t, "active_power": g["pv_w"]}})
+    sm, findings = assemble_site(arrays, tf.load_tariff(site.tariff))
+    pf = next(f for f in findings if f.type == "saving_pf_correction")
+    assert pf.evidence["analysed_days"] == 28.0
+    assert pf.evidence["adjustment_base_yuan_month"] == pytest.approx(
+        sm.energy_yuan * 30.4375 / 28 + sm.basic_charge_yuan, abs=0.01)
+    pct = pf.evidence["adjust_pct_now"] - pf.evidence["adjust_pct_target"]
+    assert pf.yuan_month == pytest.approx(pct / 100 * pf.evidence["adjustment_base_yuan_month"] + pf.evidence[
+        "loss_kwh"] * 30.4375 / 28 * pf.evidence["price_yuan_per_kwh"], abs=0.06)
+    assert np.isfinite(pf.yuan_month) and pf.yuan_month > 0

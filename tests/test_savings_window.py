@@ -149,7 +149,7 @@ RECOMPUTE = {
                                           * e["adjustment_base_yuan_month"])
     + e["loss_kwh"] * 30.4375 / e["analysed_days"] * e["price_yuan_per_kwh"],
     "saving_basic_charge": lambda e: e["current_yuan"] - e["best_yuan"],
-    "saving_peak_shaving": lambda e: (e["max_demand_kw"] - e["cap_kw"]) * e["demand_price"],
+    "saving_peak_shaving": lambda e: (e["max_demand_kw"] - e["cap_kw"]) * e["demand_price"] * e["demand_billed"],
     "saving_tou_shift": lambda e: _period_sum(e["kwh_moved"], e["prices"], e["prices"][e["to_period"]])
     * 30.4375 / e["analysed_days"],
     "saving_transformer_operation": lambda e: e["loss_saved_kwh"] * 30.4375 / e["analysed_days"]
@@ -179,3 +179,15 @@ def test_every_yuan_month_recomputes_from_its_evidence_alone(days, seed, q_ratio
         text = sv.calculation(f, "zh")
         assert text.endswith(f"= {f.yuan_month:,.1f} 元/月") and "yuan" not in text
         assert sv.calculation(f, "en").endswith(f"= {f.yuan_month:,.1f} yuan/month")
+
+
+def test_peak_shaving_saves_nothing_under_capacity_billing():
+    """A capacity-billed site does not pay for its peak: shaving it is worth 0 元, and the finding says so."""
+    t = window(28)
+    tar = tf.load_tariff("sichuan_large_industry_2023")
+    p = np.full(t.size, 400.0)
+    p[5000:5020] = 900.0
+    demand, capacity = (sv.peak_shaving("s1", t, p, tar, demand_billed=b) for b in (True, False))
+    assert demand.yuan_month == pytest.approx(500 * 32) and capacity.yuan_month == 0.0
+    assert capacity.kwh_month == demand.kwh_month and "按容量计收" in capacity.recommendation_zh
+    assert RECOMPUTE["saving_peak_shaving"](capacity.evidence) == 0.0

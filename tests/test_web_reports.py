@@ -416,3 +416,24 @@ def test_concurrent_generation_is_capped(live):
     codes = sorted(r.status_code for r in answers)
     assert set(codes) == {201, 429} and 1 <= codes.count(201) <= MAX_CONCURRENT_GENERATIONS
     assert all(r.headers["retry-after"] == "30" for r in answers if r.status_code == 429)
+
+
+def test_generate_current_month_is_a_partial_report(live):
+    """POST /reports/generate for the month in progress: archived as partial, never a month's saving."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    c = live["client"]
+    now = datetime.now(ZoneInfo("Asia/Shanghai"))
+    month = now.strftime("%Y-%m")
+    r = c.post("/api/v1/reports/generate", json={"customer_id": OTHER_CUSTOMER, "month": month},
+               headers=auth(live, "boss"))
+    if now.day == 1:                                     # less than a day of the month behind us
+        assert r.status_code == 422 and "has not started" in r.json()["detail"]
+        return
+    assert r.status_code == 201, r.text
+    fig = c.get(f"/api/v1/reports/{OTHER_CUSTOMER}/{month}", headers=auth(live, "boss")).json()
+    assert fig["partial"] is True and fig["days_covered"] < fig["days_in_month"]
+    assert fig["savings"]["verdict"] != "verified"
+    html = c.get(f"/api/v1/reports/{OTHER_CUSTOMER}/{month}/html", params={"lang": "en"}, headers=auth(live, "boss"))
+    assert "Month in progress" in html.text
