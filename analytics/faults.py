@@ -78,6 +78,8 @@ def persistent(mask, time_ns, min_duration_s: float, known=None) -> np.ndarray:
         k = np.asarray(known, bool)
         if k.shape != m.shape:
             raise ValueError(f"known and mask must have the same shape, got {k.shape} and {m.shape}")
+        if k.all():
+            return persistent(m, t, d)
         idx = np.flatnonzero(k)
         out = np.zeros(m.shape, bool)
         if idx.size == 0:
