@@ -2,8 +2,8 @@
 
 This is the composition layer between the pure topic modules (``faults``, ``power_quality``,
 ``savings``) and the jobs that read InfluxDB (``analytics.jobs``): it knows which check applies
-to which device kind and channel, and turns flag arrays into findings with evidence and a
-bilingual explanation.  No I/O.
+to which device kind and channel (the checks themselves are in ``device_checks`` and
+``pv_checks``; their texts in the table ``finding_types``).  No I/O.
 
 Data shape: ``data[device_id]`` is a mapping with ``time_ns`` (int64, sorted) and one float
 array per glossary channel; ``status[device_id]`` (optional) is ``(time_ns, online)`` or
@@ -14,8 +14,10 @@ Detection map (fault → finding type): comms loss → ``comms_loss``; voltage o
 GB/T 12325 band → ``voltage_deviation``; low PF → ``low_power_factor``; THD_u above
 GB/T 14549 → ``harmonic_voltage``; THD_i → ``harmonic_current``; current unbalance (SD 292)
 → ``current_unbalance``; neutral current → ``neutral_current``; counter reset/replacement
-→ ``counter_reset``; stuck values → ``stale_value``; out-of-range → ``out_of_range``;
-transformer over-temperature trend → ``transformer_overtemp``; overload → ``transformer_overload``;
+→ ``counter_reset`` (also an implausible upward jump); stuck values → ``stale_value``; out-of-range →
+``out_of_range``; transformer over-temperature trend → ``transformer_overtemp``, at the trip point
+``transformer_trip``; overload → ``transformer_overload``; PV output while the sun is down at the
+device's timestamps → ``clock_offset``;
 inverter fault state → ``inverter_trip``; no output in daylight → ``inverter_offline``; MPPT
 mismatch → ``string_mismatch``; low PR → ``pv_underperformance``; charger fault → ``ev_fault``;
 charging without energy → ``ev_stuck``; stuck in Preparing → ``ev_session_stuck``.

@@ -14,6 +14,8 @@ on/off delays; IEC 61724-1 for PV performance ratio; OCPP 1.6 / IEC 61851-1 stat
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from analytics import _checks
@@ -76,6 +78,8 @@ def persistent(mask, time_ns, min_duration_s: float, known=None) -> np.ndarray:
         k = np.asarray(known, bool)
         if k.shape != m.shape:
             raise ValueError(f"known and mask must have the same shape, got {k.shape} and {m.shape}")
+        if k.all():
+            return persistent(m, t, d)
         idx = np.flatnonzero(k)
         out = np.zeros(m.shape, bool)
         if idx.size == 0:
@@ -525,18 +529,34 @@ def expected_pv_power(poa_wm2, p_stc_kw: float, t_module=None, gamma: float = -0
 
 
 def clearsky_poa(time_ns, latitude: float, longitude: float, tilt_deg: float = 20.0,
-                 azimuth_deg: float = 180.0):
+                 azimuth_deg: float = 180.0, step_s: int = 300):
     """Clear-sky plane-of-array irradiance [W/m2] (pvlib Ineichen + isotropic transposition).
 
     Used when a site has no irradiance sensor; it is an upper bound, so judge
-    underperformance on clear hours only or with a lower threshold.
+    underperformance on clear hours only or with a lower threshold.  The model is evaluated on a
+    ``step_s`` grid aligned to the epoch and interpolated to ``time_ns`` (clear-sky irradiance is
+    smooth; the solar position is most of the cost), and the grid's values are cached, so the
+    inverters of one site share one evaluation.
     """
+    t = _checks.time_ns(time_ns)
+    if t.size == 0:
+        return np.zeros(0)
+    step = int(step_s) * NS
+    g0, g1 = int(t[0] - t[0] % step), int(t[-1] - t[-1] % step + step)
+    grid = np.arange(g0, g1 + 1, step, dtype=np.int64)
+    poa = _clearsky_grid(float(latitude), float(longitude), float(tilt_deg), float(azimuth_deg), g0, g1, step)
+    return np.interp(t.astype(float), grid.astype(float), poa)
+
+
+@functools.lru_cache(maxsize=64)
+def _clearsky_grid(latitude: float, longitude: float, tilt_deg: float, azimuth_deg: float, g0: int, g1: int,
+                   step: int) -> np.ndarray:
     import warnings
 
     import pandas as pd
     from pvlib import irradiance, location
 
-    t = pd.DatetimeIndex(_checks.time_ns(time_ns).astype("datetime64[ns]"), tz="UTC")
+    t = pd.DatetimeIndex(np.arange(g0, g1 + 1, step, dtype=np.int64).astype("datetime64[ns]"), tz="UTC")
     loc = location.Location(latitude, longitude)
     with warnings.catch_warnings():
         # pvlib 0.16 calls DatetimeIndex.dayofyear, deprecated in pandas 3 (not our code)
@@ -545,7 +565,9 @@ def clearsky_poa(time_ns, latitude: float, longitude: float, tilt_deg: float = 2
         cs = loc.get_clearsky(t, model="ineichen", solar_position=sp)
     poa = irradiance.get_total_irradiance(tilt_deg, azimuth_deg, sp["apparent_zenith"], sp["azimuth"],
                                           cs["dni"], cs["ghi"], cs["dhi"])
-    return np.nan_to_num(poa["poa_global"].to_numpy(float))
+    out = np.nan_to_num(poa["poa_global"].to_numpy(float))
+    out.flags.writeable = False
+    return out
 
 
 def pv_underperformance(active_power_w, expected_w, rated_w: float, ratio_limit: float = 0.7,

@@ -394,3 +394,29 @@ def test_modbus_exception_status_reaches_the_finding(influxd, fleet):
             assert f[0].explanation_en.startswith("Device answers with Modbus exception 02 (illegal address)")
     finally:
         client.close()
+
+
+def test_cli_period_survives_one_failing_device(loaded, influxd, jobs_db, monkeypatch, capsys):
+    """One device's checks raising never stops `energyhost analyze`: exit 0, the others' findings, and an
+    analysis_failed finding naming that device."""
+    import argparse
+    import json
+
+    real = assess.dc.ev_charger
+
+    def broken(c, r):
+        if c.device.id == "acme-office-ev1":
+            raise ValueError("cannot convert float NaN to integer")
+        return real(c, r)
+
+    monkeypatch.setattr(assess.dc, "ev_charger", broken)
+    monkeypatch.setenv("EH_INFLUX_URL", influxd.url)
+    monkeypatch.setenv("EH_INFLUX_DB", jobs_db)
+    args = argparse.Namespace(fleet="sites.example.toml", follow=False, site=SITE, start="2026-03-01T16:00:00",
+                              end="2026-03-02T16:00:00", db=None, json=True)
+    assert jobs.main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    got = sorted((f["type"], f["device_id"]) for f in out["findings"][SITE]
+                 if not f["type"].startswith(("pq_", "saving_")))
+    assert got == [("analysis_failed", "acme-office-ev1"), ("comms_loss", "acme-office-pv1"),
+                   ("low_power_factor", "acme-office-meter")]

@@ -172,9 +172,9 @@ def test_february_pf_base_is_the_monthly_basic_charge_plus_energy_per_average_mo
     from test_report_month import EV, METER, MONTH, PV, SITE, fleet, grid_arrays, synthetic_month
 
     from analytics import tariffs as tf
-    from core.store import month_bounds_ns
     from reports.assemble import assemble_site
     from reports.fetch import SiteArrays
+    from workflow import month_bounds_ns
 
     g = grid_arrays(synthetic_month())
     site = fleet().sites[SITE]
