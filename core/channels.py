@@ -79,12 +79,18 @@ _LIST: list[Channel] = [
     Channel("energy_export", "Wh", "cumulative active energy exported / produced", "counter"),
     Channel("reactive_energy_import", "varh", "cumulative reactive energy, inductive (Q1+Q2)", "counter"),
     Channel("reactive_energy_export", "varh", "cumulative reactive energy, capacitive (Q3+Q4)", "counter"),
+    # the meter's own time-of-use registers (DL/T 645 forward active energy, tariffs T1..T4 = the meter's
+    # tariff table, in China usually 尖 critical / 峰 peak / 平 flat / 谷 valley)
+    *[Channel(f"energy_import_t{k}", "Wh", f"cumulative active energy imported in the meter's tariff T{k}",
+              "counter") for k in (1, 2, 3, 4)],
     # --- harmonics
     *_phases("thd_voltage", "%", "total harmonic distortion of voltage"),
     *_phases("thd_current", "%", "total harmonic distortion of current"),
     # --- demand
     Channel("demand_active_power", "W", "present demand (sliding-window average, usually 15 min)"),
     Channel("demand_active_power_max", "W", "maximum demand of the current billing period"),
+    Channel("demand_active_power_max_time", "s", "when the maximum demand occurred (unix time; 0 = none yet)"),
+    Channel("meter_clock_offset", "s", "meter clock minus collector clock (drift; + = meter ahead)"),
     # --- transformer temperature controller
     *_phases("winding_temperature", "degC", "winding temperature"),
     Channel("fan_running", "1", "cooling fan running (1) or stopped (0)", "state"),

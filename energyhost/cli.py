@@ -25,9 +25,10 @@ class CliError(Exception):
 
 def _load(fleet_path: str):
     from core.config import load_fleet
+    from core.dlt645 import load_dlt645_profiles
     from core.profiles import load_profiles
 
-    profiles = load_profiles()
+    profiles = {**load_profiles(), **load_dlt645_profiles()}
     return load_fleet(fleet_path, known_profiles=set(profiles)), profiles
 
 
