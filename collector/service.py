@@ -42,14 +42,14 @@ def parse_shard(shard: str | None) -> tuple[int, int] | None:
 
 
 def shard_devices(fleet: Fleet, shard: tuple[int, int] | None) -> list[str]:
-    """Ids of the Modbus devices this shard polls (all of them when ``shard`` is None).
+    """Ids of the polled (Modbus and DL/T 645) devices this shard polls (all of them when ``shard`` is None).
 
     Devices behind one gateway stay together (they share one connection), so the hash is
     taken over the gateway id for those.
     """
     out = []
     for d in fleet.devices.values():
-        if d.transport != "modbus":
+        if d.transport not in ("modbus", "dlt645"):
             continue
         key = d.gateway or d.id
         if shard is None or zlib.crc32(key.encode()) % shard[1] == shard[0]:
@@ -135,6 +135,12 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         ids = shard_devices(fleet, shard_t)
         mb = ModbusCollector(fleet, profiles, writer.submit, devices=ids)
         sources["modbus"] = mb.stats
+    dl = None
+    if modbus and any(d.transport == "dlt645" for d in fleet.devices.values()):
+        from collector.dlt645 import Dlt645Collector
+
+        dl = Dlt645Collector(fleet, profiles, writer.submit, devices=shard_devices(fleet, shard_t))
+        sources["dlt645"] = dl.stats
     mq = None
     if mqtt and any(d.transport == "mqtt" for d in fleet.devices.values()):
         # a stable client id per instance: the persistent session (and its queued messages) is keyed by it
@@ -148,8 +154,8 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
         REGISTRY.register(Metrics(sources))
         start_http_server(metrics_port, addr="127.0.0.1")
-    log.info("collector started: %d modbus devices%s, mqtt %s, metrics %s",
-             len(mb.pollers) if mb else 0, f" (shard {shard})" if shard else "",
+    log.info("collector started: %d modbus devices, %d dlt645 meters%s, mqtt %s, metrics %s",
+             len(mb.pollers) if mb else 0, len(dl.pollers) if dl else 0, f" (shard {shard})" if shard else "",
              "on" if mq else "off", f"127.0.0.1:{metrics_port}" if metrics_port else "off")
 
     def log_stats() -> None:
@@ -165,6 +171,8 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
     tasks = [asyncio.create_task(report())]
     if mb:
         tasks.append(asyncio.create_task(mb.run(stop)))
+    if dl:
+        tasks.append(asyncio.create_task(dl.run(stop)))
     try:
         await stop.wait()
     finally:

@@ -51,6 +51,11 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
     control = ControlServer(signals, "127.0.0.1", control_port).start()
     servers = await serve_fleet(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour)
+    meters = None
+    if any(d.transport == "dlt645" for d in fleet.devices.values()):
+        from simulators.dlt645_server import serve_dlt645
+
+        meters = await serve_dlt645(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour)
     gateways = []
     if mqtt:
         # MQTT auth: each site gateway logs in as "<site>-mqttgw" with the password in
@@ -65,8 +70,8 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
         for i, gw in enumerate(gateways):
             gw.mode = "batch" if i % 2 else "single"      # both payload shapes of docs/mqtt.md
             await asyncio.to_thread(gw.start)
-    log.info("simulating %d Modbus endpoints, %d MQTT gateways; fault control at %s",
-             len(servers.endpoints), len(gateways), control.url)
+    log.info("simulating %d Modbus endpoints, %d DL/T 645 lines, %d MQTT gateways; fault control at %s",
+             len(servers.endpoints), len(meters.endpoints) if meters else 0, len(gateways), control.url)
 
     async def publish_mqtt() -> None:
         every = {gw.gateway_id: list(gw.devices) for gw in gateways}
@@ -91,6 +96,8 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
         for gw in gateways:
             await asyncio.to_thread(gw.stop, 5.0)
         await servers.stop()
+        if meters:
+            await meters.stop()
         control.stop()
         log.info("simulators stopped")
     return 0

@@ -384,3 +384,64 @@ def test_tou_registers_split_exactly_at_the_meter_clock_boundary():
         v = tou.values()
         assert v["energy_import_t4"] == pytest.approx(valley_wh)
         assert v["energy_import_t2"] == pytest.approx(7200.0 - valley_wh)
+
+
+# ---------------------------------------------------------------- end to end: example fleet -> influxd
+
+@pytest.mark.integration
+def test_example_fleet_meter_lands_in_influxdb_equal_to_the_signal_model(influxd, influx_db, tmp_path):
+    """`energyhost collect`'s run_collectors reads the example fleet's DL/T 645 meter from the simulator
+    serving the signal model; InfluxDB holds the model's values (primary side, via the 200/5 A CTs)."""
+    import tomllib
+    from pathlib import Path
+
+    from collector.service import run_collectors
+    from core.config import Settings
+    from core.influx import InfluxClient
+    from simulators.signals import FleetSignals
+
+    raw = tomllib.loads((Path(__file__).parent.parent / "sites.example.toml").read_text(encoding="utf-8"))
+    port = _port()
+    for c in raw["customer"]:
+        for s in c["site"]:
+            # only the DL/T 645 meters (and no transformer naming another device): nothing else is served
+            s["device"] = [d for d in s.get("device", []) if d["transport"] == "dlt645"]
+            s.pop("transformer", None)
+            s.pop("gateway", None)
+            for d in s["device"]:
+                d.update(port=port, poll_interval_s=0.5)
+    fleet = parse_fleet(raw)
+    dev = next(d for d in fleet.devices.values() if d.transport == "dlt645")
+    signals = FleetSignals(fleet, seed=0)
+    t_model = dt.datetime(2026, 6, 10, 10, 30, tzinfo=SH).timestamp()      # a working-day morning
+    want = signals.values(dev, t_model)
+    settings = Settings(influx_url=influxd.url, influx_db=influx_db, spool_dir=str(tmp_path / "spool"))
+
+    async def main():
+        sim = await serve_dlt645(fleet, PROFILES, signals.values, clock=lambda: t_model, update_interval_s=60)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_collectors(fleet, PROFILES, settings, mqtt=False, stop=stop,
+                                                  stats_interval_s=60))
+        await asyncio.sleep(1.6)
+        stop.set()
+        await task
+        await sim.stop()
+        return sim
+
+    sim = asyncio.run(main())
+    client = InfluxClient(influxd.url, influx_db)
+    rows = client.query('SELECT * FROM "meter" WHERE "device" = $dev', params={"dev": dev.id})
+    assert rows, "nothing stored"
+    row = dict(zip(rows[0]["columns"], rows[0]["values"][-1], strict=True))
+    want.update(sim.meters[dev.id].tou.values())
+    assert want["active_power"] > 10_000                 # the office is working: a real load, not zeros
+    for ch in PROFILE.channels:
+        if ch in want:
+            f = 40.0 if any(u in ch for u in ("energy", "power", "current")) and "factor" not in ch else 1.0
+            assert _close(ch, row[ch] / f, want[ch] / f), (ch, row[ch], want[ch])
+    # the simulated meter lives at t_model: its clock is read as that far behind ours
+    assert row["meter_clock_offset"] == pytest.approx(t_model - time.time(), abs=5.0)
+    status = client.query('SELECT "status" FROM "collector_status" WHERE "device" = $dev AND "source" = \'dlt645\'',
+                          params={"dev": dev.id})
+    assert {r[1] for r in status[0]["values"]} == {"ok"}
+    client.close()
