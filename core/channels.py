@@ -112,6 +112,9 @@ _LIST: list[Channel] = [
             "OCPP 1.6 status: 0 Available 1 Preparing 2 Charging 3 SuspendedEVSE 4 SuspendedEV "
             "5 Finishing 6 Reserved 7 Unavailable 8 Faulted", "state"),
     Channel("session_energy", "Wh", "energy delivered in the current session", "counter"),
+    Channel("state_of_charge", "%", "vehicle battery state of charge (OCPP SoC)"),
+    Channel("session_duration", "s", "charging session: plug-in (start) to stop"),
+    Channel("session_idle_time", "s", "charging session: time still plugged in after the energy stopped rising"),
     Channel("fault_code", "1", "vendor fault code, 0 = no fault", "state"),
     Channel("max_current_offered", "A", "current limit offered to the vehicle (PWM duty)"),
     # --- site weather (measurement "weather", see SITE_MEASUREMENTS)
