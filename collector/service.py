@@ -141,6 +141,14 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
         dl = Dlt645Collector(fleet, profiles, writer.submit, devices=shard_devices(fleet, shard_t))
         sources["dlt645"] = dl.stats
+    cs = None
+    if any(d.transport == "ocpp" for d in fleet.devices.values()) and instance == "main":
+        from collector.ocpp_server import CentralSystem, OcppEndpoint, charger_passwords
+
+        ep = OcppEndpoint.from_env(os.environ)
+        cs = await CentralSystem(fleet, writer.submit, charger_passwords(fleet, os.environ), state_dir=spool_dir,
+                                 host=ep.host, port=ep.port, ssl=ep.server_ssl()).start()
+        sources["ocpp"] = cs.stats
     mq = None
     if mqtt and any(d.transport == "mqtt" for d in fleet.devices.values()):
         # a stable client id per instance: the persistent session (and its queued messages) is keyed by it
@@ -177,6 +185,8 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         await stop.wait()
     finally:
         await asyncio.gather(*tasks, return_exceptions=True)
+        if cs:
+            await cs.stop()
         # the last stats line once polling has ended: a poll finishing in the same loop turn as
         # the stop would otherwise be stored but missing from the counts (seen in the CI soak)
         log_stats()

@@ -56,6 +56,7 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
         from simulators.dlt645_server import serve_dlt645
 
         meters = await serve_dlt645(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour)
+    chargers = _ocpp_chargers(fleet, signals, stop)
     gateways = []
     if mqtt:
         # MQTT auth: each site gateway logs in as "<site>-mqttgw" with the password in
@@ -96,8 +97,30 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
         for gw in gateways:
             await asyncio.to_thread(gw.stop, 5.0)
         await servers.stop()
+        await asyncio.gather(*chargers, return_exceptions=True)
         if meters:
             await meters.stop()
         control.stop()
         log.info("simulators stopped")
     return 0
+
+
+def _ocpp_chargers(fleet: Fleet, signals, stop: asyncio.Event) -> list[asyncio.Task]:
+    """One simulated OCPP charge point per ``transport = "ocpp"`` charger, driven by the signal model,
+    connecting to the central system at ``EH_OCPP_*`` with the fleet's password for it."""
+    devices = [d for d in fleet.devices.values() if d.transport == "ocpp"]
+    if not devices:
+        return []
+    from collector.ocpp_server import OcppEndpoint, charger_passwords
+    from simulators.ocpp_charger import ChargerSim, follow_signals
+
+    ep = OcppEndpoint.from_env(os.environ)
+    passwords = charger_passwords(fleet, os.environ)
+    tasks = []
+    for d in devices:
+        sim = ChargerSim(d.charge_point_id, ep.url, passwords[d.charge_point_id], ssl=ep.client_ssl())
+        tasks.append(asyncio.create_task(sim.run(stop), name=f"ocpp-{d.id}"))
+        tasks.append(asyncio.create_task(follow_signals(sim, lambda t, d=d: signals.values(d, t), stop,
+                                                        interval_s=d.poll_interval_s), name=f"ocpp-drive-{d.id}"))
+    log.info("simulating %d OCPP charge points against %s", len(devices), ep.url)
+    return tasks
