@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
+from analytics.tou_check import TOU_REGISTER
 from core.channels import primary_factors
 from core.config import Device, Fleet
 from core.dlt645 import (
@@ -48,8 +49,6 @@ from core.dlt645 import (
 log = logging.getLogger(__name__)
 ValuesFn = Callable[[Device, float], Mapping[str, float]]
 BehaviourFn = Callable[[str], "str | int"]
-#: TOU period (analytics.tariffs.PERIOD_NAMES) → the meter's tariff register 1..4 (尖/峰/平/谷)
-TOU_REGISTER = {"critical": 1, "peak": 2, "flat": 3, "valley": 4, "deep_valley": 4}
 START_SHARES = (0.08, 0.32, 0.34, 0.26)      # how the counter reading at simulator start is split T1..T4
 
 
