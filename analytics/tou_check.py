@@ -25,10 +25,8 @@ import numpy as np
 
 from analytics import _checks
 from analytics.tariffs import Tariff
+from core.dlt645 import TOU_REGISTER
 from core.model import Finding
-
-#: TOU period of analytics.tariffs -> the meter's tariff register (尖 1, 峰 2, 平 3, 谷 4)
-TOU_REGISTER = {"critical": 1, "peak": 2, "flat": 3, "valley": 4, "deep_valley": 4}
 
 
 def schedule_split(time_ns, energy_counter_wh, tariff: Tariff, *, shift_s: float = 0.0,

@@ -40,6 +40,8 @@ C_READ_ADDR, C_READ_ADDR_OK = 0x13, 0x93
 MAX_DATA = 200                    # DL/T 645-2007 §7.1: L <= 200 for a read answer
 ITEM_TYPES = ("number", "demand", "date", "time")
 PROFILE_GLOB = "*_dlt645_*.toml"
+#: TOU period name (analytics.tariffs) -> the meter's tariff register 1..4 (尖 critical, 峰 peak, 平 flat, 谷 valley)
+TOU_REGISTER = {"critical": 1, "peak": 2, "flat": 3, "valley": 4, "deep_valley": 4}
 ERROR_BITS = {0x02: "no_data", 0x04: "password", 0x08: "baud", 0x10: "year_zones",
               0x20: "day_periods", 0x40: "tariffs", 0x01: "other"}
 

@@ -89,7 +89,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             raise CliError("--history-days needs --history-end (the end time given to `energyhost backfill`)")
         history = (args.history_days, args.history_end)
     return asyncio.run(run_simulators(fleet, profiles, Settings.from_env(), control_port=args.control_port,
-                                      seed=args.seed, mqtt=not args.no_mqtt, history=history))
+                                      seed=args.seed, mqtt=not args.no_mqtt, history=history,
+                                      tariffs=_meter_tariffs(fleet)))
+
+
+def _meter_tariffs(fleet) -> dict:
+    """Tariff calendars of the sites with DL/T 645 meters: their simulated T1..T4 registers follow them."""
+    from analytics.tariffs import TariffError, load_tariff
+
+    out = {}
+    for d in fleet.devices.values():
+        tid = fleet.sites[d.site_id].tariff
+        if d.transport == "dlt645" and tid and tid not in out:
+            try:
+                out[tid] = load_tariff(tid)
+            except TariffError as exc:
+                raise CliError(f"site {d.site_id!r}: key 'tariff': {exc}") from None
+    return out
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

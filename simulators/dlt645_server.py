@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from analytics.tou_check import TOU_REGISTER
 from core.channels import primary_factors
 from core.config import Device, Fleet
 from core.dlt645 import (
@@ -39,6 +38,7 @@ from core.dlt645 import (
     C_READ_ADDR,
     C_READ_ERR,
     C_READ_OK,
+    TOU_REGISTER,
     Dlt645Profile,
     build_frame,
     encode_address,
@@ -234,11 +234,10 @@ async def serve_dlt645(fleet: Fleet, profiles: Mapping[str, object], values_fn: 
                        tariffs: Mapping[str, object] | None = None) -> Dlt645Server:
     """Serve every DL/T 645 meter of ``fleet`` (or only ``devices``); return a handle.
 
-    ``tariffs`` maps a site's tariff id to a loaded :class:`analytics.tariffs.Tariff` (default: loaded
-    from ``tariffs/`` when the site names one); ``clock_offset_s`` sets a meter's clock drift.
+    ``tariffs`` maps a site's tariff id to its loaded :class:`analytics.tariffs.Tariff` (given by the
+    caller: simulators do not import analytics); a meter whose site tariff is not given keeps all its
+    energy in T3.  ``clock_offset_s`` sets a meter's clock drift.
     """
-    from analytics.tariffs import TariffError, load_tariff
-
     lines: dict[tuple[str, int], dict[str, MeterImage]] = {}
     meters: dict[str, MeterImage] = {}
     tariffs = dict(tariffs or {})
@@ -249,12 +248,8 @@ async def serve_dlt645(fleet: Fleet, profiles: Mapping[str, object], values_fn: 
         if not isinstance(prof, Dlt645Profile):
             raise ValueError(f"device {dev.id!r}: {dev.profile!r} is not a DL/T 645 profile")
         site = fleet.sites[dev.site_id]
-        if site.tariff and site.tariff not in tariffs:
-            try:
-                tariffs[site.tariff] = load_tariff(site.tariff)
-            except TariffError as exc:
-                log.warning("dlt645 simulator: %s: all energy in T3: %s", dev.id, exc)
-                tariffs[site.tariff] = None
+        if tariffs.get(site.tariff) is None:
+            log.warning("dlt645 simulator: %s: no tariff calendar for %r, all energy in T3", dev.id, site.tariff)
         m = MeterImage(dev, prof, ZoneInfo(site.timezone), tariffs.get(site.tariff),
                        (clock_offset_s or {}).get(dev.id, 0.0))
         meters[dev.id] = m

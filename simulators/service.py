@@ -26,6 +26,7 @@ log = logging.getLogger("energyhost.simulate")
 async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings: Settings, *,
                          control_port: int = 0, seed: int = 0, mqtt: bool = True,
                          mqtt_interval_s: float = 5.0, history: tuple[float, float] | None = None,
+                         tariffs: Mapping | None = None,
                          stop: asyncio.Event | None = None) -> int:
     from core.mqtt_acl import gateway_user, read_secrets
     from simulators.backfill import example_fault_schedule
@@ -55,7 +56,8 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
     if any(d.transport == "dlt645" for d in fleet.devices.values()):
         from simulators.dlt645_server import serve_dlt645
 
-        meters = await serve_dlt645(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour)
+        meters = await serve_dlt645(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour,
+                                    tariffs=tariffs)
     chargers = _ocpp_chargers(fleet, signals, stop)
     gateways = []
     if mqtt:
