@@ -119,6 +119,7 @@ class Session:
 class ChargerState:
     device: Device
     connected: bool = False
+    ws: object | None = None             # the current connection: a newer one replaces it
     connectors: dict[int, tuple[int, int]] = field(default_factory=dict)    # connector -> (status, fault)
     last_seen: float = 0.0
 
@@ -200,6 +201,9 @@ class CentralSystem:
 
     # ------------------------------------------------------------ server
     async def start(self) -> CentralSystem:
+        olog = logging.getLogger("ocpp")
+        if olog.level == logging.NOTSET:
+            olog.setLevel(logging.WARNING)     # it logs every message (id tags included) at INFO
         self._server = await serve(self._connection, self.host, self.port, subprotocols=["ocpp1.6"],
                                    process_request=self._auth, ssl=self.ssl, ping_interval=None)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -240,6 +244,11 @@ class CentralSystem:
             await ws.close(1002, "subprotocol ocpp1.6 required")
             return
         state = self.chargers[cp_id]
+        if state.ws is not None:
+            # a charger that reconnects before its old socket timed out: the new connection wins
+            self.counters["replaced_connections"] += 1
+            await state.ws.close(1000, "replaced by a newer connection")
+        state.ws = ws
         state.connected, state.last_seen = True, time.time()
         self.counters["connects"] += 1
         self.submit([self._status_point(state, state.last_seen)])
@@ -254,8 +263,9 @@ class CentralSystem:
             pass                       # the central system is stopping
         finally:
             self._handlers.discard(me)
-            state.connected = False
-            self.submit([self._status_point(state, time.time())])
+            if state.ws is ws:
+                state.ws, state.connected = None, False
+                self.submit([self._status_point(state, time.time())])
 
     # ------------------------------------------------------------ messages
     def authorize(self, id_tag: str) -> str:

@@ -445,3 +445,26 @@ def test_example_fleet_meter_lands_in_influxdb_equal_to_the_signal_model(influxd
                           params={"dev": dev.id})
     assert {r[1] for r in status[0]["values"]} == {"ok"}
     client.close()
+
+
+# ---------------------------------------------------------------- fuzz: the deframer never wedges
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_GOOD = build_frame("000000000001", 0x91, hx("00 01 01 02 98 22"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.binary(max_size=40))
+def test_deframer_survives_any_bytes_and_still_finds_a_following_frame(noise, tail):
+    buf = bytearray(noise + _GOOD + tail)
+    found = []
+    for _ in range(len(buf) + 2):                      # bounded: every round consumes or stops
+        frame, used = take_frame(buf)
+        if frame is None and used == 0:
+            break
+        del buf[:used]
+        if frame is not None:
+            found.append(frame)
+    assert any(f.data == hx("00 01 01 02 98 22") and f.address == "000000000001" for f in found)

@@ -318,3 +318,66 @@ def test_open_sessions_survive_a_central_system_restart(tmp_path):
     assert ok1 and ok2
     stops = [p for p in held.points if p.measurement == "ev_session" and "meter_stop" in p.fields]
     assert len(stops) == 1 and stops[0].fields["session_energy"] == 800.0 and stops[0].time_ns == int(T0 * 1e9)
+
+
+def test_garbage_and_invalid_calls_get_errors_and_the_charger_is_still_served(tmp_path):
+    import base64
+    import json
+
+    from websockets.asyncio.client import connect
+
+    held = HeldWriter()
+    auth = {"Authorization": "Basic " + base64.b64encode(b"CP-001:s3cret-one").decode()}
+
+    async def main():
+        cs = await CentralSystem(FLEET, held.submit, PASSWORDS, state_dir=tmp_path).start()
+        answers = []
+        try:
+            async with connect(f"ws://127.0.0.1:{cs.port}/CP-001", subprotocols=["ocpp1.6"],
+                               additional_headers=auth) as ws:
+                for raw in ("not json", "[]", '[2, "a1", "NoSuchAction", {}]',
+                            '[2, "a2", "StartTransaction", {"connectorId": "one"}]',
+                            '[2, "a3", "MeterValues", {"connectorId": 1, "meterValue": [{"timestamp": "x", '
+                            '"sampledValue": [{"value": "1"}]}]}]',
+                            '[2, "a4", "Heartbeat", {}]'):
+                    await ws.send(raw)
+                    try:
+                        answers.append(json.loads(await asyncio.wait_for(ws.recv(), 2)))
+                    except TimeoutError:
+                        answers.append(None)
+        finally:
+            await cs.stop()
+        return answers, cs
+
+    answers, cs = asyncio.run(main())
+    assert answers[0] is None and answers[1] is None               # not OCPP at all: ignored, logged
+    assert answers[2][0] == 4 and answers[2][1] == "a1" and answers[2][2] == "NotSupported"
+    assert answers[3][0] == 4 and answers[3][1] == "a2"             # schema violation: a CallError
+    # a bad timestamp: the value is skipped and counted, the message acknowledged (else resent forever)
+    assert answers[4][0] == 3 and answers[4][1] == "a3" and cs.counters["meter_values_bad"] == 1
+    assert answers[5][0] == 3 and "currentTime" in answers[5][2]    # and the charger is still served
+    assert not [p for p in held.points if p.measurement == "ev_charger"]
+
+
+def test_a_reconnecting_charger_replaces_its_old_connection(tmp_path):
+    held = HeldWriter()
+
+    async def main():
+        cs = await CentralSystem(FLEET, held.submit, PASSWORDS, state_dir=tmp_path).start()
+        url = f"ws://127.0.0.1:{cs.port}"
+        old, new = ChargerSim("CP-001", url, "s3cret-one"), ChargerSim("CP-001", url, "s3cret-one")
+        stop_old, stop_new = asyncio.Event(), asyncio.Event()
+        t_old = asyncio.create_task(old.run(stop_old))
+        assert await _until(old.connected.is_set)
+        t_new = asyncio.create_task(new.run(stop_new))
+        assert await _until(lambda: new.connected.is_set() and cs.counters["replaced_connections"] == 1)
+        stop_old.set()
+        await t_old
+        await asyncio.sleep(0.2)
+        connected = cs.chargers["CP-001"].connected
+        stop_new.set()
+        await t_new
+        await cs.stop()
+        return connected
+
+    assert asyncio.run(main()) is True
