@@ -143,7 +143,8 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         sources["dlt645"] = dl.stats
     cs = None
     if any(d.transport == "ocpp" for d in fleet.devices.values()) and instance == "main":
-        from collector.ocpp_server import CentralSystem, OcppEndpoint, charger_passwords
+        from collector.ocpp_server import CentralSystem
+        from core.ocpp_auth import OcppEndpoint, charger_passwords
 
         ep = OcppEndpoint.from_env(os.environ)
         cs = await CentralSystem(fleet, writer.submit, charger_passwords(fleet, os.environ), state_dir=spool_dir,

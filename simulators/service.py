@@ -109,18 +109,24 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
 def _ocpp_chargers(fleet: Fleet, signals, stop: asyncio.Event) -> list[asyncio.Task]:
     """One simulated OCPP charge point per ``transport = "ocpp"`` charger, driven by the signal model,
-    connecting to the central system at ``EH_OCPP_*`` with the fleet's password for it."""
+    connecting to the central system at ``EH_OCPP_*`` with the fleet's password for it.  A charger whose
+    password is not to be had is not simulated (a warning names it): the other devices still run."""
     devices = [d for d in fleet.devices.values() if d.transport == "ocpp"]
     if not devices:
         return []
-    from collector.ocpp_server import OcppEndpoint, charger_passwords
+    from core.config import ConfigError
+    from core.ocpp_auth import OcppEndpoint, charger_password
     from simulators.ocpp_charger import ChargerSim, follow_signals
 
     ep = OcppEndpoint.from_env(os.environ)
-    passwords = charger_passwords(fleet, os.environ)
     tasks = []
     for d in devices:
-        sim = ChargerSim(d.charge_point_id, ep.url, passwords[d.charge_point_id], ssl=ep.client_ssl())
+        try:
+            password = charger_password(fleet, d, os.environ)
+        except ConfigError as exc:
+            log.warning("OCPP charger not simulated: %s", exc)
+            continue
+        sim = ChargerSim(d.charge_point_id, ep.url, password, ssl=ep.client_ssl())
         tasks.append(asyncio.create_task(sim.run(stop), name=f"ocpp-{d.id}"))
         tasks.append(asyncio.create_task(follow_signals(sim, lambda t, d=d: signals.values(d, t), stop,
                                                         interval_s=d.poll_interval_s), name=f"ocpp-drive-{d.id}"))

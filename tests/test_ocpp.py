@@ -8,9 +8,10 @@ import time
 
 import pytest
 
-from collector.ocpp_server import CentralSystem, charger_passwords, fault_code, sampled_fields
+from collector.ocpp_server import CentralSystem, fault_code, sampled_fields
 from core.config import ConfigError, parse_fleet
 from core.influx import InfluxClient, Writer
+from core.ocpp_auth import charger_passwords
 from simulators.ocpp_charger import ChargerSim
 
 T0 = 1_780_000_000.0          # 2026-05-28, a fixed past time for the chargers' own timestamps
