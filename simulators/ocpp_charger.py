@@ -115,6 +115,9 @@ class ChargerSim:
         return {"Authorization": f"Basic {token}"}
 
     async def run(self, stop: asyncio.Event) -> None:
+        olog = logging.getLogger("ocpp")
+        if olog.level == logging.NOTSET:
+            olog.setLevel(logging.WARNING)     # it logs every message at INFO
         backoff = 0.0
         while not stop.is_set():
             try:
