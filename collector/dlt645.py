@@ -214,12 +214,8 @@ class Dlt645Poller:
             clock.update(values)
             fields.update(v for v in values.items() if not v[0].startswith("_"))
         if "_date" in clock and "time" in clock:
-            fields["meter_clock_offset"] = round(self._meter_epoch(clock["_date"], clock["time"]) - clock["at"], 1)
+            fields["meter_clock_offset"] = clock_offset(clock["_date"], clock["time"], clock["at"], self.tz)
         return status, answered
-
-    def _meter_epoch(self, date: tuple[int, ...], hms: tuple[int, ...]) -> float:
-        yy, mo, dd = date
-        return dt.datetime(2000 + yy, mo, dd, *hms, tzinfo=self.tz).timestamp()
 
     async def poll(self, time_ns: int) -> list[Point]:
         started = time.perf_counter()
@@ -254,6 +250,20 @@ class Dlt645Poller:
                             {"status": status, "online": 0 if st.online is False else 1,
                              "latency_ms": round((time.perf_counter() - started) * 1000.0, 3)}, time_ns))
         return points
+
+
+def clock_offset(date: tuple[int, int, int], hms: tuple[int, int, int], at: float, tz: dt.tzinfo) -> float:
+    """Meter clock − our clock [s] from the meter's date (YY, MM, DD) and time (hh, mm, ss) read at ``at``.
+
+    The meter's seconds are truncated: +0.5 s is the expected value of the missing fraction.  Date and
+    time are two requests: if midnight passed between them the date is a day behind the time, which
+    shows as a time in the first minute after midnight and an offset near −1 day: that day is added back.
+    """
+    yy, mo, dd = date
+    offset = dt.datetime(2000 + yy, mo, dd, *hms, tzinfo=tz).timestamp() + 0.5 - at
+    if hms[0] == 0 and hms[1] == 0 and -86400 - 120 < offset < -86400 + 120:
+        offset += 86400
+    return round(offset, 1)
 
 
 async def read_address(host: str, port: int, timeout: float = 1.0) -> str:

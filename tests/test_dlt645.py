@@ -120,6 +120,17 @@ def test_deframer_skips_noise_and_broken_frames_and_waits_for_the_rest():
     assert take_frame(buf) == (None, 0)             # the second frame is incomplete: keep it
 
 
+def test_clock_offset_rounds_the_truncated_second_and_survives_midnight_between_date_and_time():
+    from collector.dlt645 import clock_offset
+
+    at = dt.datetime(2026, 12, 4, 10, 0, 0, 300_000, tzinfo=SH).timestamp()
+    assert clock_offset((26, 12, 4), (10, 0, 0), at, SH) == pytest.approx(0.2)
+    assert clock_offset((26, 12, 4), (9, 58, 30), at, SH) == pytest.approx(-89.8)
+    # date read at 23:59:59.9 on the 4th, time read after midnight: 00:00:00 of the 5th
+    at = dt.datetime(2026, 12, 5, 0, 0, 0, 100_000, tzinfo=SH).timestamp()
+    assert clock_offset((26, 12, 4), (0, 0, 0), at, SH) == pytest.approx(0.4)
+
+
 def test_profiles_dir_keeps_modbus_and_dlt645_apart():
     assert "meter_dlt645_2007" not in load_profiles()
     assert set(PROFILE.channels) >= {"energy_import_t1", "energy_import_t4", "meter_clock_offset",
