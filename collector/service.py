@@ -94,6 +94,25 @@ class Metrics:
             if "latency_ms_p50" in m:
                 yield GaugeMetricFamily("energyhost_poll_latency_ms_p50", "Median poll latency [ms]",
                                         value=m["latency_ms_p50"])
+        if "dlt645" in self.sources:
+            d = self.sources["dlt645"]()
+            polls = CounterMetricFamily("energyhost_dlt645_polls", "DL/T 645 polls by status", labels=["status"])
+            polls.add_metric(["ok"], d.get("ok", 0))
+            for status, n in d.get("failures", {}).items():
+                polls.add_metric([status], n)
+            yield polls
+            yield GaugeMetricFamily("energyhost_dlt645_meters_offline", "DL/T 645 meters marked offline",
+                                    value=len(d.get("offline", [])))
+        if "ocpp" in self.sources:
+            o = self.sources["ocpp"]()
+            yield GaugeMetricFamily("energyhost_ocpp_connected", "OCPP charge points connected",
+                                    value=o.get("connected", 0))
+            yield GaugeMetricFamily("energyhost_ocpp_open_sessions", "OCPP transactions started, not stopped",
+                                    value=o.get("open_sessions", 0))
+            oc = CounterMetricFamily("energyhost_ocpp_events", "OCPP central-system events", labels=["event"])
+            for k in ("connects", "auth_refused", "sessions", "connector_errors", "meter_values_bad"):
+                oc.add_metric([k], o.get(k, 0))
+            yield oc
         if "mqtt" in self.sources:
             q = self.sources["mqtt"]()
             mc = CounterMetricFamily("energyhost_mqtt_messages", "MQTT messages by outcome", labels=["outcome"])

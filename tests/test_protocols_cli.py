@@ -57,7 +57,8 @@ def test_collect_and_simulate_run_dlt645_and_ocpp_devices(influxd, influx_db, tm
            "EH_OCPP_TLS_CA": str(tls.ca_cert)}
     procs = []
     try:
-        for cmd in (["collect", "--no-mqtt"], ["simulate", "--no-mqtt"]):
+        metrics = free_port()
+        for cmd in (["collect", "--no-mqtt", "--metrics-port", str(metrics)], ["simulate", "--no-mqtt"]):
             procs.append(subprocess.Popen([sys.executable, "-m", "energyhost", *cmd, "--fleet",
                                            str(tmp_path / "sites.toml")], env=env, cwd=tmp_path,
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
@@ -73,6 +74,10 @@ def test_collect_and_simulate_run_dlt645_and_ocpp_devices(influxd, influx_db, tm
         got = wait_for(stored, timeout=90, every=1.0)
         assert got, "nothing from the DL/T 645 meter or the OCPP charger reached InfluxDB"
         meter, ocpp, charger = got
+        import urllib.request
+
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
+        assert 'energyhost_dlt645_polls_total{status="ok"}' in text and "energyhost_ocpp_connected 1.0" in text
         assert meter[0]["values"][-1][1] > 0 and abs(meter[0]["values"][-1][2]) <= 2
         assert all(r[1] in (0, 1) for r in ocpp[0]["values"])
         client.close()
