@@ -479,3 +479,29 @@ def test_deframer_survives_any_bytes_and_still_finds_a_following_frame(noise, ta
         if frame is not None:
             found.append(frame)
     assert any(f.data == hx("00 01 01 02 98 22") and f.address == "000000000001" for f in found)
+
+
+def test_meters_sharing_a_gateway_are_asked_one_at_a_time():
+    """Three meters behind one gateway, polled by the collector loop every 0.3 s: one TCP connection,
+    never two requests in flight (an answer would then meet the wrong request: decode_error)."""
+    pg = _port()
+    fleet = _fleet([_meter(f"g{k}", f"00000000001{k}", gateway="gw1", poll_interval_s=0.3) for k in range(3)],
+                   [{"id": "gw1", "host": "127.0.0.1", "port": pg, "pause_s": 0.002, "timeout_s": 0.5}])
+    got: list = []
+
+    async def main():
+        sim = await serve_dlt645(fleet, PROFILES, lambda d, t: VALUES)
+        col = Dlt645Collector(fleet, PROFILES, got.extend)
+        stop = asyncio.Event()
+        task = asyncio.create_task(col.run(stop))
+        await asyncio.sleep(2.0)
+        stop.set()
+        await task
+        await sim.stop()
+        return col.stats(), sim.stats
+
+    stats, sim_stats = asyncio.run(main())
+    assert stats["failures"] == {} and stats["ok"] >= 9 and stats["connects"] == 1
+    statuses = {p.fields["status"] for p in got if p.measurement == "collector_status"}
+    assert statuses == {"ok"}
+    assert sim_stats["answers"] >= 9 * len(PROFILE.items)
