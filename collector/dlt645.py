@@ -56,6 +56,7 @@ from core.dlt645 import (
     build_frame,
     decode_item,
     di_bytes,
+    read_request,
     take_frame,
 )
 from core.model import Point
@@ -117,7 +118,8 @@ class Dlt645Link:
                     if wait > 0:
                         await asyncio.sleep(wait)
                 self.buf.clear()
-                self.writer.write(build_frame(address, control, data))
+                self.writer.write(read_request(address, int.from_bytes(data, "little")) if control == C_READ
+                                  else build_frame(address, control, data))
                 await self.writer.drain()
                 frame = await asyncio.wait_for(self._answer(), self.timeout)
                 return frame.address, frame.control, frame.data

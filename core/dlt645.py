@@ -27,6 +27,7 @@ decimals), ``signed``, ``scale`` (to the channel's SI unit, e.g. 1000 for kWh â†
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,8 +86,10 @@ def di_bytes(di: int) -> bytes:
     return di.to_bytes(4, "little")
 
 
+@functools.lru_cache(maxsize=8192)
 def read_request(address: str, di: int) -> bytes:
-    """Read-data request (C = 11H) for data identifier ``di`` (e.g. ``0x00010000``)."""
+    """Read-data request (C = 11H) for data identifier ``di`` (e.g. ``0x00010000``); cached: a poller
+    sends the same few dozen frames over and over."""
     return build_frame(address, C_READ, di_bytes(di))
 
 
