@@ -382,3 +382,42 @@ def test_a_reconnecting_charger_replaces_its_old_connection(tmp_path):
         return connected
 
     assert asyncio.run(main()) is True
+
+
+def test_follow_signals_turns_the_signal_model_into_one_session(tmp_path):
+    """Connector 1 driven by a charger's channels over time: plug-in, charging, full, unplugged."""
+    from simulators.ocpp_charger import follow_signals
+
+    held = HeldWriter()
+    script = [  # (ocpp_status index, energy_import, session_energy, active_power)
+        (0, 5000.0, 0.0, 0.0), (1, 5000.0, 0.0, 0.0), (2, 5600.0, 600.0, 7000.0), (2, 6200.0, 1200.0, 7000.0),
+        (4, 6300.0, 1300.0, 0.0), (4, 6300.0, 1300.0, 0.0), (0, 6300.0, 0.0, 0.0), (0, 6300.0, 0.0, 0.0)]
+    step = {"i": 0}
+
+    def values(t):
+        s, e, se, p = script[min(step["i"], len(script) - 1)]
+        step["i"] += 1
+        return {"ocpp_status": float(s), "energy_import": e, "session_energy": se, "active_power": p,
+                "fault_code": 0.0}
+
+    async def main():
+        cs = await CentralSystem(FLEET, held.submit, PASSWORDS, state_dir=tmp_path).start()
+        sim = ChargerSim("CP-001", f"ws://127.0.0.1:{cs.port}", "s3cret-one")
+        stop = asyncio.Event()
+        task = asyncio.create_task(sim.run(stop))
+        assert await _until(sim.connected.is_set)
+        drive = asyncio.create_task(follow_signals(sim, values, stop, interval_s=0.05))
+        assert await _until(lambda: step["i"] >= len(script) and sim.pending() == 0)
+        stop.set()
+        await asyncio.gather(task, drive)
+        await cs.stop()
+        return cs
+
+    cs = asyncio.run(main())
+    sessions = [p for p in held.points if p.measurement == "ev_session"]
+    stop_point = next(p for p in sessions if "meter_stop" in p.fields)
+    assert stop_point.fields["meter_stop"] == 6300 and stop_point.fields["session_energy"] == 1300.0
+    assert stop_point.fields["stop_reason"] == "EVDisconnected" and cs.stats()["open_sessions"] == 0
+    statuses = [p.fields["ocpp_status"] for p in held.points if p.measurement == "ev_charger"
+                and "ocpp_status" in p.fields and p.tags["connector"] == "1"]
+    assert [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]] == [0.0, 1.0, 2.0, 4.0, 0.0]
