@@ -47,22 +47,19 @@ from core.dlt645 import (
     C_READ,
     C_READ_ADDR,
     C_READ_ADDR_OK,
-    C_READ_ERR,
-    C_READ_MORE,
-    C_READ_OK,
+    STANDARDS,
     Dlt645Profile,
     FrameError,
     Item,
     build_frame,
     decode_item,
     di_bytes,
-    read_request,
     take_frame,
 )
 from core.model import Point
 
 log = logging.getLogger(__name__)
-SENT_CONTROLS = frozenset({C_READ, C_READ_ADDR})
+SENT_CONTROLS = frozenset({C_READ, C_READ_ADDR, STANDARDS["1997"].read})
 MAX_BUFFER = 4096
 
 
@@ -118,8 +115,7 @@ class Dlt645Link:
                     if wait > 0:
                         await asyncio.sleep(wait)
                 self.buf.clear()
-                self.writer.write(read_request(address, int.from_bytes(data, "little")) if control == C_READ
-                                  else build_frame(address, control, data))
+                self.writer.write(build_frame(address, control, data))
                 await self.writer.drain()
                 frame = await asyncio.wait_for(self._answer(), self.timeout)
                 return frame.address, frame.control, frame.data
@@ -161,6 +157,7 @@ class Dlt645Poller:
         # a meter read through CTs/PTs reports secondary values: channel -> factor to the primary side
         self.primary = primary_factors(profile.channels, device.ct_ratio, device.pt_ratio)
         self.bad_items: dict[int, tuple[str, int]] = {}      # di -> (status, poll to retry at)
+        self.std = STANDARDS[profile.standard]
 
     async def read_item(self, item: Item) -> bytes:
         tries = 1 + (self.device.retries if self.state.online is not False else 0)
@@ -173,18 +170,19 @@ class Dlt645Poller:
         raise AssertionError("unreachable")
 
     async def _read_once(self, item: Item) -> bytes:
-        addr, control, data = await self.link.request(self.device.address, C_READ, di_bytes(item.di))
+        std, di = self.std, di_bytes(item.di, self.std.di_len)
+        addr, control, data = await self.link.request(self.device.address, std.read, di)
         if addr != self.device.address:
             self.link.close()
             raise PollFailure("decode_error", f"answer from {addr} to a request for {self.device.address}")
-        if control == C_READ_ERR:
+        if control == std.error:
             code = data[0] if data else 0
             raise PollFailure(f"error_{code:02x}")
-        if control not in (C_READ_OK, C_READ_MORE) or data[:4] != di_bytes(item.di):
+        if control not in (std.ok, std.more) or data[:std.di_len] != di:
             self.link.close()
-            raise PollFailure("decode_error", f"answer C={control:02X}H DI={data[:4][::-1].hex()} to a "
-                                              f"read of {item.di:08X}")
-        return data[4:]
+            raise PollFailure("decode_error", f"answer C={control:02X}H DI={data[:std.di_len][::-1].hex()} to a "
+                                              f"read of {di[::-1].hex()}")
+        return data[std.di_len:]
 
     async def _read_items(self, fields: dict[str, float]) -> tuple[str, bool]:
         status, answered, clock = "ok", False, {}

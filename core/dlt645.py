@@ -38,6 +38,22 @@ PREAMBLE = b"\xfe\xfe\xfe\xfe"
 BROADCAST = "AAAAAAAAAAAA"
 C_READ, C_READ_OK, C_READ_MORE, C_READ_ERR = 0x11, 0x91, 0xB1, 0xD1
 C_READ_ADDR, C_READ_ADDR_OK = 0x13, 0x93
+
+
+@dataclass(frozen=True)
+class Standard:
+    """Control codes and DI width of one edition: 2007 (4-byte DI) or 1997 (2-byte DI, C = 01H/81H/C1H)."""
+
+    name: str
+    read: int
+    ok: int
+    more: int
+    error: int
+    di_len: int
+
+
+STANDARDS = {"2007": Standard("2007", C_READ, C_READ_OK, C_READ_MORE, C_READ_ERR, 4),
+             "1997": Standard("1997", 0x01, 0x81, 0xA1, 0xC1, 2)}
 MAX_DATA = 200                    # DL/T 645-2007 §7.1: L <= 200 for a read answer
 ITEM_TYPES = ("number", "demand", "date", "time")
 PROFILE_GLOB = "*_dlt645_*.toml"
@@ -73,8 +89,10 @@ def decode_address(raw: bytes) -> str:
     return "".join(f"{b:02X}" for b in reversed(raw))
 
 
+@functools.lru_cache(maxsize=8192)
 def build_frame(address: str, control: int, data: bytes = b"", *, preamble: bool = True) -> bytes:
-    """One frame (``data`` given without the 33H offset)."""
+    """One frame (``data`` given without the 33H offset); cached: a poller sends the same few dozen
+    request frames over and over."""
     if len(data) > 255:
         raise ValueError(f"DL/T 645 data field of {len(data)} bytes > 255")
     body = b"\x68" + encode_address(address) + b"\x68" + bytes((control, len(data)))
@@ -82,15 +100,14 @@ def build_frame(address: str, control: int, data: bytes = b"", *, preamble: bool
     return (PREAMBLE if preamble else b"") + body + bytes((sum(body) & 0xFF, 0x16))
 
 
-def di_bytes(di: int) -> bytes:
-    return di.to_bytes(4, "little")
+def di_bytes(di: int, width: int = 4) -> bytes:
+    return di.to_bytes(width, "little")
 
 
-@functools.lru_cache(maxsize=8192)
-def read_request(address: str, di: int) -> bytes:
-    """Read-data request (C = 11H) for data identifier ``di`` (e.g. ``0x00010000``); cached: a poller
-    sends the same few dozen frames over and over."""
-    return build_frame(address, C_READ, di_bytes(di))
+def read_request(address: str, di: int, standard: str = "2007") -> bytes:
+    """Read-data request (2007: C = 11H, 4-byte DI e.g. ``0x00010000``; 1997: C = 01H, 2-byte DI e.g. ``0x9010``)."""
+    std = STANDARDS[standard]
+    return build_frame(address, std.read, di_bytes(di, std.di_len))
 
 
 def read_address_request() -> bytes:
@@ -240,6 +257,11 @@ class Dlt645Profile:
     manual: str
     items: tuple[Item, ...]
     protocol: str = "dlt645"
+    standard: str = "2007"
+
+    @property
+    def std(self) -> Standard:
+        return STANDARDS[self.standard]
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -254,14 +276,14 @@ class Dlt645ProfileError(ValueError):
     """A DL/T 645 profile is invalid; the message names file, row and key."""
 
 
-def _item(where: str, raw: dict) -> Item:
+def _item(where: str, raw: dict, di_len: int = 4) -> Item:
     allowed = {"channel", "di", "type", "format", "signed", "scale", "time_channel", "note"}
     if not isinstance(raw, dict) or set(raw) - allowed:
         bad = sorted(set(raw) - allowed)[0] if isinstance(raw, dict) else "item"
         raise Dlt645ProfileError(f"{where}: key {bad!r}: unknown (keys: {sorted(allowed)})")
     di = raw.get("di")
-    if not isinstance(di, str) or len(di) != 8:
-        raise Dlt645ProfileError(f"{where}: key 'di': 8 hex digits, got {di!r}")
+    if not isinstance(di, str) or len(di) != 2 * di_len:
+        raise Dlt645ProfileError(f"{where}: key 'di': {2 * di_len} hex digits, got {di!r}")
     try:
         item = Item(channel=raw.get("channel", ""), di=int(di, 16), type=raw.get("type", "number"),
                     format=raw.get("format", "XXXXXX.XX"), signed=bool(raw.get("signed", False)),
@@ -288,15 +310,19 @@ def load_dlt645_profile(path: str | Path) -> Dlt645Profile:
         raise Dlt645ProfileError(f"{p}: key 'protocol': must be 'dlt645'")
     if raw.get("kind") not in DEVICE_KINDS:
         raise Dlt645ProfileError(f"{p}: key 'kind': must be one of {DEVICE_KINDS}")
+    standard = raw.get("standard", "2007")
+    if standard not in STANDARDS:
+        raise Dlt645ProfileError(f"{p}: key 'standard': must be one of {sorted(STANDARDS)}")
     rows = raw.get("item")
     if not isinstance(rows, list) or not rows:
         raise Dlt645ProfileError(f"{p}: key 'item': no [[item]] rows")
-    items = tuple(_item(f"{p}: item #{i + 1}", r) for i, r in enumerate(rows))
+    items = tuple(_item(f"{p}: item #{i + 1}", r, STANDARDS[standard].di_len) for i, r in enumerate(rows))
     dis = [i.di for i in items]
     if len(set(dis)) != len(dis):
         raise Dlt645ProfileError(f"{p}: key 'di': a data identifier is listed twice")
     return Dlt645Profile(id=p.stem, path=p, kind=raw["kind"], vendor=str(raw.get("vendor", "")),
-                         model=str(raw.get("model", "")), manual=str(raw.get("manual", "")), items=items)
+                         model=str(raw.get("model", "")), manual=str(raw.get("manual", "")), items=items,
+                         standard=standard)
 
 
 def load_dlt645_profiles(directory: str | Path | None = None) -> dict[str, Dlt645Profile]:

@@ -34,10 +34,7 @@ from core.channels import primary_factors
 from core.config import Device, Fleet
 from core.dlt645 import (
     BROADCAST,
-    C_READ,
     C_READ_ADDR,
-    C_READ_ERR,
-    C_READ_OK,
     TOU_REGISTER,
     Dlt645Profile,
     build_frame,
@@ -209,22 +206,24 @@ class _Line:
         if behaviour == "silent":
             self.stats["silent"] += 1
             return None
-        if frame.control != C_READ:
+        std = meter.profile.std
+        if frame.control != std.read:
             self.stats["refused"] += 1
             return build_frame(frame.address, frame.control | 0xC0, b"\x01")
         if isinstance(behaviour, int) and not isinstance(behaviour, bool):
             self.stats["error_frames"] += 1
-            return build_frame(frame.address, C_READ_ERR, bytes((behaviour & 0xFF,)))
-        di = int.from_bytes(frame.data[:4], "little") if len(frame.data) >= 4 else -1
+            return build_frame(frame.address, std.error, bytes((behaviour & 0xFF,)))
+        n = std.di_len
+        di = int.from_bytes(frame.data[:n], "little") if len(frame.data) >= n else -1
         data = meter.answer(di, self.clock())
         if data is None:
             self.stats["error_02"] += 1
-            return build_frame(frame.address, C_READ_ERR, b"\x02")
+            return build_frame(frame.address, std.error, b"\x02")
         if behaviour == "late":
             self.stats["late"] += 1
             await asyncio.sleep(1.5 * meter.device.timeout_s)
         self.stats["answers"] += 1
-        return build_frame(frame.address, C_READ_OK, frame.data[:4] + data)
+        return build_frame(frame.address, std.ok, frame.data[:n] + data)
 
 
 async def serve_dlt645(fleet: Fleet, profiles: Mapping[str, object], values_fn: ValuesFn,

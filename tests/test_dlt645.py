@@ -505,3 +505,62 @@ def test_meters_sharing_a_gateway_are_asked_one_at_a_time():
     statuses = {p.fields["status"] for p in got if p.measurement == "collector_status"}
     assert statuses == {"ok"}
     assert sim_stats["answers"] >= 9 * len(PROFILE.items)
+
+
+# ---------------------------------------------------------------- DL/T 645-1997
+
+def test_1997_read_request_uses_c01_and_a_two_byte_di():
+    # 9010 -> 10 90 -> +33H 43 C3 ; CS = 68+01+68+01+02+43+C3 = 0x1DA -> DA
+    assert read_request("000000000001", 0x9010, "1997") == hx("FE FE FE FE 68 01 00 00 00 00 00 68 01 02 43 C3 DA 16")
+
+
+def test_1997_and_2007_meters_on_one_gateway_read_equal_to_the_simulator():
+    pg = _port()
+    fleet = _fleet([_meter("new", "000000000021", gateway="gw1"),
+                    {**_meter("old", "000000000022", gateway="gw1"), "profile": "meter_dlt645_1997"}],
+                   [{"id": "gw1", "host": "127.0.0.1", "port": pg, "pause_s": 0.0}])
+    old_profile = PROFILES["meter_dlt645_1997"]
+    # within both editions' ranges (1997: XX.XX A, XX.XX kvar; both: XX.XXXX kW)
+    values = {k: v / 10 if ("power" in k or "current" in k) and "factor" not in k else v for k, v in VALUES.items()}
+    values.update(reactive_power=65_432.1, voltage_l1=230.0)
+
+    async def main():
+        sim = await serve_dlt645(fleet, PROFILES, lambda d, t: values, clock=lambda: T0, update_interval_s=60)
+        try:
+            col = Dlt645Collector(fleet, PROFILES, [].extend, clock=lambda: T0)
+            return sim, {p.device.id: await p.poll(0) for p in col.pollers}
+        finally:
+            await sim.stop()
+
+    sim, points = asyncio.run(main())
+    old = points["old"]
+    assert old[-1].fields["status"] == "ok" and points["new"][-1].fields["status"] == "ok"
+    want = {**values, **sim.meters["old"].tou.values()}
+    checked = 0
+    for item in old_profile.items:
+        if item.channel in want:
+            decimals = len(item.format.partition(".")[2])
+            res = item.scale * 10 ** -decimals                  # the wire format's resolution, in SI
+            assert abs(old[0].fields[item.channel] - want[item.channel]) <= res / 2 + 1e-6, item.channel
+            checked += 1
+    assert checked == len(old_profile.items) - 2                # all but the clock's date and time
+    assert old[0].fields["meter_clock_offset"] == pytest.approx(0.0, abs=1.0)
+    assert sim.stats["refused"] == 0 and sim.stats["error_02"] == 0
+
+
+@pytest.mark.parametrize(("header", "row", "message"), [
+    ('standard = "1997"', 'di = "00010000"', "item #1: key 'di': 4 hex digits"),
+    ('standard = "2013"', 'di = "00010000"', "key 'standard': must be one of"),
+    ("", 'di = "00010000"\ntype = "minute"', "item #1: key 'type'"),
+    ("", 'di = "00010000"\nchannel = "energy_imported"', "item #1: key 'channel': unknown channel"),
+    ("", 'di = "00010000"\nformat = "XX.X"', "item #1: format 'XX.X'"),
+])
+def test_bad_dlt645_profile_names_file_row_and_key(tmp_path, header, row, message):
+    from core.dlt645 import Dlt645ProfileError, load_dlt645_profile
+
+    p = tmp_path / "meter_dlt645_x.toml"
+    p.write_text(f'kind = "meter"\nprotocol = "dlt645"\n{header}\n[[item]]\nchannel = "energy_import"\n{row}\n'
+                 if "channel" not in row else f'kind = "meter"\nprotocol = "dlt645"\n{header}\n[[item]]\n{row}\n')
+    with pytest.raises(Dlt645ProfileError, match=message) as err:
+        load_dlt645_profile(p)
+    assert str(err.value).startswith(str(p))
