@@ -15,7 +15,7 @@ def test_example_fleet_loads_with_all_kinds_and_transports():
     assert len(fleet.sites) == 3
     assert len(fleet.devices) >= 20
     assert {d.kind for d in fleet.devices.values()} == {"meter", "transformer", "pv_inverter", "ev_charger"}
-    assert {d.transport for d in fleet.devices.values()} == {"modbus", "mqtt"}
+    assert {d.transport for d in fleet.devices.values()} == {"modbus", "mqtt", "dlt645", "ocpp"}
     gw = fleet.gateways["acme-plant1-gw1"]
     behind = [d for d in fleet.devices.values() if d.gateway == gw.id]
     assert len(behind) >= 3 and len({d.unit_id for d in behind}) == len(behind)
