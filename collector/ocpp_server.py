@@ -66,6 +66,7 @@ MEASURANDS = {
     **{("Voltage", f"L{k}-N"): f"voltage_l{k}" for k in (1, 2, 3)},
     **{("Voltage", f"L{k}"): f"voltage_l{k}" for k in (1, 2, 3)},
 }
+SILENT_HEARTBEATS = 3          # a connected charger silent this many heartbeat intervals is closed
 UNIT_FACTOR = {"kWh": 1000.0, "kW": 1000.0, "kvarh": 1000.0, "kvar": 1000.0}
 Submit = Callable[..., None]            # core.influx.Writer.submit(points, on_durable=None)
 
@@ -131,6 +132,10 @@ class _Handler(ChargePoint):
         super().__init__(cp_id, connection)
         self.system = system
         self.state = system.chargers[cp_id]
+
+    async def route_message(self, raw_msg):
+        self.state.last_seen = time.time()          # any message shows the charger alive
+        return await super().route_message(raw_msg)
 
     @on(Action.boot_notification)
     async def on_boot(self, charge_point_vendor: str, charge_point_model: str, **_):
@@ -372,6 +377,11 @@ class CentralSystem:
             t = time.time()
             points = []
             for state in self.chargers.values():
+                if state.connected and t - state.last_seen > SILENT_HEARTBEATS * self.heartbeat_s and state.ws:
+                    # a charger gone without closing (power cut, NAT timeout): the socket looks open
+                    self.counters["silent_closed"] += 1
+                    log.warning("%s: nothing for %.0f s, connection closed", state.device.id, t - state.last_seen)
+                    await state.ws.close(1001, "no heartbeat")
                 points.append(self._status_point(state, t))
                 if state.connected:
                     points += [Point("ev_charger", self._tags(state, c), {"ocpp_status": float(s), "fault_code": float(f)}, _ns(t))

@@ -59,9 +59,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
+    from core.dlt645 import load_dlt645_profiles
     from core.profiles import load_profiles
 
-    for pid, p in sorted(load_profiles().items()):
+    for pid, p in sorted({**load_profiles(), **load_dlt645_profiles()}.items()):
         print(f"{pid:40s} {p.kind:12s} {p.vendor} {p.model}")
     return 0
 

@@ -421,3 +421,32 @@ def test_follow_signals_turns_the_signal_model_into_one_session(tmp_path):
     statuses = [p.fields["ocpp_status"] for p in held.points if p.measurement == "ev_charger"
                 and "ocpp_status" in p.fields and p.tags["connector"] == "1"]
     assert [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]] == [0.0, 1.0, 2.0, 4.0, 0.0]
+
+
+def test_a_charger_silent_for_three_heartbeats_is_closed_and_marked_offline(tmp_path):
+    import base64
+
+    from websockets.asyncio.client import connect
+
+    held = HeldWriter()
+    auth = {"Authorization": "Basic " + base64.b64encode(b"CP-001:s3cret-one").decode()}
+
+    async def main():
+        cs = await CentralSystem(FLEET, held.submit, PASSWORDS, state_dir=tmp_path, heartbeat_s=1,
+                                 state_interval_s=0.2).start()
+        try:
+            async with connect(f"ws://127.0.0.1:{cs.port}/CP-001", subprotocols=["ocpp1.6"],
+                               additional_headers=auth) as ws:
+                await ws.send('[2, "b1", "BootNotification", {"chargePointVendor": "x", "chargePointModel": "y"}]')
+                await ws.recv()
+                t0 = time.monotonic()
+                assert await _until(lambda: not cs.chargers["CP-001"].connected, 10)
+                waited = time.monotonic() - t0
+        finally:
+            await cs.stop()
+        return waited, cs
+
+    waited, cs = asyncio.run(main())
+    assert 2.5 < waited < 6 and cs.counters["silent_closed"] == 1
+    last = [p for p in held.points if p.measurement == "collector_status"][-1]
+    assert last.fields == {"status": "disconnected", "online": 0}
