@@ -10,11 +10,15 @@ Built on the ``ocpp`` package (``ocpp.v16.ChargePoint`` with ``@on`` handlers) o
 * Answered: BootNotification (Accepted, ``interval`` = heartbeat seconds), Heartbeat, Authorize,
   StatusNotification, MeterValues, StartTransaction, StopTransaction, DataTransfer.
 * MeterValues: measurands mapped to channels (:data:`MEASURANDS`; kWh/kW converted to Wh/W) at the
-  charger's own timestamps; measurement ``ev_charger`` with tags ``device.tags`` + ``connector``.
+  charger's own timestamps; measurement ``ev_connector`` with tags ``device.tags`` + ``connector``.
 * StatusNotification: ``ocpp_status`` (index of :data:`core.channels.OCPP_STATUS`) and ``fault_code``
-  (floats, as the Modbus and MQTT chargers write them: one field type per measurement in InfluxDB)
-  (0 = NoError, else 1 + index in :data:`ERROR_CODES`) — written at once and again every
-  ``state_interval_s`` while connected, so the analytics' persistence rules see a faulted connector.
+  (0 = NoError, else 1 + index in :data:`ERROR_CODES`), floats as the Modbus and MQTT chargers write
+  them, per connector in ``ev_connector`` — at once and again every ``state_interval_s`` while connected.
+* The charger as one device in ``ev_charger`` (tags ``device.tags`` only, like a Modbus or MQTT
+  charger, so the analytics read one series per device): ``ocpp_status`` of the most telling
+  connector (:data:`STATUS_RANK`: a fault first) and the largest ``fault_code``, written with every
+  status and state round, so the persistence rules of ``analytics.faults.ev_faulted`` see a faulted
+  connector.  Meter readings stay in ``ev_connector`` (one register per connector).
 * Sessions: measurement ``ev_session`` (tags ``device.tags`` + ``connector``), one point at the start
   time: ``transaction_id``, ``id_tag``, ``meter_start`` at start, completed at stop with
   ``meter_stop``, ``session_energy`` [Wh], ``session_duration`` and ``session_idle_time`` [s] (time
@@ -66,6 +70,11 @@ MEASURANDS = {
     **{("Voltage", f"L{k}-N"): f"voltage_l{k}" for k in (1, 2, 3)},
     **{("Voltage", f"L{k}"): f"voltage_l{k}" for k in (1, 2, 3)},
 }
+CONNECTOR_MEASUREMENT = "ev_connector"
+#: which connector status speaks for the charger (ev_charger summary): a fault first, then activity
+STATUS_RANK = tuple(OCPP_STATUS.index(s) for s in ("Faulted", "Unavailable", "Charging", "SuspendedEV",
+                                                   "SuspendedEVSE", "Finishing", "Preparing", "Reserved",
+                                                   "Available"))
 SILENT_HEARTBEATS = 3          # a connected charger silent this many heartbeat intervals is closed
 UNIT_FACTOR = {"kWh": 1000.0, "kW": 1000.0, "kvarh": 1000.0, "kvar": 1000.0}
 Submit = Callable[..., None]            # core.influx.Writer.submit(points, on_durable=None)
@@ -292,6 +301,17 @@ class CentralSystem:
     def _tags(self, state: ChargerState, connector: int) -> dict[str, str]:
         return {**state.device.tags, "connector": str(connector)}
 
+    @staticmethod
+    def _summary(state: ChargerState, t: float) -> Point:
+        """The charger as one device (measurement ``ev_charger``, no connector tag), as a Modbus charger
+        reports itself: the most telling connector status and the largest fault code.  Readings stay per
+        connector: a MeterValues may be an old one sent late, and summing it with the other connectors'
+        present values would invent a moment that never was."""
+        statuses = [s for s, _ in state.connectors.values()] or [OCPP_STATUS.index("Available")]
+        fields = {"ocpp_status": float(min(statuses, key=STATUS_RANK.index)),
+                  "fault_code": float(max((f for _, f in state.connectors.values()), default=0))}
+        return Point("ev_charger", dict(state.device.tags), fields, _ns(t))
+
     async def status(self, state: ChargerState, connector: int, error_code: str, status: str, t: float) -> None:
         code = OCPP_STATUS.index(status) if status in OCPP_STATUS else OCPP_STATUS.index("Unavailable")
         state.connectors[connector] = (code, fault_code(error_code))
@@ -306,9 +326,9 @@ class CentralSystem:
             for s in self.sessions.values():
                 if s.device == state.device.id and s.connector == connector:
                     s.charge_end = 0.0
-        await self.durable([Point("ev_charger", self._tags(state, connector),
+        await self.durable([Point(CONNECTOR_MEASUREMENT, self._tags(state, connector),
                                   {"ocpp_status": float(code), "fault_code": float(state.connectors[connector][1])},
-                                  _ns(t))])
+                                  _ns(t)), self._summary(state, t)])
 
     async def meter_values(self, state: ChargerState, connector: int, meter_value: list,
                            transaction_id: int | None) -> None:
@@ -328,7 +348,7 @@ class CentralSystem:
                 session.last_energy = fields["energy_import"]
                 fields["session_energy"] = fields["energy_import"] - session.meter_start
             if fields:
-                points.append(Point("ev_charger", self._tags(state, connector), fields, _ns(t)))
+                points.append(Point(CONNECTOR_MEASUREMENT, self._tags(state, connector), fields, _ns(t)))
         if points:
             await self.durable(points)
             self._save_sessions()
@@ -383,9 +403,11 @@ class CentralSystem:
                     log.warning("%s: nothing for %.0f s, connection closed", state.device.id, t - state.last_seen)
                     await state.ws.close(1001, "no heartbeat")
                 points.append(self._status_point(state, t))
-                if state.connected:
-                    points += [Point("ev_charger", self._tags(state, c), {"ocpp_status": float(s), "fault_code": float(f)}, _ns(t))
+                if state.connected and state.connectors:
+                    points += [Point(CONNECTOR_MEASUREMENT, self._tags(state, c),
+                                     {"ocpp_status": float(s), "fault_code": float(f)}, _ns(t))
                                for c, (s, f) in state.connectors.items()]
+                    points.append(self._summary(state, t))
             self.submit(points)
 
     def _load_sessions(self) -> dict[int, Session]:

@@ -146,9 +146,9 @@ class ChargerSim:
             boot = await self._call(call.BootNotification(charge_point_model="EH-AC22", charge_point_vendor="energyhost"))
             self.heartbeat_s = float(boot.interval or 60)
             self.connects += 1
-            self.connected.set()
             for c in self.status:
                 await self._send_status(c)
+            self.connected.set()            # after the boot statuses: a status set meanwhile is sent by them
             last_beat = time.monotonic()
             while not stop.is_set() and not reader.done():
                 await self._drain_queue()

@@ -210,17 +210,25 @@ def test_session_from_the_simulator_lands_in_influxdb_with_its_energy(influxd, i
     assert s["session_duration"] == 2400.0
     assert s["session_idle_time"] == 1200.0          # energy last rose at T0+1200, stopped at T0+2400
     assert (s["id_tag"], s["stop_reason"]) == ("RFID-7", "EVDisconnected") and s["transaction_id"] > 0
-    mv = client.query('SELECT "energy_import", "session_energy", "current_l1" FROM "ev_charger" '
+    mv = client.query('SELECT "energy_import", "session_energy", "current_l1" FROM "ev_connector" '
                       'WHERE "device" = \'ev2\' AND "connector" = \'2\' AND "energy_import" > 0')
     assert [r[1] for r in mv[0]["values"]] == [50_550.0, 51_100.0, 51_650.0, 52_200.0, 52_200.0]
     assert mv[0]["values"][-1][2] == 2200.0
-    # the faulted connector is stored as ocpp_status/fault_code, repeatedly, so analytics flags it
+    c1 = client.query_arrays('SELECT "ocpp_status", "fault_code" FROM "ev_connector" WHERE "device" = \'ev2\' '
+                             'AND "connector" = \'1\' AND "fault_code" > 0')
+    assert len(c1["time"]) >= 2 and set(c1["fault_code"]) == {3.0} and set(c1["ocpp_status"]) == {8.0}
+    # the charger as one device (no connector tag, as the analytics read it): connector 1's fault wins
+    # over connector 2's state, in every state round since, so ev_faulted flags it
     from analytics.faults import ev_faulted
 
-    f = client.query_arrays('SELECT "ocpp_status", "fault_code" FROM "ev_charger" WHERE "device" = \'ev2\' '
-                            'AND "connector" = \'1\' AND "fault_code" > 0')
-    assert len(f["time"]) >= 2 and set(f["fault_code"]) == {3.0} and set(f["ocpp_status"]) == {8.0}
+    f = client.query_arrays('SELECT "ocpp_status", "fault_code" FROM "ev_charger" '
+                            'WHERE "device" = \'ev2\' AND time >= $t', params={"t": int(c1["time"][0]) + 100_000_000})
+    assert len(f["time"]) >= 2 and set(f["fault_code"]) == {3.0} and set(f["ocpp_status"]) == {8.0}, (f, c1)
     assert ev_faulted(f["time"], ocpp_status=f["ocpp_status"], fault_code=f["fault_code"], min_duration_s=0.1).any()
+    summary = [r[1] for r in client.query('SELECT "ocpp_status" FROM "ev_charger" WHERE "device" = \'ev2\'')[0]["values"]]
+    # connector 2 Charging spoke for the charger, then connector 1's fault does (state rounds are stamped by
+    # our clock, notifications by the charger's: around a change the two may interleave by a few ms)
+    assert summary[-1] == 8.0 and 2.0 in summary[:summary.index(8.0)]
     assert cs.counters["connector_errors"] == 1
     client.close()
 
@@ -357,7 +365,7 @@ def test_garbage_and_invalid_calls_get_errors_and_the_charger_is_still_served(tm
     # a bad timestamp: the value is skipped and counted, the message acknowledged (else resent forever)
     assert answers[4][0] == 3 and answers[4][1] == "a3" and cs.counters["meter_values_bad"] == 1
     assert answers[5][0] == 3 and "currentTime" in answers[5][2]    # and the charger is still served
-    assert not [p for p in held.points if p.measurement == "ev_charger"]
+    assert not [p for p in held.points if p.measurement in ("ev_charger", "ev_connector")]
 
 
 def test_a_reconnecting_charger_replaces_its_old_connection(tmp_path):
@@ -418,7 +426,7 @@ def test_follow_signals_turns_the_signal_model_into_one_session(tmp_path):
     stop_point = next(p for p in sessions if "meter_stop" in p.fields)
     assert stop_point.fields["meter_stop"] == 6300 and stop_point.fields["session_energy"] == 1300.0
     assert stop_point.fields["stop_reason"] == "EVDisconnected" and cs.stats()["open_sessions"] == 0
-    statuses = [p.fields["ocpp_status"] for p in held.points if p.measurement == "ev_charger"
+    statuses = [p.fields["ocpp_status"] for p in held.points if p.measurement == "ev_connector"
                 and "ocpp_status" in p.fields and p.tags["connector"] == "1"]
     assert [s for i, s in enumerate(statuses) if i == 0 or s != statuses[i - 1]] == [0.0, 1.0, 2.0, 4.0, 0.0]
 
