@@ -137,6 +137,13 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
     configure_logging(os.environ.get("EH_LOG_FORMAT", "text"))     # "json": one object per line, site/device ids
     shard_t = parse_shard(shard)
+    ocpp = None
+    if any(d.transport == "ocpp" for d in fleet.devices.values()) and instance == "main":
+        from core.ocpp_auth import OcppEndpoint, charger_passwords
+
+        # checked before anything starts: a missing password is a one-line error naming device and key
+        ep = OcppEndpoint.from_env(os.environ)
+        ocpp = (ep, charger_passwords(fleet, os.environ), ep.server_ssl())
     client = InfluxClient.from_settings(settings)
     # one spool per process (core.spool locks it): the default instance uses EH_SPOOL_DIR itself,
     # every other instance a subdirectory named after it, so several collectors never share one
@@ -161,13 +168,12 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         dl = Dlt645Collector(fleet, profiles, writer.submit, devices=shard_devices(fleet, shard_t))
         sources["dlt645"] = dl.stats
     cs = None
-    if any(d.transport == "ocpp" for d in fleet.devices.values()) and instance == "main":
+    if ocpp is not None:
         from collector.ocpp_server import CentralSystem
-        from core.ocpp_auth import OcppEndpoint, charger_passwords
 
-        ep = OcppEndpoint.from_env(os.environ)
-        cs = await CentralSystem(fleet, writer.submit, charger_passwords(fleet, os.environ), state_dir=spool_dir,
-                                 host=ep.host, port=ep.port, ssl=ep.server_ssl()).start()
+        ep, passwords, ssl_ctx = ocpp
+        cs = await CentralSystem(fleet, writer.submit, passwords, state_dir=spool_dir, host=ep.host, port=ep.port,
+                                 ssl=ssl_ctx).start()
         sources["ocpp"] = cs.stats
     mq = None
     if mqtt and any(d.transport == "mqtt" for d in fleet.devices.values()):

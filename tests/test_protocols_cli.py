@@ -88,3 +88,15 @@ def test_collect_and_simulate_run_dlt645_and_ocpp_devices(influxd, influx_db, tm
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "1 dlt645 meters" in outs[0] and "OCPP central system on wss://" in outs[0], outs[0][-2000:]
     assert "1 DL/T 645 lines" in outs[1] and "1 OCPP charge points" in outs[1], outs[1][-2000:]
+
+
+def test_collect_without_a_chargers_password_stops_with_one_line_naming_device_and_key(tmp_path):
+    (tmp_path / "sites.toml").write_text(FLEET.replace("{port}", "1"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EH_SPOOL_DIR": str(tmp_path / "spool"),
+           "EH_INFLUX_URL": "http://127.0.0.1:1"}
+    r = subprocess.run([sys.executable, "-m", "energyhost", "collect", "--no-mqtt", "--fleet",
+                        str(tmp_path / "sites.toml")], env=env, cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "energyhost: error: device 'ev-ocpp': key 'password_file': cannot read 'cp9.secret': No such file or directory"]
