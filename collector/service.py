@@ -94,6 +94,24 @@ class Metrics:
             if "latency_ms_p50" in m:
                 yield GaugeMetricFamily("energyhost_poll_latency_ms_p50", "Median poll latency [ms]",
                                         value=m["latency_ms_p50"])
+        yield from self._protocols()
+        if "mqtt" in self.sources:
+            q = self.sources["mqtt"]()
+            mc = CounterMetricFamily("energyhost_mqtt_messages", "MQTT messages by outcome", labels=["outcome"])
+            for k, v in q.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    mc.add_metric([k], v)
+            yield mc
+            rej = CounterMetricFamily("energyhost_mqtt_rejects", "Rejected MQTT readings by reason",
+                                      labels=["reason"])
+            for reason, n in q.get("rejects_by_reason", {}).items():
+                rej.add_metric([reason], n)
+            yield rej
+
+    def _protocols(self):
+        """DL/T 645 polls and the OCPP central system (docs/protocols.md)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         if "dlt645" in self.sources:
             d = self.sources["dlt645"]()
             polls = CounterMetricFamily("energyhost_dlt645_polls", "DL/T 645 polls by status", labels=["status"])
@@ -113,18 +131,6 @@ class Metrics:
             for k in ("connects", "auth_refused", "sessions", "connector_errors", "meter_values_bad"):
                 oc.add_metric([k], o.get(k, 0))
             yield oc
-        if "mqtt" in self.sources:
-            q = self.sources["mqtt"]()
-            mc = CounterMetricFamily("energyhost_mqtt_messages", "MQTT messages by outcome", labels=["outcome"])
-            for k, v in q.items():
-                if isinstance(v, int | float) and not isinstance(v, bool):
-                    mc.add_metric([k], v)
-            yield mc
-            rej = CounterMetricFamily("energyhost_mqtt_rejects", "Rejected MQTT readings by reason",
-                                      labels=["reason"])
-            for reason, n in q.get("rejects_by_reason", {}).items():
-                rej.add_metric([reason], n)
-            yield rej
 
 
 async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings: Settings, *,
@@ -137,13 +143,7 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
     configure_logging(os.environ.get("EH_LOG_FORMAT", "text"))     # "json": one object per line, site/device ids
     shard_t = parse_shard(shard)
-    ocpp = None
-    if any(d.transport == "ocpp" for d in fleet.devices.values()) and instance == "main":
-        from core.ocpp_auth import OcppEndpoint, charger_passwords
-
-        # checked before anything starts: a missing password is a one-line error naming device and key
-        ep = OcppEndpoint.from_env(os.environ)
-        ocpp = (ep, charger_passwords(fleet, os.environ), ep.server_ssl())
+    ocpp = _ocpp_setup(fleet, instance)       # before anything starts: a bad password is a one-line error
     client = InfluxClient.from_settings(settings)
     # one spool per process (core.spool locks it): the default instance uses EH_SPOOL_DIR itself,
     # every other instance a subdirectory named after it, so several collectors never share one
@@ -161,20 +161,8 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         ids = shard_devices(fleet, shard_t)
         mb = ModbusCollector(fleet, profiles, writer.submit, devices=ids)
         sources["modbus"] = mb.stats
-    dl = None
-    if modbus and any(d.transport == "dlt645" for d in fleet.devices.values()):
-        from collector.dlt645 import Dlt645Collector
-
-        dl = Dlt645Collector(fleet, profiles, writer.submit, devices=shard_devices(fleet, shard_t))
-        sources["dlt645"] = dl.stats
-    cs = None
-    if ocpp is not None:
-        from collector.ocpp_server import CentralSystem
-
-        ep, passwords, ssl_ctx = ocpp
-        cs = await CentralSystem(fleet, writer.submit, passwords, state_dir=spool_dir, host=ep.host, port=ep.port,
-                                 ssl=ssl_ctx).start()
-        sources["ocpp"] = cs.stats
+    dl, cs = await _start_protocols(fleet, profiles, writer, sources, ocpp, spool_dir,
+                                    shard_devices(fleet, shard_t) if modbus else None)
     mq = None
     if mqtt and any(d.transport == "mqtt" for d in fleet.devices.values()):
         # a stable client id per instance: the persistent session (and its queued messages) is keyed by it
@@ -223,3 +211,34 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         log.info("collector stopped (writer closed in %.1f s): %s", time.monotonic() - t0,
                  json.dumps(writer.stats()))
     return 0
+
+
+def _ocpp_setup(fleet: Fleet, instance: str):
+    """(endpoint, passwords, TLS context) of the OCPP central system, or None: only the main instance
+    serves OCPP chargers.  Raises ConfigError naming the device and key of a missing password."""
+    if instance != "main" or not any(d.transport == "ocpp" for d in fleet.devices.values()):
+        return None
+    from core.ocpp_auth import OcppEndpoint, charger_passwords
+
+    ep = OcppEndpoint.from_env(os.environ)
+    return ep, charger_passwords(fleet, os.environ), ep.server_ssl()
+
+
+async def _start_protocols(fleet: Fleet, profiles, writer, sources: dict, ocpp, spool_dir: Path,
+                           polled: list[str] | None):
+    """The DL/T 645 collector (for the ``polled`` device ids; None = not polling) and the OCPP central
+    system (when ``ocpp`` is set up); each adds its stats to ``sources``."""
+    dl = cs = None
+    if polled is not None and any(d.transport == "dlt645" for d in fleet.devices.values()):
+        from collector.dlt645 import Dlt645Collector
+
+        dl = Dlt645Collector(fleet, profiles, writer.submit, devices=polled)
+        sources["dlt645"] = dl.stats
+    if ocpp is not None:
+        from collector.ocpp_server import CentralSystem
+
+        ep, passwords, ssl_ctx = ocpp
+        cs = await CentralSystem(fleet, writer.submit, passwords, state_dir=spool_dir, host=ep.host, port=ep.port,
+                                 ssl=ssl_ctx).start()
+        sources["ocpp"] = cs.stats
+    return dl, cs

@@ -52,13 +52,7 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
     control = ControlServer(signals, "127.0.0.1", control_port).start()
     servers = await serve_fleet(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour)
-    meters = None
-    if any(d.transport == "dlt645" for d in fleet.devices.values()):
-        from simulators.dlt645_server import serve_dlt645
-
-        meters = await serve_dlt645(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour,
-                                    tariffs=tariffs)
-    chargers = _ocpp_chargers(fleet, signals, stop)
+    meters, chargers = await _dlt645_lines(fleet, profiles, signals, tariffs), _ocpp_chargers(fleet, signals, stop)
     gateways = []
     if mqtt:
         # MQTT auth: each site gateway logs in as "<site>-mqttgw" with the password in
@@ -99,12 +93,25 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
         for gw in gateways:
             await asyncio.to_thread(gw.stop, 5.0)
         await servers.stop()
-        await asyncio.gather(*chargers, return_exceptions=True)
-        if meters:
-            await meters.stop()
+        await _stop_protocols(meters, chargers)
         control.stop()
         log.info("simulators stopped")
     return 0
+
+
+async def _dlt645_lines(fleet: Fleet, profiles: Mapping[str, Profile], signals, tariffs: Mapping | None):
+    """The DL/T 645 meters of the fleet, served from the signal model (None without any)."""
+    if not any(d.transport == "dlt645" for d in fleet.devices.values()):
+        return None
+    from simulators.dlt645_server import serve_dlt645
+
+    return await serve_dlt645(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour, tariffs=tariffs)
+
+
+async def _stop_protocols(meters, chargers: list[asyncio.Task]) -> None:
+    await asyncio.gather(*chargers, return_exceptions=True)       # they end with the stop event
+    if meters:
+        await meters.stop()
 
 
 def _ocpp_chargers(fleet: Fleet, signals, stop: asyncio.Event) -> list[asyncio.Task]:
