@@ -564,3 +564,32 @@ def test_bad_dlt645_profile_names_file_row_and_key(tmp_path, header, row, messag
     with pytest.raises(Dlt645ProfileError, match=message) as err:
         load_dlt645_profile(p)
     assert str(err.value).startswith(str(p))
+
+
+def test_a_serial_server_that_goes_away_and_comes_back_is_read_again():
+    """The line's TCP server stops (power cut of the serial server) and returns on the same port: the
+    collector reports connect_failed meanwhile, backs off, reconnects and reads ok again."""
+    port = _port()
+    fleet = _fleet([_meter("m1", "000000000001", port=port, poll_interval_s=0.2, retries=0)])
+    got: list = []
+
+    async def main():
+        sim = await serve_dlt645(fleet, PROFILES, lambda d, t: VALUES)
+        col = Dlt645Collector(fleet, PROFILES, got.extend)
+        stop = asyncio.Event()
+        task = asyncio.create_task(col.run(stop))
+        await asyncio.sleep(1.0)
+        await sim.stop()
+        await asyncio.sleep(1.5)
+        sim = await serve_dlt645(fleet, PROFILES, lambda d, t: VALUES)
+        await asyncio.sleep(4.5)             # backoff 1 s, then 2 s (+-20 %): the next try is within ~2.5 s
+        stop.set()
+        await task
+        await sim.stop()
+        return col.stats()
+
+    stats = asyncio.run(main())
+    statuses = [p.fields["status"] for p in got if p.measurement == "collector_status"]
+    first_bad = next(i for i, s in enumerate(statuses) if s != "ok")
+    assert statuses[0] == "ok" and set(statuses[first_bad:first_bad + 3]) <= {"connect_failed", "timeout"}
+    assert statuses[-1] == "ok" and stats["connects"] >= 2 and stats["connect_failed"] >= 1
