@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import time
 import zlib
@@ -41,14 +42,14 @@ def parse_shard(shard: str | None) -> tuple[int, int] | None:
 
 
 def shard_devices(fleet: Fleet, shard: tuple[int, int] | None) -> list[str]:
-    """Ids of the Modbus devices this shard polls (all of them when ``shard`` is None).
+    """Ids of the polled (Modbus and DL/T 645) devices this shard polls (all of them when ``shard`` is None).
 
     Devices behind one gateway stay together (they share one connection), so the hash is
     taken over the gateway id for those.
     """
     out = []
     for d in fleet.devices.values():
-        if d.transport != "modbus":
+        if d.transport not in ("modbus", "dlt645"):
             continue
         key = d.gateway or d.id
         if shard is None or zlib.crc32(key.encode()) % shard[1] == shard[0]:
@@ -93,6 +94,7 @@ class Metrics:
             if "latency_ms_p50" in m:
                 yield GaugeMetricFamily("energyhost_poll_latency_ms_p50", "Median poll latency [ms]",
                                         value=m["latency_ms_p50"])
+        yield from self._protocols()
         if "mqtt" in self.sources:
             q = self.sources["mqtt"]()
             mc = CounterMetricFamily("energyhost_mqtt_messages", "MQTT messages by outcome", labels=["outcome"])
@@ -106,6 +108,30 @@ class Metrics:
                 rej.add_metric([reason], n)
             yield rej
 
+    def _protocols(self):
+        """DL/T 645 polls and the OCPP central system (docs/protocols.md)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        if "dlt645" in self.sources:
+            d = self.sources["dlt645"]()
+            polls = CounterMetricFamily("energyhost_dlt645_polls", "DL/T 645 polls by status", labels=["status"])
+            polls.add_metric(["ok"], d.get("ok", 0))
+            for status, n in d.get("failures", {}).items():
+                polls.add_metric([status], n)
+            yield polls
+            yield GaugeMetricFamily("energyhost_dlt645_meters_offline", "DL/T 645 meters marked offline",
+                                    value=len(d.get("offline", [])))
+        if "ocpp" in self.sources:
+            o = self.sources["ocpp"]()
+            yield GaugeMetricFamily("energyhost_ocpp_connected", "OCPP charge points connected",
+                                    value=o.get("connected", 0))
+            yield GaugeMetricFamily("energyhost_ocpp_open_sessions", "OCPP transactions started, not stopped",
+                                    value=o.get("open_sessions", 0))
+            oc = CounterMetricFamily("energyhost_ocpp_events", "OCPP central-system events", labels=["event"])
+            for k in ("connects", "auth_refused", "sessions", "connector_errors", "meter_values_bad"):
+                oc.add_metric([k], o.get(k, 0))
+            yield oc
+
 
 async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings: Settings, *,
                          group: str | None = None, shard: str | None = None, metrics_port: int = 0,
@@ -117,6 +143,7 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
     configure_logging(log_format)     # "json": one object per line, site/device ids
     shard_t = parse_shard(shard)
+    ocpp = _ocpp_setup(fleet, instance)       # before anything starts: a bad password is a one-line error
     client = InfluxClient.from_settings(settings)
     # one spool per process (core.spool locks it): the default instance uses EH_SPOOL_DIR itself,
     # every other instance a subdirectory named after it, so several collectors never share one
@@ -134,6 +161,8 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         ids = shard_devices(fleet, shard_t)
         mb = ModbusCollector(fleet, profiles, writer.submit, devices=ids)
         sources["modbus"] = mb.stats
+    dl, cs = await _start_protocols(fleet, profiles, writer, sources, ocpp, spool_dir,
+                                    shard_devices(fleet, shard_t) if modbus else None)
     mq = None
     if mqtt and any(d.transport == "mqtt" for d in fleet.devices.values()):
         # a stable client id per instance: the persistent session (and its queued messages) is keyed by it
@@ -147,8 +176,8 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
         REGISTRY.register(Metrics(sources))
         start_http_server(metrics_port, addr="127.0.0.1")
-    log.info("collector started: %d modbus devices%s, mqtt %s, metrics %s",
-             len(mb.pollers) if mb else 0, f" (shard {shard})" if shard else "",
+    log.info("collector started: %d modbus devices, %d dlt645 meters%s, mqtt %s, metrics %s",
+             len(mb.pollers) if mb else 0, len(dl.pollers) if dl else 0, f" (shard {shard})" if shard else "",
              "on" if mq else "off", f"127.0.0.1:{metrics_port}" if metrics_port else "off")
 
     def log_stats() -> None:
@@ -164,10 +193,14 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
     tasks = [asyncio.create_task(report())]
     if mb:
         tasks.append(asyncio.create_task(mb.run(stop)))
+    if dl:
+        tasks.append(asyncio.create_task(dl.run(stop)))
     try:
         await stop.wait()
     finally:
         await asyncio.gather(*tasks, return_exceptions=True)
+        if cs:
+            await cs.stop()
         # the last stats line once polling has ended: a poll finishing in the same loop turn as
         # the stop would otherwise be stored but missing from the counts (seen in the CI soak)
         log_stats()
@@ -178,3 +211,34 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         log.info("collector stopped (writer closed in %.1f s): %s", time.monotonic() - t0,
                  json.dumps(writer.stats()))
     return 0
+
+
+def _ocpp_setup(fleet: Fleet, instance: str):
+    """(endpoint, passwords, TLS context) of the OCPP central system, or None: only the main instance
+    serves OCPP chargers.  Raises ConfigError naming the device and key of a missing password."""
+    if instance != "main" or not any(d.transport == "ocpp" for d in fleet.devices.values()):
+        return None
+    from core.ocpp_auth import OcppEndpoint, charger_passwords
+
+    ep = OcppEndpoint.from_env(os.environ)
+    return ep, charger_passwords(fleet, os.environ), ep.server_ssl()
+
+
+async def _start_protocols(fleet: Fleet, profiles, writer, sources: dict, ocpp, spool_dir: Path,
+                           polled: list[str] | None):
+    """The DL/T 645 collector (for the ``polled`` device ids; None = not polling) and the OCPP central
+    system (when ``ocpp`` is set up); each adds its stats to ``sources``."""
+    dl = cs = None
+    if polled is not None and any(d.transport == "dlt645" for d in fleet.devices.values()):
+        from collector.dlt645 import Dlt645Collector
+
+        dl = Dlt645Collector(fleet, profiles, writer.submit, devices=polled)
+        sources["dlt645"] = dl.stats
+    if ocpp is not None:
+        from collector.ocpp_server import CentralSystem
+
+        ep, passwords, ssl_ctx = ocpp
+        cs = await CentralSystem(fleet, writer.submit, passwords, state_dir=spool_dir, host=ep.host, port=ep.port,
+                                 ssl=ssl_ctx).start()
+        sources["ocpp"] = cs.stats
+    return dl, cs

@@ -79,12 +79,18 @@ _LIST: list[Channel] = [
     Channel("energy_export", "Wh", "cumulative active energy exported / produced", "counter"),
     Channel("reactive_energy_import", "varh", "cumulative reactive energy, inductive (Q1+Q2)", "counter"),
     Channel("reactive_energy_export", "varh", "cumulative reactive energy, capacitive (Q3+Q4)", "counter"),
+    # the meter's own time-of-use registers (DL/T 645 forward active energy, tariffs T1..T4 = the meter's
+    # tariff table, in China usually 尖 critical / 峰 peak / 平 flat / 谷 valley)
+    *[Channel(f"energy_import_t{k}", "Wh", f"cumulative active energy imported in the meter's tariff T{k}",
+              "counter") for k in (1, 2, 3, 4)],
     # --- harmonics
     *_phases("thd_voltage", "%", "total harmonic distortion of voltage"),
     *_phases("thd_current", "%", "total harmonic distortion of current"),
     # --- demand
     Channel("demand_active_power", "W", "present demand (sliding-window average, usually 15 min)"),
     Channel("demand_active_power_max", "W", "maximum demand of the current billing period"),
+    Channel("demand_active_power_max_time", "s", "when the maximum demand occurred (unix time; 0 = none yet)"),
+    Channel("meter_clock_offset", "s", "meter clock minus collector clock (drift; + = meter ahead)"),
     # --- transformer temperature controller
     *_phases("winding_temperature", "degC", "winding temperature"),
     Channel("fan_running", "1", "cooling fan running (1) or stopped (0)", "state"),
@@ -106,6 +112,9 @@ _LIST: list[Channel] = [
             "OCPP 1.6 status: 0 Available 1 Preparing 2 Charging 3 SuspendedEVSE 4 SuspendedEV "
             "5 Finishing 6 Reserved 7 Unavailable 8 Faulted", "state"),
     Channel("session_energy", "Wh", "energy delivered in the current session", "counter"),
+    Channel("state_of_charge", "%", "vehicle battery state of charge (OCPP SoC)"),
+    Channel("session_duration", "s", "charging session: plug-in (start) to stop"),
+    Channel("session_idle_time", "s", "charging session: time still plugged in after the energy stopped rising"),
     Channel("fault_code", "1", "vendor fault code, 0 = no fault", "state"),
     Channel("max_current_offered", "A", "current limit offered to the vehicle (PWM duty)"),
     # --- site weather (measurement "weather", see SITE_MEASUREMENTS)

@@ -13,6 +13,7 @@ Endpoints and secrets never live in the fleet file: they come from the environme
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from core.channels import DEVICE_KINDS
 from core.ids import ID_RE, ID_RULE
 from core.topics import telemetry_topic
+
+TRANSPORTS = ("modbus", "mqtt", "dlt645", "ocpp")
+DLT645_ADDRESS_RE = re.compile(r"^[0-9]{12}$")
+CHARGE_POINT_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,48}$")     # OCPP 1.6 CiString48, URL-path safe
 
 
 class ConfigError(ValueError):
@@ -46,8 +51,8 @@ class Device:
     kind: str
     customer_id: str
     site_id: str
-    transport: str               # "modbus" | "mqtt"
-    profile: str | None = None   # profile id (file stem in profiles/); required for modbus
+    transport: str               # one of TRANSPORTS
+    profile: str | None = None   # profile id (file stem in profiles/); required for modbus and dlt645
     host: str | None = None      # modbus TCP direct
     port: int | None = None
     unit_id: int = 1
@@ -59,6 +64,10 @@ class Device:
     name: str = ""
     ct_ratio: float = 1.0        # meter read through current transformers: primary/secondary (200/5 A -> 40)
     pt_ratio: float = 1.0        # ... and voltage transformers (10 kV/100 V -> 100); 1 = reads primary values
+    address: str | None = None   # dlt645: the meter's 12-digit address (nameplate)
+    charge_point_id: str | None = None   # ocpp: the id the charger connects with (ws path, Basic-auth user)
+    password_file: str | None = None     # ocpp: file holding its Basic-auth password (relative: to the fleet file)
+    password_env: str | None = None      # ocpp: ... or the environment variable holding it
 
     @property
     def tags(self) -> dict[str, str]:
@@ -187,13 +196,40 @@ def load_fleet(path: str | os.PathLike, *, known_profiles: set[str] | None = Non
 
 
 def _ratio(dr: _Reader, key: str, kind: str, transport: str) -> float:
-    """An instrument-transformer ratio: only for Modbus meters (the collector scales their values)."""
+    """An instrument-transformer ratio: only for Modbus and DL/T 645 meters (the collector scales their values)."""
     value = dr.get(key, float, 1.0, check=lambda v: 1.0 <= v <= 100_000.0,
                    why="must be 1..100000 (primary/secondary, e.g. 40 for a 200/5 A CT)")
-    if value != 1.0 and (kind != "meter" or transport != "modbus"):
-        raise dr.fail(key, "applies to Modbus meters only (the collector turns their secondary-side values into "
+    if value != 1.0 and (kind != "meter" or transport not in ("modbus", "dlt645")):
+        raise dr.fail(key, "applies to Modbus and DL/T 645 meters only (the collector turns their secondary-side values into "
                            f"primary ones); this device is a {transport} {kind}")
     return value
+
+
+def _protocol_keys(dr: _Reader, transport: str, kind: str, profile: str | None) -> dict:
+    """The keys of one transport: ``address`` (dlt645); ``charge_point_id`` and a password source (ocpp)."""
+    out: dict = {}
+    if profile is not None and ("_dlt645_" in profile) != (transport == "dlt645"):
+        raise dr.fail("profile", f"profile {profile!r} does not fit transport {transport!r} (DL/T 645 profiles "
+                                 "are named *_dlt645_*)")
+    if transport == "dlt645":
+        if kind != "meter":
+            raise dr.fail("kind", "a dlt645 device is a meter")
+        out["address"] = dr.get("address", str, check=DLT645_ADDRESS_RE.match,
+                                why="must be the meter's 12-digit address, e.g. '000012345678'")
+    elif transport == "ocpp":
+        if kind != "ev_charger":
+            raise dr.fail("kind", "an ocpp device is an ev_charger")
+        if profile is not None:
+            raise dr.fail("profile", "an ocpp charger has no register profile")
+        out["charge_point_id"] = dr.get("charge_point_id", str, check=CHARGE_POINT_RE.match,
+                                        why="1-48 characters of A-Z a-z 0-9 _ . : -")
+        out["password_file"] = dr.get("password_file", str, None)
+        out["password_env"] = dr.get("password_env", str, None, check=lambda v: re.match(r"^[A-Z_][A-Z0-9_]*$", v),
+                                     why="must be an environment variable name")
+        if (out["password_file"] is None) == (out["password_env"] is None):
+            raise dr.fail("password_file", "give exactly one of password_file / password_env (Basic auth, "
+                                           "security profile 1-2)")
+    return out
 
 
 def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] | None = None,
@@ -214,7 +250,8 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
     all_sites: dict[str, Site] = {}
     all_devices: dict[str, Device] = {}
     all_gateways: dict[str, Gateway] = {}
-    endpoints: dict[tuple[str, int, int], str] = {}
+    endpoints: dict[tuple[str, int, int | str], str] = {}
+    lines: dict[str, str] = {}
     for i, craw in enumerate(customers_raw):
         cr = _Reader(where, f"customer #{i + 1}", craw)
         cid = cr.ident("id")
@@ -257,35 +294,42 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                 unique("device", did, dr)
                 kind = dr.get("kind", str, check=lambda v: v in DEVICE_KINDS,
                                  why=f"must be one of {DEVICE_KINDS}")
-                transport = dr.get("transport", str, check=lambda v: v in ("modbus", "mqtt"),
-                                   why="must be 'modbus' or 'mqtt'")
+                transport = dr.get("transport", str, check=lambda v: v in TRANSPORTS,
+                                   why=f"must be one of {TRANSPORTS}")
                 profile = dr.get("profile", str, None)
-                if transport == "modbus" and profile is None:
-                    raise dr.fail("profile", "is required for a modbus device")
+                if transport in ("modbus", "dlt645") and profile is None:
+                    raise dr.fail("profile", f"is required for a {transport} device")
                 if profile is not None and known_profiles is not None and profile not in known_profiles:
                     raise dr.fail("profile", f"unknown profile {profile!r}; known: {sorted(known_profiles)}")
                 gateway = dr.get("gateway", str, None)
                 host = dr.get("host", str, None)
                 port = dr.get("port", int, None, check=lambda v: 0 <= v < 65536, why="must be a TCP port")
                 unit_id = dr.get("unit_id", int, 1, check=lambda v: 0 <= v <= 247, why="must be 0..247")
-                if transport == "modbus":
+                extra = _protocol_keys(dr, transport, kind, profile)
+                if transport in ("modbus", "dlt645"):
+                    # a meter on a DL/T 645 line is told apart by its address, a Modbus device by its unit id
+                    ident, what = (extra["address"], "address") if extra else (unit_id, "unit id")
                     if gateway is not None:
                         if gateway not in {g.id for g in gateways}:
                             raise dr.fail("gateway", f"no gateway {gateway!r} on site {sid!r}")
                         if host is not None or port is not None:
                             raise dr.fail("host", "give either gateway or host/port, not both")
-                        key = (gateway, 0, unit_id)
+                        key = (gateway, 0, ident)
                     else:
                         if host is None or port is None:
                             raise dr.fail("host" if host is None else "port",
-                                          "is required for a modbus device without gateway")
-                        key = (host, port, unit_id)
+                                          f"is required for a {transport} device without gateway")
+                        key = (host, port, ident)
                     if key in endpoints and key[1] != 0:
-                        raise dr.fail("unit_id", f"same host/port/unit id as device {endpoints[key]!r}")
+                        raise dr.fail(what.replace(" ", "_"), f"same host/port/{what} as device {endpoints[key]!r}")
                     if key in endpoints:
-                        raise dr.fail("unit_id", f"unit id {unit_id} already used on gateway {gateway!r} "
-                                                 f"by device {endpoints[key]!r}")
+                        raise dr.fail(what.replace(" ", "_"), f"{what} {ident} already used on gateway {gateway!r} "
+                                            f"by device {endpoints[key]!r}")
                     endpoints[key] = did
+                    line = (gateway or f"{host}:{port}")
+                    if lines.setdefault(line, transport) != transport:
+                        raise dr.fail("transport", f"line {line!r} already carries {lines[line]} devices: "
+                                                   "one protocol per serial line / TCP endpoint")
                 dev = Device(
                     id=did, kind=kind, customer_id=cid, site_id=sid, transport=transport, profile=profile,
                     host=host, port=port, unit_id=unit_id, gateway=gateway,
@@ -298,6 +342,7 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                     name=dr.get("name", str, ""),
                     ct_ratio=_ratio(dr, "ct_ratio", kind, transport),
                     pt_ratio=_ratio(dr, "pt_ratio", kind, transport),
+                    **extra,
                 )
                 dr.finish()
                 devices.append(dev)

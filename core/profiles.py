@@ -741,8 +741,10 @@ def check_example(profile: Profile, ex: Example) -> float | None:
 
 
 def load_profiles(dir: str | Path | None = None) -> dict[str, Profile]:  # noqa: A002 - the agreed signature
-    """Load every ``*.toml`` in ``dir`` (default :data:`PROFILES_DIR`); id = file stem."""
+    """Load every Modbus/SunSpec ``*.toml`` in ``dir`` (default :data:`PROFILES_DIR`); id = file stem.
+
+    DL/T 645 profiles (``*_dlt645_*.toml``) are data-identifier lists, loaded by :mod:`core.dlt645`."""
     d = Path(dir) if dir is not None else PROFILES_DIR
     if not d.is_dir():
         raise ProfileError(f"{d}: profile directory not found")
-    return {f.stem: load_profile(f) for f in sorted(d.glob("*.toml"))}
+    return {f.stem: load_profile(f) for f in sorted(d.glob("*.toml")) if "_dlt645_" not in f.stem}

@@ -26,9 +26,10 @@ class CliError(Exception):
 
 def _load(fleet_path: str):
     from core.config import load_fleet
+    from core.dlt645 import load_dlt645_profiles
     from core.profiles import load_profiles
 
-    profiles = load_profiles()
+    profiles = {**load_profiles(), **load_dlt645_profiles()}
     return load_fleet(fleet_path, known_profiles=set(profiles)), profiles
 
 
@@ -59,9 +60,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
+    from core.dlt645 import load_dlt645_profiles
     from core.profiles import load_profiles
 
-    for pid, p in sorted(load_profiles().items()):
+    for pid, p in sorted({**load_profiles(), **load_dlt645_profiles()}.items()):
         print(f"{pid:40s} {p.kind:12s} {p.vendor} {p.model}")
     return 0
 
@@ -93,7 +95,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         history = (args.history_days, args.history_end)
     return asyncio.run(run_simulators(fleet, profiles, args.settings.core, control_port=args.control_port,
                                       seed=args.seed, mqtt=not args.no_mqtt, history=history,
-                                      mqtt_secrets_dir=args.settings.run.mqtt_secrets_dir))
+                                      mqtt_secrets_dir=args.settings.run.mqtt_secrets_dir,
+                                      tariffs=_meter_tariffs(fleet)))
+
+
+def _meter_tariffs(fleet) -> dict:
+    """Tariff calendars of the sites with DL/T 645 meters: their simulated T1..T4 registers follow them."""
+    from analytics.tariffs import TariffError, load_tariff
+
+    out = {}
+    for d in fleet.devices.values():
+        tid = fleet.sites[d.site_id].tariff
+        if d.transport == "dlt645" and tid and tid not in out:
+            try:
+                out[tid] = load_tariff(tid)
+            except TariffError as exc:
+                raise CliError(f"site {d.site_id!r}: key 'tariff': {exc}") from None
+    return out
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:

@@ -286,6 +286,12 @@ def _environments(var: Path, influx, mosq, tls, fleet_file: Path, control_port: 
             "EH_REPORT_DIR": str(var / "reports"),
             "EH_PUBLIC_URL": f"http://127.0.0.1:{api_port}",
             "EH_SIM_CONTROL_URL": f"http://127.0.0.1:{control_port}", "PYTHONUNBUFFERED": "1"}
+    # OCPP chargers: the central system (in `collect`) serves wss on a free port; passwords in secrets/
+    base.update({"EH_OCPP_PORT": str(free_port()), "EH_OCPP_TLS_CERT": str(tls.server_cert),
+                 "EH_OCPP_TLS_KEY": str(tls.server_key), "EH_OCPP_TLS_CA": str(tls.ca_cert)})
+    for d in load_fleet(fleet_file).devices.values():
+        if d.password_env and d.password_env not in os.environ:
+            base[d.password_env] = _secret(sec / f"ocpp_{d.charge_point_id}")
     return {"base": base,
             "writer": {**base, "EH_INFLUX_USER": "collector",
                        "EH_INFLUX_PASSWORD_FILE": str(sec / "influx_collector"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -25,7 +26,8 @@ log = logging.getLogger("energyhost.simulate")
 async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings: Settings, *,
                          control_port: int = 0, seed: int = 0, mqtt: bool = True,
                          mqtt_interval_s: float = 5.0, history: tuple[float, float] | None = None,
-                         stop: asyncio.Event | None = None, mqtt_secrets_dir: str | None = None) -> int:
+                         tariffs: Mapping | None = None, stop: asyncio.Event | None = None,
+                         mqtt_secrets_dir: str | None = None) -> int:
     from core.topics import gateway_user, read_secrets
     from simulators.backfill import example_fault_schedule
     from simulators.control import ControlServer
@@ -50,6 +52,7 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
 
     control = ControlServer(signals, "127.0.0.1", control_port).start()
     servers = await serve_fleet(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour)
+    meters, chargers = await _dlt645_lines(fleet, profiles, signals, tariffs), _ocpp_chargers(fleet, signals, stop)
     gateways = []
     if mqtt:
         # MQTT auth: each site gateway logs in as "<site>-mqttgw" with the password in
@@ -63,8 +66,8 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
         for i, gw in enumerate(gateways):
             gw.mode = "batch" if i % 2 else "single"      # both payload shapes of docs/mqtt.md
             await asyncio.to_thread(gw.start)
-    log.info("simulating %d Modbus endpoints, %d MQTT gateways; fault control at %s",
-             len(servers.endpoints), len(gateways), control.url)
+    log.info("simulating %d Modbus endpoints, %d DL/T 645 lines, %d MQTT gateways; fault control at %s",
+             len(servers.endpoints), len(meters.endpoints) if meters else 0, len(gateways), control.url)
 
     async def publish_mqtt() -> None:
         every = {gw.gateway_id: list(gw.devices) for gw in gateways}
@@ -89,6 +92,49 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
         for gw in gateways:
             await asyncio.to_thread(gw.stop, 5.0)
         await servers.stop()
+        await _stop_protocols(meters, chargers)
         control.stop()
         log.info("simulators stopped")
     return 0
+
+
+async def _dlt645_lines(fleet: Fleet, profiles: Mapping[str, Profile], signals, tariffs: Mapping | None):
+    """The DL/T 645 meters of the fleet, served from the signal model (None without any)."""
+    if not any(d.transport == "dlt645" for d in fleet.devices.values()):
+        return None
+    from simulators.dlt645_server import serve_dlt645
+
+    return await serve_dlt645(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour, tariffs=tariffs)
+
+
+async def _stop_protocols(meters, chargers: list[asyncio.Task]) -> None:
+    await asyncio.gather(*chargers, return_exceptions=True)       # they end with the stop event
+    if meters:
+        await meters.stop()
+
+
+def _ocpp_chargers(fleet: Fleet, signals, stop: asyncio.Event) -> list[asyncio.Task]:
+    """One simulated OCPP charge point per ``transport = "ocpp"`` charger, driven by the signal model,
+    connecting to the central system at ``EH_OCPP_*`` with the fleet's password for it.  A charger whose
+    password is not to be had is not simulated (a warning names it): the other devices still run."""
+    devices = [d for d in fleet.devices.values() if d.transport == "ocpp"]
+    if not devices:
+        return []
+    from core.config import ConfigError
+    from core.ocpp_auth import OcppEndpoint, charger_password
+    from simulators.ocpp_charger import ChargerSim, follow_signals
+
+    ep = OcppEndpoint.from_env(os.environ)
+    tasks = []
+    for d in devices:
+        try:
+            password = charger_password(fleet, d, os.environ)
+        except ConfigError as exc:
+            log.warning("OCPP charger not simulated: %s", exc)
+            continue
+        sim = ChargerSim(d.charge_point_id, ep.url, password, ssl=ep.client_ssl())
+        tasks.append(asyncio.create_task(sim.run(stop), name=f"ocpp-{d.id}"))
+        tasks.append(asyncio.create_task(follow_signals(sim, lambda t, d=d: signals.values(d, t), stop,
+                                                        interval_s=d.poll_interval_s), name=f"ocpp-drive-{d.id}"))
+    log.info("simulating %d OCPP charge points against %s", len(devices), ep.url)
+    return tasks

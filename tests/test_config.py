@@ -15,7 +15,7 @@ def test_example_fleet_loads_with_all_kinds_and_transports():
     assert len(fleet.sites) == 3
     assert len(fleet.devices) >= 20
     assert {d.kind for d in fleet.devices.values()} == {"meter", "transformer", "pv_inverter", "ev_charger"}
-    assert {d.transport for d in fleet.devices.values()} == {"modbus", "mqtt"}
+    assert {d.transport for d in fleet.devices.values()} == {"modbus", "mqtt", "dlt645", "ocpp"}
     gw = fleet.gateways["acme-plant1-gw1"]
     behind = [d for d in fleet.devices.values() if d.gateway == gw.id]
     assert len(behind) >= 3 and len({d.unit_id for d in behind}) == len(behind)
@@ -49,9 +49,9 @@ MODBUS = {"id": "d1", "kind": "meter", "transport": "modbus", "profile": "p", "h
         ({"gateway": "nope", "host": None, "port": None}, ["device 'd1'", "'gateway'", "nope"]),
         ({"ct_ratio": 0.5}, ["device 'd1'", "'ct_ratio'", "1..100000", "0.5"]),
         ({"pt_ratio": "100"}, ["device 'd1'", "'pt_ratio'", "expected float"]),
-        ({"kind": "transformer", "ct_ratio": 40}, ["device 'd1'", "'ct_ratio'", "Modbus meters only", "transformer"]),
+        ({"kind": "transformer", "ct_ratio": 40}, ["device 'd1'", "'ct_ratio'", "Modbus and DL/T 645 meters only", "transformer"]),
         ({"transport": "mqtt", "host": None, "port": None, "pt_ratio": 100},
-         ["device 'd1'", "'pt_ratio'", "Modbus meters only", "mqtt meter"]),
+         ["device 'd1'", "'pt_ratio'", "Modbus and DL/T 645 meters only", "mqtt meter"]),
     ],
 )
 def test_bad_device_is_named_with_file_and_key(change, words):

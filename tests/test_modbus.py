@@ -476,7 +476,9 @@ def test_example_fleet_with_fleet_signals_polls_clean():
                     d["port"] = free_port()
                 if d.get("transport") == "modbus":
                     d["poll_interval_s"] = 1.0
-    fleet = parse_fleet(raw, known_profiles=set(PROFILES))
+    from core.dlt645 import load_dlt645_profiles
+
+    fleet = parse_fleet(raw, known_profiles=set(PROFILES) | set(load_dlt645_profiles()))
     signals = FleetSignals(fleet, seed=3)
     modbus = [d for d in fleet.devices.values() if d.transport == "modbus"]
     points: list = []

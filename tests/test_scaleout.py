@@ -132,7 +132,7 @@ def test_two_collect_processes_share_one_mqtt_stream_exactly_once(influxd, influ
 def test_modbus_shards_split_the_devices_none_twice_none_missed(influxd, tmp_path):
     fleet_path = remap_ports(ROOT / "sites.example.toml", tmp_path / "sites.toml")
     fleet = load_fleet(fleet_path)
-    modbus = {d.id for d in fleet.devices.values() if d.transport == "modbus"}
+    modbus = {d.id for d in fleet.devices.values() if d.transport in ("modbus", "dlt645")}   # the polled ones
     dbs = [f"shard{os.getpid()}_{k}" for k in range(2)]
     for db in dbs:
         influxd.create_database(db)
