@@ -122,12 +122,21 @@ class Accounts:
     def authenticate(self, user_id: str, password: str) -> dict | None:
         """Return the user if ``password`` is right and the user active, else None."""
         row = self.db.one("SELECT password_hash, active FROM users WHERE id = ?", (user_id,))
-        if row is None:
-            verify_password(password, hash_password("x" * 12, n=2**10))   # similar work for unknown users
+        if row is None or not row["active"] or not row["password_hash"]:
+            # the same scrypt work as a wrong password, so the time of a failure does not tell
+            # which user names exist (or are deactivated)
+            verify_password(password, self._dummy_hash())
             return None
-        if not row["active"] or not verify_password(password, row["password_hash"]):
+        if not verify_password(password, row["password_hash"]):
             return None
         return self.user(user_id)
+
+    def _dummy_hash(self) -> str:
+        """A hash of a random secret at this store's password cost, made once."""
+        cost = tuple(sorted(self.password_cost.items()))
+        if getattr(self, "_dummy", (None,))[0] != cost:
+            self._dummy = (cost, hash_password(secrets.token_urlsafe(16), **self.password_cost))
+        return self._dummy[1]
 
     def issue_token(self, user_id: str, ttl_s: float) -> tuple[str, int]:
         """Create an opaque bearer token valid ``ttl_s`` seconds; return (token, expires_ns).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Request, Security
@@ -19,7 +18,6 @@ from api.models import (
     UserPatch,
     ts,
 )
-from workflow import NotFound, hash_password, verify_password
 
 router = APIRouter(tags=["access"])
 
@@ -48,34 +46,12 @@ def login(body: TokenRequest, request: Request, store: StoreDep, settings: Setti
                             headers={"Retry-After": "60"})
     user = store.authenticate(body.username, body.password)
     if user is None:
-        _as_slow_as_a_wrong_password(request, store, body.username, body.password)
         limiter.failed(body.username)
         by_address.failed(address)
         raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": "Bearer"})
     limiter.succeeded(body.username)
     token, exp = store.issue_token(user["id"], settings.token_ttl_s)
     return TokenOut(access_token=token, expires_at=ts(exp), role=user["role"])
-
-
-def _as_slow_as_a_wrong_password(request: Request, store, username: str, password: str) -> None:
-    """Spend a full password check on a failed login that the store answered without one.
-
-    The store checks the password of an active user only; an unknown or deactivated user name
-    would answer in a fraction of the time and so tell which names exist. Verifying against a
-    dummy hash of the store's own cost makes the three failures take about as long.
-    """
-    try:
-        known_active = bool(store.user(username)["active"])
-    except NotFound:
-        known_active = False
-    if known_active:
-        return                                   # the store has verified the password already
-    cost = tuple(sorted(store.password_cost.items()))
-    dummy = getattr(request.app.state, "dummy_password_hash", None)
-    if dummy is None or dummy[0] != cost:        # made once per app (and store cost)
-        dummy = (cost, hash_password(secrets.token_urlsafe(16), **store.password_cost))
-        request.app.state.dummy_password_hash = dummy
-    verify_password(password, dummy[1])
 
 
 @router.post("/auth/logout", status_code=204)
