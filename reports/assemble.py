@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from analytics import assess, faults, savings
+from analytics import assess, device_checks, faults, savings
 from analytics import power_quality as pq
 from analytics import tariffs as tf
 from core.config import Fleet, Site
@@ -176,8 +176,13 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff, month_ns: int | None = 
     # robust to reset / rollover / replacement (faults.counter_increments), against integrated power
     if arrays.registers:
         total_wh, events = 0.0, dict.fromkeys(("reset", "replacement", "rollover", "spike"), 0)
-        for rt, re_wh in arrays.registers.values():
-            inc = faults.counter_increments(re_wh)
+        devices = {d.id: d for d in site.devices}
+        for meter_id, (rt, re_wh) in arrays.registers.items():
+            # bounded upward too: a replacement meter reading higher than the old one is a spike
+            # (not counted), not months of consumption
+            bounds = device_checks.counter_bounds(site, devices[meter_id], {"time_ns": rt}) \
+                if meter_id in devices else {}
+            inc = faults.counter_increments(re_wh, **bounds)
             inside = rt >= arrays.start_ns          # the reading before the month only opens it
             total_wh += float(np.nansum(inc["increment"][inside]))
             for k in events:

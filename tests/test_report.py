@@ -604,3 +604,26 @@ def test_power_quality_without_data_is_no_data_not_a_failure():
     assert line.compliant is None and line.compliance_pct is None
     (bad,) = _pq_lines("m1", {"voltage": {**row, "n_valid": 10, "n_outside": 3, "compliant": False}})
     assert bad.compliant is False and bad.compliance_pct == pytest.approx(70.0)
+
+
+def test_register_check_does_not_count_a_higher_reading_replacement_meter():
+    """A replacement meter reading higher than the old one is an implausible upward jump (a spike,
+    not counted), bounded by the transformer's rating: never months of consumption in the report."""
+    from reports.assemble import assemble_site
+    from reports.fetch import SiteArrays, month_grid
+
+    site = fleet().sites[SITE]
+    start, end = month_bounds_ns(MONTH, "Asia/Shanghai")
+    t = month_grid(start, end)
+    p_w = np.full(t.size, 100e3)                                   # a steady 100 kW
+    rt = t[::15]
+    reg = 5.0e6 + np.arange(rt.size) * 25e3                        # 25 kWh per quarter-hour
+    swap = rt.size // 2
+    reg[swap:] += 3.0e9                                            # the new meter starts 3,000 MWh higher
+    arrays = SiteArrays(site=site, start_ns=start, end_ns=end, time_ns=t, main_meters=[METER], grid_power_w=p_w,
+                        grid_reactive_var=np.zeros(t.size), pv_power_w=np.zeros(t.size),
+                        registers={METER: (rt, reg)})
+    sm, _ = assemble_site(arrays, tf.load_tariff(site.tariff))
+    assert sm.register_events == {"spike": 1}
+    assert sm.register_kwh == pytest.approx((rt.size - 2) * 25.0)   # every quarter-hour but the jump and the first
+    assert abs(sm.register_diff_pct) < 1.0
