@@ -137,7 +137,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
         """Liveness: the process answers and the store is reachable."""
         return {"ok": True, "schema_version": store.schema_version()}
 
-    instrument(app)   # Prometheus request counts and latency by route and status, at /metrics
+    instrument(app, token=settings.metrics_token)   # Prometheus counts and latency by route and status, at /metrics
     return app
 
 

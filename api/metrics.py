@@ -15,7 +15,7 @@ Exposed series::
     energyhost_api_request_duration_seconds{method, route}             histogram [s]
     energyhost_api_requests_in_progress                                gauge
 
-``token``: when given (``EH_METRICS_TOKEN``), ``/metrics`` answers 401 unless the request
+``token``: when given (``ApiSettings.metrics_token``, ``EH_METRICS_TOKEN``), ``/metrics`` answers 401 unless the request
 carries ``Authorization: Bearer <token>``; without it the endpoint is open, as is usual for a
 scrape target reachable only from the monitoring network.
 """
@@ -23,7 +23,6 @@ scrape target reachable only from the monitoring network.
 from __future__ import annotations
 
 import hmac
-import os
 import time
 
 from prometheus_client import (
@@ -107,9 +106,9 @@ def route_template(scope) -> str:
 def instrument(app, *, token: str | None = None) -> ApiMetrics:
     """Add the middleware and ``GET /metrics`` to a FastAPI/Starlette ``app``; return the metrics.
 
-    ``token`` defaults to ``$EH_METRICS_TOKEN``; unset or empty: open endpoint.
+    ``token`` None or empty: open endpoint.
     """
-    token = (token if token is not None else os.environ.get("EH_METRICS_TOKEN")) or None   # "" = open
+    token = token or None
     metrics = ApiMetrics()
     app.state.api_metrics = metrics
 

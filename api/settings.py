@@ -10,6 +10,7 @@
 ``EH_ALARM_CACHE_MB``   memory for cached alarm-list responses [MiB] (default 16; 0 = off)
 ``EH_AUTH_CACHE_S``     a credential's user and tenancy scope are remembered this long [s] (default 1, at most 1; 0 = off)
 ``EH_ESCALATE_EVERY_S`` period of the background escalation / inspection sweep [s] (default 60; 0 = off)
+``EH_METRICS_TOKEN``    bearer token ``/metrics`` asks for (unset or empty: the endpoint is open)
 plus the InfluxDB settings of :class:`core.config.Settings` (``EH_INFLUX_*``).
 """
 
@@ -35,6 +36,7 @@ class ApiSettings:
     rate_limit: float = 20.0               # requests/s per principal (burst 2x); 0 = off
     alarm_cache_mb: float = 16.0           # alarm-list response cache (api/alarm_cache.py); 0 = off
     auth_cache_s: float = 1.0              # principal + scope cache (api.deps.PrincipalCache), <= 1 s; 0 = off
+    metrics_token: str | None = None       # /metrics needs "Authorization: Bearer <token>"; None = open
     influx: Settings = field(default_factory=Settings)
 
     @classmethod
@@ -67,5 +69,6 @@ class ApiSettings:
             rate_limit=number("EH_RATE_LIMIT", cls.rate_limit, 0, 100_000),
             alarm_cache_mb=number("EH_ALARM_CACHE_MB", cls.alarm_cache_mb, 0, 4096),
             auth_cache_s=number("EH_AUTH_CACHE_S", cls.auth_cache_s, 0, 1),
+            metrics_token=e.get("EH_METRICS_TOKEN") or None,
             influx=Settings.from_env(e),
         )

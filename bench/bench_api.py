@@ -264,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.wrk_only and not shutil.which("wrk"):
         ap.error("--wrk-only needs wrk (Debian package wrk)")
 
-    from energyhost.devstack import Influxd, free_port, listener_pid_matches
+    from energyhost.devstack import Influxd, free_port, listener_pid_matches, stop_process
 
     with tempfile.TemporaryDirectory(prefix="eh-bench-api-") as tmp:
         work = Path(tmp)
@@ -341,12 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 wrk_rounds(args, scenarios, base, h, work, server.pid)
         finally:
             if server is not None:
-                server.send_signal(signal.SIGINT)
-                try:
-                    server.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
+                stop_process(server, 10, signal.SIGINT)     # SIGINT: uvicorn's graceful shutdown
             influxd.stop()
     return 0
 

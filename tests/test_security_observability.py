@@ -75,6 +75,17 @@ def test_metrics_token_is_required_when_set(tmp_path):
         assert c.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
+
+def test_metrics_token_comes_from_the_api_settings(tmp_path):
+    """EH_METRICS_TOKEN is read with the other API settings, and create_app protects /metrics with it."""
+    settings = ApiSettings.from_env({"EH_METRICS_TOKEN": "from-env", "EH_ESCALATE_EVERY_S": "0", "EH_RATE_LIMIT": "0"})
+    assert settings.metrics_token == "from-env"
+    assert ApiSettings.from_env({}).metrics_token is None
+    app = create_app(settings, store=Store(f"sqlite:///{tmp_path / 't.db'}"), background=False)
+    with TestClient(app) as c:
+        assert c.get("/metrics").status_code == 401
+        assert c.get("/metrics", headers={"Authorization": "Bearer from-env"}).status_code == 200
+
 def test_json_formatter_carries_site_and_device():
     buf = io.StringIO()
     h = logging.StreamHandler(buf)
