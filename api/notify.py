@@ -42,6 +42,7 @@ STAGES = {"response": ("response (dispatch an engineer)", "响应（派工）"),
 LEVELS = {1: ("customer manager", "客户经理"), 2: ("admins", "管理员")}
 MAX_PER_SWEEP = 200          # mails tried per sweep; the rest wait for the next one
 MAX_FAILURES = 3             # consecutive SMTP failures that end a sweep's delivery (server down)
+MAX_ATTEMPTS = 20            # failed attempts of one mail before it is a dead letter (about 10 min at 30 s)
 _warned_unconfigured = False
 
 
@@ -138,9 +139,11 @@ def deliver_escalation_mails(store: Store, smtp: SmtpSettings | None, *, base_ur
         except MailError as exc:
             failures += 1
             out["failed"] += 1
-            store.record_escalation_mail(row["id"], "pending", to=row["email"], error=str(exc))
-            log.warning("escalation %d of work order %d: mail to %s failed (attempt %d), retried next sweep: %s",
-                        row["id"], row["work_order_id"], row["email"], row["mail_attempts"] + 1, exc)
+            dead = row["mail_attempts"] + 1 >= MAX_ATTEMPTS
+            store.record_escalation_mail(row["id"], "dead" if dead else "pending", to=row["email"], error=str(exc))
+            log.warning("escalation %d of work order %d: mail to %s failed (attempt %d), %s: %s", row["id"],
+                        row["work_order_id"], row["email"], row["mail_attempts"] + 1,
+                        "given up (dead letter)" if dead else "retried next sweep", exc)
             continue
         failures = 0
         store.record_escalation_mail(row["id"], "sent", to=row["email"])
@@ -157,10 +160,16 @@ def smtp_from_env(env: dict[str, str] | None = None) -> tuple[SmtpSettings | Non
         return None, str(exc)
 
 
-def sweep_escalations(store: Store, env: dict[str, str] | None = None) -> list[dict]:
-    """Escalate overdue orders, then deliver every unsent escalation mail; return the escalations made
-    now, each with its delivery state."""
+def sweep_escalations(store: Store, env: dict[str, str] | None = None, *, deliver: bool = True) -> list[dict]:
+    """Escalate overdue orders, then (``deliver``) send every unsent escalation mail; return the
+    escalations made now, each with its delivery state.
+
+    The escalations table is the outbox: a request escalates with ``deliver=False`` and answers at
+    once; the background sweep drains the outbox, retrying a failed mail on every sweep until
+    ``MAX_ATTEMPTS``, after which it is a dead letter (state ``dead``, visible in the API)."""
     made = store.escalate_overdue()
+    if not deliver:
+        return _made_rows(store, made)
     e = os.environ if env is None else env
     smtp, why = smtp_from_env(e)
     counts = deliver_escalation_mails(store, smtp, base_url=e.get("EH_PUBLIC_URL", ""), smtp_error=why)
@@ -170,6 +179,11 @@ def sweep_escalations(store: Store, env: dict[str, str] | None = None) -> list[d
     elif counts["not_tried"] and smtp is None and not _warned_unconfigured:
         _warned_unconfigured = True
         log.warning("escalation mail is not sent (%s); %d escalations wait as pending", why, counts["not_tried"])
+    return _made_rows(store, made)
+
+
+def _made_rows(store: Store, made: list[dict]) -> list[dict]:
+    """The escalation rows (with their mail state) of the escalations ``escalate_overdue`` made."""
     if not made:
         return []
     keys = {(m["work_order_id"], m["stage"], m["level"], m["notified"]) for m in made}

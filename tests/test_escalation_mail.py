@@ -192,3 +192,38 @@ def test_migration_marks_earlier_escalations_skipped(tmp_path, monkeypatch):
     assert esc["mail_state"] == "skipped" and "before e-mail notification existed" in esc["mail_error"]
     assert new.escalation_mails_due() == []
     new.close()
+
+
+def test_escalate_request_queues_the_mail_and_answers_at_once(env):
+    """POST /workorders/escalate escalates and returns without sending: the e-mail waits as pending in
+    the outbox (no attempt, no SMTP wait in the request) for the background sweep."""
+    store, clock, app, port, pw = env
+    wo = store.create_work_order(site_id="acme-plant1", title="breaker trip", severity="critical",
+                                 created_by="engineer1")
+    clock.advance(16 * 60)
+    quiet = create_app(ApiSettings(escalate_every_s=0, rate_limit=0), store=store, clock=clock, background=False)
+    with TestClient(quiet) as c:                           # no background sweep: nothing drains the outbox
+        made = c.post("/api/v1/workorders/escalate", headers=_token(c, "admin", pw["admin"])).json()
+    assert [(m["work_order_id"], m["notified"], m["mail_state"], m["mail_attempts"]) for m in made] == \
+        [(wo["id"], "li.wei", "pending", 0)]             # queued, not tried inside the request
+    assert store.escalations(work_order_id=wo["id"])[0]["mail_attempts"] == 0
+
+
+def test_a_mail_failing_max_attempts_times_is_a_dead_letter_visible_in_the_api(env, monkeypatch):
+    import api.notify as notify
+
+    store, clock, app, port, pw = env
+    monkeypatch.setattr(notify, "MAX_ATTEMPTS", 3)
+    wo = store.create_work_order(site_id="acme-plant1", title="door alarm", severity="critical",
+                                 created_by="engineer1")
+    clock.advance(16 * 60)
+    with TestClient(app) as c:                                  # nothing listens on the SMTP port
+        assert wait_for(lambda: store.escalations(work_order_id=wo["id"])[0]["mail_state"] == "dead")
+        time.sleep(10 * SWEEP_S)                                 # many more sweeps: never tried again
+        [esc] = store.escalations(work_order_id=wo["id"])
+        assert esc["mail_attempts"] == 3 and f"127.0.0.1:{port}" in esc["mail_error"]
+        admin = _token(c, "admin", pw["admin"])
+        dead = c.get("/api/v1/workorders/escalations", headers=admin, params={"mail_state": "dead"}).json()
+        assert [(e["work_order_id"], e["mail_state"], e["mail_attempts"]) for e in dead] == [(wo["id"], "dead", 3)]
+        assert c.get("/api/v1/workorders/escalations", headers=admin,
+                     params={"mail_state": "sent"}).json() == []

@@ -29,7 +29,7 @@ WO_NEXT: dict[str, str] = {"new": "dispatched", "dispatched": "on_site", "on_sit
                            "resolved": "closed"}
 INSPECTION_STATES: tuple[str, ...] = ("scheduled", "done", "missed")
 SURVEY_KINDS: tuple[str, ...] = ("work_order", "monthly_report")
-MAIL_STATES: tuple[str, ...] = ("pending", "sent", "no_address", "skipped")
+MAIL_STATES: tuple[str, ...] = ("pending", "sent", "no_address", "skipped", "dead")   # dead: gave up (dead letter)
 TRANSPORTS: tuple[str, ...] = ("modbus", "mqtt")          # of devices registered through the API
 SYSTEM = "system"                          # user id recorded for automatic actions
 

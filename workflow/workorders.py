@@ -314,11 +314,14 @@ class WorkOrders:
         return made
 
     def escalations(self, notified: str | None = None, work_order_id: int | None = None,
-                    site_ids: Collection[str] | None = None) -> list[dict]:
+                    site_ids: Collection[str] | None = None, mail_state: str | None = None) -> list[dict]:
         """Escalations with their order's ``site_id``, oldest first; ``site_ids`` (None = all) limits them
-        to the orders of those sites."""
+        to the orders of those sites, ``mail_state`` to one delivery state (e.g. ``dead``)."""
         frag, params = sql_in("w.site_id", site_ids)
         where = [frag]
+        if mail_state is not None:
+            where.append("e.mail_state = ?")
+            params.append(mail_state)
         if notified is not None:
             where.append("e.notified = ?")
             params.append(notified)
@@ -357,9 +360,10 @@ class WorkOrders:
     def record_escalation_mail(self, escalation_id: int, state: str, *, to: str = "", error: str = "",
                                attempted: bool = True) -> None:
         """Record the outcome of a delivery: ``sent`` (to ``to``), ``pending`` (failed; ``error`` says
-        why; retried next sweep) or ``no_address``.  A sent escalation is never changed again."""
-        if state not in ("sent", "pending", "no_address"):
-            raise Invalid(f"mail state must be sent, pending or no_address, got {state!r}")
+        why; retried next sweep), ``no_address``, or ``dead`` (failed too often: given up, kept with
+        its last error for a person to see).  A sent escalation is never changed again."""
+        if state not in ("sent", "pending", "no_address", "dead"):
+            raise Invalid(f"mail state must be sent, pending, no_address or dead, got {state!r}")
         with self.db.tx():
             self.db.run("UPDATE escalations SET mail_state = ?, mail_to = ?, mail_error = ?, "
                         "mail_attempts = mail_attempts + ?, mail_sent_ns = ?, mail_claim_ns = NULL "

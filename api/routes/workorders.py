@@ -12,6 +12,7 @@ from api.models import (
     AssignIn,
     DbId,
     EscalationOut,
+    MailState,
     ReviewCounts,
     ReviewOut,
     TransitionIn,
@@ -90,20 +91,22 @@ def weekly_review(scope: ScopeDep, store: StoreDep, clock: ClockDep,
 
 @router.post("/escalate", response_model=list[EscalationOut])
 def escalate(scope: ScopeDep, store: StoreDep) -> list[EscalationOut]:
-    """Run the escalation sweep now (it also runs in the background): escalate, then e-mail every
-    escalation not mailed yet; returns the new escalations of the caller's sites with their mail
-    state (staff; a customer manager sees those of the customers they manage)."""
+    """Escalate overdue orders now (it also runs in the background) and answer at once: the new
+    escalations of the caller's sites, their e-mails queued (``pending``) for the background sweep,
+    which sends them, retries failures and gives up after a number of attempts (``dead``). Staff; a
+    customer manager sees those of the customers they manage."""
     scope.require_staff()
-    return [_esc_out(e) for e in sweep_escalations(store) if scope.sees_site(e["site_id"])]
+    return [_esc_out(e) for e in sweep_escalations(store, deliver=False) if scope.sees_site(e["site_id"])]
 
 
 @router.get("/escalations", response_model=list[EscalationOut])
-def my_escalations(scope: ScopeDep, store: StoreDep, notified: Annotated[str | None, Query(max_length=64)] = None
-                   ) -> list[EscalationOut]:
-    """Escalations addressed to the caller (admins may ask for anyone's or everyone's)."""
+def my_escalations(scope: ScopeDep, store: StoreDep, notified: Annotated[str | None, Query(max_length=64)] = None,
+                   mail_state: MailState | None = None) -> list[EscalationOut]:
+    """Escalations addressed to the caller (admins may ask for anyone's or everyone's), optionally of
+    one mail state: ``mail_state=dead`` lists the e-mails given up on (the dead letters)."""
     scope.require_staff()
     who = notified if scope.role == "admin" else scope.user_id
-    return [_esc_out(e) for e in store.escalations(notified=who)]
+    return [_esc_out(e) for e in store.escalations(notified=who, mail_state=mail_state)]
 
 
 def _esc_out(e: dict) -> EscalationOut:
