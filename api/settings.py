@@ -37,6 +37,8 @@ class ApiSettings:
     alarm_cache_mb: float = 16.0           # alarm-list response cache (api/alarm_cache.py); 0 = off
     auth_cache_s: float = 1.0              # principal + scope cache (api.deps.PrincipalCache), <= 1 s; 0 = off
     metrics_token: str | None = None       # /metrics needs "Authorization: Bearer <token>"; None = open
+    fleet_file: str | None = None          # EH_FLEET: the fleet the report routes generate for
+    public_url: str = ""                   # EH_PUBLIC_URL: the address customers reach (survey links in reports)
     influx: Settings = field(default_factory=Settings)
 
     @classmethod
@@ -70,5 +72,7 @@ class ApiSettings:
             alarm_cache_mb=number("EH_ALARM_CACHE_MB", cls.alarm_cache_mb, 0, 4096),
             auth_cache_s=number("EH_AUTH_CACHE_S", cls.auth_cache_s, 0, 1),
             metrics_token=e.get("EH_METRICS_TOKEN") or None,
+            fleet_file=e.get("EH_FLEET") or None,
+            public_url=e.get("EH_PUBLIC_URL", ""),
             influx=Settings.from_env(e),
         )

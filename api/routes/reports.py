@@ -11,7 +11,6 @@ are read from ``EH_FLEET`` and ``EH_REPORT_DIR`` on first use.
 
 from __future__ import annotations
 
-import os
 import threading
 from datetime import UTC, datetime
 from typing import Annotated, Literal
@@ -88,7 +87,7 @@ def get_archive(request: Request) -> ReportArchive:
 def get_fleet(request: Request) -> Fleet:
     fleet = getattr(request.app.state, "fleet", None)
     if fleet is None:
-        path = os.environ.get("EH_FLEET")
+        path = request.app.state.settings.fleet_file
         if not path:
             raise HTTPException(503, "fleet file not configured (EH_FLEET): cannot generate reports")
         try:
@@ -200,7 +199,7 @@ def _generate(request: Request, body: ReportGenerateIn, store, influx, clock) ->
 
     try:
         generate(influx, fleet, body.customer_id, body.month, arch, store=store, langs=tuple(body.langs),
-                 base_url=os.environ.get("EH_PUBLIC_URL", ""), now_ns=now)
+                 base_url=request.app.state.settings.public_url, now_ns=now)
     except InfluxError as exc:
         raise HTTPException(502, f"telemetry database error: {exc}") from None
     except ValueError as exc:          # bad tariff, site without tariff
