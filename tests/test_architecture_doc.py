@@ -1,0 +1,65 @@
+"""docs/architecture.md and README.md say what the code is.
+
+The fleet file example in docs/architecture.md is valid TOML that ``core.config`` accepts, naming profiles and
+a tariff that exist; every repository path the two documents name exists.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from analytics.tariffs import check_site_tariff, load_tariff
+from core.config import parse_fleet
+from core.profiles import load_profiles
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCH = ROOT / "docs" / "architecture.md"
+README = ROOT / "README.md"
+
+# a backticked token that reads as a path in the repository: starts with one of its top-level entries
+# (not the run-time ones: var/ is made by the demo, tests and benchmarks)
+RUNTIME = {"var", "build", "dist", "__pycache__"}
+TOP = sorted(p.name for p in ROOT.iterdir()
+             if (not p.name.startswith(".") or p.name == ".ci") and p.name not in RUNTIME
+             and not p.name.endswith(".egg-info"))
+ALTERNATIVES = "|".join(re.escape(t) + "/" for t in TOP)
+PATH = re.compile(rf"`((?:{ALTERNATIVES})[^`\s]*|sites\.example\.toml|pyproject\.toml)`")
+
+
+def fleet_example() -> str:
+    text = ARCH.read_text(encoding="utf-8")
+    section = text.split("\n## Fleet file", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 1, "the Fleet file section holds one toml block"
+    return blocks[0]
+
+
+def test_fleet_example_is_valid_toml_that_core_config_accepts():
+    raw = tomllib.loads(fleet_example())
+    fleet = parse_fleet(raw, "docs/architecture.md", known_profiles=set(load_profiles()))
+    assert fleet.devices and fleet.gateways and fleet.sites
+    assert {d.transport for d in fleet.devices.values()} == {"modbus", "mqtt"}
+    for site in fleet.sites.values():
+        check_site_tariff(site.id, site.province, site.tariff_example_ok, load_tariff(site.tariff))
+
+
+def named_paths(doc: Path) -> set[str]:
+    return {m.group(1).rstrip(".,:") for m in PATH.finditer(doc.read_text(encoding="utf-8"))}
+
+
+def exists(token: str) -> bool:
+    if "<" in token:                                   # a placeholder: its folder must exist
+        token = token.split("<", 1)[0]
+    if "*" in token:
+        return any(ROOT.glob(token))
+    return (ROOT / token).exists()
+
+
+def test_every_path_the_documents_name_exists():
+    for doc in (ARCH, README):
+        names = named_paths(doc)
+        assert len(names) > 10, doc                    # the pattern does see the paths
+        missing = sorted(t for t in names if not exists(t))
+        assert not missing, f"{doc.name} names {missing}"
