@@ -68,3 +68,17 @@ def test_every_path_the_documents_name_exists():
     missing = [f"{doc.relative_to(ROOT)}: {t}" for doc in [README, *sorted((ROOT / "docs").glob("*.md"))]
                for t in sorted(named_paths(doc)) if not exists(t)]
     assert not missing, "\n".join(missing)
+
+
+def test_every_energyhost_command_the_readme_names_exists():
+    from energyhost.cli import build_parser
+
+    text = README.read_text(encoding="utf-8")
+    named = set(re.findall(r"^energyhost ([a-z][a-z-]+)", text, re.MULTILINE))
+    named |= set(re.findall(r"`energyhost ([a-z][a-z-]+)", text))
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    assert len(named) >= 10
+    assert named <= set(subparsers.choices), sorted(named - set(subparsers.choices))
+    options = {c: {o for act in sp._actions for o in act.option_strings} for c, sp in subparsers.choices.items()}
+    for command, option in re.findall(r"energyhost ([a-z][a-z-]+)[^\n`]*?(--[a-z][a-z-]*)", text):
+        assert option in options[command], f"energyhost {command} has no {option}"
