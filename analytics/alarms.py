@@ -4,7 +4,7 @@ Pure functions: no clock, no storage.  The workflow store (``workflow.Store.upse
 persists what :func:`findings_to_events` returns; re-sending the same events is idempotent
 there because an activation is identified by ``(key, raised_ns)``.
 
-Alarm philosophy (ISA-18.2 / IEC 62682, EEMUA 191; reliability.md §5, standards.md §10.2):
+Alarm philosophy (ISA-18.2 / IEC 62682, EEMUA 191; docs/standards.md §10.2):
 
 * one alarm per dedup key ``site/device/type`` at a time; overlapping or nearly
   adjacent findings of one key merge into one activation (an off-delay, so a
@@ -224,7 +224,7 @@ def chattering(events: Iterable[AlarmEvent], window_s: float = 60.0, count: int 
 
 
 def alarm_kpis(events: Iterable[AlarmEvent], start_ns: int, end_ns: int, operators: int = 1) -> dict:
-    """Alarm-system performance figures per ISA-18.2 §16 / EEMUA 191 (standards.md §10.2).
+    """Alarm-system performance figures per ISA-18.2 §16 / EEMUA 191 (docs/standards.md §10.2).
 
     Counts annunciated activations (suppressed-by-design ones are reported separately)
     raised within ``[start_ns, end_ns)``.

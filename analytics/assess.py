@@ -63,7 +63,7 @@ class Rules:
     stale_resolution_v: float = 0.01        # a voltage whose 30-min range is within this is frozen
     overload_limit: float = 1.0
     overload_on_delay_s: float = 600.0
-    temp_alarm_c: float = 130.0            # dry-type F class controller defaults (standards.md §7.4)
+    temp_alarm_c: float = 130.0            # dry-type F class controller defaults (docs/standards.md §7.4)
     temp_trip_c: float = 150.0
     temp_horizon_s: float = 3600.0
     temp_max_rate_c_per_min: float = 5.0

@@ -7,7 +7,7 @@ judged from timestamps and the collector's ``online`` channel, not from values).
 Times are ns since the epoch (int64) and durations in [s].  Units of values are the
 glossary units of ``core.channels`` ([V], [A], [W], [Wh], [degC], [W/m2]).
 
-References: the project's standards notes (standards.md) §7 (transformers), §8 (PV), §9
+References: docs/standards.md §7 (transformers), §8 (PV), §9
 (EV chargers), §10 (statistics, hysteresis, gaps); OPC UA Part 9 B.1.5 for deadband and
 on/off delays; IEC 61724-1 for PV performance ratio; OCPP 1.6 / IEC 61851-1 states.
 """
@@ -117,7 +117,7 @@ def _latch(raise_ok: np.ndarray, clear_ok: np.ndarray) -> np.ndarray:
 
 
 def gaps(time_ns, period_s: float, factor: float = 1.5) -> dict:
-    """Gaps in a sampled series, standards.md §10.1 (comms loss / gaps).
+    """Gaps in a sampled series, docs/standards.md §10.1 (comms loss / gaps).
 
     A gap follows sample i when ``t[i+1] - t[i] > factor * period``; it misses
     ``round(diff / period) - 1`` samples.
@@ -155,7 +155,7 @@ def completeness(time_ns, values, period_s: float, start_ns: int, end_ns: int) -
 
 def comms_loss(time_ns, period_s: float, start_ns: int, end_ns: int, online=None, online_time_ns=None,
                min_missing: int = 2) -> list[tuple[int, int]]:
-    """Communication-loss intervals of one device, standards.md §10.1.
+    """Communication-loss intervals of one device, docs/standards.md §10.1.
 
     Joins two sources: holes in the device's data timestamps (more than
     ``min_missing`` missing samples, including before the first and after the last
@@ -304,7 +304,7 @@ def out_of_range(x, lower: float = -np.inf, upper: float = np.inf) -> np.ndarray
 
 
 def rate_of_change(x, time_ns, max_rate_per_s: float) -> tuple[np.ndarray, np.ndarray]:
-    """Implausible rate of change, standards.md §10.1: flag ``|Δx/Δt| > R_max`` at the later sample.
+    """Implausible rate of change, docs/standards.md §10.1: flag ``|Δx/Δt| > R_max`` at the later sample.
 
     Parameters
     ----------
@@ -438,7 +438,7 @@ def temperature_trend(temperature, time_ns, trip_c: float = 150.0, alarm_c: floa
     A least-squares line is fitted over a trailing window; the warning is raised when
     the temperature is rising by at least ``min_rate_c_per_h`` and the fit reaches
     ``trip_c`` within ``horizon_s``, or when the temperature is already ≥ ``alarm_c``.
-    standards.md §7.4 (controller settings are vendor defaults; configurable).
+    docs/standards.md §7.4 (controller settings are vendor defaults; configurable).
 
     Parameters
     ----------
@@ -574,7 +574,7 @@ def pv_underperformance(active_power_w, expected_w, rated_w: float, ratio_limit:
                         min_expected_frac: float = 0.2) -> np.ndarray:
     """True where output < ``ratio_limit`` × expected while expected ≥ ``min_expected_frac`` × rating.
 
-    Healthy C&I PR is 0.75-0.85; below ~0.70 warrants investigation (standards.md §8.1).
+    Healthy C&I PR is 0.75-0.85; below ~0.70 warrants investigation (docs/standards.md §8.1).
     """
     p = _checks.as_float(active_power_w, "active_power_w")
     e = _checks.as_float(expected_w, "expected_w")
@@ -599,7 +599,7 @@ def inverter_offline_daylight(active_power_w, poa_wm2, rated_w: float, inverter_
 
 def string_mismatch(currents, poa_wm2=None, min_poa_wm2: float = 200.0, warn_pct: float = -10.0,
                     fault_pct: float = -20.0) -> dict:
-    """String / MPPT mismatch: each input's deviation from the median of its peers, standards.md §8.3.
+    """String / MPPT mismatch: each input's deviation from the median of its peers, docs/standards.md §8.3.
 
     Parameters
     ----------
@@ -676,7 +676,7 @@ def latched_alarm(bad, good, time_ns, judged, on_delay_s: float, off_delay_s: fl
 def ev_faulted(time_ns, ocpp_status=None, fault_code=None, charger_state=None,
                min_duration_s: float = 900.0) -> np.ndarray:
     """Charger faulted / unavailable for ``min_duration_s`` (OCPP 1.6 Faulted/Unavailable, fault code ≠ 0,
-    IEC 61851-1 state E/F), standards.md §9.2."""
+    IEC 61851-1 state E/F), docs/standards.md §9.2."""
     t = _checks.time_ns(time_ns)
     bad = np.zeros(t.shape, bool)
     with np.errstate(invalid="ignore"):
@@ -699,7 +699,7 @@ def ev_session_stuck(time_ns, ocpp_status, max_preparing_s: float = 600.0) -> np
 def ev_charging_no_energy(time_ns, ocpp_status, energy_wh, min_power_w: float = 500.0,
                           min_duration_s: float = 600.0) -> np.ndarray:
     """"Charging" with no energy increase: status Charging but the counter grows < ``min_power_w``
-    for ``min_duration_s``, standards.md §9.2 (0.5 kW for 10 min)."""
+    for ``min_duration_s``, docs/standards.md §9.2 (0.5 kW for 10 min)."""
     t = _checks.time_ns(time_ns)
     s = _checks.as_float(ocpp_status, "ocpp_status")
     e = _checks.as_float(energy_wh, "energy_wh")

@@ -10,7 +10,7 @@ Conventions: voltages in [V], currents in [A], frequency in [Hz], percentages of
 nominal or of the fundamental in [%].  Flags are ``True`` = problem.  NaN inputs are
 "no data": they never raise a flag and are excluded from every rate and count.
 
-References: ``/work/shared/reference/standards.md`` §§1-5 (clauses cited per function).
+References: docs/standards.md §§1-5 (clauses cited per function).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ For shifting measures (TOU shifting, EV valley charging, PV self-consumption)
 ``kwh_month`` is the energy **moved**, not saved; ``inputs['kwh_meaning']`` says so.
 
 Power [kW], energy [kWh], reactive [kvar]/[kvarh], money [yuan], time [ns] UTC.
-References: standards.md §5 (PF), §6 (tariffs), §7 (transformers), §8 (PV), §9.3 (EV).
+References: docs/standards.md §5 (PF), §6 (tariffs), §7 (transformers), §8 (PV), §9.3 (EV).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _finding(kind: str, site_id: str, start: int, end: int, kwh: float, yuan: fl
 
 
 def capacitor_kvar(p_kw, pf_from, pf_to):
-    """Shunt compensation ``Q_c = P (tan φ1 − tan φ2)`` [kvar], standards.md §5.3 (textbook).
+    """Shunt compensation ``Q_c = P (tan φ1 − tan φ2)`` [kvar], docs/standards.md §5.3 (textbook).
 
     Parameters
     ----------
@@ -188,7 +188,7 @@ def basic_charge_choice(site_id: str, time_ns, active_power_kw, rated_kva: float
                         headroom_pct: float = 0.0) -> Finding:
     """Basic-charge method: capacity vs maximum-demand billing and the contract demand to declare.
 
-    Demand billing is cheaper when ``D_max < (p_cap / p_dem) S`` (standards.md §6.1); the
+    Demand billing is cheaper when ``D_max < (p_cap / p_dem) S`` (docs/standards.md §6.1); the
     contract demand is :func:`contract_demand` (above 105 % of it the excess is charged double,
     国家电网财〔2016〕633号) and never below 40 % of kVA.  All charges are per month already.
     """
@@ -300,7 +300,7 @@ def tou_shift(site_id: str, time_ns, flexible_power_kw, tariff: tf.Tariff, shift
               kind: str = "tou_shift", device_id: str | None = None) -> Finding:
     """TOU shifting of flexible load (or EV charging) from peak/critical/flat into the valley.
 
-    ``ΔC = Σ E_shifted (p_from − p_valley)`` (standards.md §9.3), with
+    ``ΔC = Σ E_shifted (p_from − p_valley)`` (docs/standards.md §9.3), with
     ``E_shifted = shift_fraction × E`` of the flexible load outside the valley.
 
     Parameters

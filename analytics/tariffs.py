@@ -6,7 +6,7 @@ for the schema).  :func:`load_tariff` validates the whole file once and raises
 any UTC timestamps to its TOU period by a (month, minute-of-day) lookup table in the
 tariff's local time zone.
 
-Billing rules implemented (standards.md §6, NDRC 发改价格〔2021〕1093号 for TOU,
+Billing rules implemented (docs/standards.md §6, NDRC 发改价格〔2021〕1093号 for TOU,
 State Grid 国家电网财〔2016〕633号 for contract demand):
 
 * energy charge = Σ kWh_period × price_period;
@@ -297,7 +297,7 @@ def energy_cost(time_ns, energy_kwh, tariff: Tariff) -> dict:
 
 
 def max_demand_kw(power_kw, window: int = 15, sliding: bool = True) -> float:
-    """Maximum demand [kW]: highest ``window``-sample average of 1-min power, standards.md §6.1.
+    """Maximum demand [kW]: highest ``window``-sample average of 1-min power, docs/standards.md §6.1.
 
     Sliding by one sample (meter practice) or fixed blocks.  NaN samples make their
     window invalid.
@@ -324,7 +324,7 @@ def max_demand_kw(power_kw, window: int = 15, sliding: bool = True) -> float:
 
 def demand_charge(max_demand: float, price: float, contract_kw: float | None = None,
                   threshold: float = 1.05, rule: str = "A") -> float:
-    """Basic charge on maximum demand [yuan/month], 国家电网财〔2016〕633号 (standards.md §6.1).
+    """Basic charge on maximum demand [yuan/month], 国家电网财〔2016〕633号 (docs/standards.md §6.1).
 
     Without a contract: ``price × D``.  With contract demand C: ``price × C`` while
     D ≤ threshold·C; above it reading A = ``p·(2D − 1.05C)``, reading B = ``p·C + 2p·(D − 1.05C)``.

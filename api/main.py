@@ -6,7 +6,7 @@ parts, so tests, the benchmark and ``energyhost serve`` share one construction p
     from api.main import create_app, build_app_from_env
     app = create_app(ApiSettings(), store=Store("sqlite:///var/eh.db"), influx=InfluxClient(url, "energyhost"))
 
-API routes live under ``/api/v1`` (eng-reports' ``api/routes/reports.py`` too); the web pages
+API routes live under ``/api/v1`` (``api/routes/reports.py`` too); the web pages
 (``api/routes/web.py``) under ``/web``; OpenAPI docs at ``/docs`` (``EH_DOCS=0`` hides them).
 The app also runs a background sweep (every ``escalate_every_s``) that escalates overdue
 work orders and flags missed patrols, using the injected clock.

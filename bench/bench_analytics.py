@@ -13,7 +13,7 @@
 2. FFT harmonic analysis of 10,000 windows of 2,048 samples (10 cycles at 50 Hz, fs = 10,240 Hz)
    with IEC 61000-4-7 subgroups and THD, beside bare ``np.fft.rfft`` + ``abs``.
 
-Targets (issue 3): within 3x of bare numpy; one site-month under 300 ms on one core; loading at
+Targets: within 3x of bare numpy; one site-month under 300 ms on one core; loading at
 ≥ 70 % of the bare query's rate.
 Run: ``.venv/bin/python bench/bench_analytics.py`` (loopback only; ~2 min with the InfluxDB part).
 """

@@ -1,4 +1,4 @@
-"""Domain records shared by every wing.
+"""Domain records shared by every package.
 
 A :class:`Point` is one device snapshot at one instant: the unit of storage.  Its
 ``measurement`` is the device kind (``meter``, ``transformer``, ``pv_inverter``,

@@ -24,7 +24,7 @@ comes from), ``protocol`` (``modbus`` or ``sunspec``), ``word_order`` (default f
 a SunSpec profile names the device in ``description`` since ``model`` lists the models),
 ``[[register]]`` rows and optional ``[[example]]`` rows (raw words → expected value).
 
-Row keys: ``channel`` (a glossary channel) or ``name`` (a helper row such as a scale
+Row keys: ``channel`` (a glossary channel) or ``name`` (a named row such as a scale
 factor), ``address``, ``table`` (``holding``/``input``), ``type``, ``scale``, ``offset``,
 ``word_order``, ``nan`` (raw unsigned pattern meaning "not available"), ``scale_factor``
 (name of a row holding a power-of-ten exponent), ``default`` (value the simulator serves
@@ -107,7 +107,7 @@ SUNSPEC_NAN = {"int16": 0x8000, "uint16": 0xFFFF, "int32": 0x80000000, "uint32":
 class Register:
     """One profile row, resolved to an absolute address (SunSpec rows: once the layout is known)."""
 
-    key: str                       # channel name, or helper name
+    key: str                       # channel name, or the row's name
     is_channel: bool
     address: int
     table: str
@@ -229,7 +229,7 @@ class Block:
         """Decode the words of one read into channel values in canonical units.
 
         A value equal to its sentinel, a NaN, or a value whose scale factor is "not
-        implemented" is left out.  ``helpers=True`` also returns helper rows (by name).
+        implemented" is left out.  ``helpers=True`` also returns the named rows.
         ``into``: a dict to add the values to (and return) instead of a new one.
         Raises ``ValueError`` if the word count is wrong or a word is not 0..65535.
         """
@@ -358,9 +358,9 @@ def plan_blocks(registers: Iterable[Register], *, max_gap: int = 4, max_count: i
 
 def encode(registers: Iterable[Register], values: Mapping[str, float], *,
            clamp: bool = False, clamped: list[str] | None = None) -> dict[tuple[str, int], int]:
-    """Encode channel (and helper) values into register words: ``{(table, address): word}``.
+    """Encode channel (and named-row) values into register words: ``{(table, address): word}``.
 
-    Helper rows take ``values[name]`` or their ``default``; a channel missing from
+    Named rows take ``values[name]`` or their ``default``; a channel missing from
     ``values`` (or NaN) is served as its sentinel, or skipped if it has none.  A value that
     does not fit its type (or would read as the sentinel) raises ``ValueError`` naming the
     row — or, with ``clamp=True`` (the simulator), saturates as a real device does and its
@@ -466,7 +466,7 @@ def parse_model_chain(base: int, words: Mapping[int, int] | Sequence[int]) -> li
 def resolve_sunspec(profile: Profile, chain: Sequence[SunSpecModel]) -> tuple[Register, ...]:
     """Place a SunSpec profile's relative rows on a discovered chain (first model of each id).
 
-    Helper names are qualified by model (``103.W_SF``) so equal names in two models
+    Row names are qualified by model (``103.W_SF``) so equal names in two models
     do not clash.  Repeating rows are expanded for each module present (channel
     ``{n}`` = module number 1..); modules whose channel is not in the glossary are skipped.
     """

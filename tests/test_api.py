@@ -268,7 +268,7 @@ def tenancy_requests(app, foreign: dict) -> list[tuple[str, str, dict, object]]:
 
     Enumerated from the OpenAPI document, so a new route is covered automatically (a new
     body-bearing route of ours without a sample body fails the test).  Body routes of other
-    wings (reports, web) are left to their own tests.
+    packages (reports, web) are left to their own tests.
     """
     out = []
     for path, ops in app.openapi()["paths"].items():

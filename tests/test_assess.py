@@ -1,6 +1,6 @@
 """Every fault the simulator can inject is detected by analytics.assess; a fault-free month raises nothing.
 
-Data come from the real signal model (simulators.signals.FleetSignals, eng-signals) evaluated at
+Data come from the real signal model (simulators.signals.FleetSignals) evaluated at
 1-min resolution in memory, with the backfill's comms semantics emulated (a silent or
 exception-raising device leaves a gap and collector_status online = 0).  The InfluxDB path is
 covered by tests/test_jobs.py.

@@ -1,4 +1,4 @@
-"""Known-value tests for analytics.faults (standards.md §§8-10 [C] vectors and worked examples)."""
+"""Known-value tests for analytics.faults (docs/standards.md §§8-10 [C] vectors and worked examples)."""
 
 import numpy as np
 import pytest
@@ -14,7 +14,7 @@ def tmin(n):
     return T0 + np.arange(n) * MIN
 
 
-# -- reference implementations of standards.md Appendix A (loops), for vector == loop tests
+# -- plain-loop reference implementations of docs/standards.md §10.1, for vector == loop tests
 
 def stale_tail_ref(x, window=6, rtol=1e-5, atol=1e-8):
     x = np.asarray(x, float)

@@ -1,4 +1,4 @@
-"""Property tests (issue 5 §3): ``decode(encode(x)) == x`` over every register of every profile and
+"""Property tests: ``decode(encode(x)) == x`` over every register of every profile and
 every wire type, and the atheris harness run for a bounded number of iterations.
 
 What tests/test_profiles.py already covers (integer types and float32 on a synthetic row, the
@@ -73,7 +73,7 @@ def test_every_profile_register_round_trips(pid):
         decoded = _decode_all(blocks, encode(regs, values))
         for r in regs:
             if r.type == "sunssf":
-                continue                          # helper rows: they scale the others, checked through them
+                continue                          # scale-factor rows: they scale the others, checked through them
             assert r.key in decoded, f"{pid}: {r.key} lost"
             sf = sfs.get(r.scale_factor, 0) if r.scale_factor else 0
             tol = precision(r, sf) + 1e-6 * abs(values[r.key]) + 1e-9

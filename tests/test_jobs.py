@@ -234,7 +234,7 @@ def test_periodic_jobs_retry_soon_after_a_failed_run(loaded, fleet, tmp_path, ca
         th.join(10)
 
 
-# ---------------------------------------------------------------- the backfill path (eng-signals' writer)
+# ---------------------------------------------------------------- the backfill path (simulators.backfill's writer)
 
 BF_DAYS = 8
 BF_END = 1773504000                  # 2026-03-15T00:00Z

@@ -1,4 +1,4 @@
-"""Known-value tests for analytics.power_quality (vectors from standards.md §§1-5, tagged [C])."""
+"""Known-value tests for analytics.power_quality (vectors from docs/standards.md §§1-5, tagged [C])."""
 
 import numpy as np
 import pytest
@@ -269,7 +269,7 @@ def test_monthly_pf_vector():
         pq.monthly_power_factor(-1, 0)
 
 
-PF_TABLE = [  # pf, std 0.90, std 0.85, std 0.80  (standards.md §5.4)
+PF_TABLE = [  # pf, std 0.90, std 0.85, std 0.80  (docs/standards.md §5.4)
     (1.00, -0.75, -1.10, -1.30), (0.95, -0.75, -1.10, -1.30), (0.94, -0.60, -1.10, -1.30),
     (0.93, -0.45, -0.95, -1.30), (0.92, -0.30, -0.80, -1.30), (0.91, -0.15, -0.65, -1.15),
     (0.90, 0.00, -0.50, -1.00), (0.89, 0.50, -0.40, -0.90), (0.86, 2.00, -0.10, -0.60),

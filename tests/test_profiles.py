@@ -141,7 +141,7 @@ def test_offset_gap_and_several_rows_in_one_block():
 
 def test_typed_values_stand_in_for_raw_patterns_only_where_they_are_equal():
     """A block decodes sentinels from the typed tuple when every guarded row is unsigned; a
-    signed, float or helper row beside them must still be compared on its raw pattern, so a
+    signed, float or named row beside them must still be compared on its raw pattern, so a
     value of -1 (the "no sentinel" marker) or -1.0 is kept, and 0xFFFF/0x8000 left out."""
     only_unsigned = Block("holding", 0, 2, [_reg("uint16", 0, key="thd_voltage_l1", nan=0xFFFF),
                                             _reg("uint16", 1, key="thd_voltage_l2", nan=0xFFFF)])

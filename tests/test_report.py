@@ -404,7 +404,7 @@ def _backfill_to_month_end(influxd, name: str, days: int, devices: list[str], **
 
 @pytest.fixture(scope="module")
 def backfilled(influxd):
-    """The last 7 days of February written by eng-signals' simulators.backfill (FleetSignals, 1-min steps)."""
+    """The last 7 days of February written by simulators.backfill (FleetSignals, 1-min steps)."""
     client, _, _ = _backfill_to_month_end(influxd, f"backfill_{os.getpid()}", 7, [METER, PV, EV])
     yield client
     client.close()

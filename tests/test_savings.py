@@ -1,4 +1,4 @@
-"""Known-value tests for analytics.savings (standards.md §§5-9 [C] vectors and worked examples)."""
+"""Known-value tests for analytics.savings (docs/standards.md §§5-9 [C] vectors and worked examples)."""
 
 import tomllib
 

@@ -1,4 +1,4 @@
-"""Scale-out on real engines (issue 5 §4): several ``energyhost collect`` processes.
+"""Scale-out on real engines : several ``energyhost collect`` processes.
 
 * MQTT: two collectors in one shared-subscription group (``--group``, own ``--instance``) on a
   broker with auth and the fleet ACL on: every message is stored exactly once (InfluxDB count

@@ -1,4 +1,4 @@
-"""Access locked down, on real mosquitto and influxd processes (issue 5 §2).
+"""Access locked down, on real mosquitto and influxd processes.
 
 * MQTT: password file + per-device ACL generated from the fleet (energyhost.devstack.mqtt_acl): a device cannot
   publish as another (PUBACK 0x87 "Not authorized", nothing stored), a gateway only for its own

@@ -1,4 +1,4 @@
-"""Observability (issue 5 §5): API Prometheus metrics by route template and status (api.metrics),
+"""Observability: API Prometheus metrics by route template and status (api.metrics),
 the optional scrape token, and JSON logs with site/device ids from a real collector process."""
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ def test_energy_by_period_one_day():
     assert_allclose([kwh["peak"], kwh["flat"], kwh["valley"]], [8, 8, 8])
     c = tf.energy_cost(ts, e, t)
     assert_allclose(c["total_yuan"], 8 * (1.0044 + 0.6950 + 0.3946))
-    # EV session shift vector (standards.md §9.3): 60 kWh peak -> valley saves 36.588 yuan
+    # EV session shift vector (docs/standards.md §9.3): 60 kWh peak -> valley saves 36.588 yuan
     assert_allclose(60 * (t.price("peak") - t.price("valley")), 36.588)
 
 

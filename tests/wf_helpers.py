@@ -1,4 +1,4 @@
-"""Workflow-store test data shared by the test modules (a helper module, not a test module)."""
+"""Workflow-store test data shared by the test modules (a shared module, not a test module)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The 10-minute soak: ``energyhost collect`` with a fault every minute (bench/soak.py does the work).
 
 Duration from ``EH_SOAK_SECONDS`` (default 600; the faults come every min(60 s, duration / 10)).
-Marked ``slow``: the lead decides whether the default run deselects it (``-m "not slow"``).
+Marked ``slow``: ``scripts/test.sh`` runs it beside the rest (``-m slow``) and the rest with ``-m "not slow"``.
 """
 
 from __future__ import annotations
