@@ -10,6 +10,7 @@
 ``EH_ALARM_CACHE_MB``   memory for cached alarm-list responses [MiB] (default 16; 0 = off)
 ``EH_AUTH_CACHE_S``     a credential's user and tenancy scope are remembered this long [s] (default 1, at most 1; 0 = off)
 ``EH_ESCALATE_EVERY_S`` period of the background escalation / inspection sweep [s] (default 60; 0 = off)
+``EH_CONTRACTS_DIR``    folder of service contracts ``<customer>.toml`` (default the repository's ``contracts/``)
 plus the InfluxDB settings of :class:`core.config.Settings` (``EH_INFLUX_*``).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core.config import ConfigError, Settings
 
@@ -35,6 +37,7 @@ class ApiSettings:
     rate_limit: float = 20.0               # requests/s per principal (burst 2x); 0 = off
     alarm_cache_mb: float = 16.0           # alarm-list response cache (api/alarm_cache.py); 0 = off
     auth_cache_s: float = 1.0              # principal + scope cache (api.deps.PrincipalCache), <= 1 s; 0 = off
+    contracts_dir: str = str(Path(__file__).resolve().parents[1] / "contracts")   # service commitments
     influx: Settings = field(default_factory=Settings)
 
     @classmethod
@@ -67,5 +70,6 @@ class ApiSettings:
             rate_limit=number("EH_RATE_LIMIT", cls.rate_limit, 0, 100_000),
             alarm_cache_mb=number("EH_ALARM_CACHE_MB", cls.alarm_cache_mb, 0, 4096),
             auth_cache_s=number("EH_AUTH_CACHE_S", cls.auth_cache_s, 0, 1),
+            contracts_dir=e.get("EH_CONTRACTS_DIR") or cls.contracts_dir,
             influx=Settings.from_env(e),
         )

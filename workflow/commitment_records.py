@@ -75,8 +75,12 @@ def _completeness(archive: Any, customer_id: str, month: str) -> float | None:
 
 
 def month_records(store: Any, customer_id: str, month: str, *, archive: Any = None,
-                  now_ns: int | None = None) -> MonthRecords:
-    """Everything the commitment rules read, for ``customer_id`` and local month ``month``."""
+                  now_ns: int | None = None, completeness_pct: float | None = None) -> MonthRecords:
+    """Everything the commitment rules read, for ``customer_id`` and local month ``month``.
+
+    ``completeness_pct`` is the month's measured data completeness when the caller has it
+    (the monthly report being built); otherwise it is read from the archived report.
+    """
     tz = customer_timezone(store, customer_id)
     start, end = month_bounds_ns(month, tz)
     now = store.clock() if now_ns is None else now_ns
@@ -92,31 +96,57 @@ def month_records(store: Any, customer_id: str, month: str, *, archive: Any = No
                    for i in (store.inspections(site_ids, limit=MAX_ROWS) if site_ids else [])
                    if start <= i["due_ns"] < end]
     ratings = tuple(int(s["rating"]) for s in store.surveys([customer_id], start, end))
-    sent = completeness = None
+    sent, completeness = None, completeness_pct
     if archive is not None:
         sent = _sent_ns(archive, customer_id, previous_month(month))
-        completeness = _completeness(archive, customer_id, month)
+        if completeness is None:
+            completeness = _completeness(archive, customer_id, month)
     return MonthRecords(month=month, start_ns=start, end_ns=end, now_ns=now, alarms=alarms, work_orders=orders,
                         inspections=inspections, timezone=tz, previous_report_delivered_ns=sent,
                         completeness_pct=completeness, survey_ratings=ratings)
 
 
 def month_scorecard(store: Any, contract: Contract, month: str, *, archive: Any = None,
-                    now_ns: int | None = None) -> list[Verdict]:
+                    now_ns: int | None = None, completeness_pct: float | None = None) -> list[Verdict]:
     """The contract's scorecard for ``month`` from the store and the archive."""
-    return scorecard(contract, month_records(store, contract.customer, month, archive=archive, now_ns=now_ns))
+    recs = month_records(store, contract.customer, month, archive=archive, now_ns=now_ns,
+                         completeness_pct=completeness_pct)
+    return scorecard(contract, recs)
 
 
 def _num(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(float(v), 3)
 
 
+# the unit of each rule's target and measured figures, zh / en
+UNITS: dict[str, tuple[str, str]] = {
+    "critical_ack_minutes": ("分钟", "min"), "on_site_hours": ("小时", "h"), "repair_hours": ("小时", "h"),
+    "inspections_done": ("%", "%"), "report_by_day": ("日", "day"), "data_completeness_pct": ("%", "%"),
+    "survey_score": ("分", "points"),
+}
+STATUS_WORDS: dict[str, tuple[str, str]] = {
+    "kept": ("已兑现", "kept"), "missed": ("未兑现", "missed"), "pending": ("进行中", "pending"),
+    "no_cases": ("本月无此类事项", "no cases this month"), "no_data": ("无数据", "no data"),
+}
+_REF_ZH = (("previous month's report", "上月报告"), ("ingest completeness", "数据完整率"),
+           ("work order ", "工单 "), ("alarm ", "告警 "), ("inspection ", "巡视 "), (" survey answers", " 份问卷"))
+
+
+def ref_zh(ref: str) -> str:
+    """The Chinese name of a case reference (``alarm 12`` → ``告警 12``)."""
+    for en, zh in _REF_ZH:
+        ref = ref.replace(en, zh)
+    return ref
+
+
 def verdict_dict(v: Verdict) -> dict:
-    """JSON form of a verdict (NaN as null)."""
+    """JSON form of a verdict (NaN as null); ``measured`` of ``report_by_day`` is days late."""
     c = v.commitment
+    zh_unit, en_unit = UNITS[c.rule]
     return {"id": c.id, "zh": c.zh, "en": c.en, "rule": c.rule, "target": c.target, "status": v.status,
-            "value": _num(v.value),
-            "cases": [{"ref": x.ref, "measured": _num(x.measured), "ok": x.ok} for x in v.cases]}
+            "status_zh": STATUS_WORDS[v.status][0], "status_en": STATUS_WORDS[v.status][1], "value": _num(v.value), "unit_zh": zh_unit, "unit_en": en_unit,
+            "cases": [{"ref": x.ref, "ref_zh": ref_zh(x.ref), "measured": _num(x.measured), "ok": x.ok}
+                      for x in v.cases]}
 
 
 def breach_key(customer_id: str, commitment_id: str, month: str) -> str:
