@@ -99,7 +99,16 @@ def report_scorecard(store: Any, customer_id: str, month: str, *, archive: Any =
     return rows
 
 
-__all__ = ["UNITS", "contracts_dir", "customer_contract", "render_letter_pdf", "report_scorecard", "sweep_breaches",
+def commitments_section(store: Any, customer_id: str, month: str, **kw: Any) -> dict:
+    """The monthly report's scorecard section: ``{"contract", "rows"}``, or {} without a contract."""
+    folder = kw.pop("folder", None) or contracts_dir()
+    rows = report_scorecard(store, customer_id, month, folder=folder, **kw)
+    if not rows:
+        return {}
+    return {"contract": customer_contract(folder, customer_id).contract, "rows": rows}
+
+
+__all__ = ["UNITS", "commitments_section", "contracts_dir", "customer_contract", "render_letter_pdf", "report_scorecard", "sweep_breaches",
            "target_text"]
 
 

@@ -103,7 +103,8 @@ def month_records(store: Any, customer_id: str, month: str, *, archive: Any = No
             completeness = _completeness(archive, customer_id, month)
     return MonthRecords(month=month, start_ns=start, end_ns=end, now_ns=now, alarms=alarms, work_orders=orders,
                         inspections=inspections, timezone=tz, previous_report_delivered_ns=sent,
-                        completeness_pct=completeness, survey_ratings=ratings)
+                        completeness_pct=completeness, survey_ratings=ratings,
+                        report_archive_known=archive is not None)
 
 
 def month_scorecard(store: Any, contract: Contract, month: str, *, archive: Any = None,
@@ -121,7 +122,7 @@ def _num(v: float) -> float | None:
 # the unit of each rule's target and measured figures, zh / en
 UNITS: dict[str, tuple[str, str]] = {
     "critical_ack_minutes": ("分钟", "min"), "on_site_hours": ("小时", "h"), "repair_hours": ("小时", "h"),
-    "inspections_done": ("%", "%"), "report_by_day": ("日", "day"), "data_completeness_pct": ("%", "%"),
+    "inspections_done": ("%", "%"), "report_by_day": ("天（逾期）", "days late"), "data_completeness_pct": ("%", "%"),
     "survey_score": ("分", "points"),
 }
 STATUS_WORDS: dict[str, tuple[str, str]] = {
