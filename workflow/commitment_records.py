@@ -127,7 +127,7 @@ UNITS: dict[str, tuple[str, str]] = {
 }
 STATUS_WORDS: dict[str, tuple[str, str]] = {
     "kept": ("已兑现", "kept"), "missed": ("未兑现", "missed"), "pending": ("进行中", "pending"),
-    "no_cases": ("本月无此类事项", "no cases this month"), "no_data": ("无数据", "no data"),
+    "no_cases": ("当月无此类事项", "no cases in the month"), "no_data": ("无数据", "no data"),
 }
 _REF_ZH = (("previous month's report", "上月报告"), ("ingest completeness", "数据完整率"),
            ("work order ", "工单 "), ("alarm ", "告警 "), ("inspection ", "巡视 "), (" survey answers", " 份问卷"))
