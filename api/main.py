@@ -40,6 +40,7 @@ from api.routes import (
     inspections,
     registry,
     reports,
+    reviews,
     surveys,
     telemetry,
     web,
@@ -127,7 +128,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports, dashboard, export,
-                   commitments):
+                   commitments, reviews):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(web.router)
