@@ -131,3 +131,9 @@ def test_the_background_sweep_alarms_a_breach_once(store, clock, acme_only, tmp_
     keys = [a["key"] for a in store.alarms(limit=500) if a["type"] == "commitment_breach"]
     assert "acme/commitments/ack-critical/2026-01/commitment_breach" in keys
     assert len(keys) == len(set(keys))
+
+
+def test_contract_folder_setting_from_the_environment(tmp_path):
+    assert ApiSettings.from_env({"EH_CONTRACTS_DIR": str(tmp_path)}).contracts_dir == str(tmp_path)
+    default = Path(ApiSettings.from_env({}).contracts_dir)
+    assert default == ROOT / "contracts" and (default / "acme.toml").is_file()
