@@ -154,6 +154,12 @@ def breach_key(customer_id: str, commitment_id: str, month: str) -> str:
     return f"{customer_id}/commitments/{commitment_id}/{month}/{BREACH_TYPE}"
 
 
+def in_force(contract: Contract, month: str) -> bool:
+    """The contract covers ``month`` (from the month it was signed to the month it ends, when given)."""
+    return not ((contract.signed and month < contract.signed[:7]) or
+                (contract.valid_until and month > contract.valid_until[:7]))
+
+
 def _already_raised(store: Any, key: str) -> bool:
     return store.db.one("SELECT id FROM alarms WHERE key = ?", (key,)) is not None
 
@@ -178,7 +184,8 @@ def raise_breaches(store: Any, contracts: Mapping[str, Contract], *, archive: An
     """Alarm every missed commitment of this and last month once; return the events raised now.
 
     Both months are evaluated because some verdicts of a month settle after it (the report
-    due on the 5th, a work order still open at the month's end).  A customer of a contract
+    due on the 5th, a work order still open at the month's end); a month the contract does not
+    cover (before it was signed, after it ended) raises nothing.  A customer of a contract
     that the store does not know, or that has no site, is logged and skipped.
     """
     now = store.clock() if now_ns is None else now_ns
@@ -193,6 +200,8 @@ def raise_breaches(store: Any, contracts: Mapping[str, Contract], *, archive: An
             continue
         this = local_month(now, tz)
         for month in (previous_month(this), this):
+            if not in_force(contract, month):
+                continue
             for v in month_scorecard(store, contract, month, archive=archive, now_ns=now):
                 if v.status != MISSED or _already_raised(store, breach_key(cid, v.commitment.id, month)):
                     continue

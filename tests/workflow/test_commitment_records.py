@@ -109,3 +109,13 @@ def test_a_breach_is_raised_when_the_clock_passes_the_limit(store, clock):
 def test_a_contract_for_a_customer_the_registry_lacks_is_skipped(store):
     other = cm.Contract("nobody", "X-1", "", "", _acme().commitments)
     assert cr.raise_breaches(store, {"nobody": other}) == []
+
+
+def test_no_breach_alarm_outside_the_contract_term(store, clock):
+    _late_ack(store, clock, 20)                      # January 2026: missed
+    acme = _acme()
+    later = cm.Contract("acme", acme.contract, "2026-02-01", "2028-12-31", acme.commitments)
+    ended = cm.Contract("acme", acme.contract, "2025-01-01", "2025-12-31", acme.commitments)
+    assert cr.raise_breaches(store, {"acme": later}) == []
+    assert cr.raise_breaches(store, {"acme": ended}) == []
+    assert cr.raise_breaches(store, {"acme": acme})                   # signed 2026-01-05: January is covered
