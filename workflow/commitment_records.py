@@ -86,7 +86,8 @@ def month_records(store: Any, customer_id: str, month: str, *, archive: Any = No
     now = store.clock() if now_ns is None else now_ns
     alarms = [{"id": a["id"], "severity": a["severity"], "first_raised_ns": a["first_raised_ns"],
                "acked_ns": a["acked_ns"]}
-              for a in store.customer_alarms(customer_id, start, end) if a["type"] != BREACH_TYPE]
+              for a in store.customer_alarms(customer_id, start, end)
+              if a["type"] != BREACH_TYPE and not a["suppressed_by"]]     # suppressed by design: never shown
     orders = [{"id": w["id"], "severity": w["severity"], "created_ns": w["created_ns"],
                "on_site_ns": w["on_site_ns"], "resolved_ns": w["resolved_ns"]}
               for w in store.work_orders(customer_id=customer_id, created_from_ns=start, created_to_ns=end,

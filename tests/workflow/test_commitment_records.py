@@ -119,3 +119,13 @@ def test_no_breach_alarm_outside_the_contract_term(store, clock):
     assert cr.raise_breaches(store, {"acme": later}) == []
     assert cr.raise_breaches(store, {"acme": ended}) == []
     assert cr.raise_breaches(store, {"acme": acme})                   # signed 2026-01-05: January is covered
+
+
+def test_an_alarm_suppressed_by_design_is_not_counted(store, clock):
+    clock.t = T0 + HOUR
+    store.record([ev(key="acme-plant1/acme-plant1-t1-temp/hidden", severity="critical", raised=clock.t,
+                     suppressed_by="acme-plant1/acme-plant1-t1-temp/comms_loss")])
+    clock.advance(3600)
+    recs = cr.month_records(store, "acme", MONTH)
+    assert recs.alarms == []
+    assert _by_id(cm.scorecard(_acme(), recs))["ack-critical"].status == cm.NO_CASES
