@@ -94,6 +94,11 @@ def test_customer_sees_this_and_last_month_in_words_with_the_cases(live, page, l
     assert page.locator("#commit-this tr[data-commitment='report']").get_attribute("data-status") == "kept"
     assert live["this"] in page.inner_text("#commitments h3 >> nth=0")
     assert page.locator("#letter button.letter").count() == 2
+    with page.expect_download() as dl:
+        page.locator("#letter button.letter").first.click()
+    path = dl.value.path()
+    assert dl.value.suggested_filename == f"commitments-{CUSTOMER}-zh.pdf"
+    assert open(path, "rb").read(5) == b"%PDF-"
     shoot(page, f"commitments-{lang}")
     assert page.blocked == []
 
