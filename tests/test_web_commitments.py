@@ -110,5 +110,10 @@ def test_manager_sees_missed_commitments_per_customer(live, page):  # noqa: F811
     assert card["missed"] >= 1
     tile = page.inner_text(f"[data-customer-id='{CUSTOMER}']")
     assert re.search(rf"commitments missed this month\s+{card['missed']} of {len(card['commitments'])}", tile)
+    year = live["this"][:4]
+    with page.expect_download() as dl:
+        page.click(f"[data-customer-id='{CUSTOMER}'] button.review")
+    assert dl.value.suggested_filename == f"review-{CUSTOMER}-{year}-en.pdf"
+    assert open(dl.value.path(), "rb").read(5) == b"%PDF-"
     shoot(page, "manager-commitments")
     assert page.blocked == []

@@ -23,7 +23,15 @@ function customerTile(c, lastReport, card) {
       el("span", {}, tr("30 天按时率", "in time, 30 days")), el("span", {}, compliance),
       el("span", {}, tr("本月未兑现承诺", "commitments missed this month")),
       el("span", { class: "missed" + (card && card.missed ? " commit-missed" : "") },
-        card ? tr(`${card.missed} / ${card.commitments.length} 项`, `${card.missed} of ${card.commitments.length}`) : tr("无合同", "no contract"))));
+        card ? tr(`${card.missed} / ${card.commitments.length} 项`, `${card.missed} of ${card.commitments.length}`) : tr("无合同", "no contract"))),
+    reviewButton(c.customer_id, card ? Number(card.month.slice(0, 4)) : new Date().getFullYear()));
+}
+
+// the yearly service review pack for the review meeting with the customer
+function reviewButton(customerId, year) {
+  return el("button", { type: "button", class: "review",
+    onclick: () => EH.download(`/reviews/${encodeURIComponent(customerId)}/${year}?lang=${EH.lang}`, `review-${customerId}-${year}-${EH.lang}.pdf`) },
+  tr(`${year} 年度服务总结 PDF`, `${year} yearly review PDF`));
 }
 
 async function openOrder(id) {
