@@ -16,6 +16,7 @@ from typing import Any
 from reports.render import environment, render_pdf
 from workflow.commitment_records import UNITS, month_scorecard, verdict_dict
 from workflow.commitments import CommitmentError, Contract, load_contracts
+from workflow.db import NotFound
 
 log = logging.getLogger("energyhost.reports")
 DEFAULT_CONTRACTS_DIR = Path(__file__).resolve().parents[1] / "contracts"
@@ -90,8 +91,12 @@ def report_scorecard(store: Any, customer_id: str, month: str, *, archive: Any =
         return []
     if contract is None:
         return []
-    verdicts = month_scorecard(store, contract, month, archive=archive, now_ns=now_ns,
-                               completeness_pct=completeness_pct)
+    try:
+        verdicts = month_scorecard(store, contract, month, archive=archive, now_ns=now_ns,
+                                   completeness_pct=completeness_pct)
+    except NotFound:                             # a contract for a customer the registry does not hold
+        log.error("commitments of %r not in the report: the customer is not in the workflow registry", customer_id)
+        return []
     rows = [verdict_dict(v) for v in verdicts]
     for r in rows:
         r["target_zh"] = target_text(r["rule"], r["target"], "zh")

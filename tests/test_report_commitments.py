@@ -66,3 +66,10 @@ def test_no_contract_no_section(month, store, tmp_path):  # noqa: F811
     assert report_scorecard(None, CUSTOMER, MONTH) == []
     report = build_monthly_report(client, fleet(), "beta", MONTH, store=store, now_ns=MAR2)
     assert report.commitments == {} and 'id="commitments"' not in render_html(report, "en", charts=False)
+
+
+def test_a_contract_for_a_customer_missing_from_the_registry_leaves_the_section_out(store, tmp_path):  # noqa: F811
+    (tmp_path / "ghost.toml").write_text(
+        'customer = "ghost"\ncontract = "G-1"\n[[commitment]]\nid = "r"\nrule = "repair_hours"\ntarget = 24\n'
+        'zh = "修复"\nen = "repair"\n', encoding="utf-8")
+    assert report_scorecard(store, "ghost", MONTH, folder=tmp_path) == []
