@@ -9,7 +9,7 @@ parts, so tests, the benchmark and ``energyhost serve`` share one construction p
 API routes live under ``/api/v1`` (``api/routes/reports.py`` too); the web pages
 (``api/routes/web.py``) under ``/web``; OpenAPI docs at ``/docs`` (``EH_DOCS=0`` hides them).
 The app also runs a background sweep (every ``escalate_every_s``) that escalates overdue
-work orders and flags missed patrols, using the injected clock.
+work orders, flags missed patrols and alarms missed service commitments, using the injected clock.
 """
 
 from __future__ import annotations
@@ -34,11 +34,13 @@ from api.notify import sweep_escalations
 from api.routes import (
     alarms,
     auth,
+    commitments,
     dashboard,
     export,
     inspections,
     registry,
     reports,
+    reviews,
     surveys,
     telemetry,
     web,
@@ -80,7 +82,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     async def lifespan(app: FastAPI):
         task = None
         if background and settings.escalate_every_s > 0:
-            task = asyncio.create_task(_sweep(store, settings.escalate_every_s))
+            task = asyncio.create_task(_sweep(store, settings.escalate_every_s, lambda: _breaches(app)))
         yield
         if task is not None:
             task.cancel()
@@ -125,7 +127,8 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app.add_middleware(ForgetPrincipalsOnWrite, cache=app.state.principal_cache)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports, dashboard, export):
+    for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports, dashboard, export,
+                   commitments, reviews):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(web.router)
@@ -141,11 +144,20 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     return app
 
 
-async def _sweep(store: Store, every_s: float) -> None:
+def _breaches(app: FastAPI) -> int:
+    """Alarm missed service commitments (reports/commitments.py), once per customer, commitment and month."""
+    from reports.commitments import sweep_breaches
+
+    return sweep_breaches(app.state.store, app.state.settings.contracts_dir, reports.get_archive_of(app))
+
+
+async def _sweep(store: Store, every_s: float, breaches: Callable[[], int] | None = None) -> None:
     while True:
         try:
             await asyncio.to_thread(sweep_escalations, store)      # escalate, then e-mail (api/notify.py)
             await asyncio.to_thread(store.refresh_inspections)
+            if breaches is not None:
+                await asyncio.to_thread(breaches)
         except Exception:  # keep sweeping; the error is logged
             log.exception("escalation / inspection sweep failed")
         await asyncio.sleep(every_s)

@@ -11,6 +11,7 @@
 ``EH_AUTH_CACHE_S``     a credential's user and tenancy scope are remembered this long [s] (default 1, at most 1; 0 = off)
 ``EH_ESCALATE_EVERY_S`` period of the background escalation / inspection sweep [s] (default 60; 0 = off)
 ``EH_METRICS_TOKEN``    bearer token ``/metrics`` asks for (unset or empty: the endpoint is open)
+``EH_CONTRACTS_DIR``    folder of service contracts ``<customer>.toml`` (default the repository's ``contracts/``)
 plus the InfluxDB settings of :class:`core.config.Settings` (``EH_INFLUX_*``).
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from core.config import ConfigError, Settings
 
@@ -39,6 +41,7 @@ class ApiSettings:
     metrics_token: str | None = None       # /metrics needs "Authorization: Bearer <token>"; None = open
     fleet_file: str | None = None          # EH_FLEET: the fleet the report routes generate for
     public_url: str = ""                   # EH_PUBLIC_URL: the address customers reach (survey links in reports)
+    contracts_dir: str = str(Path(__file__).resolve().parents[1] / "contracts")   # service commitments
     influx: Settings = field(default_factory=Settings)
 
     @classmethod
@@ -74,5 +77,6 @@ class ApiSettings:
             metrics_token=e.get("EH_METRICS_TOKEN") or None,
             fleet_file=e.get("EH_FLEET") or None,
             public_url=e.get("EH_PUBLIC_URL", ""),
+            contracts_dir=e.get("EH_CONTRACTS_DIR") or cls.contracts_dir,
             influx=Settings.from_env(e),
         )

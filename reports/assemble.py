@@ -45,6 +45,7 @@ from core.config import Fleet, Site
 from core.model import Finding
 from core.units import NS
 from reports.archive import ReportArchive, check_month
+from reports.commitments import commitments_section
 from reports.fetch import SiteArrays, consumption_w, fetch_consumption, fetch_site_month, fetch_weather
 from reports.model import (
     MonthlyReport,
@@ -332,6 +333,8 @@ def build_monthly_report(influx: Any, fleet: Fleet, customer_id: str, month: str
         for f in savings.rank(findings) if (f.yuan_month or 0) > 0]
     report.workflow = workflow_summary(store, customer.id, [s.id for s in customer.sites], start_ns, end_ns)
     report.savings = savings_vs_baseline(report, baseline_yuan_per_kwh, archive, regression)
+    report.commitments = commitments_section(store, customer.id, month, archive=archive, now_ns=now,
+                                             completeness_pct=None if report.partial else report.completeness_pct)
     return report
 
 

@@ -201,6 +201,7 @@ class MonthlyReport:
     recommendations: list[Recommendation] = field(default_factory=list)
     savings: Savings = field(default_factory=lambda: Savings(method="none"))
     survey_url: str = ""
+    commitments: dict = field(default_factory=dict)   # {"contract", "rows"}: reports.commitments.report_scorecard
     days_in_month: float = 0.0                # local calendar days of the month
     days_covered: float = 0.0                 # days analysed: less than the month while it is in progress
 

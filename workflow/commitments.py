@@ -14,7 +14,8 @@ Rules (target unit in brackets):
                                  engineer on site within the target after the order was opened.
 ``repair_hours`` [h]             work orders resolved within the target after they were opened.
 ``inspections_done`` [%]         share of the inspections due in the month that were done.
-``report_by_day`` [day]          the previous month's report delivered by that day of this month.
+``report_by_day`` [day]          the previous month's report delivered by that day of this month
+                                 (no_data when no report archive was looked in).
 ``data_completeness_pct`` [%]    ingest completeness of the month at least the target.
 ``survey_score`` [1–5]           average satisfaction rating of the month at least the target.
 
@@ -98,6 +99,7 @@ class MonthRecords:
     inspections: Sequence[Mapping[str, Any]] = ()   # id, due_ns, state, done_ns
     timezone: str = "Asia/Shanghai"                 # the customer's; sets the report's due day
     previous_report_delivered_ns: int | None = None
+    report_archive_known: bool = True              # False: no archive to look in, the report rule is no_data
     completeness_pct: float | None = None
     survey_ratings: Sequence[int] = field(default_factory=tuple)
 
@@ -243,6 +245,8 @@ def inspections_done(c: Commitment, recs: MonthRecords) -> Verdict:
 
 
 def report_by_day(c: Commitment, recs: MonthRecords) -> Verdict:
+    if not recs.report_archive_known:
+        return Verdict(c, NO_DATA, float("nan"))
     due = report_due_ns(recs.month, recs.timezone, int(c.target))
     got = recs.previous_report_delivered_ns
     day_ns = 86_400 * NS

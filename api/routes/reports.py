@@ -77,10 +77,14 @@ def _entry_out(request: Request, e: ReportEntry) -> ReportOut:
 
 
 def get_archive(request: Request) -> ReportArchive:
-    arch = getattr(request.app.state, "report_archive", None)
+    return get_archive_of(request.app)
+
+
+def get_archive_of(app) -> ReportArchive:
+    arch = getattr(app.state, "report_archive", None)
     if arch is None:
         arch = ReportArchive.from_env()
-        request.app.state.report_archive = arch
+        app.state.report_archive = arch
     return arch
 
 

@@ -129,6 +129,47 @@ async function renderAlarmsAndOrders(siteId) {
   return orders.filter((w) => w.state === "closed");
 }
 
+// the service commitments of the contract: this and last month's verdicts in words, the records behind a miss
+function commitmentRows(card) {
+  const unit = (c) => (EH.lang === "zh" ? c.unit_zh : c.unit_en);
+  return card.commitments.map((c) => {
+    const misses = c.cases.filter((x) => x.ok === false);
+    const why = misses.length ? misses.map((x) => `${EH.lang === "zh" ? x.ref_zh : x.ref}: ${EH.fmtNum(x.measured, 1)} ${unit(c)}`).join("; ")
+      : c.cases.length ? tr(`${c.cases.length} 项均达标`, `${c.cases.length} within target`) : "–";
+    return el("tr", { "data-commitment": c.id, "data-status": c.status },
+      el("td", { "data-label": tr("承诺", "Commitment") }, EH.lang === "zh" ? c.zh : c.en),
+      el("td", { "data-label": tr("考核指标", "Measured by") }, EH.lang === "zh" ? c.target_zh : c.target_en),
+      el("td", { "data-label": tr("结果", "Result"), class: "commit-" + c.status }, EH.lang === "zh" ? c.status_zh : c.status_en),
+      el("td", { "data-label": tr("依据", "Records"), class: "cases" }, why));
+  });
+}
+
+function previousMonth(m) {
+  const [y, mo] = m.split("-").map(Number);
+  return mo === 1 ? `${y - 1}-12` : `${y}-${String(mo - 1).padStart(2, "0")}`;
+}
+
+async function loadCommitments(customerId) {
+  const box = document.getElementById("commitments");
+  let now;
+  try { now = await api(`/commitments/${encodeURIComponent(customerId)}`); } catch (err) {
+    if (String(err.message).startsWith("404")) return;          // no service contract on file
+    throw err;
+  }
+  const last = await api(`/commitments/${encodeURIComponent(customerId)}?month=${previousMonth(now.month)}`);
+  document.getElementById("contract-id").textContent = tr(`合同 ${now.contract}`, `contract ${now.contract}`);
+  document.getElementById("letter").replaceChildren(...["zh", "en"].map((l) => el("button", { type: "button", class: "letter",
+    onclick: () => EH.download(`/commitments/${customerId}/letter?lang=${l}`, `commitments-${customerId}-${l}.pdf`) },
+  l === "zh" ? "承诺书 PDF" : "Letter (English) PDF")));
+  const heads = box.querySelectorAll("h3");
+  [[now, "this", heads[0]], [last, "last", heads[1]]].forEach(([card, which, h]) => {
+    h.querySelector(".month").textContent = card.month;
+    h.querySelector(".missed-count").textContent = card.missed ? tr(`${card.missed} 项未兑现`, `${card.missed} missed`) : "";
+    EH.fill(document.querySelector(`#commit-${which} tbody`), commitmentRows(card), "–", 4);
+  });
+  box.hidden = false;
+}
+
 function pickSurvey(value) {
   const sel = document.getElementById("survey-month");
   sel.value = value;
@@ -173,6 +214,9 @@ function setupSurvey() {
   });
 }
 
+let me = null;
+let commitmentsShown = false;
+
 async function showSite(siteId, devices) {
   document.body.dataset.loaded = "0";
   try {
@@ -182,11 +226,13 @@ async function showSite(siteId, devices) {
     const [closed] = await Promise.all([renderAlarmsAndOrders(siteId), renderDevices(siteId, devices),
       renderPowerChart(siteId, devices)]);
     await loadReports(closed);
+    if (!commitmentsShown) { commitmentsShown = true; await loadCommitments(me.customer_id); }
     document.body.dataset.loaded = "1";
   } catch (err) { EH.showError(err); }
 }
 
-EH.init().then(async (me) => {
+EH.init().then(async (user) => {
+  me = user;
   setupSurvey();
   const { sites, devices } = me.registry;
   const sel = document.getElementById("site");

@@ -1,15 +1,15 @@
 // Customer manager: my customers' status tiles, escalations to me (open one), the weekly review,
-// survey results and the alarm KPIs with their ISA-18.2 verdicts.
+// missed service commitments of the month, survey results and the alarm KPIs with their ISA-18.2 verdicts.
 "use strict";
 
 const { el, tr, api } = EH;
 const VERDICT = { acceptable: ["可接受", "acceptable"], manageable: ["可管理", "manageable"], overloaded: ["过载", "overloaded"] };
 const STAGE = { response: ["响应", "response"], arrival: ["到场", "arrival"], repair: ["修复", "repair"] };
 
-function customerTile(c, lastReport) {
+function customerTile(c, lastReport, card) {
   const alarms = Object.values(c.open_alarms).reduce((x, y) => x + y, 0);
   const compliance = c.closed_30d ? EH.fmtNum(100 * c.closed_in_time_30d / c.closed_30d, 0) + " %" : "–";
-  const bad = c.open_alarms.critical || c.overdue_orders || c.escalations;
+  const bad = c.open_alarms.critical || c.overdue_orders || c.escalations || (card && card.missed);
   return el("div", { class: "tile " + (bad ? "bad" : alarms ? "warn" : ""), "data-customer-id": c.customer_id },
     el("h3", { title: c.customer_id }, c.name),
     el("div", { class: "kv" },
@@ -20,7 +20,18 @@ function customerTile(c, lastReport) {
       el("span", {}, tr("最近报告", "last report")), el("span", {}, lastReport || "–"),
       el("span", {}, tr("满意度", "survey score")),
       el("span", {}, c.survey_mean === null ? "–" : `${EH.fmtNum(c.survey_mean, 1)} / 5 (${c.survey_count})`),
-      el("span", {}, tr("30 天按时率", "in time, 30 days")), el("span", {}, compliance)));
+      el("span", {}, tr("30 天按时率", "in time, 30 days")), el("span", {}, compliance),
+      el("span", {}, tr("本月未兑现承诺", "commitments missed this month")),
+      el("span", { class: "missed" + (card && card.missed ? " commit-missed" : "") },
+        card ? tr(`${card.missed} / ${card.commitments.length} 项`, `${card.missed} of ${card.commitments.length}`) : tr("无合同", "no contract"))),
+    reviewButton(c.customer_id, card ? Number(card.month.slice(0, 4)) : new Date().getFullYear()));
+}
+
+// the yearly service review pack for the review meeting with the customer
+function reviewButton(customerId, year) {
+  return el("button", { type: "button", class: "review",
+    onclick: () => EH.download(`/reviews/${encodeURIComponent(customerId)}/${year}?lang=${EH.lang}`, `review-${customerId}-${year}-${EH.lang}.pdf`) },
+  tr(`${year} 年度服务总结 PDF`, `${year} yearly review PDF`));
 }
 
 async function openOrder(id) {
@@ -72,7 +83,9 @@ async function load() {
   ]);
   const last = {};
   for (const r of reports) if (!last[r.customer_id] || r.month > last[r.customer_id]) last[r.customer_id] = r.month;
-  document.getElementById("customers").replaceChildren(...customers.map((c) => customerTile(c, last[c.customer_id])));
+  // this month's scorecard per customer; a customer without a contract file answers 404
+  const cards = await Promise.all(customers.map((c) => api(`/commitments/${encodeURIComponent(c.customer_id)}`).catch(() => null)));
+  document.getElementById("customers").replaceChildren(...customers.map((c, i) => customerTile(c, last[c.customer_id], cards[i])));
   EH.fill(document.querySelector("#escalations tbody"), escalations.slice().reverse().map((e) => el("tr", { "data-esc-id": String(e.id) },
     el("td", { "data-label": tr("时间", "Time") }, EH.fmtTime(e.time)),
     el("td", { "data-label": tr("工单", "Order") }, `#${e.work_order_id}`),

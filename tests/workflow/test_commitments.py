@@ -146,3 +146,9 @@ def test_scorecard_follows_the_contract_and_breaches_are_the_misses():
     assert by_id["data"].status == cm.KEPT and by_id["satisfaction"].status == cm.KEPT
     assert by_id["repair"].status == cm.NO_CASES and math.isnan(by_id["repair"].value)
     assert [v.commitment.id for v in cm.breaches(card)] == ["ack-critical", "report"]
+
+
+def test_report_rule_without_an_archive_is_no_data_not_a_miss():
+    c = _c("report_by_day", 5)
+    assert cm.report_by_day(c, _recs(report_archive_known=False)).status == cm.NO_DATA
+    assert cm.report_by_day(c, _recs()).status == cm.MISSED          # archive looked in, nothing sent
