@@ -5,12 +5,11 @@ import asyncio
 import socket
 
 import pytest
+import sunspec2.modbus.client as sunspec_client  # pysunspec2, a dev dependency: never skipped
 
 from core.config import parse_fleet
 from core.profiles import load_profiles, sunspec_layout
 from simulators.modbus_server import serve_fleet
-
-sunspec_client = pytest.importorskip("sunspec2.modbus.client", reason="pysunspec2 (dev dependency)")
 
 PROFILES = load_profiles()
 PROFILE = PROFILES["pv_inverter_sunspec"]
