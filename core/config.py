@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -59,6 +60,10 @@ class Device:
     name: str = ""
     ct_ratio: float = 1.0        # meter read through current transformers: primary/secondary (200/5 A -> 40)
     pt_ratio: float = 1.0        # ... and voltage transformers (10 kV/100 V -> 100); 1 = reads primary values
+    supplier: str = ""           # who supplied the equipment (rated yearly, see docs/suppliers.md)
+    model: str = ""              # the supplier's model designation
+    installed: date | None = None         # date of installation (early failures are counted from it)
+    warranty_until: date | None = None    # last day of the supplier's warranty
 
     @property
     def tags(self) -> dict[str, str]:
@@ -196,6 +201,33 @@ def _ratio(dr: _Reader, key: str, kind: str, transport: str) -> float:
     return value
 
 
+def _date(dr: _Reader, key: str) -> date | None:
+    """An optional calendar date: a TOML local date (``2024-03-01``) or the same as a string."""
+    value = dr.get(key, (date, str), None)
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        raise dr.fail(key, f"expected a date like 2024-03-01, got a date-time {value.isoformat()!r}")
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise dr.fail(key, f"expected a date like 2024-03-01, got {value!r}") from None
+    return value
+
+
+def _supplier_fields(dr: _Reader) -> dict:
+    """The supplier data of a device: ``supplier``, ``model``, ``installed``, ``warranty_until``."""
+    supplier = dr.get("supplier", str, "", check=lambda v: v == "" or ID_RE.match(v), why=ID_RULE)
+    model = dr.get("model", str, "", check=lambda v: len(v) <= 100, why="at most 100 characters")
+    installed, warranty = _date(dr, "installed"), _date(dr, "warranty_until")
+    if installed is not None and installed > date.today():
+        raise dr.fail("installed", f"lies in the future ({installed.isoformat()})")
+    if installed is not None and warranty is not None and warranty < installed:
+        raise dr.fail("warranty_until", f"{warranty.isoformat()} is before 'installed' {installed.isoformat()}")
+    return {"supplier": supplier, "model": model, "installed": installed, "warranty_until": warranty}
+
+
 def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] | None = None,
                 path: Path | None = None) -> Fleet:
     top = _Reader(where, "top level", raw)
@@ -298,6 +330,7 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                     name=dr.get("name", str, ""),
                     ct_ratio=_ratio(dr, "ct_ratio", kind, transport),
                     pt_ratio=_ratio(dr, "pt_ratio", kind, transport),
+                    **_supplier_fields(dr),
                 )
                 dr.finish()
                 devices.append(dev)
