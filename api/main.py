@@ -39,6 +39,7 @@ from api.routes import (
     inspections,
     registry,
     reports,
+    suppliers,
     surveys,
     telemetry,
     web,
@@ -125,7 +126,8 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
     app.add_middleware(ForgetPrincipalsOnWrite, cache=app.state.principal_cache)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports, dashboard, export):
+    for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports, dashboard, export,
+                   suppliers):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(web.router)

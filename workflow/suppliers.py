@@ -194,7 +194,19 @@ def _ranked(ratings: list[Rating]) -> list[Rating]:
 
 
 def last_two_years(previous: Iterable[Rating], current: Iterable[Rating]) -> list[tuple[str, str]]:
-    """(supplier, category) ranked last in its category in both years (with at least two suppliers ranked)."""
+    """(supplier, category) ranked last in its category in both years.
+
+    Last means at least two suppliers ranked and a total strictly below every other one of the
+    category: a tie at the bottom (e.g. a year without field data, every score equal) names nobody.
+    """
     def lasts(rows):
-        return {(r.supplier, r.category) for r in rows if r.of >= 2 and r.rank == r.of}
+        by_cat: dict[str, list[Rating]] = defaultdict(list)
+        for r in rows:
+            by_cat[r.category].append(r)
+        out = set()
+        for rs in by_cat.values():
+            last = [r for r in rs if r.of >= 2 and r.rank == r.of and math.isfinite(r.total)]
+            if last and all(math.isfinite(o.total) and o.total > last[0].total for o in rs if o is not last[0]):
+                out.add((last[0].supplier, last[0].category))
+        return out
     return sorted(lasts(previous) & lasts(current))
