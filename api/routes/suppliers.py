@@ -6,7 +6,7 @@ import math
 from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import InfluxDep, ScopeDep, StoreDep
@@ -92,3 +92,16 @@ def rating(scope: ScopeDep, store: StoreDep, influx: InfluxDep,
         RatingOut(supplier=r.supplier, category=r.category, devices=r.devices, rank=r.rank, of=r.of,
                   total=_num(r.total), scores={a: _num(v) for a, v in r.scores.items()}, evidence=dict(r.evidence),
                   last_two_years=rv.is_flagged(r)) for r in rv.ratings])
+
+
+@router.get("/review.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}, "description": "the review as an A4 PDF"}})
+def review_pdf(scope: ScopeDep, store: StoreDep, influx: InfluxDep,
+               year: Annotated[int, Query(ge=2000, le=2100)],
+               lang: Annotated[Literal["zh", "en"], Query()] = "zh") -> Response:
+    """The yearly supplier review report (供方评审报告) as a PDF."""
+    scope.require_staff()
+    from reports.supplier_review import review_pdf as pdf  # WeasyPrint loads on first use
+
+    return Response(pdf(review(store, influx, year), lang), media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="supplier-review-{year}-{lang}.pdf"'})

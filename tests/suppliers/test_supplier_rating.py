@@ -7,6 +7,8 @@ among the PV inverter suppliers, with the figures behind each score.
 
 from __future__ import annotations
 
+import re
+import subprocess
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -154,3 +156,24 @@ def test_rating_api_is_for_staff_and_carries_evidence(year_env):
                 {"supplier": "voltgo", "category": "ev_charger", "promised": "2025-13-01"},
                 {"supplier": "Volt Go", "category": "ev_charger", "promised": "2025-11-01"}):
         assert client.post("/api/v1/suppliers/deliveries", headers=eng, json=bad).status_code == 422
+
+
+@pytest.mark.parametrize(("lang", "words"), [
+    ("zh", ["供方评审报告", "光伏逆变器", "故障 18 次", "按期 1 批"]),
+    ("en", ["Supplier review", "PV inverters", "18 faults", "1 of 3 deliveries on time"]),
+])
+def test_review_pdf_ranks_and_shows_evidence(year_env, tmp_path, lang, words):
+    _, _, client = year_env
+    r = client.post("/api/v1/auth/token", json={"username": "eng1", "password": "eng-pass-1"})
+    eng = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    r = client.get(f"/api/v1/suppliers/review.pdf?year={YEAR}&lang={lang}", headers=eng)
+    assert r.status_code == 200 and r.content.startswith(b"%PDF")
+    pdf = tmp_path / f"review-{lang}.pdf"
+    pdf.write_bytes(r.content)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    for w in words:
+        assert w in text, w
+    pv = text[text.index(words[1]):]
+    assert re.search(rf"1\s*/\s*2\s+{GOOD}", pv) and re.search(rf"2\s*/\s*2\s+{BAD}", pv)
+    assert client.get(f"/api/v1/suppliers/review.pdf?year={YEAR}&lang=fr", headers=eng).status_code == 422
