@@ -83,6 +83,17 @@ class Transformer:
     pk_kw: float                  # load loss at rated current
     meter: str | None = None      # device id of the meter on its LV side
     temperature_controller: str | None = None
+    insulation: str = "dry"       # "dry" (IEC 60076-12) or "oil" (IEC 60076-7): the ageing law
+    insulation_class: int = 155   # dry-type thermal class [degC] (F = 155)
+    design_life_years: float = 0.0   # 0 = the standard's: 180,000 h for dry-type, 20 years for oil
+    replacement_cost_yuan: float | None = None   # prices the insulation life consumed
+
+    @property
+    def design_life_days(self) -> float:
+        """The design life [d]: the configured years, else 180,000 h (dry) or 20 years (oil)."""
+        if self.design_life_years:
+            return self.design_life_years * 365.25
+        return 180_000.0 / 24.0 if self.insulation == "dry" else 20 * 365.25
 
 
 @dataclass(frozen=True)
@@ -228,6 +239,23 @@ def _supplier_fields(dr: _Reader) -> dict:
     return {"supplier": supplier, "model": model, "installed": installed, "warranty_until": warranty}
 
 
+DRY_CLASSES = (105, 120, 130, 155, 180, 200, 220)      # IEC 60076-12 thermal classes [degC]
+
+
+def _ageing_fields(tr: _Reader) -> dict:
+    """The insulation keys of a transformer: ``insulation``, ``insulation_class``, ``design_life_years``,
+    ``replacement_cost_yuan``."""
+    return {
+        "insulation": tr.get("insulation", str, "dry", check=lambda v: v in ("dry", "oil"),
+                             why="must be 'dry' or 'oil'"),
+        "insulation_class": tr.get("insulation_class", int, 155, check=lambda v: v in DRY_CLASSES,
+                                   why=f"must be one of {DRY_CLASSES}"),
+        "design_life_years": tr.get("design_life_years", float, 0.0, check=lambda v: 0 < v <= 60,
+                                    why="must be 0..60 years"),
+        "replacement_cost_yuan": tr.get("replacement_cost_yuan", float, None, check=_positive, why="must be > 0"),
+    }
+
+
 def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] | None = None,
                 path: Path | None = None) -> Fleet:
     top = _Reader(where, "top level", raw)
@@ -348,6 +376,7 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                     pk_kw=tr.get("pk_kw", float, check=_positive, why="must be > 0"),
                     meter=tr.get("meter", str, None),
                     temperature_controller=tr.get("temperature_controller", str, None),
+                    **_ageing_fields(tr),
                 )
                 for key in ("meter", "temperature_controller"):
                     ref = getattr(t, key)
