@@ -32,6 +32,7 @@ from api.deps import ForgetPrincipalsOnWrite, PrincipalCache
 from api.metrics import instrument
 from api.notify import sweep_escalations
 from api.routes import (
+    ageing,
     alarms,
     auth,
     dashboard,
@@ -127,7 +128,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports, dashboard, export,
-                   suppliers):
+                   suppliers, ageing):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(web.router)

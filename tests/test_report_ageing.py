@@ -6,14 +6,18 @@ import subprocess
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from wf_helpers import CHEAP
 
 from analytics import ageing
+from api.main import create_app
+from api.settings import ApiSettings
 from core.config import parse_fleet
 from core.influx import InfluxClient
 from core.units import NS
 from reports.assemble import build_monthly_report
 from reports.render import render_html, render_pdf
-from workflow import month_bounds_ns
+from workflow import Store, month_bounds_ns
 
 MONTH, TZ = "2026-02", "Asia/Shanghai"
 CTL, METER = "c1-s1-t1-temp", "c1-s1-m1"
@@ -67,3 +71,27 @@ def test_ageing_section_in_the_pdf(report, tmp_path, lang, words):
     a = rep.sites[0].ageing[0]
     for w in [*words, f"{a.days_consumed:.2f}", "c1-s1-t1"]:
         assert w in text, w
+
+
+def test_site_ageing_api_for_the_customer_page(report, influxd, tmp_path):
+    rep, _ = report
+    start, end = month_bounds_ns(MONTH, TZ)
+    store = Store(f"sqlite:///{tmp_path / 'wf.db'}", clock=lambda: end + 86400 * NS, password_cost=CHEAP)
+    store.seed_fleet(FLEET)
+    store.create_user("c1.user", "customer", password="cust-pass-1", customer_id="c1")
+    client = InfluxClient(influxd.url, "ageing_month")
+    app = create_app(ApiSettings(escalate_every_s=0, rate_limit=0), store=store, influx=client,
+                     clock=lambda: end + 86400 * NS, fleet=FLEET)
+    with TestClient(app) as c:
+        tok = c.post("/api/v1/auth/token", json={"username": "c1.user", "password": "cust-pass-1"}).json()
+        h = {"Authorization": f"Bearer {tok['access_token']}"}
+        r = c.get(f"/api/v1/sites/c1-s1/transformer-ageing?month={MONTH}", headers=h)
+        assert r.status_code == 200, r.text
+        [row] = r.json()["transformers"]
+        assert row["days_consumed"] == rep.sites[0].ageing[0].days_consumed
+        assert c.get("/api/v1/sites/c1-s1/transformer-ageing", headers=h).json()["month"] == "2026-03"
+        assert c.get("/api/v1/sites/c1-s1/transformer-ageing?month=2026-13", headers=h).status_code == 422
+        assert c.get("/api/v1/sites/c1-s1/transformer-ageing?month=2030-01", headers=h).status_code == 422
+        assert c.get("/api/v1/sites/nope/transformer-ageing", headers=h).status_code == 404
+    client.close()
+    store.close()

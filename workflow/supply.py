@@ -51,8 +51,8 @@ def date_ns(d: date | str, tz: str = RATING_TZ) -> int:
 
 
 def year_bounds_ns(year: int, tz: str = RATING_TZ) -> tuple[int, int]:
-    if not 2000 <= year <= 2100:
-        raise Invalid(f"year must be 2000..2100, got {year}")
+    if not 1990 <= year <= 2101:
+        raise Invalid(f"year must be 1990..2101, got {year}")
     return date_ns(date(year, 1, 1), tz), date_ns(date(year + 1, 1, 1), tz)
 
 
