@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.validation import ApiTime, check_text
+from api.validation import ApiDate, ApiTime, check_text
 from core.ids import ID_PATTERN
 from workflow import vocab
 
@@ -206,8 +206,8 @@ class DevicePatch(In):
     rated_power_kw: float | None = Field(default=None, gt=0, le=1e6)
     supplier: str | None = Field(default=None, pattern=ID_PATTERN, max_length=64)
     model: str | None = Field(default=None, max_length=100)
-    installed: date | None = None
-    warranty_until: date | None = None
+    installed: ApiDate | None = None
+    warranty_until: ApiDate | None = None
 
 
 class DeviceCreate(DevicePatch):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import InfluxDep, ScopeDep, StoreDep
+from api.validation import ApiDate
 from core.ids import ID_PATTERN
 from workflow.supply import review
 from workflow.vocab import DEVICE_KINDS
@@ -21,8 +22,8 @@ class DeliveryIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     supplier: str = Field(pattern=ID_PATTERN, max_length=64)
     category: Literal[DEVICE_KINDS]
-    promised: date
-    delivered: date | None = None
+    promised: ApiDate
+    delivered: ApiDate | None = None
     note: str = Field(default="", max_length=2000)
 
 
