@@ -58,6 +58,28 @@ def _rate(tr: Transformer, hot: np.ndarray) -> np.ndarray:
     return ageing.relative_ageing_dry(hot, tr.insulation_class)
 
 
+def _apparent(meter: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Apparent power [VA]: the meter's own, else ``sqrt(P² + Q²)``, else ``|P| / |PF|`` (PF ≥ 0.05).
+
+    A channel that is present but holds no number (a query column of a field never written) does not count.
+    """
+    def ch(name: str) -> np.ndarray | None:
+        v = meter.get(name)
+        if v is None:
+            return None
+        v = np.asarray(v, float)
+        return v if np.isfinite(v).any() else None
+
+    s, p, q, pf = ch("apparent_power"), ch("active_power"), ch("reactive_power"), ch("power_factor")
+    if s is not None:
+        return s
+    if p is not None and q is not None:
+        return np.hypot(p, q)
+    if p is not None and pf is not None:
+        return np.abs(p) / np.where(np.abs(pf) >= 0.05, np.abs(pf), np.nan)
+    return None
+
+
 def ageing_series(site: Site, tr: Transformer, data: Mapping[str, Mapping[str, np.ndarray]],
                   rules: AgeingRules = AgeingRules(),
                   ambient: tuple[np.ndarray, np.ndarray] | None = None) -> AgeingSeries | None:
@@ -72,10 +94,11 @@ def ageing_series(site: Site, tr: Transformer, data: Mapping[str, Mapping[str, n
         hot = ageing.dry_hot_spot_from_windings(w, rules.allowance_k)
         return AgeingSeries(tr.id, "windings", t, hot, _rate(tr, hot))
     meter = data.get(tr.meter or "") or {}
-    if meter.get("time_ns") is None or "apparent_power" not in meter or len(meter["time_ns"]) < 2:
+    s_va = _apparent(meter)
+    if meter.get("time_ns") is None or s_va is None or len(meter["time_ns"]) < 2:
         return None
     t = np.asarray(meter["time_ns"], np.int64)
-    k = fl.load_rate(meter["apparent_power"], tr.rated_kva)
+    k = fl.load_rate(s_va, tr.rated_kva)
     amb = np.full(t.size, rules.default_ambient_c)
     if ambient is not None and len(ambient[0]):
         amb = np.interp(t.astype(float), np.asarray(ambient[0], float), np.asarray(ambient[1], float))

@@ -28,10 +28,11 @@ def _site_data(influx: Any, site: Site, a: int, b: int,
             if cols["time"].size:
                 data[tr.temperature_controller] = {"time_ns": cols["time"],
                                                    **{w: cols[w] for w in WINDINGS if w in cols}}
-        elif tr.meter and "apparent_power" not in data.get(tr.meter, {}):
-            cols = _means(influx, "meter", tr.meter, site.id, ["apparent_power"], a, b)
-            if cols["time"].size and "apparent_power" in cols:
-                data[tr.meter] = {"time_ns": cols["time"], "apparent_power": cols["apparent_power"]}
+        elif tr.meter and tr.meter not in data:
+            power = ["apparent_power", "active_power", "reactive_power", "power_factor"]
+            cols = _means(influx, "meter", tr.meter, site.id, power, a, b)
+            if cols["time"].size:
+                data[tr.meter] = {"time_ns": cols["time"], **{c: cols[c] for c in power if c in cols}}
     return data
 
 

@@ -80,3 +80,25 @@ def test_without_a_controller_the_load_model_is_used():
     assert findings and all(f.evidence["basis"] == "load" for f in findings)
     days = life_per_day(s, np.array([a]))
     assert days[0] == pytest.approx(life[oil.id].days_consumed, rel=1e-6)
+
+
+def test_a_meter_without_apparent_power_gives_it_from_active_and_reactive_or_pf():
+    oil = dataclasses.replace(TR, temperature_controller=None, insulation="oil")
+    site = dataclasses.replace(SITE, transformers=(oil,))
+    data, a, b = _sim(devices=(TR.meter,))
+    full = ageing_series(site, oil, data)
+    m = data[TR.meter]
+    s_va = np.hypot(m["active_power"], m["reactive_power"])
+    bare = {TR.meter: {"time_ns": m["time_ns"], "active_power": m["active_power"], "reactive_power": m["reactive_power"]}}
+    derived = ageing_series(site, oil, bare)
+    assert derived is not None and derived.basis == "load"
+    expected = ageing.hot_spot_dynamic(m["time_ns"], s_va / (oil.rated_kva * 1e3), 30.0)
+    np.testing.assert_allclose(derived.hot_spot_c, expected, rtol=1e-9)
+    assert full is not None
+    assert ageing_series(site, oil, {TR.meter: {"time_ns": m["time_ns"], "active_power": m["active_power"]}}) is None
+    nan = np.full(m["time_ns"].size, np.nan)       # columns of fields never written come back as NaN
+    pf = {TR.meter: {"time_ns": m["time_ns"], "active_power": m["active_power"], "apparent_power": nan,
+                     "reactive_power": nan, "power_factor": np.full(m["time_ns"].size, 0.8)}}
+    by_pf = ageing_series(site, oil, pf)
+    np.testing.assert_allclose(by_pf.hot_spot_c, ageing.hot_spot_dynamic(
+        m["time_ns"], np.abs(m["active_power"]) / 0.8 / (oil.rated_kva * 1e3), 30.0), rtol=1e-9)
