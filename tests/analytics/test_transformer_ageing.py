@@ -102,3 +102,30 @@ def test_a_meter_without_apparent_power_gives_it_from_active_and_reactive_or_pf(
     by_pf = ageing_series(site, oil, pf)
     np.testing.assert_allclose(by_pf.hot_spot_c, ageing.hot_spot_dynamic(
         m["time_ns"], np.abs(m["active_power"]) / 0.8 / (oil.rated_kva * 1e3), 30.0), rtol=1e-9)
+
+
+def _pair(k1: float, k2: float):
+    t = (DAY0 + np.arange(0, 86400, 60, dtype=float)) * 1e9
+    t = t.astype(np.int64)
+    trs = tuple(dataclasses.replace(TR, id=f"t{i}", meter=f"m{i}", temperature_controller=None, insulation="oil",
+                                    rated_kva=1000.0, replacement_cost_yuan=300_000.0) for i in (1, 2))
+    site = dataclasses.replace(SITE, transformers=trs)
+    data = {f"m{i}": {"time_ns": t, "apparent_power": np.full(t.size, k * 1e6)} for i, k in ((1, k1), (2, k2))}
+    return site, data, int(t[0]), int(t[-1]) + 60 * NS
+
+
+def test_balancing_two_parallel_transformers_is_priced_by_life_saved():
+    from analytics.savings import calculation
+    from analytics.transformer_ageing import load_sharing_saving
+
+    site, data, a, b = _pair(1.2, 0.4)
+    f = load_sharing_saving(site, data, a, b)
+    assert f is not None and f.type == "saving_transformer_ageing"
+    ev = f.evidence
+    # steady state: 1.2 pu ages far faster than two units at 0.8 pu
+    assert ev["t1_days_now"] > 5 * ev["t1_days_balanced"] and ev["t2_days_now"] < ev["t2_days_balanced"]
+    per_day = 300_000.0 / (20 * 365.25)
+    saved = (ev["t1_days_now"] - ev["t1_days_balanced"] + ev["t2_days_now"] - ev["t2_days_balanced"]) * round(per_day, 4)
+    assert f.yuan_month == pytest.approx(saved * 30.4375 / ev["analysed_days"], abs=0.05)
+    assert calculation(f, "en").endswith(f"= {f.yuan_month:,.1f} yuan/month")
+    assert load_sharing_saving(*_pair(0.7, 0.7)) is None            # already balanced: nothing to save
