@@ -36,6 +36,7 @@ from analytics import device_checks as dc
 from analytics import finding_types as ft
 from analytics import power_quality as pq
 from analytics import pv_checks as pvc
+from analytics.transformer_ageing import transformer_ageing
 from core.config import Device, Site
 from core.model import Finding
 from core.units import NS
@@ -173,7 +174,7 @@ def assess_site(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], start_
         except Exception as exc:  # noqa: BLE001 - isolate the device, report it, go on with the rest
             log.exception("analysis of device %s (site %s) failed", d.id, site.id)
             out.append(_failed(site, d, start_ns, end_ns, exc))
-    return out
+    return out + transformer_ageing(site, data, start_ns, end_ns)[0]
 
 
 def _failed(site: Site, device: Device, start_ns: int, end_ns: int, exc: Exception) -> Finding:

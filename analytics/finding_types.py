@@ -200,6 +200,12 @@ TYPES: dict[str, FindingType] = {
     "transformer_trip": _T("critical", "绕组温度 {temperature_c:.0f} °C，达到跳闸值 {trip_c:g} °C。",
                            "Winding temperature {temperature_c:.0f} °C, at the {trip_c:g} °C trip point.",
                            "立即到现场处置。", "Attend on site immediately."),
+    "transformer_ageing": _T("minor", "变压器 {transformer} 绝缘老化速率 {rate:.1f} 倍（热点 {hot_spot_c:.0f} °C），"
+                                      "持续 {hours:h} h 高于 {limit:g} 倍，消耗寿命 {life_h:.1f} h。",
+                             "Transformer {transformer} insulation ageing at {rate:.1f} times the design rate "
+                             "(hot spot {hot_spot_c:.0f} °C), above {limit:g} for {hours:h} h: {life_h:.1f} h of "
+                             "life used.", "检查风机和通风，降低或转移负荷，避开高温时段的峰值负荷。",
+                             "Check fans and ventilation; reduce or shift load away from the hottest hours."),
     "transformer_overload": _T("major", "变压器 {transformer} 负载率 {load_pct:.0f} %，超过 {limit_pct:.0f} %"
                                         "（额定 {rated_kva:g} kVA）。",
                                "Transformer {transformer} loaded at {load_pct:.0f} %, above {limit_pct:.0f} % of its "

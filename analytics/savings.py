@@ -546,6 +546,9 @@ def calculation(f: Finding, lang: str = "zh") -> str:
         feed = ev["feed_in_yuan_per_kwh"]
         prices = {k: max(v, feed) for k, v in ev["prices"].items()}
         s = f"{ev['shift_fraction']:g} × [{_per_period(ev['export_kwh_by_period'], prices, feed, lang)}]{days}"
+    elif kind == "transformer_ageing":
+        s = (f"[({ev['t1_days_now']:g} − {ev['t1_days_balanced']:g}) × {ev['t1_yuan_per_day']:g} + "
+             f"({ev['t2_days_now']:g} − {ev['t2_days_balanced']:g}) × {ev['t2_yuan_per_day']:g}] {yuan}{days}")
     else:
         raise ValueError(f"no calculation for finding type {f.type!r}")
     return f"{s} = {f.yuan_month:,.1f} {yuan}/{'月' if lang == 'zh' else 'month'}"

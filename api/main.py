@@ -32,6 +32,7 @@ from api.deps import ForgetPrincipalsOnWrite, PrincipalCache
 from api.metrics import instrument
 from api.notify import sweep_escalations
 from api.routes import (
+    ageing,
     alarms,
     auth,
     commitments,
@@ -41,6 +42,7 @@ from api.routes import (
     registry,
     reports,
     reviews,
+    suppliers,
     surveys,
     telemetry,
     web,
@@ -128,7 +130,7 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (auth, registry, telemetry, alarms, workorders, inspections, surveys, reports, dashboard, export,
-                   commitments, reviews):
+                   commitments, reviews, suppliers, ageing):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(web.router)

@@ -11,13 +11,13 @@ addresses and Modbus maps, work-order internals) are ``None`` for customer users
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.validation import ApiTime, check_text
+from api.validation import ApiDate, ApiTime, check_text
 from core.ids import ID_PATTERN
 from workflow import vocab
 
@@ -193,6 +193,10 @@ class DeviceOut(BaseModel):
     port: int | None = Field(default=None, description="staff only")
     unit_id: int | None = Field(default=None, description="staff only")
     gateway: str | None = Field(default=None, description="staff only")
+    supplier: str = ""
+    model: str = ""
+    installed: date | None = None
+    warranty_until: date | None = None
 
 
 class DevicePatch(In):
@@ -204,6 +208,10 @@ class DevicePatch(In):
     gateway: str | None = Field(default=None, max_length=64)
     poll_interval_s: float | None = Field(default=None, ge=0.1, le=3600)
     rated_power_kw: float | None = Field(default=None, gt=0, le=1e6)
+    supplier: str | None = Field(default=None, pattern=ID_PATTERN, max_length=64)
+    model: str | None = Field(default=None, max_length=100)
+    installed: ApiDate | None = None
+    warranty_until: ApiDate | None = None
 
 
 class DeviceCreate(DevicePatch):

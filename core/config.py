@@ -16,6 +16,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -68,6 +69,10 @@ class Device:
     charge_point_id: str | None = None   # ocpp: the id the charger connects with (ws path, Basic-auth user)
     password_file: str | None = None     # ocpp: file holding its Basic-auth password (relative: to the fleet file)
     password_env: str | None = None      # ocpp: ... or the environment variable holding it
+    supplier: str = ""           # who supplied the equipment (rated yearly, see docs/suppliers.md)
+    model: str = ""              # the supplier's model designation
+    installed: date | None = None         # date of installation (early failures are counted from it)
+    warranty_until: date | None = None    # last day of the supplier's warranty
 
     @property
     def tags(self) -> dict[str, str]:
@@ -87,6 +92,17 @@ class Transformer:
     pk_kw: float                  # load loss at rated current
     meter: str | None = None      # device id of the meter on its LV side
     temperature_controller: str | None = None
+    insulation: str = "dry"       # "dry" (IEC 60076-12) or "oil" (IEC 60076-7): the ageing law
+    insulation_class: int = 155   # dry-type thermal class [degC] (F = 155)
+    design_life_years: float = 0.0   # 0 = the standard's: 180,000 h for dry-type, 20 years for oil
+    replacement_cost_yuan: float | None = None   # prices the insulation life consumed
+
+    @property
+    def design_life_days(self) -> float:
+        """The design life [d]: the configured years, else 180,000 h (dry) or 20 years (oil)."""
+        if self.design_life_years:
+            return self.design_life_years * 365.25
+        return 180_000.0 / 24.0 if self.insulation == "dry" else 20 * 365.25
 
 
 @dataclass(frozen=True)
@@ -230,6 +246,48 @@ def _protocol_keys(dr: _Reader, transport: str, kind: str, profile: str | None) 
             raise dr.fail("password_file", "give exactly one of password_file / password_env (Basic auth, "
                                            "security profile 1-2)")
     return out
+def _date(dr: _Reader, key: str) -> date | None:
+    """An optional calendar date: a TOML local date (``2024-03-01``) or the same as a string."""
+    value = dr.get(key, (date, str), None)
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        raise dr.fail(key, f"expected a date like 2024-03-01, got a date-time {value.isoformat()!r}")
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise dr.fail(key, f"expected a date like 2024-03-01, got {value!r}") from None
+    return value
+
+
+def _supplier_fields(dr: _Reader) -> dict:
+    """The supplier data of a device: ``supplier``, ``model``, ``installed``, ``warranty_until``."""
+    supplier = dr.get("supplier", str, "", check=lambda v: v == "" or ID_RE.match(v), why=ID_RULE)
+    model = dr.get("model", str, "", check=lambda v: len(v) <= 100, why="at most 100 characters")
+    installed, warranty = _date(dr, "installed"), _date(dr, "warranty_until")
+    if installed is not None and installed > date.today():
+        raise dr.fail("installed", f"lies in the future ({installed.isoformat()})")
+    if installed is not None and warranty is not None and warranty < installed:
+        raise dr.fail("warranty_until", f"{warranty.isoformat()} is before 'installed' {installed.isoformat()}")
+    return {"supplier": supplier, "model": model, "installed": installed, "warranty_until": warranty}
+
+
+DRY_CLASSES = (105, 120, 130, 155, 180, 200, 220)      # IEC 60076-12 thermal classes [degC]
+
+
+def _ageing_fields(tr: _Reader) -> dict:
+    """The insulation keys of a transformer: ``insulation``, ``insulation_class``, ``design_life_years``,
+    ``replacement_cost_yuan``."""
+    return {
+        "insulation": tr.get("insulation", str, "dry", check=lambda v: v in ("dry", "oil"),
+                             why="must be 'dry' or 'oil'"),
+        "insulation_class": tr.get("insulation_class", int, 155, check=lambda v: v in DRY_CLASSES,
+                                   why=f"must be one of {DRY_CLASSES}"),
+        "design_life_years": tr.get("design_life_years", float, 0.0, check=lambda v: 0 < v <= 60,
+                                    why="must be 0..60 years"),
+        "replacement_cost_yuan": tr.get("replacement_cost_yuan", float, None, check=_positive, why="must be > 0"),
+    }
 
 
 def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] | None = None,
@@ -343,6 +401,7 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                     ct_ratio=_ratio(dr, "ct_ratio", kind, transport),
                     pt_ratio=_ratio(dr, "pt_ratio", kind, transport),
                     **extra,
+                    **_supplier_fields(dr),
                 )
                 dr.finish()
                 devices.append(dev)
@@ -360,6 +419,7 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                     pk_kw=tr.get("pk_kw", float, check=_positive, why="must be > 0"),
                     meter=tr.get("meter", str, None),
                     temperature_controller=tr.get("temperature_controller", str, None),
+                    **_ageing_fields(tr),
                 )
                 for key in ("meter", "temperature_controller"):
                     ref = getattr(t, key)

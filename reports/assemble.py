@@ -44,6 +44,7 @@ from analytics import tariffs as tf
 from core.config import Fleet, Site
 from core.model import Finding
 from core.units import NS
+from reports.ageing import ageing_month
 from reports.archive import ReportArchive, check_month
 from reports.commitments import commitments_section
 from reports.fetch import SiteArrays, consumption_w, fetch_consumption, fetch_site_month, fetch_weather
@@ -320,6 +321,7 @@ def build_monthly_report(influx: Any, fleet: Fleet, customer_id: str, month: str
         s_start, s_end = month_bounds_ns(month, site.timezone)
         arrays = fetch_site_month(influx, site, s_start, min(s_end, upto))
         sm, f = assemble_site(arrays, tariff, s_end - s_start)
+        sm.ageing = ageing_month(influx, arrays)
         report.sites.append(sm)
         findings.extend(f)
         if regression is not None:

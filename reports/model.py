@@ -83,6 +83,22 @@ class SiteMonth:
     daily_pv_self_kwh: list[float] = field(default_factory=list)
     demand_kw: list[float] = field(default_factory=list)             # 15-min demand series [kW]
     demand_start_ns: int = 0
+    ageing: list[TransformerMonth] = field(default_factory=list)      # per transformer
+
+
+@dataclass
+class TransformerMonth:
+    """Insulation life of one transformer consumed in the month (IEC 60076-7/-12, see docs/analytics.md)."""
+
+    transformer: str
+    basis: str                          # "windings" (temperature controller) or "load" (thermal model)
+    insulation: str                     # "dry" / "oil"
+    covered_days: float                 # time with a valid ageing rate [d]
+    days_consumed: float                # equivalent days of design life used [d]
+    mean_rate: float | None             # days_consumed / covered_days
+    peak_hot_spot_c: float | None
+    design_life_days: float
+    share_of_life_pct: float            # days_consumed / design life [%]
 
 
 @dataclass

@@ -270,6 +270,12 @@ def test_customer_reads_cost_opens_charts_and_rates_an_order(live, page):
                   headers={"Authorization": f"Bearer {live['tokens']['acme.user']}"}).json()
     today = page.inner_text("#today")
     assert f"¥{d['today']['yuan']:,.2f}" in today and "kWh ×" in today
+    # transformer insulation life used this month (load model from the meter), as the API gives it
+    ag = httpx.get(f"{live['base']}/api/v1/sites/{SITE}/transformer-ageing",
+                   headers={"Authorization": f"Bearer {live['tokens']['acme.user']}"}).json()
+    (row,) = ag["transformers"]
+    cells = page.inner_text(f"#ageing tr[data-transformer='{row['transformer']}']")
+    assert f"{row['days_consumed']:,.2f}" in cells and f"{row['covered_days']:,.2f}" in cells
     assert int(page.get_attribute("#daily-chart", "data-days")) == len(d["month"]["days"]) >= 1
     assert page.get_attribute("#power-chart", "data-series") == "2" and page.locator("#power-chart canvas").count()
     charger = page.inner_text(f"[data-device-id='{EV}']")

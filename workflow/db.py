@@ -322,6 +322,18 @@ MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
         "CREATE INDEX alarms_state_raised ON alarms(base_state, raised_ns DESC, id DESC)",
         "CREATE INDEX alarms_site_raised ON alarms(site_id, raised_ns DESC, id DESC)",
     ]),
+    (7, "supplier data of devices; supplier delivery records", [
+        "ALTER TABLE devices ADD COLUMN supplier TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE devices ADD COLUMN model TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE devices ADD COLUMN installed TEXT",          # ISO date YYYY-MM-DD
+        "ALTER TABLE devices ADD COLUMN warranty_until TEXT",     # ISO date YYYY-MM-DD
+        "CREATE INDEX devices_supplier ON devices(supplier, kind)",
+        """CREATE TABLE supplier_deliveries (
+            id {serial}, supplier TEXT NOT NULL, category TEXT NOT NULL CHECK (category IN {device_kinds}),
+            promised TEXT NOT NULL, delivered TEXT, note TEXT NOT NULL DEFAULT '',
+            created_ns BIGINT NOT NULL, created_by TEXT NOT NULL)""",
+        "CREATE INDEX supplier_deliveries_promised ON supplier_deliveries(promised)",
+    ]),
 ]
 
 

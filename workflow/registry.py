@@ -10,6 +10,13 @@ from zoneinfo import ZoneInfo
 from workflow.db import Conflict, Ctx, Invalid, NotFound, check_id, sql_in
 from workflow.vocab import DEVICE_KINDS, TRANSPORTS
 
+SUPPLY_FIELDS = ("supplier", "model", "installed", "warranty_until")
+
+
+def _iso(d: Any) -> str | None:
+    """A date (or an ISO date string) as ``YYYY-MM-DD``; None stays None."""
+    return None if d is None else (d if isinstance(d, str) else d.isoformat())
+
 
 class Registry:
     """Customers, sites and devices."""
@@ -38,13 +45,23 @@ class Registry:
                         (s.id, c.id, s.name, s.timezone, s.tariff, s.voltage_level_kv, s.nominal_voltage_v,
                          s.pv_capacity_kwp, s.contract_demand_kw, now))
                     for dv in s.devices:
-                        n["devices"] += self.db.run(
-                            "INSERT INTO devices (id, site_id, kind, transport, profile, name, host, port, "
-                            "unit_id, gateway, poll_interval_s, rated_power_kw, created_ns) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                            (dv.id, s.id, dv.kind, dv.transport, dv.profile, dv.name, dv.host, dv.port,
-                             dv.unit_id, dv.gateway, dv.poll_interval_s, dv.rated_power_kw, now))
+                        n["devices"] += self._seed_device(dv, s.id, now)
         return n
+
+    def _seed_device(self, dv: Any, site_id: str, now: int) -> int:
+        """Insert one fleet device; a stored one only gets supplier data it does not have yet."""
+        supply = (getattr(dv, "supplier", ""), getattr(dv, "model", ""), _iso(getattr(dv, "installed", None)),
+                  _iso(getattr(dv, "warranty_until", None)))
+        added = self.db.run(
+            "INSERT INTO devices (id, site_id, kind, transport, profile, name, host, port, "
+            "unit_id, gateway, poll_interval_s, rated_power_kw, created_ns, supplier, model, installed, "
+            "warranty_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (dv.id, site_id, dv.kind, dv.transport, dv.profile, dv.name, dv.host, dv.port,
+             dv.unit_id, dv.gateway, dv.poll_interval_s, dv.rated_power_kw, now, *supply))
+        if not added and supply[0]:
+            self.db.run("UPDATE devices SET supplier = ?, model = ?, installed = ?, warranty_until = ? "
+                        "WHERE id = ? AND supplier = ''", (*supply, dv.id))
+        return added
 
     def customers(self, customer_ids: Collection[str] | None = None) -> list[dict]:
         frag, params = sql_in("id", customer_ids)
@@ -137,8 +154,10 @@ class Registry:
             raise Invalid(f"device kind must be meter, transformer, pv_inverter or ev_charger, got {kind!r}")
         if transport not in TRANSPORTS:
             raise Invalid(f"transport must be 'modbus' or 'mqtt', got {transport!r}")
-        cols = ("profile", "name", "host", "port", "unit_id", "gateway", "poll_interval_s", "rated_power_kw")
-        extra = {k: v for k, v in values.items() if k in cols and v is not None}
+        cols = ("profile", "name", "host", "port", "unit_id", "gateway", "poll_interval_s", "rated_power_kw",
+                *SUPPLY_FIELDS)
+        extra = {k: _iso(v) if k in ("installed", "warranty_until") else v
+                 for k, v in values.items() if k in cols and v is not None}
         with self.db.tx():
             if self.db.one("SELECT id FROM devices WHERE id = ?", (device_id,)):
                 raise Conflict(f"device {device_id!r} already exists")
@@ -148,8 +167,9 @@ class Registry:
         return self.device(device_id)
 
     def update_device(self, device_id: str, **values: Any) -> dict:
+        values = {k: _iso(v) if k in ("installed", "warranty_until") else v for k, v in values.items()}
         self._update("devices", device_id, values, ("name", "profile", "host", "port", "unit_id", "gateway",
-                                                    "poll_interval_s", "rated_power_kw"))
+                                                    "poll_interval_s", "rated_power_kw", *SUPPLY_FIELDS))
         return self.device(device_id)
 
     def _update(self, table: str, ident: str, values: dict[str, Any], allowed: tuple[str, ...]) -> dict:

@@ -7,6 +7,7 @@
 ``store.orders``          :class:`workflow.workorders.WorkOrders` — work orders, escalation, mail
 ``store.patrols``         :class:`workflow.inspections.Inspections` — patrol plans and results
 ``store.survey_book``     :class:`workflow.surveys.Surveys` — satisfaction surveys
+``store.supply``          :class:`workflow.supply.Deliveries` — supplier delivery records
 ========================  ==================================================================
 
 Every public method of the aggregates is also a method of the store (``store.alarm(7)`` is
@@ -26,6 +27,7 @@ from workflow.alarms import Alarms
 from workflow.db import Clock, Ctx, Database, migrate, schema_version
 from workflow.inspections import Inspections
 from workflow.registry import Registry
+from workflow.supply import Deliveries
 from workflow.surveys import Surveys
 from workflow.workorders import TimeLimits, WorkOrders
 
@@ -62,7 +64,9 @@ class Store:
         self.alarm_book.orders, self.orders.alarms = self.orders, self.alarm_book
         self.patrols = Inspections(ctx, self.registry, self.orders)
         self.survey_book = Surveys(ctx)
-        for agg in (self.accounts, self.registry, self.alarm_book, self.orders, self.patrols, self.survey_book):
+        self.supply = Deliveries(ctx)
+        for agg in (self.accounts, self.registry, self.alarm_book, self.orders, self.patrols, self.survey_book,
+                    self.supply):
             for name in _public(agg):
                 assert not hasattr(self, name), f"two aggregates define {name!r}"
                 setattr(self, name, getattr(agg, name))

@@ -87,6 +87,7 @@ class Rating:
     total: float
     rank: int = 0
     of: int = 0
+    evidence_zh: Mapping[str, str] = field(default_factory=dict)   # the same figures in Chinese
 
 
 def _linear(value: float, zero: float, full: float) -> float:
@@ -104,7 +105,7 @@ def _device_years(devs: Sequence[Device], year: YearData) -> float:
     return total
 
 
-def _quality(devs, year, rules) -> tuple[float, str]:
+def _quality(devs, year, rules) -> tuple[float, str, str]:
     ids = {d.id: d for d in devs}
     early_ns = float(rules.quality["early_failure_days"]) * DAY_NS
     count = early = 0
@@ -117,50 +118,54 @@ def _quality(devs, year, rules) -> tuple[float, str]:
         early += is_early
     dy = _device_years(devs, year)
     if dy <= 0:
-        return float("nan"), "no device in service this year"
+        return float("nan"), "no device in service this year", "本年无在役设备"
     rate = (count + early) / dy
     score = _linear(rate, float(rules.quality["faults_per_device_year_zero_score"]), 0.0)
     return score, (f"{count} faults ({early} early, counted double) in {dy:.2f} device-years: "
-                   f"{rate:.2f} per device-year")
+                   f"{rate:.2f} per device-year"), (f"故障 {count} 次（其中早期故障 {early} 次，加倍计）/"
+                                                    f"{dy:.2f} 台·年：每台·年 {rate:.2f} 次")
 
 
-def _operation(devs, year, rules) -> tuple[float, str]:
+def _operation(devs, year, rules) -> tuple[float, str, str]:
     av = [year.availability[d.id] for d in devs if d.id in year.availability]
     py = [year.peer_yield[d.id] for d in devs if d.id in year.peer_yield]
-    parts, words = [], []
+    parts, words, zh = [], [], []
     if av:
         mean = sum(av) / len(av)
         parts.append(_linear(mean, float(rules.operation["availability_zero_score"]), 1.0))
         words.append(f"availability {100 * mean:.2f} % over {len(av)} devices")
+        zh.append(f"{len(av)} 台设备可用率 {100 * mean:.2f}%")
     if py:
         mean = sum(py) / len(py)
         parts.append(_linear(mean, float(rules.operation["peer_yield_zero_score"]), 1.0))
         words.append(f"yield {100 * mean:.1f} % of same-site peers")
+        zh.append(f"发电量为同站同类设备的 {100 * mean:.1f}%")
     if not parts:
-        return float("nan"), "no availability data"
-    return sum(parts) / len(parts), "; ".join(words)
+        return float("nan"), "no availability data", "无可用率数据"
+    return sum(parts) / len(parts), "; ".join(words), "；".join(zh)
 
 
-def _after_sales(devs, year, rules) -> tuple[float, str]:
+def _after_sales(devs, year, rules) -> tuple[float, str, str]:
     ids = {d.id for d in devs}
     hours = [(w["resolved_ns"] - w["created_ns"]) / 3600 / NS for w in year.work_orders
              if w.get("device_id") in ids and w.get("resolved_ns") is not None
              and year.start_ns <= w["created_ns"] < year.end_ns]
     if not hours:
-        return float("nan"), "no work order on these devices"
+        return float("nan"), "no work order on these devices", "无相关工单"
     mean = sum(hours) / len(hours)
     score = _linear(mean, float(rules.after_sales["repair_hours_zero_score"]),
                     float(rules.after_sales["repair_hours_full_score"]))
-    return score, f"{len(hours)} work orders, mean repair {mean:.1f} h"
+    return score, f"{len(hours)} work orders, mean repair {mean:.1f} h", f"工单 {len(hours)} 张，平均修复 {mean:.1f} 小时"
 
 
-def _delivery(supplier, category, year) -> tuple[float, str]:
+def _delivery(supplier, category, year) -> tuple[float, str, str]:
     rows = [r for r in year.deliveries if r["supplier"] == supplier and r["category"] == category
             and year.start_ns <= r["promised_ns"] < year.end_ns]
     if not rows:
-        return float("nan"), "no delivery recorded"
+        return float("nan"), "no delivery recorded", "无交货记录"
     on_time = sum(r["delivered_ns"] is not None and r["delivered_ns"] <= r["promised_ns"] for r in rows)
-    return 100.0 * on_time / len(rows), f"{on_time} of {len(rows)} deliveries on time"
+    return (100.0 * on_time / len(rows), f"{on_time} of {len(rows)} deliveries on time",
+            f"交货 {len(rows)} 批，按期 {on_time} 批")
 
 
 def rate_year(year: YearData, rules: RatingRules) -> list[Rating]:
@@ -177,7 +182,8 @@ def rate_year(year: YearData, rules: RatingRules) -> list[Rating]:
         known = [a for a in ASPECTS if math.isfinite(scores[a])]
         weight = sum(rules.weights[a] for a in known)
         total = sum(rules.weights[a] * scores[a] for a in known) / weight if weight else float("nan")
-        ratings.append(Rating(supplier, category, len(devs), scores, {a: results[a][1] for a in ASPECTS}, total))
+        ratings.append(Rating(supplier, category, len(devs), scores, {a: results[a][1] for a in ASPECTS}, total,
+                              evidence_zh={a: results[a][2] for a in ASPECTS}))
     return _ranked(ratings)
 
 
@@ -189,12 +195,25 @@ def _ranked(ratings: list[Rating]) -> list[Rating]:
     for category in sorted(by_cat):
         rows = sorted(by_cat[category], key=lambda r: (-(r.total if math.isfinite(r.total) else -1), r.supplier))
         for i, r in enumerate(rows, 1):
-            out.append(Rating(r.supplier, r.category, r.devices, r.scores, r.evidence, r.total, i, len(rows)))
+            out.append(Rating(r.supplier, r.category, r.devices, r.scores, r.evidence, r.total, i, len(rows),
+                              r.evidence_zh))
     return out
 
 
 def last_two_years(previous: Iterable[Rating], current: Iterable[Rating]) -> list[tuple[str, str]]:
-    """(supplier, category) ranked last in its category in both years (with at least two suppliers ranked)."""
+    """(supplier, category) ranked last in its category in both years.
+
+    Last means at least two suppliers ranked and a total strictly below every other one of the
+    category: a tie at the bottom (e.g. a year without field data, every score equal) names nobody.
+    """
     def lasts(rows):
-        return {(r.supplier, r.category) for r in rows if r.of >= 2 and r.rank == r.of}
+        by_cat: dict[str, list[Rating]] = defaultdict(list)
+        for r in rows:
+            by_cat[r.category].append(r)
+        out = set()
+        for rs in by_cat.values():
+            last = [r for r in rs if r.of >= 2 and r.rank == r.of and math.isfinite(r.total)]
+            if last and all(math.isfinite(o.total) and o.total > last[0].total for o in rs if o is not last[0]):
+                out.add((last[0].supplier, last[0].category))
+        return out
     return sorted(lasts(previous) & lasts(current))

@@ -28,7 +28,9 @@ _STAFF_DEVICE_FIELDS = ("profile", "host", "port", "unit_id", "gateway")
 def _device_out(d: dict, staff: bool) -> DeviceOut:
     out = DeviceOut(id=d["id"], site_id=d["site_id"], customer_id=d["customer_id"], kind=d["kind"],
                     transport=d["transport"], name=d["name"], rated_power_kw=d["rated_power_kw"],
-                    poll_interval_s=d["poll_interval_s"])
+                    poll_interval_s=d["poll_interval_s"], supplier=d.get("supplier") or "",
+                    model=d.get("model") or "", installed=d.get("installed"),
+                    warranty_until=d.get("warranty_until"))
     if staff:
         for k in _STAFF_DEVICE_FIELDS:
             setattr(out, k, d[k])

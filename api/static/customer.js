@@ -101,6 +101,19 @@ async function renderDevices(siteId, devices) {
   box.replaceChildren(...(cards.length ? cards : [el("p", { class: "muted" }, tr("无设备", "No device"))]));
 }
 
+// insulation life each transformer used this month: days consumed beside days covered and the mean rate
+async function renderAgeing(siteId) {
+  const d = await api(`/sites/${encodeURIComponent(siteId)}/transformer-ageing`).catch(() => ({ transformers: [] }));
+  EH.fill(document.querySelector("#ageing tbody"), d.transformers.map((a) => el("tr", { "data-transformer": a.transformer },
+    el("td", { "data-label": tr("变压器", "Transformer") }, a.transformer),
+    el("td", { "data-label": tr("消耗寿命（天）", "Life consumed (days)") }, EH.fmtNum(a.days_consumed, 2)),
+    el("td", { "data-label": tr("有效天数", "Days covered") }, EH.fmtNum(a.covered_days, 2)),
+    el("td", { "data-label": tr("平均老化速率", "Mean ageing rate") }, a.mean_rate === null ? "–" : EH.fmtNum(a.mean_rate, 2)),
+    el("td", { "data-label": tr("最高热点", "Peak hot spot") }, a.peak_hot_spot_c === null ? "–" : `${EH.fmtNum(a.peak_hot_spot_c, 1)} °C`),
+    el("td", { "data-label": tr("占设计寿命", "Share of design life") }, `${EH.fmtNum(a.share_of_life_pct, 3)} %`))),
+  tr("暂无变压器温度或负载数据", "No transformer temperature or load data"), 6);
+}
+
 // customer language: is it still going on, has someone been sent
 function alarmStatus(a) {
   if (a.state === "cleared") return tr("已恢复", "resolved");
@@ -224,7 +237,7 @@ async function showSite(siteId, devices) {
     renderTiles(d);
     renderDailyChart(d);
     const [closed] = await Promise.all([renderAlarmsAndOrders(siteId), renderDevices(siteId, devices),
-      renderPowerChart(siteId, devices)]);
+      renderPowerChart(siteId, devices), renderAgeing(siteId)]);
     await loadReports(closed);
     if (!commitmentsShown) { commitmentsShown = true; await loadCommitments(me.customer_id); }
     document.body.dataset.loaded = "1";

@@ -99,3 +99,14 @@ def test_weights_that_do_not_add_up_are_refused(tmp_path):
     f.write_text(text, encoding="utf-8")
     with pytest.raises(ValueError, match="must add up to 1"):
         sp.load_rules(f)
+
+
+def test_a_tie_at_the_bottom_flags_nobody():
+    def r(supplier, total, rank):
+        return sp.Rating(supplier, "meter", 3, {}, {}, total, rank, 2)
+
+    tied = [r("alpha", 100.0, 1), r("beta", 100.0, 2)]          # e.g. a year without field data
+    assert sp.last_two_years(tied, tied) == []
+    apart = [r("alpha", 90.0, 1), r("beta", 60.0, 2)]
+    assert sp.last_two_years(apart, apart) == [("beta", "meter")]
+    assert sp.last_two_years(tied, apart) == []
