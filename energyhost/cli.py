@@ -39,6 +39,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     kinds: dict[str, int] = {}
     for d in fleet.devices.values():
         kinds[d.kind] = kinds.get(d.kind, 0) + 1
+    _check_tariffs(fleet)
     print(f"{args.fleet}: OK — {len(fleet.customers)} customers, {len(fleet.sites)} sites, "
           f"{len(fleet.devices)} devices {kinds}, {len(profiles)} profiles")
     # the endpoints every component will use (EH_*), validated the same way they will be
@@ -55,8 +56,42 @@ def cmd_check(args: argparse.Namespace) -> int:
                 if settings.influx_url.startswith("https://") else "plain HTTP")
         print(f"InfluxDB {settings.influx_url} database {settings.influx_db} ({link})")
         if args.connect:
-            print(f"InfluxDB {settings.influx_url}: reachable, version {client.ping()}")
+            from core.influx import InfluxError
+
+            try:
+                print(f"InfluxDB {settings.influx_url}: reachable, version {client.ping()}")
+                _check_database(client, settings.influx_db)
+            except InfluxError as exc:
+                raise CliError(str(exc)) from None
+            print(f"InfluxDB database {settings.influx_db}: exists")
     return 0
+
+
+def _check_tariffs(fleet) -> None:
+    """Every site's ``tariff`` names a tariff file that loads (a typo would only show in next month's report)."""
+    from analytics.tariffs import TariffError, load_tariff
+
+    for site in fleet.sites.values():
+        if site.tariff:
+            try:
+                load_tariff(site.tariff)
+            except TariffError as exc:
+                raise CliError(f"{fleet.path}: site {site.id!r}: key 'tariff': unknown tariff {site.tariff!r} "
+                               f"({exc})") from None
+
+
+def _check_database(client, db: str) -> None:
+    """The collector writes into an existing database: outside the demo an administrator creates it."""
+    from core.influx import InfluxError
+
+    try:
+        client.query("SHOW RETENTION POLICIES")   # answers "database not found" (1.6.7)
+    except InfluxError as exc:
+        if "database not found" not in str(exc):
+            raise
+        raise CliError(f"InfluxDB database {db!r} does not exist: an InfluxDB administrator creates it "
+                       f"(CREATE DATABASE \"{db}\"; see docs/commissioning.md); only the demo and "
+                       "`energyhost backfill` create it themselves") from None
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
