@@ -64,6 +64,7 @@ from core.profiles import (
     Profile,
     ProfileError,
     parse_model_chain,
+    plan_blocks,
 )
 
 log = logging.getLogger(__name__)
@@ -279,6 +280,7 @@ class DevicePoller:
         self.status_tags = {**device.tags, "source": "modbus"}
         self._ctx = {"site": device.site_id, "device": device.id}     # log extras (core.logjson)
         self.bad_blocks: dict[tuple[str, int], tuple[str, int]] = {}   # block -> (status, poll to retry at)
+        self.unsplit: set[tuple[str, int, int]] = set()   # blocks already probed in parts (exception 02)
         # a meter read through CTs/PTs reports secondary values: channel -> factor to the primary side
         self.primary = primary_factors(profile.channels, device.ct_ratio, device.pt_ratio)
 
@@ -325,6 +327,91 @@ class DevicePoller:
             return blocks
         raise PollFailure("decode_error", "no SunSpec marker at 40000, 0 or 50000")
 
+    async def _read_blocks(self, fields: dict[str, float], status: str, answered: bool) -> tuple[str, bool]:
+        """Read and decode every block of the plan into ``fields``; returns the poll status and whether the
+        device answered.  A multi-row block refused with exception 02 is split (:meth:`_split`)."""
+        bad_blocks = self.bad_blocks
+        plan = list(self.blocks or ())
+        i = 0
+        while i < len(plan):
+            block = plan[i]
+            i += 1
+            if bad_blocks:
+                bad = bad_blocks.get((block.table, block.start))
+                if bad is not None and self.state.polls < bad[1]:
+                    status = status if status != "ok" else bad[0]
+                    continue               # known configuration error: not re-read every poll
+            try:
+                words = await self._read(block.table, block.start, block.count)
+            except PollFailure as exc:
+                if not exc.status.startswith("exception_"):
+                    raise
+                answered = True
+                parts = await self._split(block) if exc.status == "exception_02" else None
+                if parts:
+                    plan[i - 1:i] = [part for part, _ in parts]    # the parts from now on
+                    self.blocks = tuple(plan)
+                    i += len(parts) - 1
+                    for part, words in parts:                      # already read by the probe
+                        if words is None:
+                            status = status if status != "ok" else exc.status
+                            bad_blocks[(part.table, part.start)] = (exc.status,
+                                                                    self.state.polls + BAD_BLOCK_RETRY_POLLS)
+                        else:
+                            status = self._decode(part, words, fields, status)
+                    continue
+                status = status if status != "ok" else exc.status
+                if int(exc.status[10:]) in CONFIG_EXCEPTIONS:
+                    bad_blocks[(block.table, block.start)] = (exc.status, self.state.polls + BAD_BLOCK_RETRY_POLLS)
+                continue                   # the other blocks are still read
+            if bad_blocks:
+                bad_blocks.pop((block.table, block.start), None)
+            answered = True
+            status = self._decode(block, words, fields, status)
+        return status, answered
+
+    def _decode(self, block: Block, words: list[int], fields: dict[str, float], status: str) -> str:
+        try:
+            block.decode(words, into=fields)
+        except ValueError as exc:
+            log.warning("%s: %s", self.device.id, exc, extra=self._ctx)
+            return "decode_error"
+        return status
+
+    async def _split(self, block: Block) -> list[tuple[Block, list[int] | None]] | None:
+        """Smaller reads for a block the device refused with exception 02 (it spans unmapped registers):
+        one per run of adjacent rows, and for a run refused too one per row (a row stays with its scale
+        factor).  Returns the parts with the words read (None: refused alone).  None when no part answers (the whole block is unmapped: the block stays as it is and is
+        asked again every 10th poll) or the block cannot be split.  Probed once per block and device."""
+        key = (block.table, block.start, block.count)
+        if len(block.registers) < 2 or key in self.unsplit:
+            return None
+        self.unsplit.add(key)
+        out: list[tuple[Block, list[int] | None]] = []
+        answered = False
+        for part in plan_blocks(block.registers, max_gap=0):
+            rows = plan_blocks(part.registers, max_gap=-1) if len(part.registers) > 1 else [part]
+            whole = part.start == block.start and part.count == block.count     # already refused
+            for sub in [part] if len(rows) == 1 else rows if whole else [part, *rows]:
+                try:
+                    words = await self._read(sub.table, sub.start, sub.count)
+                except PollFailure as exc:
+                    if exc.status != "exception_02":
+                        raise
+                    if sub is part and len(rows) > 1:
+                        continue           # the run spans a hole too: try its rows
+                    out.append((sub, None))    # refused alone: kept, asked again every 10th poll
+                    continue
+                answered = True
+                out.append((sub, words))
+                if sub is part:
+                    break                  # the whole run answers: no need for its rows
+        if not answered or len(out) < 2:
+            return None
+        log.info("%s: %s block %d+%d refused (exception 02): read as %d parts from now on", self.device.id,
+                 block.table, block.start, block.count, len(out), extra=self._ctx)
+        return out
+
     async def poll(self, time_ns: int) -> list[Point]:
         started = time.perf_counter()
         fields: dict[str, float] = {}
@@ -336,32 +423,7 @@ class DevicePoller:
                 self.blocks = None
                 self.blocks = await self.discover()
                 answered = True
-            bad_blocks = self.bad_blocks
-            for block in self.blocks or ():
-                if bad_blocks:
-                    bad = bad_blocks.get((block.table, block.start))
-                    if bad is not None and self.state.polls < bad[1]:
-                        status = status if status != "ok" else bad[0]
-                        continue               # known configuration error: not re-read every poll
-                try:
-                    words = await self._read(block.table, block.start, block.count)
-                except PollFailure as exc:
-                    if exc.status.startswith("exception_"):
-                        answered = True
-                        status = status if status != "ok" else exc.status
-                        if int(exc.status[10:]) in CONFIG_EXCEPTIONS:
-                            bad_blocks[(block.table, block.start)] = (exc.status,
-                                                                      self.state.polls + BAD_BLOCK_RETRY_POLLS)
-                        continue               # the other blocks are still read
-                    raise
-                if bad_blocks:
-                    bad_blocks.pop((block.table, block.start), None)
-                answered = True
-                try:
-                    block.decode(words, into=fields)
-                except ValueError as exc:
-                    status = "decode_error"
-                    log.warning("%s: %s", self.device.id, exc, extra=self._ctx)
+            status, answered = await self._read_blocks(fields, status, answered)
             if self.primary:
                 for ch, factor in self.primary.items():
                     if ch in fields:

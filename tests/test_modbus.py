@@ -279,8 +279,9 @@ def test_exception_02_on_one_block_other_blocks_still_read():
     assert st_b[:3] == [("exception_04", 1), ("exception_04", 1), ("exception_04", 0)]
     assert "busy" not in _by_device(points, "ev_charger")
     assert stats["offline"] == ["busy"] and stats["failures"]["exception_02"] == len(st_m)
-    # 02 is a configuration error: no retry, the block is asked again only every 10th poll
-    assert sim_stats["exception_02"] == 1 + (len(st_m) - 1) // 10
+    # 02 is a configuration error: no retry; the block is probed once row by row (6 thd rows, all refused)
+    # and is then asked again only every 10th poll
+    assert sim_stats["exception_02"] == 1 + 6 + (len(st_m) - 1) // 10
 
 
 # ------------------------------------------------------------------------------- late answers
@@ -777,7 +778,8 @@ def test_bad_block_is_asked_again_every_tenth_poll_and_recovers():
     seq = [p.fields["status"] for p in points if p.measurement == "collector_status"]
     first_ok = seq.index("ok")
     assert seq[:first_ok] == ["exception_02"] * first_ok and first_ok in (10, 11)   # asked at poll 1 and 11
-    assert set(seq[first_ok:]) == {"ok"} and sim_stats["exception_02"] == 1
+    # refused at poll 1 (the block, then its 6 rows once: none mapped, so the block stays whole), not at 11
+    assert set(seq[first_ok:]) == {"ok"} and sim_stats["exception_02"] == 1 + 6
     last = [p for p in points if p.measurement == "meter"][-1]
     assert last.fields["thd_voltage_l1"] == pytest.approx(12.34)
 
