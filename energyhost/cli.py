@@ -94,6 +94,23 @@ def _check_database(client, db: str) -> None:
                        "`energyhost backfill` create it themselves") from None
 
 
+def cmd_commission(args: argparse.Namespace) -> int:
+    from collector.commission import verdict_table
+    from energyhost.commission import commission
+
+    fleet, profiles = _load(args.fleet)
+    try:
+        findings, statuses = commission(fleet, profiles, args.device, args.seconds)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    polls = {s: statuses.count(s) for s in sorted(set(statuses))}
+    print(f"{args.device}: {len(statuses)} polls in {args.seconds:g} s {polls}")
+    print(verdict_table(findings))
+    wrong = [f for f in findings if f.ok is False]
+    print(f"{args.device}: " + (f"{len(wrong)} check(s) do not fit" if wrong else "every judged check fits"))
+    return 1 if wrong else 0
+
+
 def cmd_profiles(args: argparse.Namespace) -> int:
     from core.dlt645 import load_dlt645_profiles
     from core.profiles import load_profiles
@@ -355,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--connect", action="store_true",
                     help="also reach InfluxDB with the EH_INFLUX_* settings (TLS verified with EH_INFLUX_TLS_CA)")
     sp.set_defaults(func=cmd_check)
+
+    sp = sub.add_parser("commission", help="read one device live and judge its profile and fleet keys by physics")
+    fleet_arg(sp)
+    sp.add_argument("device", help="device id (Modbus, SunSpec or DL/T 645)")
+    sp.add_argument("--seconds", type=float, default=30.0, help="how long to read (2..600 s, one poll a second)")
+    sp.set_defaults(func=cmd_commission)
 
     sp = sub.add_parser("profiles", help="list the device profiles")
     sp.set_defaults(func=cmd_profiles)
