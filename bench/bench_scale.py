@@ -177,7 +177,8 @@ def bench_mqtt(tmp: Path, influx: Influxd, n_readings: int) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ B/C. Modbus
-def _serve(raw: dict, ready, stop) -> None:
+def _serve(raw: dict, ids: list[str], ready, stop) -> None:
+    """One simulator process serving the devices ``ids`` of the fleet (one TCP server each)."""
     from core.profiles import load_profiles
     from simulators.modbus_server import serve_fleet
 
@@ -186,7 +187,8 @@ def _serve(raw: dict, ready, stop) -> None:
     async def main():
         sim = await serve_fleet(parse_fleet(raw), load_profiles(),
                                 lambda dev, t: {"voltage_l1": 230.0 + t % 10, "active_power": 1000.0,
-                                                "current_l1": 5.0, "frequency": 50.0})
+                                                "current_l1": 5.0, "frequency": 50.0},
+                                devices=ids, update_interval_s=5.0)
         ready.set()
         while not stop.is_set():
             await asyncio.sleep(0.1)
@@ -195,24 +197,45 @@ def _serve(raw: dict, ready, stop) -> None:
     asyncio.run(main())
 
 
-def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: float = 5.0) -> dict:
-    ports: set[int] = set()
-    for _ in range(20 * k):
-        ports.add(free_port())
-        if len(ports) == k:
-            break
+def listen_ports(k: int) -> list[int]:
+    """``k`` free loopback ports below the kernel's ephemeral range (32768-60999), which the collector's
+    own k outgoing connections need."""
+    import socket
+
+    out = []
+    for p in range(20000, 32768):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        out.append(p)
+        if len(out) == k:
+            return out
+    raise RuntimeError(f"only {len(out)} free ports below 32768 for {k} devices")
+
+
+def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: float = 5.0,
+                 sim_procs: int = 1) -> dict:
     devices = [{"id": f"d{i}", "kind": "meter", "transport": "modbus", "profile": "meter_acrel_dtsd1352",
                 "host": "127.0.0.1", "port": p, "unit_id": 1, "poll_interval_s": interval}
-               for i, p in enumerate(sorted(ports))]
+               for i, p in enumerate(listen_ports(k))]
     raw = {"customer": [{"id": "bench", "site": [{"id": "bench-site", "device": devices}]}]}
-    fleet_path = tmp / "modbus-fleet.toml"
+    fleet_path = tmp / f"modbus-fleet-{k}.toml"
     fleet_path.write_text(tomli_w.dumps(raw))
-    ready, stop = mp.Event(), mp.Event()
-    sim = mp.Process(target=_serve, args=(raw, ready, stop), daemon=True)
-    sim.start()
-    if not ready.wait(120):
-        raise RuntimeError("Modbus simulator did not start")
-    db = "bench_modbus"
+    stop = mp.Event()
+    sims = []
+    for j in range(sim_procs):          # several simulator processes, so the simulator side is not the limit
+        ready = mp.Event()
+        ids = [d["id"] for d in devices[j::sim_procs]]
+        proc = mp.Process(target=_serve, args=(raw, ids, ready, stop), daemon=True)
+        proc.start()
+        sims.append((proc, ready))
+    for _proc, ready in sims:
+        if not ready.wait(300):
+            stop.set()
+            raise RuntimeError("Modbus simulator did not start")
+    db = f"bench_modbus_{k}"
     influx.create_database(db)
     mport = free_port()
     env = {**os.environ, "EH_INFLUX_URL": influx.url, "EH_INFLUX_DB": db, "EH_SPOOL_DIR": str(tmp / "spool-mb"),
@@ -220,17 +243,20 @@ def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: f
     try:
         col = Collect(["--fleet", str(fleet_path), "--no-mqtt", "--instance", "mb", "--metrics-port", str(mport)],
                       env, tmp / "modbus-collect.log")
-        time.sleep(interval + 1)                       # first slot of every device passed: steady state
+        time.sleep(2 * interval + min(k / 1000, 20))    # every device connected and polled: steady state
         t_start = time.time()
-        c0, s0, (p0, b0) = cpu_s(col.p.pid), cpu_s(sim.pid), influx_vars(influx.url)
+        c0, s0, (p0, b0) = cpu_s(col.p.pid), sum(cpu_s(p.pid) for p, _ in sims), influx_vars(influx.url)
         time.sleep(seconds)
-        c1, s1, (p1, b1) = cpu_s(col.p.pid), cpu_s(sim.pid), influx_vars(influx.url)
+        c1, s1, (p1, b1) = cpu_s(col.p.pid), sum(cpu_s(p.pid) for p, _ in sims), influx_vars(influx.url)
         t_end = time.time()
         body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
         col.stop()
     finally:
         stop.set()
-        sim.join(30)
+        for proc, _ in sims:
+            proc.join(60)
+            if proc.is_alive():
+                proc.kill()
     client = InfluxClient(influx.url, db)
     # slots wholly inside [t_start, t_end): every device should have one status point per slot
     lo = (int(t_start // interval) + 1) * interval
@@ -246,6 +272,7 @@ def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: f
                       f'"collector_status" WHERE time >= {int(lo * 1e9)} AND time < {int(hi * 1e9)}')
     lat = lq[0]["values"][0][1:4] if lq else [None, None, None]
     offline = re.search(r"^energyhost_devices_offline ([0-9.e+]+)$", body, re.M)
+    lag = re.search(r"^energyhost_poll_lag_ms_p99 ([0-9.e+]+)$", body, re.M)
     cpu_share = (c1 - c0) / (t_end - t_start)
     sim_share = (s1 - s0) / (t_end - t_start)
     pts_s, bytes_s = (p1 - p0) / (t_end - t_start), (b1 - b0) / (t_end - t_start)
@@ -254,14 +281,17 @@ def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: f
                                                              (hi - lo) / interval),
            "latency_ms_p50": lat[0], "latency_ms_p99": lat[1], "latency_ms_max": lat[2],
            "devices_offline": float(offline.group(1)) if offline else None, "cpu_share": cpu_share,
+           "lag_ms_p99": float(lag.group(1)) if lag else None, "simulator_processes": sim_procs,
            "simulator_cpu_share": sim_share,
            "devices_per_core": k / cpu_share if cpu_share > 0 else None,
            "influx_points_per_s": pts_s, "influx_bytes_per_s": bytes_s,
            "per_1000_points_per_s": pts_s * 1000 / k, "per_1000_bytes_per_s": bytes_s * 1000 / k}
     print(f"B. Modbus {k} devices @ {interval:g} s for {t_end - t_start:.0f} s: slots due {due}, status points "
           f"{out['status_stored']}, readings {stored_ok}, devices short of a slot {out['devices_short']}, "
-          f"poll latency p50/p99/max {lat[0]:.1f}/{lat[1]:.1f}/{lat[2]:.1f} ms, offline {out['devices_offline']:.0f}, "
-          f"collector CPU {cpu_share * 100:.1f} % of a core (simulator {sim_share * 100:.0f} %) "
+          f"poll latency p50/p99/max {lat[0]:.1f}/{lat[1]:.1f}/{lat[2]:.1f} ms, schedule lag p99 "
+          f"{out['lag_ms_p99'] or float('nan'):.0f} ms, offline {out['devices_offline']:.0f}, "
+          f"collector CPU {cpu_share * 100:.1f} % of a core (simulator {sim_share * 100:.0f} % in {sim_procs} "
+          f"processes) "
           f"-> ~{out['devices_per_core']:,.0f} devices per core at {interval:g} s (CPU-bound estimate)", flush=True)
     print(f"C. InfluxDB write load: {pts_s:,.1f} points/s, {bytes_s:,.0f} B/s for {k} devices -> per 1,000 devices "
           f"{out['per_1000_points_per_s']:,.0f} points/s, {out['per_1000_bytes_per_s'] / 1024:,.1f} KiB/s "
@@ -272,7 +302,10 @@ def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: f
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mqtt-readings", type=int, default=20000)
-    ap.add_argument("--modbus-devices", type=int, default=200)
+    ap.add_argument("--modbus-devices", type=int, nargs="+", default=[200],
+                    help="device counts, measured one after the other (e.g. 2000 5000 10000)")
+    ap.add_argument("--sim-procs", type=int, default=4, help="simulator processes serving the devices")
+    ap.add_argument("--no-mqtt", action="store_true", help="skip phase A")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args(argv)
@@ -280,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(d)
         influx = Influxd(tmp / "influxd").start()
         try:
-            res = {"mqtt": bench_mqtt(tmp, influx, args.mqtt_readings),
-                   "modbus": bench_modbus(tmp, influx, args.modbus_devices, args.seconds)}
+            res = {"mqtt": None if args.no_mqtt else bench_mqtt(tmp, influx, args.mqtt_readings),
+                   "modbus": [bench_modbus(tmp, influx, k, args.seconds, sim_procs=args.sim_procs)
+                              for k in args.modbus_devices]}
         finally:
             influx.stop()
     if args.json:

@@ -23,7 +23,9 @@ Reliability rules (docs reliability.md §3, §0 row 10):
 * reconnect with exponential backoff 1 s → 60 s, ±20 % jitter, reset after a good connect;
   we own the reconnect loop (pymodbus auto-reconnect disabled with ``reconnect_delay=0``);
 * a device is offline after 3 consecutive failed polls and online on the first good poll;
-* the poll's scheduled time (a multiple of the interval) is the Point timestamp; a slot
+* each device is read at a fixed phase into its slot (:func:`device_phase_ns`: CRC-32 of its id,
+  spread over min(interval, 10 s)), so N devices are N requests spread over the interval, not one
+  burst at its start; the slot's start (a multiple of the interval) is the Point timestamp; a slot
   missed because a poll ran long is skipped and counted (``skipped_slots``), and a wall clock
   stepped back re-aligns the schedule at once (``clock_steps_back``) instead of pausing polls;
 * a meter wired through instrument transformers (``ct_ratio``/``pt_ratio`` in the fleet) has its
@@ -44,10 +46,12 @@ import math
 import random
 import struct
 import time
-from collections import Counter
+import zlib
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
@@ -75,6 +79,8 @@ BACKOFF_MIN_S, BACKOFF_MAX_S, JITTER = 1.0, 60.0, 0.2
 RETRYABLE_EXCEPTIONS = frozenset({0x05, 0x06})
 CONFIG_EXCEPTIONS = frozenset({0x01, 0x02, 0x03})   # the block itself is wrong: read it again only
 BAD_BLOCK_RETRY_POLLS = 10                          # every 10th poll (reliability.md §3)
+LAG_WINDOW = 50_000            # the last polls whose schedule lag stats() reports
+PHASE_SPREAD_S = 10.0          # polls are spread over min(interval, this) by a fixed per-device phase
 Sink = Callable[[list[Point]], object]
 
 
@@ -479,6 +485,7 @@ class ModbusCollector:
         self.links: dict[str, Link] = {}
         self.pollers: list[DevicePoller] = []
         self.counters: Counter = Counter()
+        self.lags: deque[float] = deque(maxlen=LAG_WINDOW)
         for dev in fleet.devices.values():
             if dev.transport != "modbus" or (devices is not None and dev.id not in devices):
                 continue
@@ -502,19 +509,21 @@ class ModbusCollector:
     async def _device_loop(self, poller: DevicePoller, stop: asyncio.Event) -> None:
         interval_ns = round(poller.device.poll_interval_s * 1e9)
         interval_s = interval_ns / 1e9
-        slot = int(self.clock() * 1e9) // interval_ns + 1      # integer slot: exact ns timestamps
+        phase_ns = device_phase_ns(poller.device.id, interval_ns)
+        slot = (int(self.clock() * 1e9) - phase_ns) // interval_ns + 1      # integer slot: exact ns timestamps
         while not stop.is_set():
             now = self.clock()
-            delay = slot * interval_s - now
+            delay = (slot * interval_ns + phase_ns) / 1e9 - now
             if delay > interval_s:
                 # the wall clock stepped back (NTP correction): re-align instead of sleeping the step
                 self.counters["clock_steps_back"] += 1
-                slot = int(now * 1e9) // interval_ns + 1
+                slot = (int(now * 1e9) - phase_ns) // interval_ns + 1
                 continue
             if delay > 0.001:
                 await asyncio.sleep(delay)          # <= one interval; run() cancels this task at stop
                 continue                            # re-check: the clock may have stepped meanwhile
             points = await poller.poll(slot * interval_ns)
+            self.lags.append(self.clock() - (slot * interval_ns + phase_ns) / 1e9)   # poll end vs its schedule
             self.counters["polls"] += 1
             self.counters["status_" + points[-1].fields["status"]] += 1
             try:
@@ -523,7 +532,7 @@ class ModbusCollector:
                 self.counters["sink_errors"] += 1
                 log.error("sink failed for %s: %s", poller.device.id, exc, extra=poller._ctx)
             nxt = slot + 1
-            now_slot = int(self.clock() * 1e9) // interval_ns + 1
+            now_slot = (int(self.clock() * 1e9) - phase_ns) // interval_ns + 1
             if now_slot > nxt:
                 self.counters["skipped_slots"] += now_slot - nxt
                 nxt = now_slot
@@ -566,7 +575,27 @@ class ModbusCollector:
             "sink_errors": self.counters["sink_errors"],
             "connects": links["connects"],
             "connect_failed": links["connect_failed"],
+            **lag_stats(self.lags),
         }
+
+
+def lag_stats(lags) -> dict:
+    """p50/p99/max of the schedule lag (poll end minus its scheduled start) of the last polls [ms]."""
+    if not lags:
+        return {}
+    p50, p99, top = np.percentile(np.fromiter(lags, float, len(lags)), [50, 99, 100]) * 1000.0
+    return {"lag_ms_p50": round(float(p50), 3), "lag_ms_p99": round(float(p99), 3), "lag_ms_max": round(float(top), 3)}
+
+
+def device_phase_ns(device_id: str, interval_ns: int) -> int:
+    """A device's fixed offset into each of its slots [ns]: spreads the fleet's polls across
+    ``min(interval, PHASE_SPREAD_S)`` instead of starting every device's poll at the same instant.
+
+    Stable across restarts and processes (CRC-32 of the id, not Python's salted ``hash``).  The
+    Point keeps the slot's start as its timestamp, so series of different devices stay aligned.
+    """
+    spread_ns = min(interval_ns, round(PHASE_SPREAD_S * 1e9))
+    return zlib.crc32(device_id.encode()) * spread_ns >> 32
 
 
 def poll_time_ns(t: float, interval_s: float) -> int:
