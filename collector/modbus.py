@@ -79,7 +79,7 @@ BACKOFF_MIN_S, BACKOFF_MAX_S, JITTER = 1.0, 60.0, 0.2
 RETRYABLE_EXCEPTIONS = frozenset({0x05, 0x06})
 CONFIG_EXCEPTIONS = frozenset({0x01, 0x02, 0x03})   # the block itself is wrong: read it again only
 BAD_BLOCK_RETRY_POLLS = 10                          # every 10th poll (reliability.md §3)
-LAG_WINDOW = 50_000            # the last polls whose schedule lag stats() reports
+LAG_WINDOW_S, LAG_KEEP = 30.0, 100_000   # stats() reports the schedule lag of the polls of the last 30 s
 PHASE_SPREAD_S = 10.0          # polls are spread over min(interval, this) by a fixed per-device phase
 Sink = Callable[[list[Point]], object]
 
@@ -485,7 +485,8 @@ class ModbusCollector:
         self.links: dict[str, Link] = {}
         self.pollers: list[DevicePoller] = []
         self.counters: Counter = Counter()
-        self.lags: deque[float] = deque(maxlen=LAG_WINDOW)
+        self.lags: deque[float] = deque(maxlen=LAG_KEEP)
+        self.lag_times: deque[float] = deque(maxlen=LAG_KEEP)
         for dev in fleet.devices.values():
             if dev.transport != "modbus" or (devices is not None and dev.id not in devices):
                 continue
@@ -523,7 +524,9 @@ class ModbusCollector:
                 await asyncio.sleep(delay)          # <= one interval; run() cancels this task at stop
                 continue                            # re-check: the clock may have stepped meanwhile
             points = await poller.poll(slot * interval_ns)
-            self.lags.append(self.clock() - (slot * interval_ns + phase_ns) / 1e9)   # poll end vs its schedule
+            end = self.clock()
+            self.lags.append(end - (slot * interval_ns + phase_ns) / 1e9)   # poll end vs its schedule
+            self.lag_times.append(end)
             self.counters["polls"] += 1
             self.counters["status_" + points[-1].fields["status"]] += 1
             try:
@@ -575,15 +578,18 @@ class ModbusCollector:
             "sink_errors": self.counters["sink_errors"],
             "connects": links["connects"],
             "connect_failed": links["connect_failed"],
-            **lag_stats(self.lags),
+            **lag_stats(self.lags, self.lag_times, self.clock() - LAG_WINDOW_S),
         }
 
 
-def lag_stats(lags) -> dict:
-    """p50/p99/max of the schedule lag (poll end minus its scheduled start) of the last polls [ms]."""
-    if not lags:
+def lag_stats(lags, times, since: float) -> dict:
+    """p50/p99/max of the schedule lag (poll end minus its scheduled start) of the polls that ended
+    after ``since`` [ms]."""
+    t = np.fromiter(times, float, len(times))
+    recent = np.fromiter(lags, float, len(lags))[t >= since]
+    if not recent.size:
         return {}
-    p50, p99, top = np.percentile(np.fromiter(lags, float, len(lags)), [50, 99, 100]) * 1000.0
+    p50, p99, top = np.percentile(recent, [50, 99, 100]) * 1000.0
     return {"lag_ms_p50": round(float(p50), 3), "lag_ms_p99": round(float(p99), 3), "lag_ms_max": round(float(top), 3)}
 
 
