@@ -2,7 +2,7 @@
 
 Run:  .venv/bin/python bench/bench_scale.py [--mqtt-readings 20000] [--modbus-devices 200] [--seconds 30]
 
-All on 127.0.0.1 with our own influxd and mosquitto (auth + fleet ACL on, as in production).
+All on loopback (127.0.0.1; simulated Modbus devices on 127.1.x.y) with our own influxd and mosquitto (auth + fleet ACL on, as in production).
 
 A. MQTT readings/s per collector core.  A persistent session of ``energyhost collect --no-modbus``
    is created, the process stopped, N readings queued as gateway batches (50 readings x 15
@@ -197,44 +197,45 @@ def _serve(raw: dict, ids: list[str], ready, stop) -> None:
     asyncio.run(main())
 
 
-def listen_ports(k: int) -> list[int]:
-    """``k`` free loopback ports below the kernel's ephemeral range (32768-60999), which the collector's
-    own k outgoing connections need."""
+def endpoints(k: int) -> list[tuple[str, int]]:
+    """``k`` loopback endpoints: one port, free on every address, and a loopback address per device
+    (127.1.x.y, as each meter has its own IP), so the benchmark takes no port that concurrent tests may
+    pick and leaves the ephemeral range to the collector's k outgoing connections."""
     import socket
 
-    out = []
-    for p in range(20000, 32768):
+    for _ in range(50):
+        port = free_port()
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
-                sock.bind(("127.0.0.1", p))
+                sock.bind(("0.0.0.0", port))        # nobody holds it on any address (bind only, no listen)
             except OSError:
                 continue
-        out.append(p)
-        if len(out) == k:
-            return out
-    raise RuntimeError(f"only {len(out)} free ports below 32768 for {k} devices")
+        return [(f"127.1.{i // 250}.{i % 250 + 1}", port) for i in range(k)]
+    raise RuntimeError("no free port")
 
 
 def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: float = 5.0,
                  sim_procs: int = 1) -> dict:
     devices = [{"id": f"d{i}", "kind": "meter", "transport": "modbus", "profile": "meter_acrel_dtsd1352",
-                "host": "127.0.0.1", "port": p, "unit_id": 1, "poll_interval_s": interval}
-               for i, p in enumerate(listen_ports(k))]
+                "host": host, "port": p, "unit_id": 1, "poll_interval_s": interval}
+               for i, (host, p) in enumerate(endpoints(k))]
     raw = {"customer": [{"id": "bench", "site": [{"id": "bench-site", "device": devices}]}]}
     fleet_path = tmp / f"modbus-fleet-{k}.toml"
     fleet_path.write_text(tomli_w.dumps(raw))
     stop = mp.Event()
     sims = []
+    t_spawn = time.monotonic()
     for j in range(sim_procs):          # several simulator processes, so the simulator side is not the limit
         ready = mp.Event()
         ids = [d["id"] for d in devices[j::sim_procs]]
         proc = mp.Process(target=_serve, args=(raw, ids, ready, stop), daemon=True)
         proc.start()
         sims.append((proc, ready))
-    for _proc, ready in sims:
-        if not ready.wait(300):
-            stop.set()
-            raise RuntimeError("Modbus simulator did not start")
+    for proc, ready in sims:
+        while not ready.wait(1.0):
+            if not proc.is_alive() or time.monotonic() - t_spawn > 300:
+                stop.set()
+                raise RuntimeError("Modbus simulator did not start (see its traceback above)")
     db = f"bench_modbus_{k}"
     influx.create_database(db)
     mport = free_port()
