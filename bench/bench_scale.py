@@ -11,11 +11,14 @@ A. MQTT readings/s per collector core.  A persistent session of ``energyhost col
    start-up excluded).  Raw: the same points as pre-encoded line protocol POSTed straight to
    ``/write`` (5,000 lines per request), points per wall-second; printed beside it with the ratio
    of the wall rates.
-B. Devices per collector.  K simulated Modbus meters (meter_acrel_dtsd1352, one TCP server each,
-   in a child process) polled every 5 s by one ``energyhost collect --no-mqtt`` for ``--seconds``:
+B. Devices per collector.  K simulated Modbus meters (meter_acrel_dtsd1352, one TCP server each on its
+   own loopback address, served by ``--sim-procs`` child processes) polled every 5 s by one
+   ``energyhost collect --no-mqtt`` for ``--seconds``, for each K of ``--modbus-devices``:
    polls stored per device vs slots due (on schedule = every slot stored), poll latency
-   (p50/p99/max of the stored ``collector_status.latency_ms``), and the collector's CPU share
-   -> devices per core at 5 s.
+   (p50/p99/max of the stored ``collector_status.latency_ms``), the collector's schedule lag p99
+   (``energyhost_poll_lag_ms_p99``), its CPU share -> devices per core at 5 s, and the share of
+   the window the collector and the simulators spent runnable but waiting for a CPU (schedstat):
+   on a shared machine that, not the collector, is what makes it fall behind.
 C. InfluxDB write load per 1,000 devices: points/s and request bytes/s that influxd itself
    counted (``/debug/vars`` httpd pointsWrittenOK / writeReqBytes) during B, scaled to 1,000.
 
@@ -64,6 +67,18 @@ CH15 = ["voltage_l1", "voltage_l2", "voltage_l3", "current_l1", "current_l2", "c
         "reactive_power", "apparent_power", "power_factor", "frequency", "energy_import", "energy_export",
         "thd_voltage_l1", "thd_current_l1"]
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+def runq_wait_s(pid: int) -> float:
+    """Seconds the process's threads spent runnable but waiting for a CPU (``/proc/<pid>/task/*/schedstat``
+    field 2): on a shared machine, the time it wanted to run and another process had the core."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 def cpu_s(pid: int) -> float:
@@ -247,8 +262,12 @@ def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: f
         time.sleep(2 * interval + min(k / 1000, 20))    # every device connected and polled: steady state
         t_start = time.time()
         c0, s0, (p0, b0) = cpu_s(col.p.pid), sum(cpu_s(p.pid) for p, _ in sims), influx_vars(influx.url)
+        w0, load0 = runq_wait_s(col.p.pid), os.getloadavg()[0]
+        sw0 = sum(runq_wait_s(p.pid) for p, _ in sims)
         time.sleep(seconds)
         c1, s1, (p1, b1) = cpu_s(col.p.pid), sum(cpu_s(p.pid) for p, _ in sims), influx_vars(influx.url)
+        w1, load1 = runq_wait_s(col.p.pid), os.getloadavg()[0]
+        sw1 = sum(runq_wait_s(p.pid) for p, _ in sims)
         t_end = time.time()
         body = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
         col.stop()
@@ -283,6 +302,8 @@ def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: f
            "latency_ms_p50": lat[0], "latency_ms_p99": lat[1], "latency_ms_max": lat[2],
            "devices_offline": float(offline.group(1)) if offline else None, "cpu_share": cpu_share,
            "lag_ms_p99": float(lag.group(1)) if lag else None, "simulator_processes": sim_procs,
+           "collector_runq_wait_share": (w1 - w0) / (t_end - t_start), "load_avg_1m": (load0 + load1) / 2,
+           "simulator_runq_wait_share": (sw1 - sw0) / (t_end - t_start),
            "simulator_cpu_share": sim_share,
            "devices_per_core": k / cpu_share if cpu_share > 0 else None,
            "influx_points_per_s": pts_s, "influx_bytes_per_s": bytes_s,
@@ -292,7 +313,9 @@ def bench_modbus(tmp: Path, influx: Influxd, k: int, seconds: float, interval: f
           f"poll latency p50/p99/max {lat[0]:.1f}/{lat[1]:.1f}/{lat[2]:.1f} ms, schedule lag p99 "
           f"{out['lag_ms_p99'] or float('nan'):.0f} ms, offline {out['devices_offline']:.0f}, "
           f"collector CPU {cpu_share * 100:.1f} % of a core (simulator {sim_share * 100:.0f} % in {sim_procs} "
-          f"processes) "
+          f"processes), waiting for a CPU: collector {out['collector_runq_wait_share'] * 100:.0f} %, simulators "
+          f"{out['simulator_runq_wait_share'] * 100:.0f} % of the time, "
+          f"load {out['load_avg_1m']:.1f} "
           f"-> ~{out['devices_per_core']:,.0f} devices per core at {interval:g} s (CPU-bound estimate)", flush=True)
     print(f"C. InfluxDB write load: {pts_s:,.1f} points/s, {bytes_s:,.0f} B/s for {k} devices -> per 1,000 devices "
           f"{out['per_1000_points_per_s']:,.0f} points/s, {out['per_1000_bytes_per_s'] / 1024:,.1f} KiB/s "
