@@ -42,22 +42,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import struct
 import time
-import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import numpy as np
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
+from collector.schedule import LAG_KEEP, LAG_WINDOW_S, device_phase_ns, lag_stats, poll_time_ns  # noqa: F401
 from core.channels import primary_factors
 from core.config import Device, Fleet
 from core.model import Point
@@ -79,8 +77,6 @@ BACKOFF_MIN_S, BACKOFF_MAX_S, JITTER = 1.0, 60.0, 0.2
 RETRYABLE_EXCEPTIONS = frozenset({0x05, 0x06})
 CONFIG_EXCEPTIONS = frozenset({0x01, 0x02, 0x03})   # the block itself is wrong: read it again only
 BAD_BLOCK_RETRY_POLLS = 10                          # every 10th poll (reliability.md §3)
-LAG_WINDOW_S, LAG_KEEP = 30.0, 100_000   # stats() reports the schedule lag of the polls of the last 30 s
-PHASE_SPREAD_S = 10.0          # polls are spread over min(interval, this) by a fixed per-device phase
 Sink = Callable[[list[Point]], object]
 
 
@@ -580,31 +576,3 @@ class ModbusCollector:
             "connect_failed": links["connect_failed"],
             **lag_stats(self.lags, self.lag_times, self.clock() - LAG_WINDOW_S),
         }
-
-
-def lag_stats(lags, times, since: float) -> dict:
-    """p50/p99/max of the schedule lag (poll end minus its scheduled start) of the polls that ended
-    after ``since`` [ms]."""
-    t = np.fromiter(times, float, len(times))
-    recent = np.fromiter(lags, float, len(lags))[t >= since]
-    if not recent.size:
-        return {}
-    p50, p99, top = np.percentile(recent, [50, 99, 100]) * 1000.0
-    return {"lag_ms_p50": round(float(p50), 3), "lag_ms_p99": round(float(p99), 3), "lag_ms_max": round(float(top), 3)}
-
-
-def device_phase_ns(device_id: str, interval_ns: int) -> int:
-    """A device's fixed offset into each of its slots [ns]: spreads the fleet's polls across
-    ``min(interval, PHASE_SPREAD_S)`` instead of starting every device's poll at the same instant.
-
-    Stable across restarts and processes (CRC-32 of the id, not Python's salted ``hash``).  The
-    Point keeps the slot's start as its timestamp, so series of different devices stay aligned.
-    """
-    spread_ns = min(interval_ns, round(PHASE_SPREAD_S * 1e9))
-    return zlib.crc32(device_id.encode()) * spread_ns >> 32
-
-
-def poll_time_ns(t: float, interval_s: float) -> int:
-    """The scheduled slot time at or before ``t`` for ``interval_s`` (a multiple of the interval) [ns]."""
-    interval_ns = round(interval_s * 1e9)
-    return int(math.floor(t * 1e9 / interval_ns) * interval_ns)
