@@ -167,3 +167,51 @@ port = {port}
     out = capsys.readouterr().out
     assert rc == 1
     assert "current vs rating" in out and "WRONG" in out and "ct_ratio" in out and "1 check(s) do not fit" in out
+
+
+def test_dlt645_meter_with_a_forgotten_ct_ratio_is_found():
+    """DL/T 645 through the collector's own DL/T 645 poller: the CT ratio misfit is found there too."""
+    from core.dlt645 import load_dlt645_profiles
+    from simulators.dlt645_server import serve_dlt645
+
+    profiles = load_dlt645_profiles()
+    port = free_port()
+
+    def fleet(ct: float):
+        dev = {"id": "t1-meter", "kind": "meter", "transport": "dlt645", "profile": "meter_dlt645_2007",
+               "address": "000012345678", "host": "127.0.0.1", "port": port, "ct_ratio": ct}
+        site = {"id": "s1", "device": [dev],
+                "transformer": [{"id": "t1", "rated_kva": 1000, "p0_kw": 1.4, "pk_kw": 8.1, "meter": "t1-meter"}]}
+        return parse_fleet({"customer": [{"id": "c1", "site": [site]}]})
+
+    real, configured = fleet(40.0), fleet(1.0)
+    ready, stop, box = threading.Event(), threading.Event(), {}
+
+    def serve():
+        async def main():
+            sim = await serve_dlt645(real, profiles, FleetSignals(real, seed=3).values, update_interval_s=0.2)
+            ready.set()
+            try:
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+            finally:
+                await sim.stop()
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            box["error"] = exc
+            ready.set()
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    assert ready.wait(20) and "error" not in box, box
+    try:
+        findings, statuses = commission(configured, profiles, "t1-meter", 6.0, interval_s=1.0)
+    finally:
+        stop.set()
+        th.join(20)
+    assert "ok" in statuses
+    wrong = _wrong(findings)
+    assert [f.check for f in wrong] == ["current vs rating"], verdict_table(findings)
+    assert "ct_ratio" in wrong[0].fix
+    assert any(f.check == "level" and f.ok for f in findings)       # voltages judged too
