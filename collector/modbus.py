@@ -539,6 +539,7 @@ class ModbusCollector:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; then close every connection."""
+        self.lags, self.lag_times = deque(maxlen=LAG_KEEP), deque(maxlen=LAG_KEEP)   # (subclasses' __init__ too)
         tasks = [asyncio.create_task(self._device_loop(p, stop), name=f"poll-{p.device.id}")
                  for p in self.pollers]
         for t in tasks:
@@ -574,5 +575,5 @@ class ModbusCollector:
             "sink_errors": self.counters["sink_errors"],
             "connects": links["connects"],
             "connect_failed": links["connect_failed"],
-            **lag_stats(self.lags, self.lag_times, self.clock() - LAG_WINDOW_S),
+            **lag_stats(getattr(self, "lags", ()), getattr(self, "lag_times", ()), self.clock() - LAG_WINDOW_S),
         }
