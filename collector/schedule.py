@@ -1,4 +1,4 @@
-"""Poll schedule helpers: each device's fixed phase into its slots, the slot of a time, lag figures."""
+"""Poll schedule: each device's fixed phase into its slots, the slot of a time, lag figures."""
 
 from __future__ import annotations
 
