@@ -23,7 +23,9 @@ Reliability rules (docs reliability.md §3, §0 row 10):
 * reconnect with exponential backoff 1 s → 60 s, ±20 % jitter, reset after a good connect;
   we own the reconnect loop (pymodbus auto-reconnect disabled with ``reconnect_delay=0``);
 * a device is offline after 3 consecutive failed polls and online on the first good poll;
-* the poll's scheduled time (a multiple of the interval) is the Point timestamp; a slot
+* each device is read at a fixed phase into its slot (:func:`device_phase_ns`: CRC-32 of its id,
+  spread over min(interval, 10 s)), so N devices are N requests spread over the interval, not one
+  burst at its start; the slot's start (a multiple of the interval) is the Point timestamp; a slot
   missed because a poll ran long is skipped and counted (``skipped_slots``), and a wall clock
   stepped back re-aligns the schedule at once (``clock_steps_back``) instead of pausing polls;
 * a meter wired through instrument transformers (``ct_ratio``/``pt_ratio`` in the fleet) has its
@@ -40,11 +42,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import struct
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -54,6 +55,7 @@ from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.pdu import ModbusPDU
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInputRegistersResponse
 
+from collector.schedule import LAG_KEEP, LAG_WINDOW_S, device_phase_ns, lag_stats, poll_time_ns  # noqa: F401
 from core.channels import primary_factors
 from core.config import Device, Fleet
 from core.model import Point
@@ -64,6 +66,7 @@ from core.profiles import (
     Profile,
     ProfileError,
     parse_model_chain,
+    plan_blocks,
 )
 
 log = logging.getLogger(__name__)
@@ -279,6 +282,7 @@ class DevicePoller:
         self.status_tags = {**device.tags, "source": "modbus"}
         self._ctx = {"site": device.site_id, "device": device.id}     # log extras (core.logjson)
         self.bad_blocks: dict[tuple[str, int], tuple[str, int]] = {}   # block -> (status, poll to retry at)
+        self.unsplit: set[tuple[str, int, int]] = set()   # blocks already probed in parts (exception 02)
         # a meter read through CTs/PTs reports secondary values: channel -> factor to the primary side
         self.primary = primary_factors(profile.channels, device.ct_ratio, device.pt_ratio)
 
@@ -325,6 +329,91 @@ class DevicePoller:
             return blocks
         raise PollFailure("decode_error", "no SunSpec marker at 40000, 0 or 50000")
 
+    async def _read_blocks(self, fields: dict[str, float], status: str, answered: bool) -> tuple[str, bool]:
+        """Read and decode every block of the plan into ``fields``; returns the poll status and whether the
+        device answered.  A multi-row block refused with exception 02 is split (:meth:`_split`)."""
+        bad_blocks = self.bad_blocks
+        plan = list(self.blocks or ())
+        i = 0
+        while i < len(plan):
+            block = plan[i]
+            i += 1
+            if bad_blocks:
+                bad = bad_blocks.get((block.table, block.start))
+                if bad is not None and self.state.polls < bad[1]:
+                    status = status if status != "ok" else bad[0]
+                    continue               # known configuration error: not re-read every poll
+            try:
+                words = await self._read(block.table, block.start, block.count)
+            except PollFailure as exc:
+                if not exc.status.startswith("exception_"):
+                    raise
+                answered = True
+                parts = await self._split(block) if exc.status == "exception_02" else None
+                if parts:
+                    plan[i - 1:i] = [part for part, _ in parts]    # the parts from now on
+                    self.blocks = tuple(plan)
+                    i += len(parts) - 1
+                    for part, words in parts:                      # already read by the probe
+                        if words is None:
+                            status = status if status != "ok" else exc.status
+                            bad_blocks[(part.table, part.start)] = (exc.status,
+                                                                    self.state.polls + BAD_BLOCK_RETRY_POLLS)
+                        else:
+                            status = self._decode(part, words, fields, status)
+                    continue
+                status = status if status != "ok" else exc.status
+                if int(exc.status[10:]) in CONFIG_EXCEPTIONS:
+                    bad_blocks[(block.table, block.start)] = (exc.status, self.state.polls + BAD_BLOCK_RETRY_POLLS)
+                continue                   # the other blocks are still read
+            if bad_blocks:
+                bad_blocks.pop((block.table, block.start), None)
+            answered = True
+            status = self._decode(block, words, fields, status)
+        return status, answered
+
+    def _decode(self, block: Block, words: list[int], fields: dict[str, float], status: str) -> str:
+        try:
+            block.decode(words, into=fields)
+        except ValueError as exc:
+            log.warning("%s: %s", self.device.id, exc, extra=self._ctx)
+            return "decode_error"
+        return status
+
+    async def _split(self, block: Block) -> list[tuple[Block, list[int] | None]] | None:
+        """Smaller reads for a block the device refused with exception 02 (it spans unmapped registers):
+        one per run of adjacent rows, and for a run refused too one per row (a row stays with its scale
+        factor).  Returns the parts with the words read (None: refused alone).  None when no part answers (the whole block is unmapped: the block stays as it is and is
+        asked again every 10th poll) or the block cannot be split.  Probed once per block and device."""
+        key = (block.table, block.start, block.count)
+        if len(block.registers) < 2 or key in self.unsplit:
+            return None
+        self.unsplit.add(key)
+        out: list[tuple[Block, list[int] | None]] = []
+        answered = False
+        for part in plan_blocks(block.registers, max_gap=0):
+            rows = plan_blocks(part.registers, max_gap=-1) if len(part.registers) > 1 else [part]
+            whole = part.start == block.start and part.count == block.count     # already refused
+            for sub in [part] if len(rows) == 1 else rows if whole else [part, *rows]:
+                try:
+                    words = await self._read(sub.table, sub.start, sub.count)
+                except PollFailure as exc:
+                    if exc.status != "exception_02":
+                        raise
+                    if sub is part and len(rows) > 1:
+                        continue           # the run spans a hole too: try its rows
+                    out.append((sub, None))    # refused alone: kept, asked again every 10th poll
+                    continue
+                answered = True
+                out.append((sub, words))
+                if sub is part:
+                    break                  # the whole run answers: no need for its rows
+        if not answered or len(out) < 2:
+            return None
+        log.info("%s: %s block %d+%d refused (exception 02): read as %d parts from now on", self.device.id,
+                 block.table, block.start, block.count, len(out), extra=self._ctx)
+        return out
+
     async def poll(self, time_ns: int) -> list[Point]:
         started = time.perf_counter()
         fields: dict[str, float] = {}
@@ -336,32 +425,7 @@ class DevicePoller:
                 self.blocks = None
                 self.blocks = await self.discover()
                 answered = True
-            bad_blocks = self.bad_blocks
-            for block in self.blocks or ():
-                if bad_blocks:
-                    bad = bad_blocks.get((block.table, block.start))
-                    if bad is not None and self.state.polls < bad[1]:
-                        status = status if status != "ok" else bad[0]
-                        continue               # known configuration error: not re-read every poll
-                try:
-                    words = await self._read(block.table, block.start, block.count)
-                except PollFailure as exc:
-                    if exc.status.startswith("exception_"):
-                        answered = True
-                        status = status if status != "ok" else exc.status
-                        if int(exc.status[10:]) in CONFIG_EXCEPTIONS:
-                            bad_blocks[(block.table, block.start)] = (exc.status,
-                                                                      self.state.polls + BAD_BLOCK_RETRY_POLLS)
-                        continue               # the other blocks are still read
-                    raise
-                if bad_blocks:
-                    bad_blocks.pop((block.table, block.start), None)
-                answered = True
-                try:
-                    block.decode(words, into=fields)
-                except ValueError as exc:
-                    status = "decode_error"
-                    log.warning("%s: %s", self.device.id, exc, extra=self._ctx)
+            status, answered = await self._read_blocks(fields, status, answered)
             if self.primary:
                 for ch, factor in self.primary.items():
                     if ch in fields:
@@ -417,6 +481,8 @@ class ModbusCollector:
         self.links: dict[str, Link] = {}
         self.pollers: list[DevicePoller] = []
         self.counters: Counter = Counter()
+        self.lags: deque[float] = deque(maxlen=LAG_KEEP)
+        self.lag_times: deque[float] = deque(maxlen=LAG_KEEP)
         for dev in fleet.devices.values():
             if dev.transport != "modbus" or (devices is not None and dev.id not in devices):
                 continue
@@ -440,19 +506,23 @@ class ModbusCollector:
     async def _device_loop(self, poller: DevicePoller, stop: asyncio.Event) -> None:
         interval_ns = round(poller.device.poll_interval_s * 1e9)
         interval_s = interval_ns / 1e9
-        slot = int(self.clock() * 1e9) // interval_ns + 1      # integer slot: exact ns timestamps
+        phase_ns = device_phase_ns(poller.device.id, interval_ns)
+        slot = (int(self.clock() * 1e9) - phase_ns) // interval_ns + 1      # integer slot: exact ns timestamps
         while not stop.is_set():
             now = self.clock()
-            delay = slot * interval_s - now
+            delay = (slot * interval_ns + phase_ns) / 1e9 - now
             if delay > interval_s:
                 # the wall clock stepped back (NTP correction): re-align instead of sleeping the step
                 self.counters["clock_steps_back"] += 1
-                slot = int(now * 1e9) // interval_ns + 1
+                slot = (int(now * 1e9) - phase_ns) // interval_ns + 1
                 continue
             if delay > 0.001:
                 await asyncio.sleep(delay)          # <= one interval; run() cancels this task at stop
                 continue                            # re-check: the clock may have stepped meanwhile
             points = await poller.poll(slot * interval_ns)
+            end = self.clock()
+            self.lags.append(end - (slot * interval_ns + phase_ns) / 1e9)   # poll end vs its schedule
+            self.lag_times.append(end)
             self.counters["polls"] += 1
             self.counters["status_" + points[-1].fields["status"]] += 1
             try:
@@ -461,7 +531,7 @@ class ModbusCollector:
                 self.counters["sink_errors"] += 1
                 log.error("sink failed for %s: %s", poller.device.id, exc, extra=poller._ctx)
             nxt = slot + 1
-            now_slot = int(self.clock() * 1e9) // interval_ns + 1
+            now_slot = (int(self.clock() * 1e9) - phase_ns) // interval_ns + 1
             if now_slot > nxt:
                 self.counters["skipped_slots"] += now_slot - nxt
                 nxt = now_slot
@@ -469,6 +539,7 @@ class ModbusCollector:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; then close every connection."""
+        self.lags, self.lag_times = deque(maxlen=LAG_KEEP), deque(maxlen=LAG_KEEP)   # (subclasses' __init__ too)
         tasks = [asyncio.create_task(self._device_loop(p, stop), name=f"poll-{p.device.id}")
                  for p in self.pollers]
         for t in tasks:
@@ -504,10 +575,5 @@ class ModbusCollector:
             "sink_errors": self.counters["sink_errors"],
             "connects": links["connects"],
             "connect_failed": links["connect_failed"],
+            **lag_stats(getattr(self, "lags", ()), getattr(self, "lag_times", ()), self.clock() - LAG_WINDOW_S),
         }
-
-
-def poll_time_ns(t: float, interval_s: float) -> int:
-    """The scheduled slot time at or before ``t`` for ``interval_s`` (a multiple of the interval) [ns]."""
-    interval_ns = round(interval_s * 1e9)
-    return int(math.floor(t * 1e9 / interval_ns) * interval_ns)

@@ -91,6 +91,9 @@ class Metrics:
                                     value=len(m.get("offline", [])))
             yield GaugeMetricFamily("energyhost_modbus_devices", "Modbus devices polled by this process",
                                     value=m.get("devices", 0))
+            if "lag_ms_p99" in m:
+                yield GaugeMetricFamily("energyhost_poll_lag_ms_p99", "99th percentile of poll end minus its "
+                                        "scheduled start, polls of the last 30 s [ms]", value=m["lag_ms_p99"])
             if "latency_ms_p50" in m:
                 yield GaugeMetricFamily("energyhost_poll_latency_ms_p50", "Median poll latency [ms]",
                                         value=m["latency_ms_p50"])

@@ -12,6 +12,8 @@ Endpoints and secrets never live in the fleet file: they come from the environme
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import os
 import re
 import tomllib
@@ -156,12 +158,24 @@ class Fleet:
 class _Reader:
     """Typed access to one TOML table, with errors that name file, owner and key."""
 
-    def __init__(self, path: str, owner: str, table: dict):
-        self.path, self.owner, self.table = path, owner, table
+    def __init__(self, path: str, owner: str, table: dict, keys: frozenset[str] = frozenset()):
+        self.path, self.owner, self.table, self.keys = path, owner, table, keys
         self.used: set[str] = set()
 
     def fail(self, key: str, why: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {self.owner}: key {key!r}: {why}")
+        """The error for ``key``; an unknown key in the table is reported instead (it is the likelier cause:
+        ``hots = ...`` makes ``host`` look missing)."""
+        return self._unknown() or ConfigError(f"{self.path}: {self.owner}: key {key!r}: {why}")
+
+    def _unknown(self) -> ConfigError | None:
+        """The error for the first key outside ``keys`` (the table's valid keys), naming the nearest valid one."""
+        unknown = sorted(set(self.table) - self.keys) if self.keys else []
+        if not unknown:
+            return None
+        key = unknown[0]
+        near = difflib.get_close_matches(key, sorted(self.keys), n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(sorted(self.keys))}"
+        return ConfigError(f"{self.path}: {self.owner}: key {key!r}: unknown key{hint}")
 
     def get(self, key: str, kind: type | tuple[type, ...], default=..., *, check=None, why: str = ""):
         self.used.add(key)
@@ -186,6 +200,8 @@ class _Reader:
         return self.get(key, str, check=ID_RE.match, why=ID_RULE)
 
     def finish(self, allowed_children: tuple[str, ...] = ()) -> None:
+        if (err := self._unknown()) is not None:
+            raise err
         unknown = set(self.table) - self.used - set(allowed_children)
         if unknown:
             raise self.fail(sorted(unknown)[0], "unknown key (typo?)")
@@ -193,6 +209,26 @@ class _Reader:
 
 def _positive(v) -> bool:
     return v > 0
+
+
+def _tcp_port(v) -> bool:
+    return 0 < v < 65536           # 0 means "any free port" to a listener: never a device's port
+
+
+TCP_PORT_RULE = "must be a TCP port 1..65535"
+
+
+def _keys(cls, *, drop: tuple[str, ...] = (), add: tuple[str, ...] = ()) -> frozenset[str]:
+    """The keys a fleet table may hold: the dataclass's fields less the derived ones, plus child tables."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.name not in drop) | frozenset(add)
+
+
+CUSTOMER_KEYS = _keys(Customer, drop=("sites",), add=("site",))
+SITE_KEYS = _keys(Site, drop=("customer_id", "transformers", "devices", "gateways"),
+                  add=("transformer", "device", "gateway"))
+GATEWAY_KEYS = _keys(Gateway, drop=("site_id",))
+DEVICE_KEYS = _keys(Device, drop=("customer_id", "site_id"))
+TRANSFORMER_KEYS = _keys(Transformer)
 
 
 def load_fleet(path: str | os.PathLike, *, known_profiles: set[str] | None = None) -> Fleet:
@@ -311,13 +347,13 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
     endpoints: dict[tuple[str, int, int | str], str] = {}
     lines: dict[str, str] = {}
     for i, craw in enumerate(customers_raw):
-        cr = _Reader(where, f"customer #{i + 1}", craw)
+        cr = _Reader(where, f"customer #{i + 1}", craw, CUSTOMER_KEYS)
         cid = cr.ident("id")
         cr.owner = f"customer {cid!r}"
         unique("customer", cid, cr)
         sites: list[Site] = []
         for j, sraw in enumerate(cr.get("site", list, default=[])):
-            sr = _Reader(where, f"customer {cid!r} site #{j + 1}", sraw)
+            sr = _Reader(where, f"customer {cid!r} site #{j + 1}", sraw, SITE_KEYS)
             sid = sr.ident("id")
             sr.owner = f"site {sid!r}"
             unique("site", sid, sr)
@@ -328,14 +364,14 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                 raise sr.fail("timezone", f"unknown time zone {tz!r}") from None
             gateways: list[Gateway] = []
             for graw in sr.get("gateway", list, default=[]):
-                gr = _Reader(where, f"site {sid!r} gateway", graw)
+                gr = _Reader(where, f"site {sid!r} gateway", graw, GATEWAY_KEYS)
                 gid = gr.ident("id")
                 gr.owner = f"gateway {gid!r}"
                 unique("gateway", gid, gr)
                 gw = Gateway(
                     id=gid, site_id=sid,
                     host=gr.get("host", str),
-                    port=gr.get("port", int, check=lambda v: 0 <= v < 65536, why="must be a TCP port"),
+                    port=gr.get("port", int, check=_tcp_port, why=TCP_PORT_RULE),
                     framer=gr.get("framer", str, "rtu", check=lambda v: v in ("rtu", "socket"),
                                   why="must be 'rtu' or 'socket'"),
                     pause_s=gr.get("pause_s", float, 0.02, check=lambda v: 0 <= v <= 5, why="0..5 s"),
@@ -346,7 +382,7 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                 all_gateways[gid] = gw
             devices: list[Device] = []
             for draw in sr.get("device", list, default=[]):
-                dr = _Reader(where, f"site {sid!r} device", draw)
+                dr = _Reader(where, f"site {sid!r} device", draw, DEVICE_KEYS)
                 did = dr.ident("id")
                 dr.owner = f"device {did!r}"
                 unique("device", did, dr)
@@ -361,7 +397,7 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                     raise dr.fail("profile", f"unknown profile {profile!r}; known: {sorted(known_profiles)}")
                 gateway = dr.get("gateway", str, None)
                 host = dr.get("host", str, None)
-                port = dr.get("port", int, None, check=lambda v: 0 <= v < 65536, why="must be a TCP port")
+                port = dr.get("port", int, None, check=_tcp_port, why=TCP_PORT_RULE)
                 unit_id = dr.get("unit_id", int, 1, check=lambda v: 0 <= v <= 247, why="must be 0..247")
                 extra = _protocol_keys(dr, transport, kind, profile)
                 if transport in ("modbus", "dlt645"):
@@ -408,7 +444,7 @@ def parse_fleet(raw: dict, where: str = "<fleet>", *, known_profiles: set[str] |
                 all_devices[did] = dev
             transformers: list[Transformer] = []
             for traw in sr.get("transformer", list, default=[]):
-                tr = _Reader(where, f"site {sid!r} transformer", traw)
+                tr = _Reader(where, f"site {sid!r} transformer", traw, TRANSFORMER_KEYS)
                 tid = tr.ident("id")
                 tr.owner = f"transformer {tid!r}"
                 unique("transformer", tid, tr)

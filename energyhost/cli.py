@@ -39,6 +39,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     kinds: dict[str, int] = {}
     for d in fleet.devices.values():
         kinds[d.kind] = kinds.get(d.kind, 0) + 1
+    _check_tariffs(fleet)
     print(f"{args.fleet}: OK — {len(fleet.customers)} customers, {len(fleet.sites)} sites, "
           f"{len(fleet.devices)} devices {kinds}, {len(profiles)} profiles")
     # the endpoints every component will use (EH_*), validated the same way they will be
@@ -55,8 +56,59 @@ def cmd_check(args: argparse.Namespace) -> int:
                 if settings.influx_url.startswith("https://") else "plain HTTP")
         print(f"InfluxDB {settings.influx_url} database {settings.influx_db} ({link})")
         if args.connect:
-            print(f"InfluxDB {settings.influx_url}: reachable, version {client.ping()}")
+            from core.influx import InfluxError
+
+            try:
+                print(f"InfluxDB {settings.influx_url}: reachable, version {client.ping()}")
+                _check_database(client, settings.influx_db)
+            except InfluxError as exc:
+                raise CliError(str(exc)) from None
+            print(f"InfluxDB database {settings.influx_db}: exists")
     return 0
+
+
+def _check_tariffs(fleet) -> None:
+    """Every site's ``tariff`` names a tariff file that loads (a typo would only show in next month's report)."""
+    from analytics.tariffs import TariffError, load_tariff
+
+    for site in fleet.sites.values():
+        if site.tariff:
+            try:
+                load_tariff(site.tariff)
+            except TariffError as exc:
+                raise CliError(f"{fleet.path}: site {site.id!r}: key 'tariff': unknown tariff {site.tariff!r} "
+                               f"({exc})") from None
+
+
+def _check_database(client, db: str) -> None:
+    """The collector writes into an existing database: outside the demo an administrator creates it."""
+    from core.influx import InfluxError
+
+    try:
+        client.query("SHOW RETENTION POLICIES")   # answers "database not found" (1.6.7)
+    except InfluxError as exc:
+        if "database not found" not in str(exc):
+            raise
+        raise CliError(f"InfluxDB database {db!r} does not exist: an InfluxDB administrator creates it "
+                       f"(CREATE DATABASE \"{db}\"; see docs/commissioning.md); only the demo and "
+                       "`energyhost backfill` create it themselves") from None
+
+
+def cmd_commission(args: argparse.Namespace) -> int:
+    from collector.commission import verdict_table
+    from energyhost.commission import commission
+
+    fleet, profiles = _load(args.fleet)
+    try:
+        findings, statuses = commission(fleet, profiles, args.device, args.seconds)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    polls = {s: statuses.count(s) for s in sorted(set(statuses))}
+    print(f"{args.device}: {len(statuses)} polls in {args.seconds:g} s {polls}")
+    print(verdict_table(findings))
+    wrong = [f for f in findings if f.ok is False]
+    print(f"{args.device}: " + (f"{len(wrong)} check(s) do not fit" if wrong else "every judged check fits"))
+    return 1 if wrong else 0
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:
@@ -320,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--connect", action="store_true",
                     help="also reach InfluxDB with the EH_INFLUX_* settings (TLS verified with EH_INFLUX_TLS_CA)")
     sp.set_defaults(func=cmd_check)
+
+    sp = sub.add_parser("commission", help="read one device live and judge its profile and fleet keys by physics")
+    fleet_arg(sp)
+    sp.add_argument("device", help="device id (Modbus, SunSpec or DL/T 645)")
+    sp.add_argument("--seconds", type=float, default=30.0, help="how long to read (2..600 s, one poll a second)")
+    sp.set_defaults(func=cmd_commission)
 
     sp = sub.add_parser("profiles", help="list the device profiles")
     sp.set_defaults(func=cmd_profiles)

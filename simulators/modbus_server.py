@@ -16,7 +16,10 @@ Values come from ``values_fn(device, t) -> {channel: value}`` (e.g.
 * an ``int`` — answer with that Modbus exception code (e.g. 2, 4, 6, 0x0B).
 
 Reads outside the registers a profile maps answer exception 02 (illegal data address), as
-real devices do; every write request is refused with exception 01 and counted.
+real devices do; every write request is refused with exception 01 and counted.  By default the
+gaps inside one planned block read as zeros; ``strict_maps`` names devices that map only the
+profile's rows, so a read spanning a gap between them is refused with 02 (a "hole", as many
+meters answer a block read across unmapped addresses).
 """
 
 from __future__ import annotations
@@ -98,9 +101,10 @@ class DeviceImage:
 
 
 def build_image(device: Device, profile: Profile, *, sunspec_base: int = 40000,
-                sunspec_modules: Mapping[int, int] | None = None) -> DeviceImage:
-    """Registers of ``device``: every planned block zero-filled; a SunSpec map gets its chain headers
-    and every point the profile does not map (identity, counts, "not implemented": simulators.sunspec)."""
+                sunspec_modules: Mapping[int, int] | None = None, strict: bool = False) -> DeviceImage:
+    """Registers of ``device``: every planned block zero-filled (``strict``: only the profile's rows, so the
+    gaps between them are holes); a SunSpec map gets its chain headers and every point the profile does
+    not map (identity, counts, "not implemented": simulators.sunspec)."""
     if profile.protocol == "sunspec":
         chain, header = sunspec_layout(profile, sunspec_base, sunspec_modules)
         regs = profile.resolve(chain)
@@ -109,7 +113,7 @@ def build_image(device: Device, profile: Profile, *, sunspec_base: int = 40000,
         fixed = {("holding", a): w for a, w in (sunspec.base_words(chain, device) | header).items()}
         return DeviceImage(device, profile, regs, fixed, spans, tuple(chain))
     regs = profile.registers
-    spans = [(b.table, b.start, b.count) for b in plan_blocks(regs, max_gap=profile.max_gap)]
+    spans = [(b.table, b.start, b.count) for b in plan_blocks(regs, max_gap=-1 if strict else profile.max_gap)]
     return DeviceImage(device, profile, regs, {}, spans)
 
 
@@ -208,11 +212,13 @@ async def serve_fleet(fleet: Fleet, profiles: Mapping[str, Profile], values_fn: 
                       behaviour_fn: BehaviourFn = normal, *, update_interval_s: float = 1.0,
                       clock: Callable[[], float] = time.time,
                       devices: list[str] | None = None,
-                      sunspec: Mapping[str, tuple[int, Mapping[int, int]]] | None = None) -> FleetServer:
+                      sunspec: Mapping[str, tuple[int, Mapping[int, int]]] | None = None,
+                      strict_maps: frozenset[str] = frozenset()) -> FleetServer:
     """Start servers for every Modbus device of ``fleet`` (or only ``devices``); return a handle.
 
     ``sunspec`` optionally places a SunSpec device's map: ``{device_id: (base, {model: modules})}``
-    (default: base 40000, the profile's module counts).  ``stats`` counts every request
+    (default: base 40000, the profile's module counts); ``strict_maps``: device ids whose register map has
+    holes between the profile's rows (see :func:`build_image`).  ``stats`` counts every request
     received by function code (``rx_fcNN``), exceptions served, silent and late answers.
     Raises ``ValueError`` naming the device when its profile is unknown.
     """
@@ -227,7 +233,8 @@ async def serve_fleet(fleet: Fleet, profiles: Mapping[str, Profile], values_fn: 
         if dev.profile not in profiles:
             raise ValueError(f"device {dev.id!r}: unknown profile {dev.profile!r}")
         base, modules = (sunspec or {}).get(dev.id, (40000, None))
-        img = build_image(dev, profiles[dev.profile], sunspec_base=base, sunspec_modules=modules)
+        img = build_image(dev, profiles[dev.profile], sunspec_base=base, sunspec_modules=modules,
+                          strict=dev.id in strict_maps)
         images[dev.id] = img
         if dev.gateway is not None:
             gw = fleet.gateways[dev.gateway]

@@ -11,7 +11,7 @@ from energyhost.cli import build_parser
 from energyhost.settings import AppSettings
 
 SUBCOMMANDS = ["demo", "collect", "collect-mqtt", "simulate", "backfill", "fault", "analyze", "serve", "reports", "status",
-               "check-config", "profiles"]
+               "check-config", "profiles", "commission"]
 
 
 def run(*argv, **kw):
