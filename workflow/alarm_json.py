@@ -15,17 +15,25 @@ the texts.  A field name maps to the record like :func:`api.models.record_fields
 What the console may not see is blanked: shelving fields while the alarm is not shelved, and
 the operators' names and notes for customer users (``staff=False``).  Evidence holding
 NaN or Infinity (not JSON) is decoded and re-encoded in Python with those values as null.
+
+Each alarm row also keeps its two objects (``json_staff``, ``json_public``, UTF-8 bytes) as the same
+expression wrote them when the row or its site's customer was last written (database triggers of
+migration 7), for the state without a shelve in force.  A list of :data:`STORED_FIELDS` reads the page
+with one indexed query and joins those bytes; only an alarm whose shelve is in force gets its object
+built by the query (a correlated subquery, evaluated for that row alone).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from workflow.db import Database
+if TYPE_CHECKING:
+    from workflow.db import Database
 
 BOOLEANS = frozenset({"acked", "active"})
 SHELVING = {"shelved_until": "NULL", "shelve_reason": "''"}          # shown only while shelved
@@ -34,6 +42,13 @@ ALARM_COLUMNS = frozenset({
     "id", "key", "type", "site_id", "device_id", "severity", "first_raised_ns", "raised_ns", "cleared_ns",
     "active", "acked", "acked_ns", "acked_by", "ack_note", "shelved_until_ns", "shelved_by", "shelve_reason",
     "suppressed_by", "closed_ns", "activations", "message_zh", "message_en", "evidence", "updated_ns"})
+# the fields of the API's alarm object (api.models.AlarmOut, in its order): the objects stored in each row
+STORED_FIELDS: tuple[str, ...] = (
+    "id", "key", "type", "site_id", "customer_id", "device_id", "severity", "state", "first_raised_at",
+    "raised_at", "cleared_at", "closed_at", "acked", "acked_at", "acked_by", "ack_note", "shelved_until",
+    "shelve_reason", "suppressed_by", "activations", "message_zh", "message_en", "evidence")
+# columns whose change rewrites the stored objects (all but the stored objects themselves)
+STORED_FROM = tuple(sorted(ALARM_COLUMNS))
 STATE = "CASE WHEN a.base_state <> 'cleared' AND a.shelved_until_ns > ? THEN 'shelved' ELSE a.base_state END"
 
 
@@ -88,21 +103,48 @@ def select_json(fields: Sequence[str], staff: bool, dialect: str) -> str:
     return ("json_object(" if dialect == "sqlite" else "json_build_object(") + ", ".join(parts) + ")"
 
 
+def _object_of(fields: Sequence[str], staff: bool, dialect: str, alarm_id: str, state: str) -> str:
+    """SQL: the object of the alarm whose id is the SQL expression ``alarm_id`` (``NEW.id``, ``a.id``),
+    in UTF-8 bytes, with ``state`` (SQL over the alarm ``x``) as its state."""
+    obj = select_json(fields, staff, dialect)
+    utf8 = (lambda v: f"CAST(({v}) AS BLOB)") if dialect == "sqlite" else (lambda v: f"convert_to(({v})::text, 'UTF8')")
+    return (f"(SELECT {utf8(obj)} FROM "
+            f"(SELECT x.*, {state} AS state FROM alarms x WHERE x.id = {alarm_id}) a "
+            f"JOIN sites s ON s.id = a.site_id)")
+
+
+def store_statements(alarm_id: str, dialect: str) -> str:
+    """SQL: ``SET`` both stored objects (no shelve in force) of the alarm ``alarm_id``."""
+    return ", ".join(f"json_{who} = {_object_of(STORED_FIELDS, staff, dialect, alarm_id, 'x.base_state')}"
+                     for who, staff in (("staff", True), ("public", False)))
+
+
+@functools.lru_cache(maxsize=64)
+def _list_sql(where: str, fields: tuple[str, ...], staff: bool, dialect: str) -> str:
+    """SQL of :func:`list_body`; parameters: now, now, the ``where`` parameters, limit, offset."""
+    bad = _bad_evidence(dialect)
+    col = "a.json_staff" if staff else "a.json_public"
+    shelved = "a.base_state <> 'cleared' AND a.shelved_until_ns > ?"
+    if fields != STORED_FIELDS:             # no stored object: a NULL column, every object built
+        col, shelved = "NULL", "CAST(? AS BIGINT) IS NOT NULL"
+    built = _object_of(fields, staff, dialect, "a.id", STATE.replace("a.", "x."))
+    join = "JOIN sites s ON s.id = a.site_id " if "s." in where else ""
+    return (f"SELECT CASE WHEN {col} IS NULL OR ({shelved}) THEN {built} ELSE {col} END, "
+            f"CASE WHEN {bad} THEN a.evidence END FROM alarms a {join}WHERE {where} "
+            f"ORDER BY a.raised_ns DESC, a.id DESC LIMIT ? OFFSET ?")
+
+
 def list_body(db: Database, where: str, params: list[Any], now_ns: int, fields: Sequence[str], staff: bool,
               limit: int, offset: int) -> bytes:
-    """The JSON array of the alarms matching ``where``, newest first."""
-    obj = select_json(fields, staff, db.dialect)
-    text = "::text" if db.dialect == "postgresql" else ""
-    sql = (f"SELECT ({obj}){text}, CASE WHEN {_bad_evidence(db.dialect)} THEN a.evidence END FROM "
-           f"(SELECT a.*, {STATE} AS state FROM alarms a JOIN sites s ON s.id = a.site_id WHERE {where} "
-           f"ORDER BY a.raised_ns DESC, a.id DESC LIMIT ? OFFSET ?) a JOIN sites s ON s.id = a.site_id "
-           f"ORDER BY a.raised_ns DESC, a.id DESC")
-    rows = db.tuples(sql, (now_ns, *params, limit, offset))
-    return ("[" + ",".join(j if bad is None else _with_evidence(j, bad) for j, bad in rows) + "]").encode()
+    """The JSON array of the alarms matching ``where``, newest first: the objects stored in the rows
+    (:data:`STORED_FIELDS`, no shelve in force), the others built by the database."""
+    sql = _list_sql(where, tuple(fields), staff, db.dialect)
+    rows = db.tuples(sql, (now_ns, now_ns, *params, limit, offset))
+    return b"[" + b",".join(j if bad is None else _with_evidence(j, bad) for j, bad in rows) + b"]"
 
 
-def _with_evidence(obj_text: str, evidence_text: str) -> str:
+def _with_evidence(obj_text: bytes, evidence_text: str) -> bytes:
     """One alarm's object with evidence that is not JSON (NaN, Infinity) put in as null."""
     obj = json.loads(obj_text)
     obj["evidence"] = json.loads(evidence_text)
-    return orjson.dumps(obj).decode()
+    return orjson.dumps(obj)

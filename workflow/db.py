@@ -183,6 +183,33 @@ ALARM_BASE_STATE = ("CASE WHEN closed_ns IS NOT NULL THEN 'cleared' "
                     "WHEN active = 1 AND acked = 1 THEN 'active-acked' "
                     "WHEN active = 1 THEN 'active-unacked' ELSE 'rtn-unacked' END")
 
+def _stored_alarm_json() -> list[str | dict[str, str]]:
+    """Migration 7: ``json_staff``/``json_public`` of every alarm (workflow.alarm_json), filled now and
+    rewritten after every write of another alarm column or of its site's customer."""
+    from workflow.alarm_json import STORED_FROM, store_statements
+
+    cols = ", ".join(STORED_FROM)
+    lite, pg = (lambda ref: store_statements(ref, "sqlite")), (lambda ref: store_statements(ref, "postgresql"))
+    return [
+        *({"sqlite": f"ALTER TABLE alarms ADD COLUMN json_{w} BLOB",
+           "postgresql": f"ALTER TABLE alarms ADD COLUMN json_{w} BYTEA"} for w in ("staff", "public")),
+        {"sqlite": f"UPDATE alarms SET {lite('alarms.id')}", "postgresql": f"UPDATE alarms SET {pg('alarms.id')}"},
+        *({"sqlite": f"CREATE TRIGGER alarms_json_{op.lower()} AFTER {op}{of} ON alarms BEGIN "
+                     f"UPDATE alarms SET {lite('NEW.id')} WHERE id = NEW.id; END"}
+          for op, of in (("INSERT", ""), ("UPDATE", f" OF {cols}"))),
+        {"sqlite": "CREATE TRIGGER alarms_json_site AFTER UPDATE OF customer_id ON sites BEGIN "
+                   f"UPDATE alarms SET {lite('alarms.id')} WHERE site_id = NEW.id; END"},
+        {"postgresql": "CREATE FUNCTION eh_alarms_json() RETURNS trigger LANGUAGE plpgsql AS "
+                       f"$$ BEGIN UPDATE alarms SET {pg('NEW.id')} WHERE id = NEW.id; RETURN NULL; END $$"},
+        {"postgresql": f"CREATE TRIGGER alarms_json AFTER INSERT OR UPDATE OF {cols} ON alarms "
+                       "FOR EACH ROW EXECUTE FUNCTION eh_alarms_json()"},
+        {"postgresql": "CREATE FUNCTION eh_alarms_json_site() RETURNS trigger LANGUAGE plpgsql AS "
+                       f"$$ BEGIN UPDATE alarms SET {pg('alarms.id')} WHERE site_id = NEW.id; RETURN NULL; END $$"},
+        {"postgresql": "CREATE TRIGGER alarms_json_site AFTER UPDATE OF customer_id ON sites "
+                       "FOR EACH ROW EXECUTE FUNCTION eh_alarms_json_site()"},
+    ]
+
+
 MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
     (1, "users, registry, alarms, work orders, inspections, surveys", [
         """CREATE TABLE customers (
@@ -334,6 +361,7 @@ MIGRATIONS: list[tuple[int, str, list[str | dict[str, str]]]] = [
             created_ns BIGINT NOT NULL, created_by TEXT NOT NULL)""",
         "CREATE INDEX supplier_deliveries_promised ON supplier_deliveries(promised)",
     ]),
+    (8, "each alarm's list objects (staff, customer) kept in its row, rewritten by triggers", _stored_alarm_json()),
 ]
 
 
