@@ -3,7 +3,7 @@
 Data come from the real signal model (simulators.signals.FleetSignals, eng-signals) evaluated at
 1-min resolution in memory, with the backfill's comms semantics emulated (a silent or
 exception-raising device leaves a gap and collector_status online = 0).  The InfluxDB path is
-covered by tests/test_jobs.py.
+covered by tests/analytics/test_jobs.py.
 """
 
 from __future__ import annotations

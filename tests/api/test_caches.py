@@ -341,7 +341,7 @@ def test_telemetry_series_served_from_the_cache_equals_a_fresh_query(env):
 
 def test_body_limit_is_pure_asgi(env):
     """413 for a body over 1 MB before any route or authentication runs (FastAPI's max_body_size:
-    a declared Content-Length at once, a chunked body as the bytes arrive, tests/test_api_hardening.py)."""
+    a declared Content-Length at once, a chunked body as the bytes arrive, tests/security/test_api_hardening.py)."""
     from api.main import MAX_BODY_BYTES
 
     assert env.app.max_body_size == MAX_BODY_BYTES == 1_000_000

@@ -2,7 +2,7 @@
 
 The app (api.main.create_app) runs under uvicorn on a free loopback port, over a real
 SQLite workflow store and the session's real influxd holding the synthetic month of
-tests/test_report_month.py; e-mail goes to a real aiosmtpd server on loopback.
+tests/support/report_month.py; e-mail goes to a real aiosmtpd server on loopback.
 """
 
 from __future__ import annotations

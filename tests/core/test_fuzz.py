@@ -1,7 +1,7 @@
 """Property tests (issue 5 §3): ``decode(encode(x)) == x`` over every register of every profile and
 every wire type, and the atheris harness run for a bounded number of iterations.
 
-What tests/test_profiles.py already covers (integer types and float32 on a synthetic row, the
+What tests/core/test_profiles.py already covers (integer types and float32 on a synthetic row, the
 decoder on random words per block) is not repeated; here the values are drawn per register of
 the real profiles (with their scale, offset, word order, sentinel and SunSpec scale factors),
 and the types not covered there (enum16, bitfield32, sunssf) get their own property.

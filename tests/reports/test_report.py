@@ -1,6 +1,6 @@
 """Monthly saving report: figures equal the analytics' own, PDF opens, e-mail arrives, zh and en.
 
-A synthetic February 2026 (tests/test_report_month.py) is written to the session's real
+A synthetic February 2026 (tests/support/report_month.py) is written to the session's real
 influxd; a real SQLite workflow store holds the month's alarms and work orders; a real
 aiosmtpd SMTP server on a free loopback port receives the e-mail.
 """
