@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support.api_env import (
-    Env,
-    build_env,
-)
+from support.api_env import Env, build_env
 
 
 @pytest.fixture(scope="module")

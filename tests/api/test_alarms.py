@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support.api_env import (
-    iso_ns,
-)
+from support.api_env import iso_ns
 
 from core.units import NS
 

@@ -5,10 +5,7 @@ API keys, function-level authorisation and customer views, through HTTP against 
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from support.api_env import (
-    CHEAP,
-    TOKEN_TTL_S,
-)
+from support.api_env import CHEAP, TOKEN_TTL_S
 
 from api.main import create_app
 from api.settings import ApiSettings

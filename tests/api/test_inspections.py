@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from support.api_env import (
-    iso_ns,
-)
+from support.api_env import iso_ns
 
 from core.units import NS
 

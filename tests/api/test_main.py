@@ -13,12 +13,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from support.api_env import (
-    CHEAP,
-    ROOT,
-    build_env,
-    tenancy_requests,
-)
+from support.api_env import CHEAP, ROOT, build_env, tenancy_requests
 from support.waiting import Clock
 
 from api.main import create_app

@@ -9,12 +9,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from support.api_env import (
-    Env,
-    build_env,
-    count_points,
-    power_w,
-)
+from support.api_env import Env, build_env, count_points, power_w
 
 from analytics.tariffs import energy_cost, load_tariff
 from core.influx import points_to_lines

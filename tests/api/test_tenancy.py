@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support.api_env import (
-    tenancy_requests,
-)
+from support.api_env import tenancy_requests
 
 # ----------------------------------------------------------------------------- tenancy matrix
 

@@ -4,9 +4,7 @@ the escalate answer, closing needs the alarm cleared.
 
 from __future__ import annotations
 
-from support.api_env import (
-    CUSTOMERS,
-)
+from support.api_env import CUSTOMERS
 
 from core.model import AlarmEvent
 
