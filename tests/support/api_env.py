@@ -162,8 +162,8 @@ def tenancy_requests(app, foreign: dict) -> list[tuple[str, str, dict, object]]:
     """(method, url, query, body) addressing ``foreign`` objects through every operation that can.
 
     Enumerated from the OpenAPI document, so a new route is covered automatically (a new
-    body-bearing route of ours without a sample body fails the test).  Body routes of other
-    wings (reports, web) are left to their own tests.
+    body-bearing route of these tags without a sample body fails the test).  Body routes of the
+    report and web pages are left to their own tests.
     """
     out = []
     for path, ops in app.openapi()["paths"].items():
