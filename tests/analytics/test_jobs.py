@@ -414,7 +414,10 @@ def test_cli_period_survives_one_failing_device(loaded, influxd, jobs_db, monkey
     monkeypatch.setenv("EH_INFLUX_DB", jobs_db)
     args = argparse.Namespace(fleet="sites.example.toml", follow=False, site=SITE, start="2026-03-01T16:00:00",
                               end="2026-03-02T16:00:00", db=None, json=True)
-    assert jobs.main(args) == 0
+    from energyhost.analyze import run_analyze  # `energyhost analyze` (the CLI left analytics.jobs)
+    from energyhost.settings import AppSettings
+
+    assert run_analyze(args, AppSettings.from_env()) == 0
     out = json.loads(capsys.readouterr().out)
     got = sorted((f["type"], f["device_id"]) for f in out["findings"][SITE]
                  if not f["type"].startswith(("pq_", "saving_")))
