@@ -48,7 +48,7 @@ def month_end_ns(tz: str) -> int:
 def serve(args: argparse.Namespace) -> None:
     """Child process: the app over the prepared store and influxd, with the fixed clock."""
     import uvicorn
-    from web_live import fleet
+    from support.web_live import fleet
 
     from api.main import create_app
     from api.settings import ApiSettings
@@ -75,8 +75,8 @@ def timed(fn, n: int, max_s: float) -> np.ndarray:
 
 
 def prepare(tmp: Path, influxd, now: int, step_s: int) -> tuple[str, dict[str, str], int]:
-    from test_report_month import SITE
-    from web_live import month_data, seed_store, write_data
+    from support.report_month import SITE
+    from support.web_live import month_data, seed_store, write_data
 
     from core.influx import InfluxClient
     from workflow import Store
@@ -106,7 +106,7 @@ def main() -> None:
     if args.serve:
         serve(args)
         return
-    from test_report_month import METER, SITE, TZ
+    from support.report_month import METER, SITE, TZ
 
     from energyhost.devstack import Influxd, free_port
 

@@ -47,7 +47,7 @@ import tomli_w
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-from waiting import wait_for  # noqa: E402
+from support.waiting import wait_for  # noqa: E402
 
 from core.config import load_fleet, parse_fleet  # noqa: E402
 from core.influx import InfluxClient  # noqa: E402

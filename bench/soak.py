@@ -40,11 +40,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for p in (str(ROOT), str(ROOT / "tests" / "faults")):
+for p in (str(ROOT), str(ROOT / "tests")):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from _harness import CollectorProc, count, proc_fds, proc_rss_kib, values_fn, wait_for  # noqa: E402
+from support.fault_harness import CollectorProc, count, proc_fds, proc_rss_kib, values_fn, wait_for  # noqa: E402
 
 from core.config import load_fleet  # noqa: E402
 from core.influx import InfluxClient  # noqa: E402

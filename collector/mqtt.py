@@ -124,7 +124,7 @@ def _ts_ns(reading: dict, now_ns: int, device_id: str | None) -> tuple[int | Non
             (isinstance(ts, float) and not math.isfinite(ts)):     # an int is finite (and may exceed float range)
         return None, Reject("bad_timestamp", f"{who}: 'ts' must be epoch milliseconds (a number), got {ts!r}")
     # window checked on the number as sent (exact int/float comparison), before any conversion:
-    # a finite float like 1e308 would overflow ts * 1000 (found by tests/fuzz_atheris.py)
+    # a finite float like 1e308 would overflow ts * 1000 (found by tests/support/fuzz_atheris.py)
     if ts > (now_ns + MAX_FUTURE_NS) / 1e6:
         return None, Reject("timestamp_future", f"{who}: ts {ts} is more than 5 min in the future")
     if ts < (now_ns - MAX_PAST_NS) / 1e6:

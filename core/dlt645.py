@@ -15,7 +15,7 @@ Frame (DL/T 645-2007 §7)::
 The ``dlt645`` package on PyPI was not used: its server takes the address A5-first, answers foreign
 addresses with an error frame, refuses PF 1.000 and energies >= 800000 kWh, and its client decodes
 the max-demand time in the wrong byte order.  This codec is checked against hand-made frames in
-``tests/test_dlt645.py``.
+``tests/core/test_dlt645.py``.
 
 A DL/T 645 profile (``profiles/meter_dlt645_*.toml``) lists ``[[item]]`` rows: ``channel``, ``di``
 (8 hex digits, high byte first as in the standard's tables), ``format`` (``XXXXXX.XX``: digits and

@@ -89,8 +89,8 @@ def postgres():
 @pytest.fixture
 def clock():
     """A controllable clock at 2026-01-01T00:00:00Z."""
-    from waiting import Clock
-    from wf_helpers import T0
+    from support.waiting import Clock
+    from support.workflow import T0
 
     return Clock(T0)
 
@@ -107,7 +107,7 @@ def store_url(request, tmp_path) -> str:
 @pytest.fixture
 def store(store_url, clock):
     """A workflow store with the example fleet and users of every role, on SQLite and on PostgreSQL."""
-    from wf_helpers import seeded_store
+    from support.workflow import seeded_store
 
     s = seeded_store(store_url, clock)
     yield s

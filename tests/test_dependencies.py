@@ -37,6 +37,7 @@ def _declared() -> tuple[set[str], set[str]]:
 def _imports(paths) -> dict[str, str]:
     """top-level module -> a file importing it (third-party only)."""
     local = {p.stem for p in (ROOT / "tests").rglob("*.py")} | {p.stem for p in (ROOT / "bench").glob("*.py")}
+    local |= {p.parent.name for p in (ROOT / "tests").rglob("__init__.py")}      # tests/support
     out: dict[str, str] = {}
     for path in paths:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -44,6 +45,9 @@ def _imports(paths) -> dict[str, str]:
                 mods = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 mods = [node.module]
+            elif (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "importorskip"
+                  and node.args and isinstance(node.args[0], ast.Constant)):
+                mods = [node.args[0].value]          # pytest.importorskip("sunspec2.modbus.client")
             else:
                 continue
             for m in mods:

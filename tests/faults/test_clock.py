@@ -15,7 +15,7 @@ import json
 import time
 
 import pytest
-from _harness import account, count, invariant, mqtt_fleet, values_fn, wait_for
+from support.fault_harness import account, count, invariant, mqtt_fleet, values_fn, wait_for
 
 from collector.modbus import ModbusCollector
 from collector.mqtt import MqttCollector

@@ -12,7 +12,16 @@ import os
 import time
 
 import pytest
-from _harness import CollectorProc, FaultProxy, account, count, invariant, mqtt_fleet, values_fn, wait_for
+from support.fault_harness import (
+    CollectorProc,
+    FaultProxy,
+    account,
+    count,
+    invariant,
+    mqtt_fleet,
+    values_fn,
+    wait_for,
+)
 
 from core.influx import InfluxClient, Writer
 from core.model import Point

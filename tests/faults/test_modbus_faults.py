@@ -10,7 +10,7 @@ import time
 from collections import Counter, defaultdict
 
 import pytest
-from _harness import account, invariant
+from support.fault_harness import account, invariant
 
 from collector.modbus import ModbusCollector
 from core.config import parse_fleet

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from _harness import CollectorProc, account, count, invariant, mqtt_fleet, values_fn, wait_for
+from support.fault_harness import CollectorProc, account, count, invariant, mqtt_fleet, values_fn, wait_for
 
 from core.influx import InfluxClient
 from simulators.mqtt_gateway import MqttGateway

@@ -12,9 +12,18 @@ import sys
 import time
 
 import pytest
-from _harness import ROOT, CollectorProc, account, count, invariant, mqtt_fleet, values_fn, wait_for
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
+from support.fault_harness import (
+    ROOT,
+    CollectorProc,
+    account,
+    count,
+    invariant,
+    mqtt_fleet,
+    values_fn,
+    wait_for,
+)
 
 from api.main import create_app
 from api.settings import ApiSettings

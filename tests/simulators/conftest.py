@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from signal_fleet import DAY, FLEET_RAW, MON, SCHEDULE, local
+from support.signal_fleet import DAY, FLEET_RAW, MON, SCHEDULE, local
 
 from core.config import parse_fleet
 from simulators.signals import FleetSignals

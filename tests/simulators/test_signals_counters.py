@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from signal_fleet import DAY, MON, TZ, H, local
+from support.signal_fleet import DAY, MON, TZ, H, local
 
 from simulators.signals import FleetSignals
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from signal_fleet import local
+from support.signal_fleet import local
 
 from simulators.signals import FAULT_TYPES, FleetSignals
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pvlib
 import pytest
-from signal_fleet import DAY, MON, TZ, H, local
+from support.signal_fleet import DAY, MON, TZ, H, local
 
 from core.channels import CHANNELS
 from simulators.signals import FleetSignals

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from wf_helpers import NS, ev
+from support.workflow import NS, ev
 
 from workflow import Store
 from workflow.alarm_json import STORED_FIELDS

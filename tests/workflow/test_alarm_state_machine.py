@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
-from waiting import Clock
-from wf_helpers import CHEAP, NS, T0
+from support.waiting import Clock
+from support.workflow import CHEAP, NS, T0
 
 from core.model import AlarmEvent
 from workflow import Conflict, Store

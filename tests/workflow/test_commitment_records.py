@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wf_helpers import T0, ev
+from support.workflow import T0, ev
 
 from core.units import NS
 from reports.archive import ReportArchive

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from wf_helpers import NS, T0
+from support.workflow import NS, T0
 
 from workflow import Conflict, Invalid
 

@@ -4,8 +4,8 @@ work orders, and two instances racing on PostgreSQL."""
 from __future__ import annotations
 
 import pytest
-from waiting import Clock
-from wf_helpers import CHEAP, NS, ROOT, T0, ev
+from support.waiting import Clock
+from support.workflow import CHEAP, NS, ROOT, T0, ev
 
 from core.config import load_fleet
 from workflow import Conflict, Invalid, Store

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wf_helpers import ROOT
+from support.workflow import ROOT
 
 from core.config import load_fleet
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from wf_helpers import NS, T0, ev
+from support.workflow import NS, T0, ev
 
 from workflow import Conflict, Invalid, TimeLimits, month_bounds_ns
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_lineprotocol import EXTREME_FLOATS
+from support.influx_values import EXTREME_FLOATS
 
 from core.influx import (
     ARRAYS_ACCEPT,

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from support.influx_values import EXTREME_FLOATS
 
 from core.influx import (
     LineProtocolError,
@@ -78,8 +79,6 @@ def test_nonfinite_dropped_and_counted():
 
 
 # ---------------------------------------------------------------- FloatFields fast path
-EXTREME_FLOATS = [0.0, -0.0, 0.1, -230.25, 1e16, 1.5e-5, 5e-324, 2.2250738585072014e-308,
-                  1.7976931348623157e308, -1.7976931348623157e308, 123456789.123456789, 1 / 3]
 
 
 def _field_values(line: bytes) -> dict[str, float]:
