@@ -18,7 +18,8 @@ TESTS = ROOT / "tests"
 PACKAGES = {p.rstrip("*") for p in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
             ["packages"]["find"]["include"]}
 CROSS_CUTTING = {"e2e", "faults", "security"}
-AT_ROOT = {"test_layout.py", "test_dependencies.py"}          # about the repository itself
+AT_ROOT = {"test_layout.py", "test_dependencies.py", "test_layering.py", "test_repo_hygiene.py",
+           "test_architecture_doc.py"}                       # about the repository itself
 
 
 def _test_modules() -> list[Path]:
