@@ -263,7 +263,8 @@ def _gateway_groups(fleet: Fleet) -> dict[str, list[str]]:
 
 class Follower:
     """Near-real-time evaluation: every ``interval_s`` read the last ``lookback_s`` of raw data,
-    evaluate, and send new raises, severity/suppression updates and clears (each once) to ``sink``."""
+    evaluate, and send new raises, severity/suppression updates, evidence updates (a measured value
+    moved beyond the deadband, at most once a minute) and clears (each once) to ``sink``."""
 
     def __init__(self, fleet: Fleet, client, sink: AlarmSink | None = None, *, site_ids: Iterable[str] | None = None,
                  lookback_s: float = 2100.0, rules: assess.Rules = LIVE_RULES, clock=time.time_ns,
@@ -279,6 +280,7 @@ class Follower:
         self.fields = FieldCache(client, ttl_s=60.0)
         self.open: dict[str, AlarmEvent] = {}
         self.done: dict[str, int] = {}
+        self.sent: dict[str, int] = {}          # key → when an open alarm was last sent (evidence updates)
         self.groups = _gateway_groups(fleet)
 
     def step(self) -> list[AlarmEvent]:
@@ -305,7 +307,7 @@ class Follower:
         findings = [f for f in findings if f.type != "comms_loss" or self._comms_counts(f, now)]
         gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
         events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)
-        send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done)
+        send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done, last_sent=self.sent)
         if send and self.sink is not None:
             self.sink.record(send)
         return send
