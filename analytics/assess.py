@@ -17,7 +17,7 @@ GB/T 14549 → ``harmonic_voltage``; THD_i → ``harmonic_current``; current unb
 → ``counter_reset`` (also an implausible upward jump); stuck values → ``stale_value``; out-of-range →
 ``out_of_range``; transformer over-temperature trend → ``transformer_overtemp``, at the trip point
 ``transformer_trip``; overload → ``transformer_overload``; PV output while the sun is down at the
-device's timestamps → ``clock_offset``;
+device's timestamps, or a measured clock offset (MQTT arrival, DL/T 645 meter clock) → ``clock_offset``;
 inverter fault state → ``inverter_trip``; no output in daylight → ``inverter_offline``; MPPT
 mismatch → ``string_mismatch``; low PR → ``pv_underperformance``; charger fault → ``ev_fault``;
 charging without energy → ``ev_stuck``; stuck in Preparing → ``ev_session_stuck``.
@@ -81,6 +81,9 @@ class Rules:
     pv_string_min_poa_wm2: float = 50.0     # strings are compared in daylight only (with a sensor)
     clock_min_power_frac: float = 0.05      # PV output ≥ this share of rating while the sun is down …
     clock_on_delay_s: float = 1200.0        # … for this long: the device clock is off
+    clock_offset_limit_s: float = 120.0     # a measured device/meter clock offset beyond this (≥ 90 s: MQTT
+                                            # offsets nearer are not stored) …
+    clock_offset_on_delay_s: float = 300.0  # … for this long (of arrival time): clock_offset
     ev_fault_on_delay_s: float = 0.0
     ev_stuck_on_delay_s: float = 600.0
     ev_min_power_w: float = 500.0
@@ -142,6 +145,7 @@ def assess_device(site: Site, device: Device, data: Mapping[str, np.ndarray], st
         _terminal_voltage(c, r, producing_only=False)
     if device.kind in ("meter", "pv_inverter", "ev_charger"):
         dc.counters(c)
+        dc.clock_offset(c, r)
     return c.out
 
 

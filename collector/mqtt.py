@@ -50,6 +50,11 @@ log = logging.getLogger("energyhost.mqtt")
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE_NS = 5 * 60 * 10**9          # 5 min
+#: a message whose own timestamp is this far from its arrival gets a ``device_clock_offset`` point
+#: [s] stamped at the arrival (the device clock check in analytics); nearer, nothing is added: a
+#: gateway that batches a minute of readings sends them up to ~60 s late with a right clock
+CLOCK_OFFSET_RECORD_S = 90.0
+_CLOCK_OFFSET_RECORD_NS = int(CLOCK_OFFSET_RECORD_S * 1e9)
 MAX_PAST_NS = 30 * 86400 * 10**9        # 30 days
 SESSION_EXPIRY_S = 24 * 3600
 
@@ -138,6 +143,16 @@ def _ts_ns(reading: dict, now_ns: int, device_id: str | None) -> tuple[int | Non
 
 
 _CHANNEL_NAMES = frozenset(CHANNELS)
+
+
+def _clock_point(p: Point | None, arrived_ns: int | None) -> Point | None:
+    """The ``device_clock_offset`` point of reading ``p`` that arrived at ``arrived_ns``, if it is ≥ 90 s off."""
+    if p is None or arrived_ns is None:
+        return None
+    off = p.time_ns - arrived_ns
+    if -_CLOCK_OFFSET_RECORD_NS < off < _CLOCK_OFFSET_RECORD_NS:
+        return None
+    return Point(p.measurement, p.tags, FloatFields(device_clock_offset=off / 1e9), arrived_ns)
 
 
 def _reading(fleet: Fleet, site: str, device_id: Any, reading: Any, now_ns: int,
@@ -265,8 +280,9 @@ def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int, *,
                   retained: bool = False) -> tuple[list[Point], list[Reject]]:
     """Validate one MQTT message; return (points to store, rejects with reasons).
 
-    Pure: the result depends only on the arguments.  ``now_ns`` bounds the timestamps
-    (now − 30 days … now + 5 min); ``retained``: the broker's retained copy, not a live message.
+    Pure: the result depends only on the arguments.  ``now_ns`` (the arrival time) bounds the timestamps
+    (now − 30 days … now + 5 min); ``retained``: the broker's retained copy, not a live message.  A live
+    reading ≥ 90 s off its arrival adds a ``device_clock_offset`` point stamped at the arrival.
     An empty payload (how MQTT deletes a retained message) gives nothing and no reject.
     See docs/mqtt.md for topics and payloads.
     """
@@ -287,9 +303,11 @@ def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int, *,
         return [], [Reject("bad_json", f"not JSON: {exc}")]
     except RecursionError:
         return [], [Reject("bad_json", "JSON nested too deeply")]
+    arrived = None if retained else now_ns          # a retained copy's arrival says nothing of the clock
     if kind == "telemetry":
         p = _reading(fleet, site, rest[1], doc, now_ns, rejects, finite)
-        return ([p] if p is not None else []), rejects
+        c = _clock_point(p, arrived)
+        return ([p] if c is None else [p, c]) if p is not None else [], rejects
     if kind == "status":
         return _status_points(fleet, site, [rest[1]], doc, now_ns, rejects, retained), rejects
     if kind == "gw_status":
@@ -309,6 +327,9 @@ def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int, *,
         p = _reading(fleet, site, r.get("device") if isinstance(r, dict) else None, r, now_ns, rejects, finite)
         if p is not None:
             points.append(p)
+            c = _clock_point(p, arrived)
+            if c is not None:
+                points.append(c)
     return points, rejects
 
 
