@@ -151,6 +151,24 @@ def _clock(ev: Mapping) -> dict:
             "offset_h": round(off / 3600.0, 2)}
 
 
+def _tou(ev: Mapping) -> dict:
+    f = _FMT.format_field
+    share = ev.get("misallocated_share")
+    pct = f(None if share is None else 100 * share, ".1f")
+    if ev.get("cause") == "meter_clock":
+        m = f(None if ev.get("best_clock_shift_s") is None else ev["best_clock_shift_s"] / 60, "+.0f")
+        return {"pct": pct, "cause_zh": f"；电表时钟偏移约 {m} 分钟即可解释。",
+                "cause_en": f"; a meter clock {m} min off explains it."}
+    return {"pct": pct, "cause_zh": "，时钟偏移无法解释，电表费率时段表可能与所用电价不一致。",
+            "cause_en": ", not explained by a clock shift: the meter's tariff table or our tariff is wrong."}
+
+
+def _drift(ev: Mapping) -> dict:
+    off = ev.get("offset_s")
+    return {"abs_s": None if off is None else abs(off), "ahead_zh": "快" if (off or 0) > 0 else "慢",
+            "ahead_en": "ahead" if (off or 0) > 0 else "behind"}
+
+
 _T = FindingType
 TYPES: dict[str, FindingType] = {
     "comms_loss": _T("major", "{cause_zh}，{duration_min:.0f} 分钟无数据。", "{cause_en}: no data for {duration_min:.0f} min.",
@@ -208,6 +226,16 @@ TYPES: dict[str, FindingType] = {
                        "{basis_en}: its clock is off by about {offset_h:+.1f} h.",
                        "校准设备时钟（NTP / 规约对时），并核对该时段数据。",
                        "Set the device clock (NTP / protocol time sync) and check the data of that period.", _clock),
+    "tou_register_mismatch": _T("minor", "电表分时寄存器与电价时段不符：{misallocated_kwh:.1f} kWh（{pct} %）计入了其他费率"
+                                         "{cause_zh}",
+                                "The meter's TOU registers disagree with the tariff schedule: {misallocated_kwh:.1f} kWh "
+                                "({pct} %) in another register{cause_en}",
+                                "核对电表时钟和费率时段表与所用电价文件（电表由供电公司校准）。",
+                                "Compare the meter's clock and tariff table with the tariff file we apply (the utility "
+                                "sets the meter).", _tou),
+    "meter_clock_drift": _T("minor", "电表时钟{ahead_zh} {abs_s:.0f} 秒（限值 {limit_s:.0f} 秒）。",
+                            "The meter clock is {abs_s:.0f} s {ahead_en} (limit {limit_s:.0f} s).",
+                            "请供电公司校准电表时钟。", "Have the utility set the meter clock.", _drift),
     "transformer_overtemp": _T("major", "绕组温度 {temperature_c:.0f} °C，每小时上升 {rate_c_per_h:.1f} K，{trend_zh}。",
                                "Winding temperature {temperature_c:.0f} °C, rising {rate_c_per_h:.1f} K/h, "
                                "{trend_en}.", "检查风机和通风、降低负荷，准备转移负荷。",
