@@ -43,3 +43,15 @@ def test_a_batch_stores_one_offset_per_late_reading():
                         {"device": "m1", "ts": NOW_MS, "values": {"active_power": 2.0}}]}
     pts, rej = parse_payload("eh/v1/s1/gateway/gw1/batch", json.dumps(doc).encode(), FLEET, NOW)
     assert rej == [] and [p.fields.get("device_clock_offset") for p in pts] == [None, -600.0, None]
+
+
+def test_a_backlog_drain_adds_one_offset_point_per_device_per_10_s():
+    seen: dict[str, int] = {}
+
+    def points(arrived_ns):
+        doc = {"ts": NOW_MS - 3600_000, "values": {"active_power": 1.5}}
+        return parse_payload("eh/v1/s1/m1/telemetry", json.dumps(doc).encode(), FLEET, arrived_ns,
+                             clock_seen=seen)[0]
+    assert len(points(NOW)) == 2 and seen == {"m1": NOW}
+    assert len(points(NOW + 5 * 10**9)) == 1                      # 5 s later: the reading only
+    assert len(points(NOW + 10 * 10**9)) == 2                     # 10 s on: the offset again
