@@ -271,8 +271,28 @@ def alarm_kpis(events: Iterable[AlarmEvent], start_ns: int, end_ns: int, operato
     }
 
 
+EVIDENCE_DEADBAND = 0.02        # relative change of a measured value that is worth re-sending an open alarm
+EVIDENCE_MIN_INTERVAL_S = 60.0  # … at most this often per alarm (its severity and suppression go at once)
+
+
+def evidence_moved(old: Mapping, new: Mapping, deadband: float = EVIDENCE_DEADBAND) -> bool:
+    """Did the evidence change materially: a number by more than ``deadband`` of its size, or anything else?"""
+    for k in set(old) | set(new):
+        if k == "merged_findings":
+            continue
+        a, b = old.get(k), new.get(k)
+        num = (int, float, np.integer, np.floating)
+        if isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool) and not isinstance(b, bool):
+            if abs(float(a) - float(b)) > deadband * max(abs(float(a)), abs(float(b))):
+                return True
+        elif a != b:
+            return True
+    return False
+
+
 def reconcile(open_alarms: Mapping[str, AlarmEvent], events: Iterable[AlarmEvent], now_ns: int,
-              last_cleared: Mapping[str, int] | None = None
+              last_cleared: Mapping[str, int] | None = None, *, last_sent: dict[str, int] | None = None,
+              deadband: float = EVIDENCE_DEADBAND, min_interval_s: float = EVIDENCE_MIN_INTERVAL_S
               ) -> tuple[list[AlarmEvent], dict[str, AlarmEvent], dict[str, int]]:
     """Continuous evaluation over a sliding window: what to send to the store, and what stays open.
 
@@ -291,6 +311,10 @@ def reconcile(open_alarms: Mapping[str, AlarmEvent], events: Iterable[AlarmEvent
         Evaluation time [ns]; an open alarm no longer seen at all clears at ``now_ns``.
     last_cleared : mapping, optional
         key → clear time of the last activation sent as cleared.
+    last_sent : dict, optional
+        key → when the open alarm was last sent [ns], updated in place.  An open alarm whose evidence
+        moved (:func:`evidence_moved`, ``deadband``) is re-sent with it, at most every ``min_interval_s``
+        when this record is kept (at once without it), so the console shows the present measurement.
 
     Returns
     -------
@@ -305,6 +329,8 @@ def reconcile(open_alarms: Mapping[str, AlarmEvent], events: Iterable[AlarmEvent
     done = dict(last_cleared or {})
     send: list[AlarmEvent] = []
     seen: set[str] = set()
+    sent = last_sent if last_sent is not None else {}
+    gap = round(min_interval_s * NS)
     for e in sorted(events, key=lambda a: (a.raised_ns, a.key)):
         seen.add(e.key)
         prev = still.get(e.key)
@@ -314,9 +340,11 @@ def reconcile(open_alarms: Mapping[str, AlarmEvent], events: Iterable[AlarmEvent
                     e = e._replace(raised_ns=done[e.key] + 1)
                 still[e.key] = e
                 send.append(e)
-            elif e.suppressed_by != prev.suppressed_by or e.severity != prev.severity:
+            elif (e.suppressed_by != prev.suppressed_by or e.severity != prev.severity
+                  or (evidence_moved(prev.evidence, e.evidence, deadband)
+                      and now_ns - sent.get(e.key, now_ns - gap) >= gap)):
                 still[e.key] = prev._replace(suppressed_by=e.suppressed_by, severity=e.severity,
-                                             evidence=e.evidence)
+                                             evidence=e.evidence, message_zh=e.message_zh, message_en=e.message_en)
                 send.append(still[e.key])
             continue
         if prev is not None and e.cleared_ns >= prev.raised_ns:
@@ -330,4 +358,9 @@ def reconcile(open_alarms: Mapping[str, AlarmEvent], events: Iterable[AlarmEvent
         send.append(still.pop(key)._replace(cleared_ns=now_ns))
         done[key] = now_ns
     send.sort(key=lambda a: (a.cleared_ns if a.cleared_ns is not None else a.raised_ns, a.key))
+    for e in send:
+        if e.cleared_ns is None:
+            sent[e.key] = now_ns
+        else:
+            sent.pop(e.key, None)
     return send, still, done

@@ -17,7 +17,7 @@ GB/T 14549 → ``harmonic_voltage``; THD_i → ``harmonic_current``; current unb
 → ``counter_reset`` (also an implausible upward jump); stuck values → ``stale_value``; out-of-range →
 ``out_of_range``; transformer over-temperature trend → ``transformer_overtemp``, at the trip point
 ``transformer_trip``; overload → ``transformer_overload``; PV output while the sun is down at the
-device's timestamps → ``clock_offset``;
+device's timestamps, or a measured clock offset (MQTT arrival, DL/T 645 meter clock) → ``clock_offset``;
 inverter fault state → ``inverter_trip``; no output in daylight → ``inverter_offline``; MPPT
 mismatch → ``string_mismatch``; low PR → ``pv_underperformance``; charger fault → ``ev_fault``;
 charging without energy → ``ev_stuck``; stuck in Preparing → ``ev_session_stuck``.
@@ -82,6 +82,9 @@ class Rules:
     pv_string_min_poa_wm2: float = 50.0     # strings are compared in daylight only (with a sensor)
     clock_min_power_frac: float = 0.05      # PV output ≥ this share of rating while the sun is down …
     clock_on_delay_s: float = 1200.0        # … for this long: the device clock is off
+    clock_offset_limit_s: float = 120.0     # a measured device/meter clock offset beyond this (≥ 90 s: MQTT
+                                            # offsets nearer are not stored) …
+    clock_offset_on_delay_s: float = 300.0  # … for this long (of arrival time): clock_offset
     ev_fault_on_delay_s: float = 0.0
     ev_stuck_on_delay_s: float = 600.0
     ev_min_power_w: float = 500.0
@@ -143,6 +146,7 @@ def assess_device(site: Site, device: Device, data: Mapping[str, np.ndarray], st
         _terminal_voltage(c, r, producing_only=False)
     if device.kind in ("meter", "pv_inverter", "ev_charger"):
         dc.counters(c)
+        dc.clock_offset(c, r)
     return c.out
 
 
@@ -222,15 +226,16 @@ def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tarif
     defaults to the window's energy charge per month + the present monthly basic charge
     (:func:`analytics.savings.adjustment_base`); it is never rescaled by the window.  No advice
     (an empty list) unless the billing meters hold at least ``min_days`` days of data (figures are
-    scaled from the data to an average month).
+    scaled from the data to an average month).  Only the incomer meters (:func:`incomer_meters`) are
+    priced: when one has no data in the window the result is a single ``saving_not_priced`` finding
+    that says so, never a figure from a feeder meter.
     """
     from analytics import savings
     from analytics import tariffs as tf
 
-    meters = [tr.meter for tr in site.transformers if tr.meter in data] or [
-        d.id for d in site.devices if d.kind == "meter" and d.id in data][:1]
-    if not meters:
-        return []
+    meters, missing = incomer_meters(site, data)
+    if missing:
+        return [_not_priced(site, data, meters + missing, missing)]
     t = _checks.time_ns(data[meters[0]]["time_ns"])
     if t.size < 60:
         return []
@@ -276,3 +281,33 @@ def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tarif
     if pv_kw is not None:
         out.append(savings.pv_self_consumption(site.id, t, pv_kw, p_kw, tariff))
     return savings.rank(out)
+
+
+def incomer_meters(site: Site, data: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[list[str], list[str]]:
+    """The site's incomer (billing) meters with data in ``data``, and those without any finite active power.
+
+    The incomers are the transformers' meters; a site without transformers counts its meter as the
+    incomer only when it has exactly one (with several, which one bills the site is unknown: all missing).
+    """
+    ids = [tr.meter for tr in site.transformers]
+    if not ids:
+        ms = [d.id for d in site.devices if d.kind == "meter"]
+        ids = ms if len(ms) == 1 else []
+    have = [m for m in ids if m in data and np.isfinite(np.asarray(data[m].get("active_power", ()), float)).any()]
+    return have, sorted(set(ids) - set(have)) if ids else ["(no incomer meter configured)"]
+
+
+def _not_priced(site: Site, data, meters: list[str], missing: list[str]) -> Finding:
+    """The savings of ``site`` are not priced: its incomer meters ``missing`` sent no data."""
+    times = [np.asarray(v["time_ns"]) for v in data.values() if len(v.get("time_ns", ()))]
+    start = int(min(t[0] for t in times)) if times else 0
+    end = int(max(t[-1] for t in times)) if times else 0
+    names = ", ".join(missing)
+    return Finding(
+        type="saving_not_priced", site_id=site.id, device_id=None, start_ns=start, end_ns=end, severity="warning",
+        evidence={"incomer_meters": sorted(set(meters)), "without_data": missing, "reason": "incomer_no_data"},
+        explanation_zh=f"主进线表无数据，本期节费不计算（{names}）；分路表不能代表全站用电。",
+        explanation_en=f"The incomer meter sent no data: savings not priced ({names}); a feeder meter does "
+                       f"not measure the whole site.",
+        recommendation_zh="恢复主进线表通信后重新计算。", recommendation_en="Restore the incomer meter's "
+                                                                      "communication, then re-run the analysis.")

@@ -357,3 +357,28 @@ def comms(c: Ctx, r: Rules, start_ns: int, end_ns: int, status) -> None:
                 if last.startswith("exception_") and last[10:].isdigit():
                     ev["modbus_exception"] = int(last[10:])
         c.finding("comms_loss", s, e, ev)
+
+
+def clock_offset(c: Ctx, r: Rules) -> None:
+    """A measured clock offset beyond ``r.clock_offset_limit_s`` for ``r.clock_offset_on_delay_s``.
+
+    ``device_clock_offset`` (MQTT: a message's own timestamp minus its arrival, stored by the collector
+    at the arrival time when ≥ 90 s off) and ``meter_clock_offset`` (DL/T 645: the meter clock read at
+    the poll) are both stamped with our clock, so the finding is live however far the device clock is
+    off, and a gateway's backlog (old readings arriving in one burst of seconds) is too short to count.
+    """
+    for name, source in (("device_clock_offset", "mqtt_arrival"), ("meter_clock_offset", "meter_clock")):
+        if name not in c.ch:
+            continue
+        off = c.ch[name]
+        known = np.isfinite(off)
+        if not known.any():
+            continue
+        with np.errstate(invalid="ignore"):
+            bad = fl.persistent(np.abs(off) > r.clock_offset_limit_s, c.t, r.clock_offset_on_delay_s, known)
+
+        def ev(s, e, off=off, source=source):
+            worst = s + int(np.nanargmax(np.abs(off[s:e + 1])))
+            return {"offset_s": round(float(off[worst]), 1), "limit_s": r.clock_offset_limit_s, "source": source,
+                    "minutes": c.minutes(s, e)}
+        c.emit(bad, "clock_offset", ev)

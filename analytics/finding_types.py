@@ -134,6 +134,41 @@ def _counter(ev: Mapping) -> dict:
     return {"kind_zh": zh, "kind_en": en}
 
 
+def _clock(ev: Mapping) -> dict:
+    """Basis of a clock finding: a measured offset (MQTT arrival or the meter's clock), or the sun."""
+    f, off = _FMT.format_field, ev.get("offset_s")
+    if off is None:
+        m = f(ev.get("minutes"), ".0f")
+        return {"basis_zh": f"按设备时间戳，太阳落山后仍有光伏出力/辐照 {m} 分钟",
+                "basis_en": f"PV output or irradiance for {m} min while the sun is down at the device's timestamps"}
+    meter = ev.get("source") == "meter_clock"
+    zh_off = ("−" if off < 0 else "+") + f(abs(off), ".0f")
+    lim, m = f(ev.get("limit_s"), "g"), f(ev.get("minutes"), ".0f")
+    return {"basis_zh": f"{'电表时钟比采集器时钟' if meter else '设备时间戳比到达采集器的时间'}相差 {zh_off} 秒"
+                        f"（限值 ±{lim} 秒），已持续 {m} 分钟",
+            "basis_en": f"{'The meter clock differs from the collector clock' if meter else 'The device timestamps differ from their arrival at the collector'}"
+                        f" by {f(off, '+.0f')} s (limit ±{lim} s) for {m} min",
+            "offset_h": round(off / 3600.0, 2)}
+
+
+def _tou(ev: Mapping) -> dict:
+    f = _FMT.format_field
+    share = ev.get("misallocated_share")
+    pct = f(None if share is None else 100 * share, ".1f")
+    if ev.get("cause") == "meter_clock":
+        m = f(None if ev.get("best_clock_shift_s") is None else ev["best_clock_shift_s"] / 60, "+.0f")
+        return {"pct": pct, "cause_zh": f"；电表时钟偏移约 {m} 分钟即可解释。",
+                "cause_en": f"; a meter clock {m} min off explains it."}
+    return {"pct": pct, "cause_zh": "，时钟偏移无法解释，电表费率时段表可能与所用电价不一致。",
+            "cause_en": ", not explained by a clock shift: the meter's tariff table or our tariff is wrong."}
+
+
+def _drift(ev: Mapping) -> dict:
+    off = ev.get("offset_s")
+    return {"abs_s": None if off is None else abs(off), "ahead_zh": "快" if (off or 0) > 0 else "慢",
+            "ahead_en": "ahead" if (off or 0) > 0 else "behind"}
+
+
 _T = FindingType
 TYPES: dict[str, FindingType] = {
     "comms_loss": _T("major", "{cause_zh}，{duration_min:.0f} 分钟无数据。", "{cause_en}: no data for {duration_min:.0f} min.",
@@ -187,12 +222,20 @@ TYPES: dict[str, FindingType] = {
                         "handled so no report shows negative or inflated consumption.",
                         "核实是否换表或电表复位，并记录表底数。",
                         "Confirm a meter replacement or reset and record the readings.", _counter),
-    "clock_offset": _T("minor", "按设备时间戳，太阳落山后仍有光伏出力/辐照 {minutes:.0f} 分钟：设备时钟偏差约 "
-                                "{offset_h:+.1f} h，时间戳不可信。",
-                       "PV output or irradiance for {minutes:.0f} min while the sun is down at the device's "
-                       "timestamps: its clock is off by about {offset_h:+.1f} h.",
+    "clock_offset": _T("minor", "{basis_zh}：设备时钟偏差约 {offset_h:+.1f} h，时间戳不可信。",
+                       "{basis_en}: its clock is off by about {offset_h:+.1f} h.",
                        "校准设备时钟（NTP / 规约对时），并核对该时段数据。",
-                       "Set the device clock (NTP / protocol time sync) and check the data of that period."),
+                       "Set the device clock (NTP / protocol time sync) and check the data of that period.", _clock),
+    "tou_register_mismatch": _T("minor", "电表分时寄存器与电价时段不符：{misallocated_kwh:.1f} kWh（{pct} %）计入了其他费率"
+                                         "{cause_zh}",
+                                "The meter's TOU registers disagree with the tariff schedule: {misallocated_kwh:.1f} kWh "
+                                "({pct} %) in another register{cause_en}",
+                                "核对电表时钟和费率时段表与所用电价文件（电表由供电公司校准）。",
+                                "Compare the meter's clock and tariff table with the tariff file we apply (the utility "
+                                "sets the meter).", _tou),
+    "meter_clock_drift": _T("minor", "电表时钟{ahead_zh} {abs_s:.0f} 秒（限值 {limit_s:.0f} 秒）。",
+                            "The meter clock is {abs_s:.0f} s {ahead_en} (limit {limit_s:.0f} s).",
+                            "请供电公司校准电表时钟。", "Have the utility set the meter clock.", _drift),
     "transformer_overtemp": _T("major", "绕组温度 {temperature_c:.0f} °C，每小时上升 {rate_c_per_h:.1f} K，{trend_zh}。",
                                "Winding temperature {temperature_c:.0f} °C, rising {rate_c_per_h:.1f} K/h, "
                                "{trend_en}.", "检查风机和通风、降低负荷，准备转移负荷。",

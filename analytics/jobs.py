@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from analytics import alarms, assess
+from analytics import alarms, assess, tou_check
 from analytics import tariffs as tf
 from analytics.sink import AlarmSink
 from core.channels import CHANNELS, DEVICE_KINDS
@@ -196,7 +196,8 @@ def fetch_ingest_health(client, site_id: str, start_ns: int, end_ns: int) -> dic
 def evaluate_period(fleet: Fleet, client, start_ns: int, end_ns: int, site_ids: Iterable[str] | None = None,
                     rules: assess.Rules | None = None, tariff_dir=None,
                     min_savings_days: float = 3.0) -> dict[str, list[Finding]]:
-    """Faults, power-quality table and priced savings of each site over a period (1-min data).
+    """Faults, power-quality table, DL/T 645 meters' TOU-register and clock checks and priced savings of
+    each site over a period (1-min data).
 
     Savings need at least ``min_savings_days`` days of billing-meter data in the period.
 
@@ -216,16 +217,34 @@ def evaluate_period(fleet: Fleet, client, start_ns: int, end_ns: int, site_ids: 
         for tr in site.transformers:
             if tr.meter in data:
                 f += assess.pq_findings(site, tr.meter, data[tr.meter])
+        tariff = None
         if site.tariff:
             try:
                 tariff = tf.load_tariff(site.tariff, tariff_dir)
             except tf.TariffError as exc:
                 log.warning("site %s: no savings: %s", sid, exc)
-            else:
-                f += assess.site_savings(site, _common_grid(data, start_ns, end_ns), tariff,
-                                         min_days=min_savings_days)
+        f = _protocol_checks(site, data, tariff, f, rules or assess.Rules())
+        if tariff is not None:
+            f += assess.site_savings(site, _common_grid(data, start_ns, end_ns), tariff, min_days=min_savings_days)
         out[sid] = f
     return out
+
+
+def _protocol_checks(site: Site, data: dict, tariff, findings: list[Finding], rules: assess.Rules) -> list[Finding]:
+    """DL/T 645 meters: their TOU registers against ``tariff`` and their clock (:mod:`analytics.tou_check`).
+
+    A meter's ``meter_clock_drift`` (which carries the drift rate) replaces the ``clock_offset`` that
+    :mod:`analytics.assess` raised from the same ``meter_clock_offset``: one finding for one clock.
+    """
+    for d in site.devices:
+        if d.transport != "dlt645" or d.id not in data:
+            continue
+        extra = tou_check.meter_checks(site.id, d.id, data[d.id], tariff, clock_limit_s=rules.clock_offset_limit_s)
+        if any(x.type == "meter_clock_drift" for x in extra):
+            findings = [x for x in findings if not (x.type == "clock_offset" and x.device_id == d.id
+                                                    and x.evidence.get("source") == "meter_clock")]
+        findings = findings + extra
+    return findings
 
 
 def _common_grid(data: dict, start_ns: int, end_ns: int) -> dict:
@@ -263,7 +282,8 @@ def _gateway_groups(fleet: Fleet) -> dict[str, list[str]]:
 
 class Follower:
     """Near-real-time evaluation: every ``interval_s`` read the last ``lookback_s`` of raw data,
-    evaluate, and send new raises, severity/suppression updates and clears (each once) to ``sink``."""
+    evaluate, and send new raises, severity/suppression updates, evidence updates (a measured value
+    moved beyond the deadband, at most once a minute) and clears (each once) to ``sink``."""
 
     def __init__(self, fleet: Fleet, client, sink: AlarmSink | None = None, *, site_ids: Iterable[str] | None = None,
                  lookback_s: float = 2100.0, rules: assess.Rules = LIVE_RULES, clock=time.time_ns,
@@ -279,6 +299,7 @@ class Follower:
         self.fields = FieldCache(client, ttl_s=60.0)
         self.open: dict[str, AlarmEvent] = {}
         self.done: dict[str, int] = {}
+        self.sent: dict[str, int] = {}          # key → when an open alarm was last sent (evidence updates)
         self.groups = _gateway_groups(fleet)
 
     def step(self) -> list[AlarmEvent]:
@@ -305,7 +326,7 @@ class Follower:
         findings = [f for f in findings if f.type != "comms_loss" or self._comms_counts(f, now)]
         gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
         events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)
-        send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done)
+        send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done, last_sent=self.sent)
         if send and self.sink is not None:
             self.sink.record(send)
         return send

@@ -19,14 +19,18 @@ explanation is in ``evidence``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
 
 from analytics import _checks
+from analytics import finding_types as ft
 from analytics.tariffs import Tariff
 from core.dlt645 import TOU_REGISTER
 from core.model import Finding
+
+log = logging.getLogger(__name__)
 
 
 def schedule_split(time_ns, energy_counter_wh, tariff: Tariff, *, shift_s: float = 0.0,
@@ -90,21 +94,16 @@ def tou_register_check(time_ns, energy_counter_wh, registers_start: Mapping[int,
                 "tolerance_share": tolerance, "tariff": tariff.id,
                 "best_clock_shift_s": best_shift, "misallocated_at_best_shift_kwh": round(best_moved / 1000, 3),
                 "cause": "meter_clock" if clock else "schedule"}
-    pct = f"{100 * moved / total:.1f} %"
+    texts = ft.texts("tou_register_mismatch", evidence)
     if clock:
-        zh = (f"电表分时寄存器与电价时段不符：{moved / 1000:.1f} kWh（{pct}）计入了其他费率；"
-              f"电表时钟偏移约 {best_shift / 60:+.0f} 分钟即可解释。")
-        en = (f"The meter's TOU registers disagree with the tariff schedule: {moved / 1000:.1f} kWh ({pct}) in "
-              f"another register; a meter clock {best_shift / 60:+.0f} min off explains it.")
-        rec_zh, rec_en = "核对并校准电表时钟（需供电公司现场操作）。", "Have the utility check and set the meter clock."
+        texts |= {"recommendation_zh": "核对并校准电表时钟（需供电公司现场操作）。",
+                  "recommendation_en": "Have the utility check and set the meter clock."}
     else:
-        zh = (f"电表分时寄存器与电价时段不符：{moved / 1000:.1f} kWh（{pct}）计入了其他费率，时钟偏移无法解释，"
-              "电表费率时段表可能与所用电价不一致。")
-        en = (f"The meter's TOU registers disagree with the tariff schedule: {moved / 1000:.1f} kWh ({pct}) in "
-              "another register, not explained by a clock shift: the meter's tariff table or our tariff is wrong.")
-        rec_zh, rec_en = ("核对电表费率时段表与电价文件。", "Compare the meter's tariff table with the tariff file we apply.")
-    return Finding("tou_register_mismatch", site_id, device_id, int(t[0]), int(t[-1]),
-                   "major" if moved > 5 * tolerance * total else "minor", evidence, zh, en, rec_zh, rec_en)
+        texts |= {"recommendation_zh": "核对电表费率时段表与电价文件。",
+                  "recommendation_en": "Compare the meter's tariff table with the tariff file we apply."}
+    texts["severity"] = "major" if moved > 5 * tolerance * total else "minor"
+    return Finding(type="tou_register_mismatch", site_id=site_id, device_id=device_id, start_ns=int(t[0]),
+                   end_ns=int(t[-1]), evidence=evidence, **texts)
 
 
 def clock_drift_check(time_ns, offset_s, *, site_id: str, device_id: str, limit_s: float = 60.0) -> Finding | None:
@@ -129,9 +128,39 @@ def clock_drift_check(time_ns, offset_s, *, site_id: str, device_id: str, limit_
         rate = float(np.polyfit((ts - ts[0]) / 86400e9, off[good], 1)[0])
     evidence = {"offset_s": round(last, 1), "limit_s": limit_s, "drift_s_per_day": None if rate is None else round(rate, 2),
                 "readings": int(ts.size)}
-    ahead = "快" if last > 0 else "慢"
-    return Finding("meter_clock_drift", site_id, device_id, int(ts[0]), int(ts[-1]),
-                   "major" if abs(last) > 15 * limit_s else "minor", evidence,
-                   f"电表时钟{ahead} {abs(last):.0f} 秒（限值 {limit_s:.0f} 秒）。",
-                   f"The meter clock is {abs(last):.0f} s {'ahead' if last > 0 else 'behind'} (limit {limit_s:.0f} s).",
-                   "请供电公司校准电表时钟。", "Have the utility set the meter clock.")
+    texts = ft.texts("meter_clock_drift", evidence)
+    texts["severity"] = "major" if abs(last) > 15 * limit_s else "minor"
+    return Finding(type="meter_clock_drift", site_id=site_id, device_id=device_id, start_ns=int(ts[0]),
+                   end_ns=int(ts[-1]), evidence=evidence, **texts)
+
+
+def meter_checks(site_id: str, device_id: str, data: Mapping[str, np.ndarray], tariff: Tariff | None, *,
+                 clock_limit_s: float = 60.0) -> list[Finding]:
+    """Both checks on one DL/T 645 meter's series over a period (``time_ns``, ``energy_import``,
+    ``energy_import_t1..t4``, ``meter_clock_offset``; absent channels skip their check).
+
+    The registers are compared between the first and the last sample where the total and all four
+    registers were read; without a tariff only the clock is judged.  A tariff whose periods have no
+    meter register is logged and skipped (the clock is still judged).
+    """
+    out: list[Finding] = []
+    t = _checks.time_ns(data["time_ns"])
+    names = ["energy_import", *(f"energy_import_t{k}" for k in (1, 2, 3, 4))]
+    if tariff is not None and all(n in data for n in names):
+        cols = np.vstack([_checks.as_float(data[n], n) for n in names])
+        idx = np.flatnonzero(np.isfinite(cols).all(axis=0))
+        if idx.size >= 2:
+            regs = {k: cols[k] for k in (1, 2, 3, 4)}
+            try:
+                f = tou_register_check(t[idx], cols[0][idx], {k: float(r[idx[0]]) for k, r in regs.items()},
+                                       {k: float(r[idx[-1]]) for k, r in regs.items()}, tariff,
+                                       site_id=site_id, device_id=device_id)
+            except ValueError as exc:
+                log.warning("meter %s: TOU registers not checked: %s", device_id, exc)
+            else:
+                out += [f] if f is not None else []
+    if "meter_clock_offset" in data:
+        f = clock_drift_check(t, data["meter_clock_offset"], site_id=site_id, device_id=device_id,
+                              limit_s=clock_limit_s)
+        out += [f] if f is not None else []
+    return out

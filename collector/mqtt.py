@@ -50,6 +50,14 @@ log = logging.getLogger("energyhost.mqtt")
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_FUTURE_NS = 5 * 60 * 10**9          # 5 min
+#: a message whose own timestamp is this far from its arrival gets a ``device_clock_offset`` point
+#: [s] stamped at the arrival (the device clock check in analytics); nearer, nothing is added: a
+#: gateway that batches a minute of readings sends them up to ~60 s late with a right clock
+CLOCK_OFFSET_RECORD_S = 90.0
+#: at most one such point per device this often [s] when the caller keeps ``clock_seen`` (a backlog drain)
+CLOCK_OFFSET_EVERY_S = 10.0
+_CLOCK_OFFSET_RECORD_NS = int(CLOCK_OFFSET_RECORD_S * 1e9)
+_CLOCK_OFFSET_EVERY_NS = int(CLOCK_OFFSET_EVERY_S * 1e9)
 MAX_PAST_NS = 30 * 86400 * 10**9        # 30 days
 SESSION_EXPIRY_S = 24 * 3600
 
@@ -138,6 +146,22 @@ def _ts_ns(reading: dict, now_ns: int, device_id: str | None) -> tuple[int | Non
 
 
 _CHANNEL_NAMES = frozenset(CHANNELS)
+
+
+def _clock_point(p: Point | None, arrived_ns: int | None, seen: dict | None = None) -> Point | None:
+    """The ``device_clock_offset`` point of reading ``p`` that arrived at ``arrived_ns``, if it is ≥ 90 s off
+    (and, with ``seen`` = device → arrival of its last such point, none in the last 10 s)."""
+    if p is None or arrived_ns is None:
+        return None
+    off = p.time_ns - arrived_ns
+    if -_CLOCK_OFFSET_RECORD_NS < off < _CLOCK_OFFSET_RECORD_NS:
+        return None
+    if seen is not None:
+        dev = p.tags.get("device")
+        if arrived_ns - seen.get(dev, arrived_ns - _CLOCK_OFFSET_EVERY_NS) < _CLOCK_OFFSET_EVERY_NS:
+            return None
+        seen[dev] = arrived_ns
+    return Point(p.measurement, p.tags, FloatFields(device_clock_offset=off / 1e9), arrived_ns)
 
 
 def _reading(fleet: Fleet, site: str, device_id: Any, reading: Any, now_ns: int,
@@ -261,12 +285,14 @@ def _topic(topic: str) -> tuple[str, tuple[str, ...]] | tuple[None, Reject]:
     return kind, rest
 
 
-def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int, *,
-                  retained: bool = False) -> tuple[list[Point], list[Reject]]:
+def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int, *, retained: bool = False,
+                  clock_seen: dict[str, int] | None = None) -> tuple[list[Point], list[Reject]]:
     """Validate one MQTT message; return (points to store, rejects with reasons).
 
-    Pure: the result depends only on the arguments.  ``now_ns`` bounds the timestamps
-    (now − 30 days … now + 5 min); ``retained``: the broker's retained copy, not a live message.
+    Pure: the result depends only on the arguments.  ``now_ns`` (the arrival time) bounds the timestamps
+    (now − 30 days … now + 5 min); ``retained``: the broker's retained copy, not a live message.  A live
+    reading ≥ 90 s off its arrival adds a ``device_clock_offset`` point stamped at the arrival (with
+    ``clock_seen``, updated in place, at most one per device every 10 s).
     An empty payload (how MQTT deletes a retained message) gives nothing and no reject.
     See docs/mqtt.md for topics and payloads.
     """
@@ -287,9 +313,11 @@ def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int, *,
         return [], [Reject("bad_json", f"not JSON: {exc}")]
     except RecursionError:
         return [], [Reject("bad_json", "JSON nested too deeply")]
+    arrived = None if retained else now_ns          # a retained copy's arrival says nothing of the clock
     if kind == "telemetry":
         p = _reading(fleet, site, rest[1], doc, now_ns, rejects, finite)
-        return ([p] if p is not None else []), rejects
+        c = _clock_point(p, arrived, clock_seen)
+        return ([p] if c is None else [p, c]) if p is not None else [], rejects
     if kind == "status":
         return _status_points(fleet, site, [rest[1]], doc, now_ns, rejects, retained), rejects
     if kind == "gw_status":
@@ -309,6 +337,9 @@ def parse_payload(topic: str, payload: bytes, fleet: Fleet, now_ns: int, *,
         p = _reading(fleet, site, r.get("device") if isinstance(r, dict) else None, r, now_ns, rejects, finite)
         if p is not None:
             points.append(p)
+            c = _clock_point(p, arrived, clock_seen)
+            if c is not None:
+                points.append(c)
     return points, rejects
 
 
@@ -338,6 +369,7 @@ class MqttCollector:
         self.fleet = fleet
         self.settings = settings
         self.writer = writer
+        self._clock_seen: dict[str, int] = {}      # device → arrival of its last device_clock_offset point
         self.group = group
         self.client_id = client_id or ("eh-collector-" + socket.gethostname() + (f"-{group}" if group else ""))
         self.session_expiry_s = int(session_expiry_s)
@@ -458,7 +490,8 @@ class MqttCollector:
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
-            points, rejects = parse_payload(msg.topic, msg.payload, self.fleet, time.time_ns(), retained=msg.retain)
+            points, rejects = parse_payload(msg.topic, msg.payload, self.fleet, time.time_ns(), retained=msg.retain,
+                                            clock_seen=self._clock_seen)
         except Exception as exc:  # noqa: BLE001 - the parser is total; this is a last guard
             parts = msg.topic.split("/")
             log.exception("parser error on %s", msg.topic,

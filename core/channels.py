@@ -91,6 +91,8 @@ _LIST: list[Channel] = [
     Channel("demand_active_power_max", "W", "maximum demand of the current billing period"),
     Channel("demand_active_power_max_time", "s", "when the maximum demand occurred (unix time; 0 = none yet)"),
     Channel("meter_clock_offset", "s", "meter clock minus collector clock (drift; + = meter ahead)"),
+    Channel("device_clock_offset", "s", "a message's own timestamp minus its arrival at the collector (MQTT; "
+            "stored when ≥ 90 s off; + = device ahead)"),
     # --- transformer temperature controller
     *_phases("winding_temperature", "degC", "winding temperature"),
     Channel("fan_running", "1", "cooling fan running (1) or stopped (0)", "state"),

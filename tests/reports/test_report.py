@@ -532,7 +532,8 @@ def test_assemble_site_pv_without_meter_data():
                         grid_reactive_var=nan, pv_power_w=pv_w,
                         series={PV: {"time_ns": t, "active_power": pv_w}})
     sm, findings = assemble_site(arrays, tf.load_tariff(site.tariff))
-    assert findings == [] and sm.energy_kwh == 0.0 and sm.bill_yuan == pytest.approx(sm.basic_charge_yuan)
+    assert [f.type for f in findings] == ["saving_not_priced"]           # said in words, no figure
+    assert sm.energy_kwh == 0.0 and sm.bill_yuan == pytest.approx(sm.basic_charge_yuan)
     assert sm.pv_generation_kwh == pytest.approx(28 * 10 * 100.0)
     assert sm.pv_self_consumption_pct is None and sm.pv_yield_kwh_per_kwp == pytest.approx(28 * 10 * 100.0 / 400)
     assert sm.completeness_pct == 0.0 and sm.power_factor is None
