@@ -164,6 +164,8 @@ def daily_temperature(t_ns: np.ndarray, degc: np.ndarray, tz: str, first_day: da
     hours = np.zeros(n_days, dtype=np.int64)
     if not t.size:
         return np.full(n_days, np.nan), hours
+    order = np.argsort(t, kind="stable")
+    t, v = t[order], v[order]
     f = tf.local_fields(t, tz)
     slot = (f["day"] - (first_day - date(1970, 1, 1)).days) * 24 + f["minute"] // 60
     ok = (slot >= 0) & (slot < n_days * 24) & np.isfinite(v)
