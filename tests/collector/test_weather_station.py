@@ -49,3 +49,13 @@ def test_met_station_serves_the_site_weather_and_lands_in_influxdb(influxd, infl
     # the 0.1 degC register step, plus the simulator's 0.2 s refresh of a temperature that moves slowly
     assert np.allclose(got, want, atol=0.11), (got, want)
     assert all(0 < r[2] <= 100 and r[3] > 0 and r[4] >= 0 for r in rows)
+
+
+def test_station_channels_and_kind_have_zh_and_en_labels():
+    from api.glossary import KINDS, channel_label
+    from core.channels import CHANNELS
+
+    for name in PROFILES["weather_station_generic"].channels:
+        assert name in CHANNELS and channel_label(name)[0] != name, name
+    assert KINDS["weather_station"] == ("气象站", "weather station")
+    assert channel_label("ambient_temperature") == ("环境温度", "ambient temperature")
