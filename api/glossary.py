@@ -33,6 +33,8 @@ _STEMS: dict[str, tuple[str, str]] = {
     "ocpp_status": ("充电桩状态", "charger status"), "session_energy": ("本次充电电量", "session energy"),
     "fault_code": ("故障码", "fault code"), "max_current_offered": ("允许充电电流", "current offered"),
     "outdoor_temperature": ("室外温度", "outdoor temperature"), "online": ("在线", "online"),
+    "ambient_temperature": ("环境温度", "ambient temperature"), "relative_humidity": ("相对湿度", "relative humidity"),
+    "wind_speed": ("风速", "wind speed"), "irradiance_ghi": ("水平总辐照度", "global horizontal irradiance"),
     "current_n": ("中性线电流", "neutral current"), "voltage_angle": ("电压相角", "voltage angle"),
 }
 # display unit and scale per stored unit
@@ -48,7 +50,8 @@ INVERTER_STATES = {1: ("关机", "off"), 2: ("休眠", "sleeping"), 3: ("启动�
                    5: ("限功率", "throttled"), 6: ("关机中", "shutting down"), 7: ("故障", "fault"),
                    8: ("待机", "standby")}
 KINDS = {"meter": ("电表", "meter"), "transformer": ("变压器", "transformer"),
-         "pv_inverter": ("光伏逆变器", "PV inverter"), "ev_charger": ("充电桩", "EV charger")}
+         "pv_inverter": ("光伏逆变器", "PV inverter"), "ev_charger": ("充电桩", "EV charger"),
+         "weather_station": ("气象站", "weather station")}
 SEVERITIES = {"critical": ("紧急", "critical"), "major": ("重要", "major"), "minor": ("次要", "minor"),
               "warning": ("提示", "warning")}
 ALARM_STATES = {"active-unacked": ("未确认", "active, unacknowledged"), "active-acked": ("已确认", "active, acknowledged"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-DEVICE_KINDS: tuple[str, ...] = ("meter", "transformer", "pv_inverter", "ev_charger")
+DEVICE_KINDS: tuple[str, ...] = ("meter", "transformer", "pv_inverter", "ev_charger", "weather_station")
 
 #: Site-level measurements (not a device): tags ``customer, site``.  ``weather`` holds the site's
 #: outdoor conditions (``outdoor_temperature``), from a weather station or feed (the simulators'
@@ -33,6 +33,7 @@ SIGN_RULES: dict[str, str] = {
     "transformer": "temperatures in degC; states 0/1 with 1 = on/active",
     "pv_inverter": "active power > 0 = AC production",
     "ev_charger": "active power > 0 = power delivered to the vehicle",
+    "weather_station": "temperatures in degC, irradiance in W/m2 (never negative), wind in m/s",
 }
 
 
@@ -119,6 +120,11 @@ _LIST: list[Channel] = [
     Channel("session_idle_time", "s", "charging session: time still plugged in after the energy stopped rising"),
     Channel("fault_code", "1", "vendor fault code, 0 = no fault", "state"),
     Channel("max_current_offered", "A", "current limit offered to the vehicle (PWM duty)"),
+    # --- weather station (a device of kind weather_station; the report's outdoor temperature, docs/reports.md)
+    Channel("ambient_temperature", "degC", "ambient air temperature measured by a device at the site"),
+    Channel("irradiance_ghi", "W/m2", "global horizontal irradiance"),
+    Channel("relative_humidity", "%", "relative humidity of the ambient air"),
+    Channel("wind_speed", "m/s", "wind speed"),
     # --- site weather (measurement "weather", see SITE_MEASUREMENTS)
     Channel("outdoor_temperature", "degC", "outdoor dry-bulb air temperature at the site"),
     # --- device health

@@ -47,7 +47,7 @@ from core.units import NS
 from reports.ageing import ageing_month
 from reports.archive import ReportArchive, check_month
 from reports.commitments import commitments_section
-from reports.fetch import SiteArrays, consumption_w, fetch_consumption, fetch_site_month, fetch_weather
+from reports.fetch import SiteArrays, consumption_w, fetch_consumption, fetch_site_month
 from reports.model import (
     MonthlyReport,
     PowerQualityLine,
@@ -66,6 +66,7 @@ from reports.verification import (  # noqa: F401  (re-exported: the report's pub
     savings_vs_baseline,
     site_regression,
 )
+from reports.weather import outdoor_temperature
 from reports.workflow import workflow_summary
 from workflow import month_bounds_ns
 
@@ -354,10 +355,12 @@ def _site_regression_from_influx(influx: Any, site: Site, contract: BaselineCont
     b0 = _local_midnight_ns(contract.baseline_start, tz)
     b1 = _local_midnight_ns(contract.baseline_end + timedelta(days=1), tz)
     bt, bp = fetch_consumption(influx, site, b0, b1)
-    bwt, bwc = fetch_weather(influx, site, b0, b1)
-    base = daily_conditions(bt, bp, bwt, bwc, tz, contract.baseline_start,
+    bw = outdoor_temperature(influx, site, b0, b1, contract.weather_feed)
+    base = daily_conditions(bt, bp, bw.time_ns, bw.degc, tz, contract.baseline_start,
                             (contract.baseline_end - contract.baseline_start).days + 1)
-    mwt, mwc = fetch_weather(influx, site, arrays.start_ns, arrays.end_ns)
-    cur = daily_conditions(arrays.time_ns, consumption_w(arrays.grid_power_w, arrays.pv_power_w), mwt, mwc, tz,
-                           first, n_days)
-    return site_regression(site.id, contract, base, cur, price)
+    mw = outdoor_temperature(influx, site, arrays.start_ns, arrays.end_ns, contract.weather_feed)
+    cur = daily_conditions(arrays.time_ns, consumption_w(arrays.grid_power_w, arrays.pv_power_w), mw.time_ns,
+                           mw.degc, tz, first, n_days)
+    r = site_regression(site.id, contract, base, cur, price)
+    r.temperature_source, r.baseline_temperature_source = mw.label, bw.label
+    return r

@@ -37,7 +37,8 @@ PQ_CHANNELS: tuple[str, ...] = (
 
 #: The channel whose presence measures a device kind's data completeness.
 HEARTBEAT: dict[str, str] = {"meter": "active_power", "pv_inverter": "active_power",
-                             "ev_charger": "active_power", "transformer": "winding_temperature_l1"}
+                             "ev_charger": "active_power", "transformer": "winding_temperature_l1",
+                             "weather_station": "ambient_temperature"}
 
 
 def _ident(name: str) -> str:

@@ -156,6 +156,15 @@ _LABELS: dict[str, dict[str, str]] = {
                          "en": "%d of %d days had a daily mean temperature outside the baseline's range (%s–%s °C): the model extrapolates."},
     "reg_calendar_approx": {"zh": "部分日期的节假日安排尚未发布，按预计节假日计算。",
                             "en": "Some days' public-holiday arrangement is not published yet: expected holidays were used."},
+    "reg_temperature": {"zh": "室外温度来源：本月 %s；基准期 %s。", "en": "Outdoor temperature: this month %s; baseline period %s."},
+    "temp_src_station": {"zh": "本站气象站 %s", "en": "the site's weather station %s"},
+    "temp_src_feed": {"zh": "外部气温文件 %s", "en": "the external feed file %s"},
+    "temp_src_weather": {"zh": "站点气象测量值%s", "en": "the weather measurement%s"},
+    "temp_src_none": {"zh": "无数据%s", "en": "no data%s"},
+    "reg_no_temperature": {"zh": "%d 天缺少室外温度（不足 20 小时）：未比较。",
+                           "en": "%d days without outdoor temperature (fewer than 20 h): not compared."},
+    "reg_no_temperature_base": {"zh": "基准期 %d 天缺少室外温度（不足 20 小时）：未计入模型。",
+                                "en": "%d baseline days without outdoor temperature (fewer than 20 h): left out of the model."},
     "reg_note": {"zh": "调整后基准 = 基准期模型（日用电量对工作日类型、采暖/制冷度日的回归）在本月实际条件下的预测；节能量 = 调整后基准 − 实测（用电量含光伏自发电量）；数据不完整的日期不计入。电费按本站本月平均电度电价计算。",
                  "en": "Adjusted baseline = the baseline-period model (daily energy regressed on day type and heating/cooling "
                        "degree days) evaluated on this month's conditions; savings = adjusted baseline − measured (consumption "

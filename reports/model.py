@@ -168,6 +168,10 @@ class SiteRegression:
     uncertainty_yuan: float | None = None
     daily_adjusted_kwh: list[float | None] = field(default_factory=list)   # per day of month, None = not used
     daily_measured_kwh: list[float | None] = field(default_factory=list)
+    temperature_source: str = ""              # outdoor temperature of the month: station:<device>, feed:<file>,
+    baseline_temperature_source: str = ""     # weather or none (reports.weather); the same for the baseline days
+    n_no_temperature_days: int = 0            # reporting days with < 20 h of outdoor temperature: not compared
+    n_baseline_no_temperature_days: int = 0   # the same among the baseline days
 
 
 @dataclass

@@ -26,6 +26,7 @@ from core import workdays
 from core.units import NS
 from reports.archive import ReportArchive
 from reports.model import MonthlyReport, Savings, SiteRegression
+from reports.weather import Feed, daily_temperature, load_feed
 
 BASELINE_MONTHS = 3             # previous archived months averaged for the fallback baseline
 
@@ -40,7 +41,8 @@ class BaselineContract:
     ``yuan_per_kwh``: the contracted unit cost (fallback method ``configured``).  ``baseline_start``
     .. ``baseline_end`` (local days, inclusive): the baseline period of the IPMVP Option C
     regression; ``heating_base_c`` / ``cooling_base_c`` its degree-day balance points and
-    ``confidence`` the level of the savings band (0.68 or 0.90 in Guideline 14's examples).
+    ``confidence`` the level of the savings band (0.68 or 0.90 in Guideline 14's examples);
+    ``weather_feed`` the operator's file of hourly outdoor temperatures (:func:`reports.weather.load_feed`).
     """
 
     yuan_per_kwh: float | None = None
@@ -49,6 +51,7 @@ class BaselineContract:
     heating_base_c: float = 18.0
     cooling_base_c: float = 18.0
     confidence: float = 0.90
+    weather_feed: Feed | None = dataclasses.field(default=None, compare=False)
 
     @property
     def has_period(self) -> bool:
@@ -56,7 +59,7 @@ class BaselineContract:
 
 
 _CONTRACT_KEYS = ("yuan_per_kwh", "hosting_start", "baseline_days", "baseline_start", "baseline_end",
-                  "heating_base_c", "cooling_base_c", "confidence")
+                  "heating_base_c", "cooling_base_c", "confidence", "weather_feed")
 
 
 def _contract(p: Path, cid: str, table: Any) -> BaselineContract:
@@ -103,10 +106,14 @@ def _contract(p: Path, cid: str, table: Any) -> BaselineContract:
         raise ValueError(f"{where}: baseline_start and baseline_end go together")
     if start is not None and end < start:
         raise ValueError(f"{where}: baseline_end {end} is before baseline_start {start}")
+    feed = table.get("weather_feed")
+    if feed is not None and (not isinstance(feed, str) or not feed.strip()):
+        raise ValueError(f"{where}.weather_feed must be a file name (CSV), got {feed!r}")
     return BaselineContract(yuan_per_kwh=yuan, baseline_start=start, baseline_end=end,
                             heating_base_c=num("heating_base_c", -50.0, 50.0, 18.0),
                             cooling_base_c=num("cooling_base_c", -50.0, 50.0, 18.0),
-                            confidence=num("confidence", 0.0, 1.0, 0.90))
+                            confidence=num("confidence", 0.0, 1.0, 0.90),
+                            weather_feed=None if feed is None else load_feed(p.parent / feed))
 
 
 def load_contracts(path: str | os.PathLike) -> dict[str, BaselineContract]:
@@ -115,7 +122,8 @@ def load_contracts(path: str | os.PathLike) -> dict[str, BaselineContract]:
     ``[customer.<id>]`` with any of ``yuan_per_kwh``; ``hosting_start`` (a date) and
     ``baseline_days`` (default 28: the baseline is the N days before hosting starts) or
     ``baseline_start`` / ``baseline_end`` (inclusive); ``heating_base_c``, ``cooling_base_c``
-    (default 18 °C); ``confidence`` (default 0.90).  ``ValueError`` names the file and key.
+    (default 18 °C); ``confidence`` (default 0.90); ``weather_feed`` (a CSV of hourly outdoor temperatures,
+    relative to this file, see :mod:`reports.weather`).  ``ValueError`` names the file and key.
     """
     p = Path(path)
     try:
@@ -142,9 +150,11 @@ def daily_conditions(t_ns: np.ndarray, power_w: np.ndarray, wt_ns: np.ndarray, t
     """Per local day from ``first_day``: energy [kWh], daily mean outdoor temperature [°C], coverage, day type.
 
     ``energy_kwh`` = mean of the day's valid 1-min consumption × the day's hours (so a day with a
-    few missing minutes is not counted low); ``coverage`` = the smaller of the shares of the day's
-    1-min energy samples and 10-min temperature values present (``baseline.daily_sums``);
-    ``day_type`` from the Chinese working-day calendar (``core.workdays``).
+    few missing minutes is not counted low); ``coverage`` = the share of the day's 1-min energy
+    samples present (``baseline.daily_sums``); ``t_mean_c`` = the mean of the day's hourly mean
+    temperatures, NaN when fewer than 20 hours hold one (``reports.weather.daily_temperature``:
+    such a day is not compared, ``no_temperature`` marks it); ``day_type`` from the Chinese
+    working-day calendar (``core.workdays``).
     """
     days = [first_day + timedelta(days=i) for i in range(n_days + 1)]
     hours = np.diff([_local_midnight_ns(d, tz) for d in days]) / 3600e9
@@ -152,8 +162,9 @@ def daily_conditions(t_ns: np.ndarray, power_w: np.ndarray, wt_ns: np.ndarray, t
     def index(t: np.ndarray) -> np.ndarray:
         return tf.local_fields(t, tz)["day"] - epoch_day if t.size else np.empty(0, np.int64)
     p_mean, p_cov = bl.daily_sums(index(t_ns), power_w, n_days, expected_per_day=hours * 60.0)
-    t_mean, t_cov = bl.daily_sums(index(wt_ns), temp_c, n_days, expected_per_day=hours * 6.0)
-    return {"energy_kwh": p_mean * hours / 1000.0, "t_mean_c": t_mean, "coverage": np.minimum(p_cov, t_cov),
+    t_mean, t_hours = daily_temperature(wt_ns, temp_c, tz, first_day, n_days)
+    return {"energy_kwh": p_mean * hours / 1000.0, "t_mean_c": t_mean, "coverage": p_cov,
+            "t_hours": t_hours, "no_temperature": ~np.isfinite(t_mean),
             "day_type": np.array([workdays.day_type(d) for d in days[:-1]], dtype=np.int64),
             "calendar": np.array([workdays.source(d) for d in days[:-1]])}
 
@@ -170,6 +181,8 @@ def site_regression(site_id: str, contract: BaselineContract, base: dict[str, np
                        baseline_end=contract.baseline_end.isoformat(), confidence=contract.confidence)
     cal = set(base["calendar"].tolist()) | set(month["calendar"].tolist())
     r.calendar = "approximate" if "approximate" in cal else "official"
+    r.n_baseline_no_temperature_days = int(np.count_nonzero(base["no_temperature"]))
+    r.n_no_temperature_days = int(np.count_nonzero(month["no_temperature"]))
     try:
         model = bl.fit_baseline(base["energy_kwh"], base["day_type"], base["t_mean_c"], coverage=base["coverage"],
                                 heating_base_c=contract.heating_base_c, cooling_base_c=contract.cooling_base_c)

@@ -32,6 +32,7 @@ import numpy as np
 from core.config import Device, Site
 
 from . import ev as ev_model
+from . import met as met_model
 from . import meters as meter_model
 from . import pv as pv_model
 from .clock import LocalClock
@@ -112,6 +113,7 @@ class SiteModel(SiteCounters):
         out: dict[str, np.ndarray] = {"amb": ambient,
                                       "load": self.load.power(self.keys, t, hour, day_of_year, day)}
         out["pf"] = self.load.power_factor(self.keys, t)
+        sun = None
         if self.pv:
             sun = pv_model.solar(self.site, self.keys, t, day, day_of_year, ambient)
             for dev, pv in self.pv.items():
@@ -120,6 +122,11 @@ class SiteModel(SiteCounters):
             out[f"ev_p:{dev}"] = ev_model.charging_power(lambda d, dev=dev: self.sessions(dev, d), t, day)
         if integrands_only:
             return out
+        stations = [d.id for d in self.site.devices if d.kind == "weather_station"]
+        if stations:
+            sun = sun or pv_model.solar(self.site, self.keys, t, day, day_of_year, ambient)
+            met = met_model.station_channels(self.site.latitude, self.keys, t, hour, day_of_year, sun)
+            out.update({f"met_{k}:{dev}": v for dev in stations for k, v in met.items()})
         out.update(supply_components(self.keys, t, out["load"] / self.load.transformer_va))
         return out
 
@@ -140,6 +147,8 @@ class SiteModel(SiteCounters):
                                               faults)
         if kind == "pv_inverter":
             return pv_model.inverter_channels(self.pv[dev], nominal_v, self.line_key, dev, comps, t, faults)
+        if kind == "weather_station":
+            return {c: comps[f"met_{c}:{dev}"] for c in met_model.CHANNELS}
         if kind == "ev_charger":
             days = self.clock.day_of(t) if len(t) else np.zeros(0, dtype=np.int64)
             return ev_model.charger_channels(self.ev[dev], lambda d: self.sessions(dev, d), days, nominal_v, dev,

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from core.channels import DEVICE_KINDS
 from core.config import ConfigError, Settings, load_fleet, parse_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,7 +15,7 @@ def test_example_fleet_loads_with_all_kinds_and_transports():
     assert len(fleet.customers) == 2
     assert len(fleet.sites) == 3
     assert len(fleet.devices) >= 20
-    assert {d.kind for d in fleet.devices.values()} == {"meter", "transformer", "pv_inverter", "ev_charger"}
+    assert {d.kind for d in fleet.devices.values()} == set(DEVICE_KINDS)
     assert {d.transport for d in fleet.devices.values()} == {"modbus", "mqtt", "dlt645", "ocpp"}
     gw = fleet.gateways["acme-plant1-gw1"]
     behind = [d for d in fleet.devices.values() if d.gateway == gw.id]

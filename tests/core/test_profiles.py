@@ -31,9 +31,10 @@ from core.profiles import (
 PROFILES = load_profiles()
 
 
-def test_profiles_dir_holds_the_four_kinds():
+def test_profiles_dir_holds_every_device_kind():
     assert PROFILES_DIR.name == "profiles"
-    assert {p.kind for p in PROFILES.values()} == {"meter", "transformer", "pv_inverter", "ev_charger"}
+    assert {p.kind for p in PROFILES.values()} == {"meter", "transformer", "pv_inverter", "ev_charger",
+                                                    "weather_station"}
 
 
 def _absolute(p):

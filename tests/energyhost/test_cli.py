@@ -55,7 +55,7 @@ def test_missing_fleet_file(tmp_path):
 def test_example_fleet_checks_out():
     r = run("check-config")
     assert r.returncode == 0, r.stderr
-    assert "3 sites" in r.stdout and "27 devices" in r.stdout
+    assert "3 sites" in r.stdout and "28 devices" in r.stdout
 
 
 def test_status_without_demo_is_clear(tmp_path):

@@ -114,7 +114,8 @@ def test_backfill_two_days_of_the_example_fleet(influxd, influx_db):
         assert w["outdoor_temperature"][0] == pytest.approx(want, abs=0.005)
         counts = {}
         for kind, fld in (("meter", "frequency"), ("transformer", "winding_temperature_l1"),
-                          ("pv_inverter", "frequency"), ("ev_charger", "frequency")):
+                          ("pv_inverter", "frequency"), ("ev_charger", "frequency"),
+                          ("weather_station", "ambient_temperature")):
             rows = client.query(f'SELECT count("{fld}") FROM "{kind}"', epoch=None)
             counts[kind] = rows[0]["values"][0][1]
         assert sum(counts.values()) == res["points"]

@@ -154,7 +154,7 @@ def test_bad_input_is_named(fleet, call, match):
 
 def test_fault_table_kinds_are_known():
     for name, (kinds, _defaults) in FAULT_TYPES.items():
-        assert kinds and set(kinds) <= {"meter", "transformer", "pv_inverter", "ev_charger"}, name
+        assert kinds and set(kinds) <= {"meter", "transformer", "pv_inverter", "ev_charger", "weather_station"}, name
     assert {"inverter_trip", "string_loss", "transformer_overtemp", "low_power_factor", "harmonic_distortion",
             "phase_unbalance", "voltage_sag", "device_silent", "device_exceptions", "ev_fault", "ev_stuck",
             "meter_reset"} <= set(FAULT_TYPES)

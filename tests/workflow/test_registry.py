@@ -12,4 +12,4 @@ def test_seed_is_idempotent_and_keeps_edits(store):
     again = store.seed_fleet(load_fleet(ROOT / "sites.example.toml"))
     assert again == {"customers": 0, "sites": 0, "devices": 0}
     assert store.site("acme-plant1")["name"] == "Plant One (edited)"
-    assert len(store.devices(site_id="acme-plant1")) == 12
+    assert len(store.devices(site_id="acme-plant1")) == 13
