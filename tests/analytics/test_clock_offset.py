@@ -8,8 +8,8 @@ import pytest
 
 from analytics import assess
 from core.config import parse_fleet
+from core.units import NS
 
-NS = 10**9
 T0 = 1_772_409_600 * NS
 FLEET = parse_fleet({"customer": [{"id": "c1", "site": [{"id": "s1", "device": [
     {"id": "m1", "kind": "meter", "transport": "mqtt"},

@@ -14,11 +14,11 @@ from analytics.tariffs import load_tariff
 from core.config import load_fleet
 from core.influx import InfluxClient, points_to_lines
 from core.model import Point
+from core.units import NS
 from simulators.dlt645_server import TouRegisters
 
 pytestmark = pytest.mark.integration
 
-NS = 10**9
 SITE, METER = "huadong-coldstore", "huadong-coldstore-dock"
 START = dt.datetime(2026, 7, 14, 0, 0, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
 
