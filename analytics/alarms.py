@@ -87,7 +87,8 @@ def _overlap(a0: int, a1: int | None, b0: int, b1: int | None) -> bool:
     return a0 <= (b1 if b1 is not None else inf) and b0 <= (a1 if a1 is not None else inf)
 
 
-def findings_to_events(findings: Iterable[Finding], now_ns: int | None = None, merge_gap_s: float = 120.0,
+def findings_to_events(findings: Iterable[Finding], now_ns: int | None = None,
+                       merge_gap_s: float | Mapping[str | None, float] = 120.0,
                        groups: Mapping[str, Iterable[str]] | None = None,
                        exclude_types: Iterable[str] = ()) -> list[AlarmEvent]:
     """Turn fault findings into alarm activations (raise, and clear when the condition ended).
@@ -100,8 +101,10 @@ def findings_to_events(findings: Iterable[Finding], now_ns: int | None = None, m
         Evaluation time [ns]: an activation whose last finding ends at or after
         ``now_ns - merge_gap_s`` is still active (``cleared_ns`` None).  None = all cleared
         at their end.
-    merge_gap_s : float
-        Findings of one key closer than this merge into one activation (off-delay) [s].
+    merge_gap_s : float or mapping
+        Findings of one key closer than this merge into one activation (off-delay) [s]; a mapping
+        gives it per device id (its own poll interval sets it), with ``None`` as the default for
+        site-level findings and devices not listed.
     groups : mapping, optional
         ``{gateway_id: device ids behind it}`` — when all of them lose comms together a
         single ``site/gateway/comms_loss`` alarm suppresses theirs.
@@ -113,7 +116,8 @@ def findings_to_events(findings: Iterable[Finding], now_ns: int | None = None, m
     list of AlarmEvent
         Sorted by raise time; at most one activation per key at any time.
     """
-    gap = round(merge_gap_s * NS)
+    gaps = merge_gap_s if isinstance(merge_gap_s, Mapping) else {None: merge_gap_s}
+    default_gap = gaps.get(None, 120.0)
     skip = set(exclude_types)
     by_key: dict[str, list[tuple[int, int, Finding]]] = defaultdict(list)
     for f in findings:
@@ -127,6 +131,7 @@ def findings_to_events(findings: Iterable[Finding], now_ns: int | None = None, m
         by_key[alarm_key(f.site_id, f.device_id, f.type)].append((f.start_ns, f.end_ns, f))
     events: list[AlarmEvent] = []
     for key, items in by_key.items():
+        gap = round(gaps.get(items[0][2].device_id, default_gap) * NS)
         for s, e, fs in _merge(items, gap):
             worst = min(fs, key=lambda f: SEVERITIES.index(f.severity))
             active = now_ns is not None and e >= now_ns - gap

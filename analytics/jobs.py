@@ -301,6 +301,11 @@ class Follower:
         self.done: dict[str, int] = {}
         self.sent: dict[str, int] = {}          # key → when an open alarm was last sent (evidence updates)
         self.groups = _gateway_groups(fleet)
+        # off-delay of each device's alarms: two of its own polls (at least 10 s), so a 30-s charger does
+        # not hold a 5-s meter's alarms open for a minute; site-level findings take the fastest device's
+        self.merge_gaps: dict[str | None, float] = {d.id: max(2 * d.poll_interval_s, 10.0)
+                                                    for d in fleet.devices.values()}
+        self.merge_gaps[None] = min(self.merge_gaps.values(), default=10.0)
 
     def step(self) -> list[AlarmEvent]:
         """One evaluation at the clock's now; returns the events sent to the store.
@@ -324,8 +329,7 @@ class Follower:
             findings += alarms.readings_dropped_findings(sid, fetch_ingest_health(self.client, sid,
                                                                                   now - self.lookback_ns, now))
         findings = [f for f in findings if f.type != "comms_loss" or self._comms_counts(f, now)]
-        gap = max(2 * max((d.poll_interval_s for d in self.fleet.devices.values()), default=5.0), 10.0)
-        events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=gap, groups=self.groups)
+        events = alarms.findings_to_events(findings, now_ns=now, merge_gap_s=self.merge_gaps, groups=self.groups)
         send, self.open, self.done = alarms.reconcile(self.open, events, now, self.done, last_sent=self.sent)
         if send and self.sink is not None:
             self.sink.record(send)

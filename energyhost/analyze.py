@@ -80,6 +80,7 @@ def run_analyze(args: argparse.Namespace, settings: AppSettings) -> int:
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s analyze: %(message)s",
                         datefmt="%Y-%m-%dT%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)    # not one INFO line per InfluxDB query
     fleet = load_fleet(args.fleet)
     sites = [args.site] if getattr(args, "site", None) else None
     if sites and sites[0] not in fleet.sites:

@@ -37,6 +37,21 @@ def test_merge_dedup_and_clear():
     assert ev[-1].cleared_ns is None and ev[0].cleared_ns == T0 + 20 * MIN
 
 
+def test_off_delay_is_each_devices_own():
+    """A slow device (a 30-s OCPP charger: 60-s off-delay) must not hold a fast device's alarm open:
+    each key merges and clears by its own device's gap."""
+    fast = finding("ev_fault", "ev-fast", 0, 1)           # ended 30 s before now
+    slow = finding("ev_fault", "ev-slow", 0, 1)
+    now = T0 + 1 * MIN + 30 * S
+    ev = {e.device_id: e for e in al.findings_to_events([fast, slow], now_ns=now,
+                                                        merge_gap_s={"ev-fast": 10.0, "ev-slow": 60.0, None: 10.0})}
+    assert ev["ev-fast"].cleared_ns == T0 + 1 * MIN          # past its 10-s off-delay: cleared
+    assert ev["ev-slow"].cleared_ns is None                  # within its 60-s off-delay: still active
+    # a device not listed takes the default
+    (only,) = al.findings_to_events([finding("x", "other", 0, 1)], now_ns=now, merge_gap_s={None: 10.0})
+    assert only.cleared_ns == T0 + 1 * MIN
+
+
 def test_comms_loss_suppresses_process_alarms():
     fs = [finding("comms_loss", "m1", 10, 40),
           *[finding(t, "m1", 12, 30) for t in ("stale", "inverter_offline", "out_of_range")],
