@@ -28,8 +28,6 @@ ALLOWED_LONG_FUNCTIONS: dict[str, str] = {
     "collector/service.py:run_collectors": "not yet split",
     "analytics/assess.py:site_savings": "not yet split",
     "analytics/faults.py:counter_increments": "not yet split",
-    "analytics/power_quality.py:aggregate_10min": "not yet split",
-    "analytics/power_quality.py:compliance_summary": "not yet split",
     "analytics/savings.py:pf_correction": "not yet split",
     "analytics/tariffs.py:parse_tariff": "not yet split",
     "reports/fetch.py:fetch_site_month": "not yet split",
@@ -43,7 +41,6 @@ ALLOWED_LONG_FUNCTIONS: dict[str, str] = {
 ALLOWED_LONG_MODULES: dict[str, str] = {
     "core/profiles.py": "not yet split",
     "analytics/faults.py": "not yet split",
-    "analytics/power_quality.py": "not yet split",
 }
 
 
