@@ -22,8 +22,6 @@ ALLOWED_LONG_FUNCTIONS: dict[str, str] = {
     "core/config.py:parse_fleet": "being extended in parallel; split into per-section helpers next",
     "reports/assemble.py:assemble_site": "being extended in parallel; split into per-section helpers next",
     # still to be broken into named steps
-    "core/profiles.py:_row": "not yet split",
-    "core/profiles.py:load_profile": "not yet split",
     "collector/modbus.py:poll": "not yet split",
     "collector/service.py:run_collectors": "not yet split",
     "analytics/assess.py:site_savings": "not yet split",
@@ -36,10 +34,8 @@ ALLOWED_LONG_FUNCTIONS: dict[str, str] = {
     "simulators/service.py:run_simulators": "not yet split",
     "energyhost/cli.py:build_parser": "not yet split",
 }
-# "path" -> why it may stay over MAX_MODULE_LINES.  Keep this short.
-ALLOWED_LONG_MODULES: dict[str, str] = {
-    "core/profiles.py": "not yet split",
-}
+# "path" -> why it may stay over MAX_MODULE_LINES.  Empty: split a long module into a package by topic.
+ALLOWED_LONG_MODULES: dict[str, str] = {}
 
 
 def long_functions(source: str, where: str) -> dict[str, int]:
