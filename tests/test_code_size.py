@@ -26,7 +26,6 @@ ALLOWED_LONG_FUNCTIONS: dict[str, str] = {
     "collector/service.py:run_collectors": "not yet split",
     "analytics/assess.py:site_savings": "not yet split",
     "analytics/savings.py:pf_correction": "not yet split",
-    "analytics/tariffs.py:parse_tariff": "not yet split",
     "reports/fetch.py:fetch_site_month": "not yet split",
     "api/main.py:create_app": "not yet split",
     "simulators/backfill.py:backfill": "not yet split",
