@@ -21,14 +21,13 @@ ALLOWED_LONG_FUNCTIONS: dict[str, str] = {
     # not yet split: other keys/sections are being added to it in parallel; extraction comes next
     "core/config.py:parse_fleet": "being extended in parallel; split into per-section helpers next",
     "reports/assemble.py:assemble_site": "being extended in parallel; split into per-section helpers next",
+    # a declarative table: one flat run of argparse sub-parser and argument declarations, no logic
+    "energyhost/cli.py:build_parser": "flat list of argparse declarations",
     # still to be broken into named steps
     "collector/modbus.py:poll": "not yet split",
     "collector/service.py:run_collectors": "not yet split",
-    "analytics/assess.py:site_savings": "not yet split",
-    "analytics/savings.py:pf_correction": "not yet split",
     "reports/fetch.py:fetch_site_month": "not yet split",
     "api/main.py:create_app": "not yet split",
-    "energyhost/cli.py:build_parser": "not yet split",
 }
 # "path" -> why it may stay over MAX_MODULE_LINES.  Empty: split a long module into a package by topic.
 ALLOWED_LONG_MODULES: dict[str, str] = {}
