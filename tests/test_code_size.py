@@ -23,9 +23,8 @@ ALLOWED_LONG_FUNCTIONS: dict[str, str] = {
     "reports/assemble.py:assemble_site": "being extended in parallel; split into per-section helpers next",
     # a declarative table: one flat run of argparse sub-parser and argument declarations, no logic
     "energyhost/cli.py:build_parser": "flat list of argparse declarations",
-    # still to be broken into named steps
-    "collector/modbus.py:poll": "not yet split",
-    "collector/service.py:run_collectors": "not yet split",
+    # not yet split: its block-read fallback is being changed in parallel; extraction comes next
+    "collector/modbus.py:poll": "being changed in parallel; split after the block-read fallback lands",
 }
 # "path" -> why it may stay over MAX_MODULE_LINES.  Empty: split a long module into a package by topic.
 ALLOWED_LONG_MODULES: dict[str, str] = {}
