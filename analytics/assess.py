@@ -236,23 +236,10 @@ def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tarif
     meters, missing = incomer_meters(site, data)
     if missing:
         return [_not_priced(site, data, meters + missing, missing)]
-    t = _checks.time_ns(data[meters[0]]["time_ns"])
-    if t.size < 60:
+    series = _billing_series(meters, data, min_days)
+    if series is None:
         return []
-
-    def total(ids, name):
-        arrs = [np.asarray(data[i][name], float) for i in ids if name in data[i] and len(data[i][name]) == t.size]
-        return np.nansum(np.vstack(arrs), axis=0) / 1000.0 if arrs else None
-
-    p_kw, q_kvar, s_kva = total(meters, "active_power"), total(meters, "reactive_power"), total(meters,
-                                                                                                "apparent_power")
-    if p_kw is None:
-        return []
-    valid = np.isfinite(np.vstack([np.asarray(data[m]["active_power"], float) for m in meters
-                                   if "active_power" in data[m]])).any(axis=0)
-    step_s = float(np.median(np.diff(t))) / NS
-    if valid.sum() * step_s < min_days * 86400:
-        return []           # a month's advice from a few hours of data would be wrong, not just rough
+    t, p_kw, q_kvar, s_kva = series
     kva = sum(tr.rated_kva for tr in site.transformers) or float(np.nanmax(s_kva) if s_kva is not None else 1.0)
     e = tf.interval_energy_kwh(t, np.clip(p_kw, 0, None) * 1000.0, max_gap_s=600)
     energy_yuan = tf.energy_cost(t, e, tariff)["total_yuan"]
@@ -272,15 +259,48 @@ def site_savings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], tarif
         out.append(savings.transformer_operation(site.id, t, s_kva, [tr.rated_kva for tr in site.transformers],
                                                  [tr.p0_kw for tr in site.transformers],
                                                  [tr.pk_kw for tr in site.transformers], avg_price))
+    out += _ev_pv_findings(site, data, t, p_kw, tariff)
+    return savings.rank(out)
+
+
+def _total(data: Mapping[str, Mapping[str, np.ndarray]], ids, name: str, n: int) -> np.ndarray | None:
+    """Sum of channel ``name`` [W] over devices ``ids`` in [k], NaN as 0 (None if no device has it)."""
+    arrs = [np.asarray(data[i][name], float) for i in ids if name in data[i] and len(data[i][name]) == n]
+    return np.nansum(np.vstack(arrs), axis=0) / 1000.0 if arrs else None
+
+
+def _billing_series(meters: list[str], data: Mapping[str, Mapping[str, np.ndarray]], min_days: float):
+    """(time_ns, P [kW], Q [kvar], S [kVA]) summed over the incomer ``meters``, or None without ``min_days``
+    of data."""
+    t = _checks.time_ns(data[meters[0]]["time_ns"])
+    if t.size < 60:
+        return None
+    p_kw, q_kvar, s_kva = (_total(data, meters, name, t.size)
+                           for name in ("active_power", "reactive_power", "apparent_power"))
+    if p_kw is None:
+        return None
+    valid = np.isfinite(np.vstack([np.asarray(data[m]["active_power"], float) for m in meters
+                                   if "active_power" in data[m]])).any(axis=0)
+    step_s = float(np.median(np.diff(t))) / NS
+    if valid.sum() * step_s < min_days * 86400:
+        return None         # a month's advice from a few hours of data would be wrong, not just rough
+    return t, p_kw, q_kvar, s_kva
+
+
+def _ev_pv_findings(site: Site, data: Mapping[str, Mapping[str, np.ndarray]], t, p_kw, tariff) -> list[Finding]:
+    """EV valley charging and PV self-consumption findings, for the chargers and inverters present."""
+    from analytics import savings
+
+    out = []
     evs = [d.id for d in site.devices if d.kind == "ev_charger" and d.id in data]
-    ev_kw = total(evs, "active_power") if evs else None
+    ev_kw = _total(data, evs, "active_power", t.size) if evs else None
     if ev_kw is not None:
         out.append(savings.tou_shift(site.id, t, ev_kw, tariff, 0.5, "ev_valley_charging"))
     pvs = [d.id for d in site.devices if d.kind == "pv_inverter" and d.id in data]
-    pv_kw = total(pvs, "active_power") if pvs else None
+    pv_kw = _total(data, pvs, "active_power", t.size) if pvs else None
     if pv_kw is not None:
         out.append(savings.pv_self_consumption(site.id, t, pv_kw, p_kw, tariff))
-    return savings.rank(out)
+    return out
 
 
 def incomer_meters(site: Site, data: Mapping[str, Mapping[str, np.ndarray]]) -> tuple[list[str], list[str]]:

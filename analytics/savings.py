@@ -132,12 +132,8 @@ def pf_correction(site_id: str, time_ns, active_power_kw, reactive_power_kvar, a
     base = round(float(adjustment_base_yuan), 2)          # per month already: never scaled by the window
     p95 = float(np.percentile(p[ok], 95)) if ok.any() else 0.0
     kvar = float(capacitor_kvar(p95, pf_now, target_pf)) if pf_now < target_pf else 0.0
-    loss_kwh = 0.0
-    if rated_kva and pk_kw and pf_now < target_pf:
-        # load loss falls with S^2: S = P/PF per sample, PF raised to the target
-        s_now = np.hypot(p[ok], q[ok])
-        s_new = np.hypot(p[ok], np.minimum(q[ok], p[ok] * np.tan(np.arccos(target_pf))))
-        loss_kwh = round(float(np.sum(pk_kw * ((s_now / rated_kva) ** 2 - (s_new / rated_kva) ** 2) * dt_h[ok])), 3)
+    loss_kwh = _load_loss_saved_kwh(p[ok], q[ok], dt_h[ok], rated_kva, pk_kw, target_pf) \
+        if pf_now < target_pf else 0.0
     kwh_month = per_month(loss_kwh, days)
     yuan = max(0.0, (pct_now - pct_target) / 100.0 * base) + kwh_month * price_yuan_per_kwh
     cost = kvar * capacitor_yuan_per_kvar
@@ -150,15 +146,32 @@ def pf_correction(site_id: str, time_ns, active_power_kw, reactive_power_kvar, a
               "Qc = P95 (tanφ1 - tanφ2)",
               "adjustment_base_yuan": adjustment_base_yuan, "standard": standard, "target_pf": target_pf,
               "capacitor_yuan_per_kvar": capacitor_yuan_per_kvar, "rated_kva": rated_kva, "pk_kw": pk_kw}
-    return _finding(
-        "pf_correction", site_id, start, end, kwh_month, yuan, inputs, ev,
+    return _finding("pf_correction", site_id, start, end, kwh_month, yuan, inputs, ev,
+                    *_pf_texts(pf_now, standard, pct_now, target_pf, kvar, cost, payback_months))
+
+
+def _load_loss_saved_kwh(p, q, dt_h, rated_kva, pk_kw, target_pf: float) -> float:
+    """Transformer load-loss energy [kWh] saved over the samples by raising the PF to ``target_pf``."""
+    if not (rated_kva and pk_kw):
+        return 0.0
+    # load loss falls with S^2: S = P/PF per sample, PF raised to the target
+    s_now = np.hypot(p, q)
+    s_new = np.hypot(p, np.minimum(q, p * np.tan(np.arccos(target_pf))))
+    return round(float(np.sum(pk_kw * ((s_now / rated_kva) ** 2 - (s_new / rated_kva) ** 2) * dt_h)), 3)
+
+
+def _pf_texts(pf_now: float, standard: float, pct_now: float, target_pf: float, kvar: float, cost: float,
+              payback_months: float) -> tuple[str, str, str, str]:
+    """Finding and advice texts (zh, en) of the power-factor correction."""
+    return (
         f"月平均功率因数 {pf_now:.2f}（考核标准 {standard:.2f}），力调电费 {pct_now:+.2f}%。",
         f"Monthly average PF {pf_now:.2f} (standard {standard:.2f}); PF adjustment {pct_now:+.2f} %.",
         f"加装约 {kvar:.0f} kvar 自动无功补偿，将功率因数提高到 {target_pf:.2f}，投资约 {cost:,.0f} 元，"
         f"回收期约 {payback_months:.1f} 个月。" if kvar > 0 else "功率因数已达目标，无需加装补偿。",
         f"Install about {kvar:.0f} kvar of automatic capacitor banks to reach PF {target_pf:.2f}; "
         f"investment about {cost:,.0f} yuan, payback about {payback_months:.1f} months." if kvar > 0
-        else "PF already at target; no compensation needed.")
+        else "PF already at target; no compensation needed.",
+    )
 
 
 # ---------------------------------------------------------------- basic charge

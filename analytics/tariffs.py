@@ -139,68 +139,11 @@ def parse_tariff(data: dict, path: str = "<tariff>") -> Tariff:
         ZoneInfo(str(tz))
     except (ZoneInfoNotFoundError, ValueError):
         raise TariffError(f"{path}: timezone: unknown time zone {tz!r}") from None
-    ep = data["energy_price"]
-    if not isinstance(ep, dict) or not ep:
-        raise TariffError(f"{path}: energy_price: expected a table of period = yuan/kWh")
-    for p in ep:
-        if p not in PERIOD_NAMES:
-            raise TariffError(f"{path}: energy_price.{p}: unknown period; allowed: {', '.join(PERIOD_NAMES)}")
-    periods = tuple(p for p in PERIOD_NAMES if p in ep)
-    prices = np.array([_number(ep, p, path, "energy_price") for p in periods])
-    order = [prices[periods.index(p)] for p in PERIOD_NAMES if p in periods]
-    if any(b < a for a, b in zip(order, order[1:], strict=False)):
-        raise TariffError(f"{path}: energy_price: prices must not decrease from valley to critical, got "
-                          + ", ".join(f"{p}={prices[periods.index(p)]}" for p in periods))
-    cal = np.full((13, 1440), -1, np.int8)
-    seen: dict[int, str] = {}
-    seasons = data["season"]
-    if not isinstance(seasons, list) or not seasons:
-        raise TariffError(f"{path}: season: expected at least one [[season]]")
-    for si, s in enumerate(seasons):
-        where = f"season[{si}]"
-        months = s.get("months")
-        if not isinstance(months, list) or not months:
-            raise TariffError(f"{path}: {where}.months: expected a list of months 1..12")
-        segs = s.get("periods")
-        if not isinstance(segs, list) or not segs:
-            raise TariffError(f"{path}: {where}.periods: expected a list of [start, end, period]")
-        row = np.full(1440, -1, np.int8)
-        for k, seg in enumerate(segs):
-            key = f"{where}.periods[{k}]"
-            if not isinstance(seg, list) or len(seg) != 3:
-                raise TariffError(f"{path}: {key}: expected [\"HH:MM\", \"HH:MM\", period], got {seg!r}")
-            a, b = _hhmm(seg[0], path, key), _hhmm(seg[1], path, key)
-            if seg[2] not in periods:
-                raise TariffError(f"{path}: {key}: period {seg[2]!r} has no price; priced: {', '.join(periods)}")
-            if b <= a:
-                raise TariffError(f"{path}: {key}: end {seg[1]} must be after start {seg[0]}")
-            if (row[a:b] >= 0).any():
-                raise TariffError(f"{path}: {key}: overlaps an earlier segment")
-            row[a:b] = periods.index(seg[2])
-        if (row < 0).any():
-            gap = int(np.flatnonzero(row < 0)[0])
-            raise TariffError(f"{path}: {where}.periods: minute {gap // 60:02d}:{gap % 60:02d} not covered")
-        for m in months:
-            if not isinstance(m, int) or not 1 <= m <= 12:
-                raise TariffError(f"{path}: {where}.months: {m!r} is not a month 1..12")
-            if m in seen:
-                raise TariffError(f"{path}: {where}.months: month {m} already in season {seen[m]!r}")
-            seen[m] = s.get("name", where)
-            cal[m] = row
-    missing = sorted(set(range(1, 13)) - set(seen))
-    if missing:
-        raise TariffError(f"{path}: season: months {missing} are in no season")
+    periods, prices = _energy_prices(data["energy_price"], path)
+    cal = _season_calendar(data["season"], periods, path)
     b = data["basic"]
-    rule = b.get("contract_excess_rule", "A")
-    if rule not in ("A", "B"):
-        raise TariffError(f"{path}: basic.contract_excess_rule: must be 'A' or 'B', got {rule!r}")
     pf = data.get("power_factor", {})
-    std = pf.get("standard", 0.90)
-    if std not in (0.90, 0.85, 0.80):
-        raise TariffError(f"{path}: power_factor.standard: must be 0.90, 0.85 or 0.80, got {std!r}")
-    window = b.get("demand_window_min", 15)
-    if not isinstance(window, int) or window < 1:
-        raise TariffError(f"{path}: basic.demand_window_min: expected an integer ≥ 1, got {window!r}")
+    rule, std, window = _basic_rules(b, pf, path)
     known = {"id", "name", "timezone", "energy_price", "basic", "season", "power_factor", "document",
              "effective_from", "prices_are_example", "province", "customer_class", "voltage_level", "currency"}
     return Tariff(
@@ -218,6 +161,84 @@ def parse_tariff(data: dict, path: str = "<tariff>") -> Tariff:
         source_path=path,
         extra={k: v for k, v in data.items() if k not in known},
     )
+
+
+def _energy_prices(ep, path: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """The priced periods (valley to critical) and their energy prices [yuan/kWh], non-decreasing."""
+    if not isinstance(ep, dict) or not ep:
+        raise TariffError(f"{path}: energy_price: expected a table of period = yuan/kWh")
+    for p in ep:
+        if p not in PERIOD_NAMES:
+            raise TariffError(f"{path}: energy_price.{p}: unknown period; allowed: {', '.join(PERIOD_NAMES)}")
+    periods = tuple(p for p in PERIOD_NAMES if p in ep)
+    prices = np.array([_number(ep, p, path, "energy_price") for p in periods])
+    order = [prices[periods.index(p)] for p in PERIOD_NAMES if p in periods]
+    if any(b < a for a, b in zip(order, order[1:], strict=False)):
+        raise TariffError(f"{path}: energy_price: prices must not decrease from valley to critical, got "
+                          + ", ".join(f"{p}={prices[periods.index(p)]}" for p in periods))
+    return periods, prices
+
+
+def _season_calendar(seasons, periods: tuple[str, ...], path: str) -> np.ndarray:
+    """(13, 1440) period index per month (row 0 unused) and minute of day; every month in one season."""
+    cal = np.full((13, 1440), -1, np.int8)
+    seen: dict[int, str] = {}
+    if not isinstance(seasons, list) or not seasons:
+        raise TariffError(f"{path}: season: expected at least one [[season]]")
+    for si, s in enumerate(seasons):
+        where = f"season[{si}]"
+        months = s.get("months")
+        if not isinstance(months, list) or not months:
+            raise TariffError(f"{path}: {where}.months: expected a list of months 1..12")
+        row = _season_row(s.get("periods"), periods, path, where)
+        for m in months:
+            if not isinstance(m, int) or not 1 <= m <= 12:
+                raise TariffError(f"{path}: {where}.months: {m!r} is not a month 1..12")
+            if m in seen:
+                raise TariffError(f"{path}: {where}.months: month {m} already in season {seen[m]!r}")
+            seen[m] = s.get("name", where)
+            cal[m] = row
+    missing = sorted(set(range(1, 13)) - set(seen))
+    if missing:
+        raise TariffError(f"{path}: season: months {missing} are in no season")
+    return cal
+
+
+def _season_row(segs, periods: tuple[str, ...], path: str, where: str) -> np.ndarray:
+    """1440 period indexes of one season's day from its [start, end, period] segments, gap- and overlap-free."""
+    if not isinstance(segs, list) or not segs:
+        raise TariffError(f"{path}: {where}.periods: expected a list of [start, end, period]")
+    row = np.full(1440, -1, np.int8)
+    for k, seg in enumerate(segs):
+        key = f"{where}.periods[{k}]"
+        if not isinstance(seg, list) or len(seg) != 3:
+            raise TariffError(f"{path}: {key}: expected [\"HH:MM\", \"HH:MM\", period], got {seg!r}")
+        a, b = _hhmm(seg[0], path, key), _hhmm(seg[1], path, key)
+        if seg[2] not in periods:
+            raise TariffError(f"{path}: {key}: period {seg[2]!r} has no price; priced: {', '.join(periods)}")
+        if b <= a:
+            raise TariffError(f"{path}: {key}: end {seg[1]} must be after start {seg[0]}")
+        if (row[a:b] >= 0).any():
+            raise TariffError(f"{path}: {key}: overlaps an earlier segment")
+        row[a:b] = periods.index(seg[2])
+    if (row < 0).any():
+        gap = int(np.flatnonzero(row < 0)[0])
+        raise TariffError(f"{path}: {where}.periods: minute {gap // 60:02d}:{gap % 60:02d} not covered")
+    return row
+
+
+def _basic_rules(b: dict, pf: dict, path: str) -> tuple[str, float, int]:
+    """Contract-excess rule, power-factor standard and demand window [min] from the basic and pf tables."""
+    rule = b.get("contract_excess_rule", "A")
+    if rule not in ("A", "B"):
+        raise TariffError(f"{path}: basic.contract_excess_rule: must be 'A' or 'B', got {rule!r}")
+    std = pf.get("standard", 0.90)
+    if std not in (0.90, 0.85, 0.80):
+        raise TariffError(f"{path}: power_factor.standard: must be 0.90, 0.85 or 0.80, got {std!r}")
+    window = b.get("demand_window_min", 15)
+    if not isinstance(window, int) or window < 1:
+        raise TariffError(f"{path}: basic.demand_window_min: expected an integer ≥ 1, got {window!r}")
+    return rule, std, window
 
 
 def load_tariff(name_or_path: str | Path, directory: str | Path | None = None) -> Tariff:

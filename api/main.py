@@ -98,33 +98,8 @@ def create_app(settings: ApiSettings | None = None, *, store: Store, influx: Any
                   openapi_url="/openapi.json" if settings.docs else None,
                   # counted as the body arrives (chunked too): 413 once past the limit, before reading on
                   max_body_size=MAX_BODY_BYTES)
-    app.state.settings = settings
-    app.state.store = store
-    app.state.influx = influx
-    app.state.clock = clock
-    if fleet is not None:
-        app.state.fleet = fleet
-    app.state.login_limiter = LoginLimiter(settings.login_max_fails, clock)
-    app.state.login_address_limiter = LoginLimiter(LOGIN_FAILS_PER_ADDRESS_FACTOR * settings.login_max_fails, clock)
-    app.state.rate_limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit)
-    app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
-    app.state.alarm_list_cache = AlarmListCache(int(settings.alarm_cache_mb * 2**20))
-    app.state.principal_cache = PrincipalCache(settings.auth_cache_s, clock)
-
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    document_422(app)
-
-    @app.exception_handler(NotFound)
-    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(Conflict)
-    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(Invalid)
-    async def invalid(_: Request, exc: Invalid) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    _init_state(app, settings, store, influx, clock, fleet)
+    _add_error_handlers(app)
 
     app.add_middleware(ForgetPrincipalsOnWrite, cache=app.state.principal_cache)
 
@@ -151,6 +126,41 @@ def _breaches(app: FastAPI) -> int:
     from reports.commitments import sweep_breaches
 
     return sweep_breaches(app.state.store, app.state.settings.contracts_dir, reports.get_archive_of(app))
+
+
+def _init_state(app: FastAPI, settings: ApiSettings, store: Store, influx: Any, clock: Callable[[], int],
+                fleet: Any) -> None:
+    """What the routes find on ``app.state``: settings, store, clients, limiters and caches."""
+    app.state.settings = settings
+    app.state.store = store
+    app.state.influx = influx
+    app.state.clock = clock
+    if fleet is not None:
+        app.state.fleet = fleet
+    app.state.login_limiter = LoginLimiter(settings.login_max_fails, clock)
+    app.state.login_address_limiter = LoginLimiter(LOGIN_FAILS_PER_ADDRESS_FACTOR * settings.login_max_fails, clock)
+    app.state.rate_limiter = RateLimiter(settings.rate_limit, 2 * settings.rate_limit)
+    app.state.telemetry_cache = TtlCache(settings.telemetry_cache_s)
+    app.state.alarm_list_cache = AlarmListCache(int(settings.alarm_cache_mb * 2**20))
+    app.state.principal_cache = PrincipalCache(settings.auth_cache_s, clock)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """422 for invalid bodies (documented in the schema), 404/409/422 for the workflow's errors."""
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    document_422(app)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    @app.exception_handler(Invalid)
+    async def invalid(_: Request, exc: Invalid) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
 async def _sweep(store: Store, every_s: float, breaches: Callable[[], int] | None = None) -> None:

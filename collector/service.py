@@ -142,7 +142,6 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
                          stop: asyncio.Event | None = None, log_format: str = "text") -> int:
     """Run until SIGINT/SIGTERM (or ``stop``); flush the writer; return an exit code."""
     from collector.modbus import ModbusCollector
-    from collector.mqtt import MqttCollector
 
     configure_logging(log_format)     # "json": one object per line, site/device ids
     shard_t = parse_shard(shard)
@@ -168,32 +167,15 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
                                     shard_devices(fleet, shard_t) if modbus else None)
     mq = None
     if mqtt and any(d.transport == "mqtt" for d in fleet.devices.values()):
-        # a stable client id per instance: the persistent session (and its queued messages) is keyed by it
-        mq = MqttCollector(fleet, settings, writer, group=group, client_id=f"eh-collector-{instance}",
-                           deadletter_path=spool_dir / "mqtt-deadletter.jsonl")
-        await asyncio.to_thread(mq.start)
+        mq = await _start_mqtt(fleet, settings, writer, group, instance, spool_dir)
         sources["mqtt"] = mq.stats
     if metrics_port:
-        from prometheus_client import start_http_server
-        from prometheus_client.core import REGISTRY
-
-        REGISTRY.register(Metrics(sources))
-        start_http_server(metrics_port, addr="127.0.0.1")
+        _serve_metrics(sources, metrics_port)
     log.info("collector started: %d modbus devices, %d dlt645 meters%s, mqtt %s, metrics %s",
              len(mb.pollers) if mb else 0, len(dl.pollers) if dl else 0, f" (shard {shard})" if shard else "",
              "on" if mq else "off", f"127.0.0.1:{metrics_port}" if metrics_port else "off")
 
-    def log_stats() -> None:
-        log.info("stats %s", json.dumps({k: f() for k, f in sources.items()}, default=str))
-
-    async def report() -> None:
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), stats_interval_s)
-            except TimeoutError:
-                log_stats()
-
-    tasks = [asyncio.create_task(report())]
+    tasks = [asyncio.create_task(_report_stats(sources, stop, stats_interval_s))]
     if mb:
         tasks.append(asyncio.create_task(mb.run(stop)))
     if dl:
@@ -206,7 +188,7 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
             await cs.stop()
         # the last stats line once polling has ended: a poll finishing in the same loop turn as
         # the stop would otherwise be stored but missing from the counts (seen in the CI soak)
-        log_stats()
+        _log_stats(sources)
         if mq:
             await asyncio.to_thread(mq.stop)
         t0 = time.monotonic()
@@ -214,6 +196,40 @@ async def run_collectors(fleet: Fleet, profiles: Mapping[str, Profile], settings
         log.info("collector stopped (writer closed in %.1f s): %s", time.monotonic() - t0,
                  json.dumps(writer.stats()))
     return 0
+
+
+async def _start_mqtt(fleet: Fleet, settings: Settings, writer: Writer, group: str | None, instance: str,
+                      spool_dir: Path):
+    """Start the MQTT collector of this instance (its dead letters beside the spool)."""
+    from collector.mqtt import MqttCollector
+
+    # a stable client id per instance: the persistent session (and its queued messages) is keyed by it
+    mq = MqttCollector(fleet, settings, writer, group=group, client_id=f"eh-collector-{instance}",
+                       deadletter_path=spool_dir / "mqtt-deadletter.jsonl")
+    await asyncio.to_thread(mq.start)
+    return mq
+
+
+def _serve_metrics(sources: dict[str, Callable[[], dict]], metrics_port: int) -> None:
+    """Prometheus metrics of every stats source on 127.0.0.1:``metrics_port``."""
+    from prometheus_client import start_http_server
+    from prometheus_client.core import REGISTRY
+
+    REGISTRY.register(Metrics(sources))
+    start_http_server(metrics_port, addr="127.0.0.1")
+
+
+def _log_stats(sources: dict[str, Callable[[], dict]]) -> None:
+    log.info("stats %s", json.dumps({k: f() for k, f in sources.items()}, default=str))
+
+
+async def _report_stats(sources: dict[str, Callable[[], dict]], stop: asyncio.Event, every_s: float) -> None:
+    """A stats line every ``every_s`` until ``stop``."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+        except TimeoutError:
+            _log_stats(sources)
 
 
 def _ocpp_setup(fleet: Fleet, instance: str):

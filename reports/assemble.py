@@ -147,18 +147,79 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff, month_ns: int | None = 
     p_w, q_var = np.nan_to_num(arrays.grid_power_w), np.nan_to_num(arrays.grid_reactive_var)
     p_kw = p_w / 1000.0
     n_days = int(round((arrays.end_ns - arrays.start_ns) / (86400 * NS)))
+    bill, kvarh, method, rated_kva = _month_bill(arrays, site, tariff, p_w, q_var, month_ns)
+
+    sm = SiteMonth(site_id=site.id, site_name=site.name, tariff=tariff.id, tariff_name=tariff.name,
+                   tariff_example=tariff.prices_are_example or bool(site.province and tariff.province
+                                                                    and site.province != tariff.province),
+                   pf_standard=site.pf_standard)
+    _bill_figures(sm, bill, tariff, kvarh, method, rated_kva, t, p_kw)
+
+    # energy-register check (reliability.md #15): the meters' import registers over the month,
+    # robust to reset / rollover / replacement (faults.counter_increments), against integrated power
+    if arrays.registers:
+        _register_check(sm, arrays, site)
+
+    # chart series: daily energy per period, 15-min demand
+    _chart_series(sm, t, p_w, p_kw, tariff, n_days)
+
+    # priced recommendations: the analytics' own composition for a site (assess.site_savings); its
+    # PF adjustment base is the energy charge per average month + the monthly basic charge, so
+    # February's 28 days do not inflate a monthly charge
+    findings = _savings_findings(sm, arrays, site, tariff)
+    by_type = {f.type: f for f in findings}
+
+    # PV
+    if any(d.kind == "pv_inverter" for d in site.devices):
+        _pv_figures(sm, arrays, site, by_type, t, p_kw, tariff, n_days)
+
+    # EV charging
+    if arrays.ev_power_w:
+        _ev_figures(sm, arrays, t, tariff)
+
+    # power quality, per billing meter
+    for mid, (tm, chans) in arrays.pq.items():
+        summary = pq.compliance_summary(tm, chans, site.nominal_voltage_v, voltage_level_kv=0.4, period_s=600.0)
+        sm.pq.extend(_pq_lines(mid, summary))
+
+    # data completeness: faults.completeness of the intervals holding data (fetch.coverage)
+    for d in site.devices:
+        starts, interval_s = arrays.coverage.get(d.id, (np.empty(0, np.int64), max(60.0, d.poll_interval_s)))
+        frac = faults.completeness(starts, np.ones(starts.size), interval_s, arrays.start_ns, arrays.end_ns)
+        sm.device_completeness_pct[d.id] = 100.0 * frac
+    if sm.device_completeness_pct:
+        sm.completeness_pct = float(np.mean(list(sm.device_completeness_pct.values())))
+    return sm, findings
+
+
+def _month_bill(arrays: SiteArrays, site: Site, tariff: tf.Tariff, p_w: np.ndarray, q_var: np.ndarray,
+                month_ns: int | None) -> tuple[dict, float, str, float]:
+    """The month's bill (pro-rated for a month in progress), its kvarh, basic-charge method and kVA."""
+    t = arrays.time_ns
     kvarh = float(np.sum(tf.interval_energy_kwh(t, np.abs(q_var), max_gap_s=600)))
     rated_kva = float(sum(tr.rated_kva for tr in site.transformers))
     method = "demand" if site.contract_demand_kw else "capacity"
     bill = tf.monthly_bill(t, p_w, tariff, rated_kva, method, site.contract_demand_kw, kvarh)
     if month_ns:
         bill = _pro_rate(bill, (arrays.end_ns - arrays.start_ns) / month_ns)
-    energy = bill["energy"]
+    return bill, kvarh, method, rated_kva
 
-    sm = SiteMonth(site_id=site.id, site_name=site.name, tariff=tariff.id, tariff_name=tariff.name,
-                   tariff_example=tariff.prices_are_example or bool(site.province and tariff.province
-                                                                    and site.province != tariff.province),
-                   pf_standard=site.pf_standard)
+
+def _savings_findings(sm: SiteMonth, arrays: SiteArrays, site: Site, tariff: tf.Tariff) -> list[Finding]:
+    """assess.site_savings priced at the month's average energy price; none on too little data."""
+    avg_price = sm.energy_yuan / sm.energy_kwh if sm.energy_kwh > 0 else tariff.price(tariff.periods[0])
+    findings: list[Finding] = []
+    try:
+        findings = assess.site_savings(site, arrays.series, tariff, price_yuan_per_kwh=avg_price)
+    except ValueError:
+        findings = []        # too little data this month to judge any saving
+    return findings
+
+
+def _bill_figures(sm: SiteMonth, bill: dict, tariff: tf.Tariff, kvarh: float, method: str, rated_kva: float,
+                  t: np.ndarray, p_kw: np.ndarray) -> None:
+    """The bill lines of the month: energy by period, demand, basic charge, power factor, total."""
+    energy = bill["energy"]
     sm.tou = [TouLine(period=p, kwh=energy["kwh"][p], yuan=energy["yuan"][p], price=tariff.price(p))
               for p in reversed(tariff.periods) if p in energy["kwh"]]
     sm.energy_kwh = float(energy["total_kwh"])
@@ -175,27 +236,30 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff, month_ns: int | None = 
     sm.pf_adjustment_yuan = float(bill["pf_adjust_yuan"])
     sm.bill_yuan = float(bill["total_yuan"])
 
-    # energy-register check (reliability.md #15): the meters' import registers over the month,
-    # robust to reset / rollover / replacement (faults.counter_increments), against integrated power
-    if arrays.registers:
-        total_wh, events = 0.0, dict.fromkeys(("reset", "replacement", "rollover", "spike"), 0)
-        devices = {d.id: d for d in site.devices}
-        for meter_id, (rt, re_wh) in arrays.registers.items():
-            # bounded upward too: a replacement meter reading higher than the old one is a spike
-            # (not counted), not months of consumption
-            bounds = device_checks.counter_bounds(site, devices[meter_id], {"time_ns": rt}) \
-                if meter_id in devices else {}
-            inc = faults.counter_increments(re_wh, **bounds)
-            inside = rt >= arrays.start_ns          # the reading before the month only opens it
-            total_wh += float(np.nansum(inc["increment"][inside]))
-            for k in events:
-                events[k] += int(np.count_nonzero(inc[k][inside]))
-        sm.register_kwh = total_wh / 1000.0
-        sm.register_events = {k: v for k, v in events.items() if v}
-        if sm.register_kwh > 0:
-            sm.register_diff_pct = 100.0 * (sm.energy_kwh - sm.register_kwh) / sm.register_kwh
 
-    # chart series: daily energy per period, 15-min demand
+def _register_check(sm: SiteMonth, arrays: SiteArrays, site: Site) -> None:
+    """Energy from the meters' import registers over the month, against the integrated power."""
+    total_wh, events = 0.0, dict.fromkeys(("reset", "replacement", "rollover", "spike"), 0)
+    devices = {d.id: d for d in site.devices}
+    for meter_id, (rt, re_wh) in arrays.registers.items():
+        # bounded upward too: a replacement meter reading higher than the old one is a spike
+        # (not counted), not months of consumption
+        bounds = device_checks.counter_bounds(site, devices[meter_id], {"time_ns": rt}) \
+            if meter_id in devices else {}
+        inc = faults.counter_increments(re_wh, **bounds)
+        inside = rt >= arrays.start_ns          # the reading before the month only opens it
+        total_wh += float(np.nansum(inc["increment"][inside]))
+        for k in events:
+            events[k] += int(np.count_nonzero(inc[k][inside]))
+    sm.register_kwh = total_wh / 1000.0
+    sm.register_events = {k: v for k, v in events.items() if v}
+    if sm.register_kwh > 0:
+        sm.register_diff_pct = 100.0 * (sm.energy_kwh - sm.register_kwh) / sm.register_kwh
+
+
+def _chart_series(sm: SiteMonth, t: np.ndarray, p_w: np.ndarray, p_kw: np.ndarray, tariff: tf.Tariff,
+                  n_days: int) -> None:
+    """Daily energy per period and the 15-min demand series of the charts."""
     e_int = tf.interval_energy_kwh(t, np.clip(p_w, 0, None), max_gap_s=600)
     pidx = tariff.period_index(t)
     for i, period in reversed(list(enumerate(tariff.periods))):
@@ -210,70 +274,48 @@ def assemble_site(arrays: SiteArrays, tariff: tf.Tariff, month_ns: int | None = 
         sm.demand_kw = np.where(finite, sums / np.maximum(counts, 1), np.nan).tolist()
     sm.demand_start_ns = int(t[0])
 
-    # priced recommendations: the analytics' own composition for a site (assess.site_savings); its
-    # PF adjustment base is the energy charge per average month + the monthly basic charge, so
-    # February's 28 days do not inflate a monthly charge
-    avg_price = sm.energy_yuan / sm.energy_kwh if sm.energy_kwh > 0 else tariff.price(tariff.periods[0])
-    findings: list[Finding] = []
-    try:
-        findings = assess.site_savings(site, arrays.series, tariff, price_yuan_per_kwh=avg_price)
-    except ValueError:
-        findings = []        # too little data this month to judge any saving
-    by_type = {f.type: f for f in findings}
 
-    # PV
-    if any(d.kind == "pv_inverter" for d in site.devices):
-        pv_kw = arrays.pv_power_w / 1000.0
-        pv_finding = by_type.get("saving_pv_self_consumption")
-        if pv_finding is not None:
-            ev = pv_finding.evidence
-            sm.pv_generation_kwh = float(ev["pv_kwh"])
-            sm.export_kwh = float(ev["export_kwh"])
-            sm.pv_self_consumed_kwh = max(0.0, sm.pv_generation_kwh - sm.export_kwh)
-            ratio = ev["self_consumption_ratio"]
-            sm.pv_self_consumption_pct = None if ratio is None else 100.0 * float(ratio)
+def _pv_figures(sm: SiteMonth, arrays: SiteArrays, site: Site, by_type: dict[str, Finding], t: np.ndarray,
+                p_kw: np.ndarray, tariff: tf.Tariff, n_days: int) -> None:
+    """PV generation, export, self-consumption and yield, with their daily series."""
+    pv_kw = arrays.pv_power_w / 1000.0
+    pv_finding = by_type.get("saving_pv_self_consumption")
+    if pv_finding is not None:
+        ev = pv_finding.evidence
+        sm.pv_generation_kwh = float(ev["pv_kwh"])
+        sm.export_kwh = float(ev["export_kwh"])
+        sm.pv_self_consumed_kwh = max(0.0, sm.pv_generation_kwh - sm.export_kwh)
+        ratio = ev["self_consumption_ratio"]
+        sm.pv_self_consumption_pct = None if ratio is None else 100.0 * float(ratio)
+    if site.pv_capacity_kwp > 0:
+        sm.pv_yield_kwh_per_kwp = sm.pv_generation_kwh / site.pv_capacity_kwp
+    dt_h = np.r_[np.diff(t), np.median(np.diff(t))] / 3600e9
+    gen = np.clip(np.nan_to_num(pv_kw), 0, None) * dt_h
+    exp = np.clip(-np.nan_to_num(p_kw), 0, None) * dt_h
+    if pv_finding is None and np.nansum(gen) > 0:
+        # no site-level PV evidence (e.g. no billing meter data): generation alone, self-use unknown
+        sm.pv_generation_kwh = float(np.sum(gen))
         if site.pv_capacity_kwp > 0:
             sm.pv_yield_kwh_per_kwp = sm.pv_generation_kwh / site.pv_capacity_kwp
-        dt_h = np.r_[np.diff(t), np.median(np.diff(t))] / 3600e9
-        gen = np.clip(np.nan_to_num(pv_kw), 0, None) * dt_h
-        exp = np.clip(-np.nan_to_num(p_kw), 0, None) * dt_h
-        if pv_finding is None and np.nansum(gen) > 0:
-            # no site-level PV evidence (e.g. no billing meter data): generation alone, self-use unknown
-            sm.pv_generation_kwh = float(np.sum(gen))
-            if site.pv_capacity_kwp > 0:
-                sm.pv_yield_kwh_per_kwp = sm.pv_generation_kwh / site.pv_capacity_kwp
-        daily_gen = _per_day(t, gen, tariff.timezone, n_days)
-        sm.daily_pv_kwh = daily_gen.tolist()
-        sm.daily_pv_self_kwh = np.clip(daily_gen - _per_day(t, exp, tariff.timezone, n_days), 0, None).tolist()
+    daily_gen = _per_day(t, gen, tariff.timezone, n_days)
+    sm.daily_pv_kwh = daily_gen.tolist()
+    sm.daily_pv_self_kwh = np.clip(daily_gen - _per_day(t, exp, tariff.timezone, n_days), 0, None).tolist()
 
-    # EV charging
-    if arrays.ev_power_w:
-        total = np.zeros(t.size)
-        for series in arrays.ev_power_w.values():
-            w = np.clip(np.nan_to_num(series), 0, None)
-            total += w
-            sm.ev_sessions += len(faults.intervals(w > EV_CHARGING_W, t))
-        e_ev = tf.interval_energy_kwh(t, total, max_gap_s=600)
-        cost = tf.energy_cost(t, e_ev, tariff)
-        sm.ev_energy_kwh = float(cost["total_kwh"])
-        sm.ev_cost_yuan = float(cost["total_yuan"])
-        if sm.ev_energy_kwh > 0:
-            sm.ev_valley_share_pct = 100.0 * (cost["kwh"].get("valley", 0.0)
-                                              + cost["kwh"].get("deep_valley", 0.0)) / sm.ev_energy_kwh
 
-    # power quality, per billing meter
-    for mid, (tm, chans) in arrays.pq.items():
-        summary = pq.compliance_summary(tm, chans, site.nominal_voltage_v, voltage_level_kv=0.4, period_s=600.0)
-        sm.pq.extend(_pq_lines(mid, summary))
-
-    # data completeness: faults.completeness of the intervals holding data (fetch.coverage)
-    for d in site.devices:
-        starts, interval_s = arrays.coverage.get(d.id, (np.empty(0, np.int64), max(60.0, d.poll_interval_s)))
-        frac = faults.completeness(starts, np.ones(starts.size), interval_s, arrays.start_ns, arrays.end_ns)
-        sm.device_completeness_pct[d.id] = 100.0 * frac
-    if sm.device_completeness_pct:
-        sm.completeness_pct = float(np.mean(list(sm.device_completeness_pct.values())))
-    return sm, findings
+def _ev_figures(sm: SiteMonth, arrays: SiteArrays, t: np.ndarray, tariff: tf.Tariff) -> None:
+    """EV charging sessions, energy, cost and valley share."""
+    total = np.zeros(t.size)
+    for series in arrays.ev_power_w.values():
+        w = np.clip(np.nan_to_num(series), 0, None)
+        total += w
+        sm.ev_sessions += len(faults.intervals(w > EV_CHARGING_W, t))
+    e_ev = tf.interval_energy_kwh(t, total, max_gap_s=600)
+    cost = tf.energy_cost(t, e_ev, tariff)
+    sm.ev_energy_kwh = float(cost["total_kwh"])
+    sm.ev_cost_yuan = float(cost["total_yuan"])
+    if sm.ev_energy_kwh > 0:
+        sm.ev_valley_share_pct = 100.0 * (cost["kwh"].get("valley", 0.0)
+                                          + cost["kwh"].get("deep_valley", 0.0)) / sm.ev_energy_kwh
 
 
 # ---------------------------------------------------------------- the customer's report

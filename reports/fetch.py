@@ -200,25 +200,35 @@ def fetch_site_month(influx: Any, site: Site, start_ns: int, end_ns: int) -> Sit
         # completeness of the fetched devices from their own 1-min data (the heartbeat channel is
         # active_power for meters, PV and EV); the others were counted by ``coverage``
         cov = covered.result() if covered is not None else {}
-        registers = {}
-        for mid in meters:
-            cols = reg_jobs[mid].result()
-            if cols["time"].size and "e" in cols and np.isfinite(cols["e"]).any():
-                registers[mid] = (cols["time"], cols["e"])
-        polls = {d.id: d.poll_interval_s for d in site.devices}
-        for mid in meters:
-            t_active = meter_jobs[mid].result()
-            cov[mid] = _slots(t_active["time"][np.isfinite(t_active.get("active_power", np.full(t_active["time"].size,
-                                                                                                   np.nan)))],
-                              polls.get(mid, 60.0), start_ns)
-        for d in others:
-            cols = other_jobs[d.id].result()
-            ok = np.isfinite(cols.get("active_power", np.full(cols["time"].size, np.nan)))
-            cov[d.id] = _slots(cols["time"][ok], d.poll_interval_s, start_ns)
+        registers = {mid: reg for mid in meters if (reg := _energy_register(reg_jobs[mid].result())) is not None}
+        cov.update(_own_coverage(site, meters, meter_jobs, others, other_jobs, start_ns))
     return SiteArrays(site=site, start_ns=start_ns, end_ns=end_ns, time_ns=grid, main_meters=meters,
                       grid_power_w=_nansum(p_parts, grid.size), grid_reactive_var=_nansum(q_parts, grid.size),
                       pv_power_w=_nansum(pv_parts, grid.size) if pv_parts else np.zeros(grid.size),
                       ev_power_w=ev, series=series, registers=registers, pq=pq, coverage=cov)
+
+
+def _energy_register(cols: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(time, energy register) of one meter, None when it has no finite reading."""
+    if cols["time"].size and "e" in cols and np.isfinite(cols["e"]).any():
+        return cols["time"], cols["e"]
+    return None
+
+
+def _own_coverage(site: Site, meters, meter_jobs: dict, others, other_jobs: dict, start_ns: int) -> dict:
+    """Completeness of the fetched devices from their own 1-min active power (their heartbeat channel)."""
+    cov = {}
+    polls = {d.id: d.poll_interval_s for d in site.devices}
+    for mid in meters:
+        t_active = meter_jobs[mid].result()
+        cov[mid] = _slots(t_active["time"][np.isfinite(t_active.get("active_power", np.full(t_active["time"].size,
+                                                                                               np.nan)))],
+                          polls.get(mid, 60.0), start_ns)
+    for d in others:
+        cols = other_jobs[d.id].result()
+        ok = np.isfinite(cols.get("active_power", np.full(cols["time"].size, np.nan)))
+        cov[d.id] = _slots(cols["time"][ok], d.poll_interval_s, start_ns)
+    return cov
 
 
 def fetch_weather(influx: Any, site: Site, start_ns: int, end_ns: int) -> tuple[np.ndarray, np.ndarray]:

@@ -263,6 +263,35 @@ def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days:
 
     Raises ``ValueError`` naming a bad argument; :class:`core.influx.InfluxWriteError` if a write fails.
     """
+    seconds, stop = _time_grid(days, step_s, end, chunk_bytes)
+    times = seconds.astype(np.float64)
+    ids = list(fleet.devices) if devices is None else list(devices)
+    for d in ids:
+        if d not in fleet.devices:
+            raise ValueError(f"unknown device {d!r}: not in the fleet")
+    if faults:
+        signals.schedule(list(faults))
+    res = BackfillResult(start=float(times[0]), end=float(stop), step_s=step_s)
+    t_begin = time.perf_counter()
+    per_day = max(1, int(86400 // step_s))       # one day at a time keeps memory flat for long backfills
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-write") as pool:
+        out = _ChunkedWriter(pool, client, res, chunk_bytes)
+        for did in ids:
+            _backfill_device(out, signals, did, fleet.devices[did], profiles, seconds, times, per_day, status)
+        if weather:
+            for sid in dict.fromkeys(fleet.devices[d].site_id for d in ids):
+                site = fleet.sites[sid]
+                for sl in _days(len(seconds), per_day):
+                    w_lines = weather_lines(site.customer_id, sid, signals.weather(sid, times[sl]), seconds[sl])
+                    res.weather_points += len(w_lines)
+                    out.add(w_lines)
+        out.close()
+    res.seconds = time.perf_counter() - t_begin
+    return {**asdict(res), "total_points": res.total_points}
+
+
+def _time_grid(days, step_s, end, chunk_bytes) -> tuple[np.ndarray, int]:
+    """Unix seconds of the ``days`` of instants before ``end`` (floored to ``step_s``), and that floor."""
     if isinstance(days, bool) or not isinstance(days, int | float) or not 0 < days <= 3660:
         raise ValueError(f"days must be a number in (0, 3660], got {days!r}")
     if isinstance(step_s, bool) or not isinstance(step_s, int) or step_s < 1:
@@ -276,78 +305,72 @@ def backfill(fleet: Fleet, signals: FleetSignals, client: InfluxClient, *, days:
     n = int(round(days * 86400 / step_s))
     if n < 1:
         raise ValueError(f"days={days!r} with step_s={step_s} gives no instant")
-    seconds = stop - step_s * np.arange(n, 0, -1, dtype=np.int64)
-    times = seconds.astype(np.float64)
-    ids = list(fleet.devices) if devices is None else list(devices)
-    for d in ids:
-        if d not in fleet.devices:
-            raise ValueError(f"unknown device {d!r}: not in the fleet")
-    if faults:
-        signals.schedule(list(faults))
-    res = BackfillResult(start=float(times[0]), end=float(stop), step_s=step_s)
-    t_begin = time.perf_counter()
-    buf: list[str] = []
-    size = 0
-    pending: list[Future] = []
+    return stop - step_s * np.arange(n, 0, -1, dtype=np.int64), stop
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-write") as pool:
-        def flush() -> None:
-            nonlocal buf, size
-            if not buf:
-                return
-            body = "\n".join(buf).encode()
-            buf, size = [], 0
-            while len(pending) >= 2:
-                pending.pop(0).result()
-            pending.append(pool.submit(client.write_lines, body))
-            res.requests += 1
-            res.bytes += len(body)
 
-        def add(lines: list[str]) -> None:
-            nonlocal size
-            for i in range(0, len(lines), 2000):
-                part = lines[i:i + 2000]
-                buf.extend(part)
-                size += sum(map(len, part)) + len(part)
-                if size >= chunk_bytes:
-                    flush()
+def _days(n: int, per_day: int) -> list[slice]:
+    return [slice(a, min(n, a + per_day)) for a in range(0, n, per_day)]
 
-        per_day = max(1, int(86400 // step_s))       # one day at a time keeps memory flat for long backfills
-        for did in ids:
-            dev = fleet.devices[did]
-            only = served_channels(dev, profiles, signals.n_mppt)
-            st, lat = _status(signals, dev, times)
-            keep = st == "ok"
-            written = 0
-            for a in range(0, n, per_day):
-                sl = slice(a, min(n, a + per_day))
-                k = keep[sl]
-                if k.any():
-                    vals = signals.values_array(dev, times[sl])
-                    if only is not None:
-                        vals = {c: v for c, v in vals.items() if c in only}
-                    lines = device_lines(dev, vals, seconds[sl], k)
-                    written += len(lines)
-                    res.fields += len(lines) * len(vals)
-                    add(lines)
-                if status:
-                    sl_lines = status_lines(dev, seconds[sl], st[sl], lat[sl])
-                    res.status_points += len(sl_lines)
-                    add(sl_lines)
-            res.points += written
-            res.gap_points += int((~keep).sum())
-            res.per_device[did] = written
-            res.devices += 1
-        if weather:
-            for sid in dict.fromkeys(fleet.devices[d].site_id for d in ids):
-                site = fleet.sites[sid]
-                for a in range(0, n, per_day):
-                    sl = slice(a, min(n, a + per_day))
-                    w_lines = weather_lines(site.customer_id, sid, signals.weather(sid, times[sl]), seconds[sl])
-                    res.weather_points += len(w_lines)
-                    add(w_lines)
-        flush()
-        for f in pending:
+
+class _ChunkedWriter:
+    """Lines gathered into ``/write`` bodies of about ``chunk_bytes``, sent by ``pool``, at most two in flight."""
+
+    def __init__(self, pool: ThreadPoolExecutor, client: InfluxClient, res: BackfillResult, chunk_bytes: int):
+        self.pool, self.client, self.res, self.chunk_bytes = pool, client, res, chunk_bytes
+        self.buf: list[str] = []
+        self.size = 0
+        self.pending: list[Future] = []
+
+    def flush(self) -> None:
+        if not self.buf:
+            return
+        body = "\n".join(self.buf).encode()
+        self.buf, self.size = [], 0
+        while len(self.pending) >= 2:
+            self.pending.pop(0).result()
+        self.pending.append(self.pool.submit(self.client.write_lines, body))
+        self.res.requests += 1
+        self.res.bytes += len(body)
+
+    def add(self, lines: list[str]) -> None:
+        for i in range(0, len(lines), 2000):
+            part = lines[i:i + 2000]
+            self.buf.extend(part)
+            self.size += sum(map(len, part)) + len(part)
+            if self.size >= self.chunk_bytes:
+                self.flush()
+
+    def close(self) -> None:
+        """Send the rest and wait for every write (re-raising a failed one)."""
+        self.flush()
+        for f in self.pending:
             f.result()
-    res.seconds = time.perf_counter() - t_begin
-    return {**asdict(res), "total_points": res.total_points}
+
+
+def _backfill_device(out: _ChunkedWriter, signals: FleetSignals, did: str, dev: Device,
+                     profiles: Mapping[str, Profile] | None, seconds: np.ndarray, times: np.ndarray,
+                     per_day: int, status: bool) -> None:
+    """One device's points (and status points), a day at a time; counts go to ``out.res``."""
+    res = out.res
+    only = served_channels(dev, profiles, signals.n_mppt)
+    st, lat = _status(signals, dev, times)
+    keep = st == "ok"
+    written = 0
+    for sl in _days(len(seconds), per_day):
+        k = keep[sl]
+        if k.any():
+            vals = signals.values_array(dev, times[sl])
+            if only is not None:
+                vals = {c: v for c, v in vals.items() if c in only}
+            lines = device_lines(dev, vals, seconds[sl], k)
+            written += len(lines)
+            res.fields += len(lines) * len(vals)
+            out.add(lines)
+        if status:
+            sl_lines = status_lines(dev, seconds[sl], st[sl], lat[sl])
+            res.status_points += len(sl_lines)
+            out.add(sl_lines)
+    res.points += written
+    res.gap_points += int((~keep).sum())
+    res.per_device[did] = written
+    res.devices += 1

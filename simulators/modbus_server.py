@@ -225,24 +225,7 @@ async def serve_fleet(fleet: Fleet, profiles: Mapping[str, Profile], values_fn: 
     plog = logging.getLogger("pymodbus")
     if plog.level == logging.NOTSET:
         plog.setLevel(logging.CRITICAL)      # answers to closed connections (late, silent) are by design
-    groups: dict[tuple[str, int, str], dict[int, DeviceImage]] = {}
-    images: dict[str, DeviceImage] = {}
-    for dev in fleet.devices.values():
-        if dev.transport != "modbus" or (devices is not None and dev.id not in devices):
-            continue
-        if dev.profile not in profiles:
-            raise ValueError(f"device {dev.id!r}: unknown profile {dev.profile!r}")
-        base, modules = (sunspec or {}).get(dev.id, (40000, None))
-        img = build_image(dev, profiles[dev.profile], sunspec_base=base, sunspec_modules=modules,
-                          strict=dev.id in strict_maps)
-        images[dev.id] = img
-        if dev.gateway is not None:
-            gw = fleet.gateways[dev.gateway]
-            key = (gw.host, gw.port, gw.framer)
-            img.late_s = 1.5 * max(gw.timeout_s, dev.timeout_s)
-        else:
-            key = (dev.host, dev.port, "socket")
-        groups.setdefault(key, {})[dev.unit_id] = img
+    groups, images = _device_images(fleet, profiles, devices, sunspec, strict_maps)
     stats: Counter = Counter()
     handle = FleetServer([], images, stats)
 
@@ -273,3 +256,30 @@ async def serve_fleet(fleet: Fleet, profiles: Mapping[str, Profile], values_fn: 
 
     handle._updater = asyncio.create_task(updater(), name="modbus-sim-update")
     return handle
+
+
+def _device_images(fleet: Fleet, profiles: Mapping[str, Profile], devices: list[str] | None,
+                   sunspec: Mapping[str, tuple[int, Mapping[int, int]]] | None,
+                   strict_maps: frozenset[str] = frozenset(),
+                   ) -> tuple[dict[tuple[str, int, str], dict[int, DeviceImage]], dict[str, DeviceImage]]:
+    """Register images of the Modbus devices to serve, grouped by endpoint (host, port, framer) and unit;
+    ``strict_maps``: devices whose images hold only their mapped registers."""
+    groups: dict[tuple[str, int, str], dict[int, DeviceImage]] = {}
+    images: dict[str, DeviceImage] = {}
+    for dev in fleet.devices.values():
+        if dev.transport != "modbus" or (devices is not None and dev.id not in devices):
+            continue
+        if dev.profile not in profiles:
+            raise ValueError(f"device {dev.id!r}: unknown profile {dev.profile!r}")
+        base, modules = (sunspec or {}).get(dev.id, (40000, None))
+        img = build_image(dev, profiles[dev.profile], sunspec_base=base, sunspec_modules=modules,
+                          strict=dev.id in strict_maps)
+        images[dev.id] = img
+        if dev.gateway is not None:
+            gw = fleet.gateways[dev.gateway]
+            key = (gw.host, gw.port, gw.framer)
+            img.late_s = 1.5 * max(gw.timeout_s, dev.timeout_s)
+        else:
+            key = (dev.host, dev.port, "socket")
+        groups.setdefault(key, {})[dev.unit_id] = img
+    return groups, images

@@ -28,11 +28,9 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
                          mqtt_interval_s: float = 5.0, history: tuple[float, float] | None = None,
                          tariffs: Mapping | None = None, stop: asyncio.Event | None = None,
                          mqtt_secrets_dir: str | None = None) -> int:
-    from core.topics import gateway_user, read_secrets
     from simulators.backfill import example_fault_schedule
     from simulators.control import ControlServer
     from simulators.modbus_server import serve_fleet
-    from simulators.mqtt_gateway import MqttGateway
     from simulators.signals import FleetSignals
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
@@ -53,37 +51,11 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
     control = ControlServer(signals, "127.0.0.1", control_port).start()
     servers = await serve_fleet(fleet, profiles, lambda d, t: signals.values(d, t), signals.behaviour)
     meters, chargers = await _dlt645_lines(fleet, profiles, signals, tariffs), _ocpp_chargers(fleet, signals, stop)
-    gateways = []
-    if mqtt:
-        # MQTT auth: each site gateway logs in as "<site>-mqttgw" with the password in
-        # <mqtt_secrets_dir>/mqtt_<user> (written by energyhost.devstack.write_secrets); none → anonymous
-        passwords = read_secrets(mqtt_secrets_dir) if mqtt_secrets_dir else {}
-        gateways = [MqttGateway(fleet, s.id, settings.mqtt_host, settings.mqtt_port,
-                                lambda d, t: signals.values(d, t),
-                                username=gateway_user(s.id) if gateway_user(s.id) in passwords else None,
-                                password=passwords.get(gateway_user(s.id)), tls_ca=settings.mqtt_tls_ca)
-                    for s in fleet.sites.values() if any(d.transport == "mqtt" for d in s.devices)]
-        for i, gw in enumerate(gateways):
-            gw.mode = "batch" if i % 2 else "single"      # both payload shapes of docs/mqtt.md
-            await asyncio.to_thread(gw.start)
+    gateways = await _start_gateways(fleet, settings, signals, mqtt_secrets_dir) if mqtt else []
     log.info("simulating %d Modbus endpoints, %d DL/T 645 lines, %d MQTT gateways; fault control at %s",
              len(servers.endpoints), len(meters.endpoints) if meters else 0, len(gateways), control.url)
 
-    async def publish_mqtt() -> None:
-        every = {gw.gateway_id: list(gw.devices) for gw in gateways}
-        while not stop.is_set():
-            t = (time.time() // mqtt_interval_s + 1) * mqtt_interval_s
-            try:
-                await asyncio.wait_for(stop.wait(), max(0.0, t - time.time()))
-                return
-            except TimeoutError:
-                pass
-            for gw in gateways:
-                gw.devices = [d for d in every[gw.gateway_id] if signals.behaviour(d.id, t) == "normal"]
-                if gw.devices:
-                    gw.publish_round(t)
-
-    task = asyncio.create_task(publish_mqtt()) if gateways else None
+    task = asyncio.create_task(_publish_mqtt(gateways, signals, stop, mqtt_interval_s)) if gateways else None
     try:
         await stop.wait()
     finally:
@@ -96,6 +68,41 @@ async def run_simulators(fleet: Fleet, profiles: Mapping[str, Profile], settings
         control.stop()
         log.info("simulators stopped")
     return 0
+
+
+async def _start_gateways(fleet: Fleet, settings: Settings, signals, mqtt_secrets_dir: str | None) -> list:
+    """Start one MQTT gateway per site with MQTT devices, alternating the two payload shapes."""
+    from core.topics import gateway_user, read_secrets
+    from simulators.mqtt_gateway import MqttGateway
+
+    # MQTT auth: each site gateway logs in as "<site>-mqttgw" with the password in
+    # <mqtt_secrets_dir>/mqtt_<user> (written by energyhost.devstack.write_secrets); none → anonymous
+    passwords = read_secrets(mqtt_secrets_dir) if mqtt_secrets_dir else {}
+    gateways = [MqttGateway(fleet, s.id, settings.mqtt_host, settings.mqtt_port,
+                            lambda d, t: signals.values(d, t),
+                            username=gateway_user(s.id) if gateway_user(s.id) in passwords else None,
+                            password=passwords.get(gateway_user(s.id)), tls_ca=settings.mqtt_tls_ca)
+                for s in fleet.sites.values() if any(d.transport == "mqtt" for d in s.devices)]
+    for i, gw in enumerate(gateways):
+        gw.mode = "batch" if i % 2 else "single"      # both payload shapes of docs/mqtt.md
+        await asyncio.to_thread(gw.start)
+    return gateways
+
+
+async def _publish_mqtt(gateways: list, signals, stop: asyncio.Event, mqtt_interval_s: float) -> None:
+    """Publish a round on every ``mqtt_interval_s`` tick, leaving out devices not behaving normally."""
+    every = {gw.gateway_id: list(gw.devices) for gw in gateways}
+    while not stop.is_set():
+        t = (time.time() // mqtt_interval_s + 1) * mqtt_interval_s
+        try:
+            await asyncio.wait_for(stop.wait(), max(0.0, t - time.time()))
+            return
+        except TimeoutError:
+            pass
+        for gw in gateways:
+            gw.devices = [d for d in every[gw.gateway_id] if signals.behaviour(d.id, t) == "normal"]
+            if gw.devices:
+                gw.publish_round(t)
 
 
 async def _dlt645_lines(fleet: Fleet, profiles: Mapping[str, Profile], signals, tariffs: Mapping | None):
