@@ -338,27 +338,11 @@ def reconcile(open_alarms: Mapping[str, AlarmEvent], events: Iterable[AlarmEvent
     gap = round(min_interval_s * NS)
     for e in sorted(events, key=lambda a: (a.raised_ns, a.key)):
         seen.add(e.key)
-        prev = still.get(e.key)
         if e.cleared_ns is None:
-            if prev is None:
-                if e.raised_ns <= done.get(e.key, -1):
-                    e = e._replace(raised_ns=done[e.key] + 1)
-                still[e.key] = e
-                send.append(e)
-            elif (e.suppressed_by != prev.suppressed_by or e.severity != prev.severity
-                  or (evidence_moved(prev.evidence, e.evidence, deadband)
-                      and now_ns - sent.get(e.key, now_ns - gap) >= gap)):
-                still[e.key] = prev._replace(suppressed_by=e.suppressed_by, severity=e.severity,
-                                             evidence=e.evidence, message_zh=e.message_zh, message_en=e.message_en)
-                send.append(still[e.key])
-            continue
-        if prev is not None and e.cleared_ns >= prev.raised_ns:
-            send.append(prev._replace(cleared_ns=e.cleared_ns))
-            done[e.key] = e.cleared_ns
-            del still[e.key]
-        elif prev is None and e.cleared_ns > done.get(e.key, -1) and e.raised_ns > done.get(e.key, -1):
-            send.append(e)
-            done[e.key] = e.cleared_ns
+            due = now_ns - sent.get(e.key, now_ns - gap) >= gap      # an evidence update may be sent now
+            _reconcile_open(e, still, done, send, due, deadband)
+        else:
+            _reconcile_cleared(e, still, done, send)
     for key in [k for k in still if k not in seen]:
         send.append(still.pop(key)._replace(cleared_ns=now_ns))
         done[key] = now_ns
@@ -369,3 +353,33 @@ def reconcile(open_alarms: Mapping[str, AlarmEvent], events: Iterable[AlarmEvent
         else:
             sent.pop(e.key, None)
     return send, still, done
+
+
+def _reconcile_open(e: AlarmEvent, still: dict[str, AlarmEvent], done: Mapping[str, int], send: list[AlarmEvent],
+                    evidence_due: bool, deadband: float) -> None:
+    """An event still active: a new raise (after the last clear of its key), or an update of the open
+    alarm when its suppression or severity changed, or (when ``evidence_due``) its evidence moved."""
+    prev = still.get(e.key)
+    if prev is None:
+        if e.raised_ns <= done.get(e.key, -1):
+            e = e._replace(raised_ns=done[e.key] + 1)
+        still[e.key] = e
+        send.append(e)
+    elif (e.suppressed_by != prev.suppressed_by or e.severity != prev.severity
+          or (evidence_due and evidence_moved(prev.evidence, e.evidence, deadband))):
+        still[e.key] = prev._replace(suppressed_by=e.suppressed_by, severity=e.severity,
+                                     evidence=e.evidence, message_zh=e.message_zh, message_en=e.message_en)
+        send.append(still[e.key])
+
+
+def _reconcile_cleared(e: AlarmEvent, still: dict[str, AlarmEvent], done: dict[str, int],
+                       send: list[AlarmEvent]) -> None:
+    """An event that has ended: clears the open alarm of its key once, or is sent whole if new."""
+    prev = still.get(e.key)
+    if prev is not None and e.cleared_ns >= prev.raised_ns:
+        send.append(prev._replace(cleared_ns=e.cleared_ns))
+        done[e.key] = e.cleared_ns
+        del still[e.key]
+    elif prev is None and e.cleared_ns > done.get(e.key, -1) and e.raised_ns > done.get(e.key, -1):
+        send.append(e)
+        done[e.key] = e.cleared_ns

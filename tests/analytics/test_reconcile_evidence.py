@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wf_helpers import T0
+from support.workflow import T0
 
 from analytics import alarms as al
 from core.model import Finding

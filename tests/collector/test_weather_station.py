@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from tests.test_modbus import PROFILES, _dev, _fleet, _run, free_port
+from support.modbus_fleet import PROFILES, _dev, _fleet, _run, free_port
 
 from collector.modbus import ModbusCollector
 from core.influx import InfluxClient, Writer

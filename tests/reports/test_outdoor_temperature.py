@@ -63,7 +63,7 @@ def test_a_day_needs_20_hours_of_temperature_and_its_mean_is_of_hourly_means():
 
 
 def test_the_report_counts_days_without_temperature_in_both_languages():
-    from tests.test_report_labels import _line, _report
+    from support.report_labels import _line, _report
 
     from reports.assemble import savings_vs_baseline
 
