@@ -175,9 +175,10 @@ def test_migration_marks_earlier_escalations_skipped(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:2])
     old = Store(url, clock=Clock(T0), password_cost=CHEAP)
-    old.seed_fleet(load_fleet(ROOT / "sites.example.toml"))
+    # the registry and an order as schema 2 stored them (today's code writes columns of later migrations)
+    old.db.run("INSERT INTO customers (id, name, created_ns) VALUES ('acme', 'ACME', ?)", (T0,))
+    old.db.run("INSERT INTO sites (id, customer_id, name, created_ns) VALUES ('acme-plant1', 'acme', 'P1', ?)", (T0,))
     old.create_user("li.wei", "customer_manager", email="li.wei@example.invalid")
-    # an order as schema 2 stored it (today's code writes columns of later migrations)
     wo = {"id": old.db.insert(
         "INSERT INTO work_orders (site_id, title, severity, state, created_ns, created_by, response_due_ns, "
         "arrival_due_ns, repair_due_ns, updated_ns) VALUES (?, 'x', 'critical', 'new', ?, 'system', ?, ?, ?, ?)",
