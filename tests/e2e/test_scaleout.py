@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from support.waiting import wait_for
 
+from core.channels import DEVICE_KINDS
 from core.config import load_fleet
 from core.influx import InfluxClient
 from energyhost.demo import remap_ports
@@ -153,7 +154,7 @@ def test_modbus_shards_split_the_devices_none_twice_none_missed(influxd, tmp_pat
 
         def seen(c: InfluxClient) -> set[str]:
             out = set()
-            for meas in ("meter", "transformer", "pv_inverter", "ev_charger"):
+            for meas in DEVICE_KINDS:                  # one measurement per device kind
                 s = c.query(f'SHOW TAG VALUES FROM "{meas}" WITH KEY = "device"')
                 out |= {v[1] for v in s[0]["values"]} if s else set()
             return out
