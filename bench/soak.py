@@ -157,8 +157,10 @@ def run_soak(seconds: float, workdir: Path, *, fault_every_s: float | None = Non
     t_start = time.time()
 
     def new_run() -> None:
+        spawned = time.time()          # before the process starts: it polls while start() waits for it
         col.start(60)
-        runs.append({"pid": col.pid, "start": time.time(), "end": None, "samples": [], "killed": False})
+        runs.append({"pid": col.pid, "start": time.time(), "spawned": spawned, "end": None, "samples": [],
+                     "killed": False})
 
     def sample() -> None:
         r = runs[-1]
@@ -277,8 +279,12 @@ def _checks(runs, col, client, spool: Path, published: int, faults, elapsed: flo
     # Modbus: the last run's polls == its stored status points
     last = runs[-1]
     polls = stats[-1]["modbus"]["polls"] if stats else -1
+    # a reading is stamped with its slot's start, up to one poll interval (1 s) before the poll itself, and
+    # the process polls before start() returns: count from a slot before the spawn, never into the last run
+    prev_end = runs[-2]["end"] if len(runs) > 1 and runs[-2]["end"] else 0.0
+    since = max(last["spawned"] - 1.0, prev_end)
     q = client.query("SELECT count(online) FROM collector_status WHERE source = 'modbus' AND time >= $t",
-                     {"t": int(last["start"] * 1e9)})
+                     {"t": int(since * 1e9)})
     stored_polls = int(q[0]["values"][0][1]) if q else 0
     chk["modbus_last_run_exact"] = stored_polls == polls
     res["modbus_last_run"] = {"polls": polls, "stored_status_points": stored_polls,

@@ -507,10 +507,7 @@ class ModbusCollector:
         interval_ns = round(poller.device.poll_interval_s * 1e9)
         interval_s = interval_ns / 1e9
         phase_ns = device_phase_ns(poller.device.id, interval_ns)
-        started_ns = int(self.clock() * 1e9)
-        # integer slot (exact ns timestamps); the first is the first whose start is not before we started,
-        # so no reading is ever stamped with a time before the collector ran
-        slot = max((started_ns - phase_ns) // interval_ns + 1, -(-started_ns // interval_ns))
+        slot = (int(self.clock() * 1e9) - phase_ns) // interval_ns + 1      # integer slot: exact ns timestamps
         while not stop.is_set():
             now = self.clock()
             delay = (slot * interval_ns + phase_ns) / 1e9 - now
